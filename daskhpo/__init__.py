@@ -1,0 +1,43 @@
+"""daskhpo: asynchronous, distributed hyperparameter optimization on Dask.
+
+>>> import daskhpo
+>>> experiment = daskhpo.build_experiment(
+...     "demo", space={"x": "uniform(-5, 5)"}, algorithm="random", seed=0)
+>>> experiment.workon(lambda x: (x - 1) ** 2, max_trials=20)   # doctest: +SKIP
+>>> experiment.best                                            # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
+from .experiment import Experiment, build_experiment, load_experiment  # noqa: E402
+from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
+from .space import (  # noqa: E402
+    Space,
+    choices,
+    fidelity,
+    loguniform,
+    normal,
+    randint,
+    uniform,
+)
+
+__all__ = [
+    "__version__",
+    "build_experiment",
+    "load_experiment",
+    "Experiment",
+    "Space",
+    "uniform",
+    "loguniform",
+    "normal",
+    "randint",
+    "choices",
+    "fidelity",
+    "Optimizer",
+    "Suggestion",
+    "Trial",
+    "register_optimizer",
+    "TooManyBrokenTrials",
+    "NoWorkersError",
+]

@@ -1,0 +1,307 @@
+"""Experiments: a space, an optimizer and a history, run on Dask by :meth:`Experiment.workon`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import xarray as xr
+
+from . import __version__
+from .engine import Engine
+from .history import History, load_history
+from .optimizers import Optimizer, Trial, make_optimizer
+from .results import RESERVED
+from .space import Dimension, Space
+
+__all__ = ["Experiment", "build_experiment", "load_experiment"]
+
+logger = logging.getLogger(__name__)
+
+
+class Experiment:
+    """A named search: its space, its optimizer and its history.
+
+    Build one with :func:`build_experiment`; reopen a stored one for analysis with
+    :func:`load_experiment`.
+    """
+
+    def __init__(self, name: str, space: Space, optimizer: Optimizer | None, history: History, read_only: bool = False) -> None:
+        self.name = name
+        self.space = space
+        self.optimizer = optimizer
+        self._history = history
+        self.read_only = read_only
+        self._client = None
+        #: callables receiving each finished trial's record (dashboards, loggers)
+        self.listeners: list[Callable[[dict], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
+
+    # -- results -----------------------------------------------------------------------
+    @property
+    def history(self) -> xr.Dataset:
+        """Every trial so far, as an :class:`xarray.Dataset` (see :mod:`daskhpo.history`)."""
+        return self._history.to_dataset()
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial so far, as the optimizers see them."""
+        return self._history.trials()
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best completed trial: ``{"params", "objective", "trial"}``, or ``None``."""
+        done = [t for t in self._history.trials() if t.ok]
+        if not done:
+            return None
+        best = min(done, key=lambda t: (t.objective, t.id))
+        return {"params": dict(best.params), "objective": best.objective, "trial": best.id}
+
+    # -- running -----------------------------------------------------------------------
+    def _suggest(self) -> tuple[int, dict[str, Any]] | None:
+        trial_id = self._next_id
+        if trial_id == 0 and self.space.defaults() is not None:
+            params = self.space.defaults()
+        else:
+            suggestion = self.optimizer.ask(trial_id)
+            if suggestion is None:
+                return None
+            try:
+                params = self.space.validate(suggestion.params)
+            except ValueError as exc:
+                raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+        self._next_id += 1
+        return trial_id, params
+
+    def _record(self, record: dict) -> None:
+        # On disk before the optimizer hears of it: nothing told is ever lost.
+        self._history.append(record)
+        trial = Trial(record["trial"], record["params"], record["status"], record["objective"], record["metrics"])
+        self.optimizer.tell(trial)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                logger.exception("listener %r failed", listener)
+
+    def workon(
+        self,
+        fn: Callable[..., Any],
+        max_trials: int | None = None,
+        *,
+        client: Any = None,
+        n_workers: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        retries: int = 1,
+        trial_timeout: float | None = None,
+        max_broken: int = 3,
+        worker_timeout: float = 60.0,
+        **fn_kwargs: Any,
+    ) -> Experiment:
+        """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
+
+        Parameters
+        ----------
+        fn : callable
+            The objective, called as ``fn(**params, **fn_kwargs)`` on a worker.  It returns
+            a number to minimize, a dict of metrics with the key ``"objective"``, or a list
+            of ``{"name", "type", "value"}`` dicts with one entry of type ``"objective"``.
+        max_trials : int, optional
+            Completed trials in the whole experiment, stored ones included.  Without it the
+            search runs until the optimizer is exhausted (or Ctrl-C).
+        client : distributed.Client, optional
+            Default: the client of :meth:`tmp_executor`, else the current Dask client, else
+            a :class:`~distributed.LocalCluster` started and closed for this call.
+        n_workers : int, optional
+            Trials in flight.  Default: the connected workers' threads.  Set it to your
+            target size for adaptive clusters, which only grow while trials wait.
+        resources : dict, optional
+            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+        retries : int, default 1
+            Resubmissions of a trial whose worker died.
+        trial_timeout : float, optional
+            Seconds after which a trial is recorded as ``timeout``.
+        max_broken : int, default 3
+            Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
+            this call.
+        worker_timeout : float, default 60
+            Seconds to wait for a first worker.
+        **fn_kwargs
+            Fixed keyword arguments passed to every call of ``fn``.
+
+        Returns
+        -------
+        Experiment
+            ``self``, for chaining.
+        """
+        if self.read_only:
+            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+            raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+        clash = sorted(set(fn_kwargs) & set(self.space))
+        if clash:
+            raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
+        budget = None if max_trials is None else max(max_trials - self._history.count("completed"), 0)
+        if budget == 0:
+            return self
+        with _client_for(client or self._client) as dask_client:
+            engine = Engine(
+                dask_client,
+                fn,
+                n_workers=n_workers,
+                resources=resources,
+                retries=retries,
+                trial_timeout=trial_timeout,
+                max_broken=max_broken,
+                fn_kwargs=fn_kwargs,
+                worker_timeout=worker_timeout,
+            )
+            self._next_id = self._history.next_trial_id
+            logger.info("%s: running up to %s trials, %d in flight", self.name, budget, engine.n_workers)
+            try:
+                engine.run(self._suggest, self._record, budget)
+            finally:
+                self._history.snapshot()
+        return self
+
+    @contextlib.contextmanager
+    def tmp_executor(self, executor: str = "dask", n_workers: int | None = None, **cluster_kwargs: Any) -> Iterator[Any]:
+        """Run :meth:`workon` calls of this block on a temporary local Dask cluster.
+
+        Parameters
+        ----------
+        executor : {"dask"}
+        n_workers : int, optional
+            Worker processes of the :class:`~distributed.LocalCluster` (one thread each).
+        **cluster_kwargs
+            Passed to :class:`~distributed.LocalCluster`.
+
+        Yields
+        ------
+        distributed.Client
+        """
+        if executor != "dask":
+            raise ValueError(f"unknown executor {executor!r}; only 'dask' is supported")
+        from distributed import Client, LocalCluster
+
+        cluster_kwargs.setdefault("threads_per_worker", 1)
+        with LocalCluster(n_workers=n_workers, **cluster_kwargs) as cluster, Client(cluster) as client:
+            self._client = client
+            try:
+                yield client
+            finally:
+                self._client = None
+
+
+@contextlib.contextmanager
+def _client_for(client: Any) -> Iterator[Any]:
+    """The given client, the current one, or a LocalCluster's for the duration."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster, default_client
+
+    try:
+        yield default_client()
+        return
+    except ValueError:
+        pass
+    logger.info("No Dask client: starting a LocalCluster for this run")
+    with LocalCluster() as cluster, Client(cluster) as local:
+        yield local
+
+
+def _space_diff(stored: Space, given: Space) -> str:
+    lines = []
+    for name in sorted(set(stored) | set(given)):
+        a = str(stored[name]) if name in stored else "(absent)"
+        b = str(given[name]) if name in given else "(absent)"
+        mark = "  " if a == b else "! "
+        lines.append(f"{mark}{name}: stored {a} | given {b}")
+    return "\n".join(lines)
+
+
+def build_experiment(
+    name: str,
+    space: Mapping[str, str | Dimension] | Space,
+    algorithm: Any = "random",
+    storage: str | os.PathLike | None = None,
+    seed: int | None = None,
+    snapshot_interval: float = 30.0,
+) -> Experiment:
+    """Create an experiment, or resume the one stored at ``storage``.
+
+    Parameters
+    ----------
+    name : str
+        The experiment's name (stored in the history's attrs).
+    space : dict or Space
+        Parameter names to priors, e.g. ``{"lr": "loguniform(1e-5, 1)"}``.
+    algorithm : str, (str, dict) or Optimizer, default "random"
+        An algorithm name (see :func:`daskhpo.optimizers.available`), a name with its
+        configuration, or an optimizer object.
+    storage : path, optional
+        Where the history is kept (netCDF-4 plus a journal).  An existing history there is
+        resumed: its trials count towards ``max_trials`` and are told to the optimizer.
+    seed : int, optional
+        Seed of the optimizer; default a fresh one (stored, and reused on resume).
+    snapshot_interval : float, default 30
+        Seconds between full rewrites of the storage file while trials arrive.
+
+    Raises
+    ------
+    ValueError
+        For an invalid space or algorithm, a reserved parameter name, or a ``storage``
+        holding an experiment with another space (the message shows both).
+    """
+    space = Space(space)
+    reserved = sorted(set(space) & RESERVED)
+    if reserved:
+        raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
+    records: list[dict] = []
+    if storage is not None and os.path.exists(storage):
+        stored_space, attrs, records = load_history(storage)
+        if stored_space != space:
+            raise ValueError(
+                f"storage {os.fspath(storage)!r} holds experiment {attrs.get('name')!r} with "
+                f"another space:\n{_space_diff(stored_space, space)}"
+            )
+        if seed is None:
+            seed = int(attrs["seed"])
+        logger.info("%s: resuming from %s (%d trials)", name, storage, len(records))
+    if seed is None:
+        seed = make_optimizer("random", space, None).seed
+    optimizer = make_optimizer(algorithm, space, seed)
+    attrs = {
+        "name": name,
+        "space": json.dumps(space.to_dict()),
+        "algorithm": optimizer.name or type(optimizer).__name__,
+        "algorithm_config": json.dumps(optimizer.config),
+        "seed": int(optimizer.seed),
+        "daskhpo_version": __version__,
+    }
+    history = History(space, attrs, storage, records, snapshot_interval)
+    for trial in history.trials():
+        optimizer.tell(trial)
+    return Experiment(name, space, optimizer, history)
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Open a stored experiment read-only, for analysis and plots.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is stored at ``path``.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no experiment stored at {os.fspath(path)!r}")
+    space, attrs, records = load_history(path)
+    history = History(space, attrs, None, records)
+    return Experiment(str(attrs.get("name", "")), space, None, history, read_only=True)

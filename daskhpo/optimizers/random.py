@@ -1,0 +1,22 @@
+"""Random search: independent draws from the priors."""
+
+from __future__ import annotations
+
+from .base import Optimizer, Suggestion, Trial
+
+
+class RandomSearch(Optimizer):
+    """Draw every configuration independently from the space's priors.
+
+    Each trial's draw depends only on the seed and the trial id, so a resumed run
+    continues the sequence instead of repeating it, and parallel suggestions need no
+    bookkeeping of pending trials.
+    """
+
+    name = "random"
+
+    def ask(self, trial_id: int) -> Suggestion:
+        return Suggestion(self.space.sample(self.rng_for(trial_id)))
+
+    def tell(self, trial: Trial) -> None:
+        """Random search learns nothing from results."""

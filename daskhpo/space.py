@@ -1,0 +1,660 @@
+"""Search spaces: priors, safe parsing of prior strings, sampling and the unit cube.
+
+A space maps parameter names to dimensions.  Each dimension can
+
+* draw values with a seeded :class:`numpy.random.Generator`,
+* map a value to the unit interval and back (what model-based optimizers work in),
+* validate a value, and
+* print itself as the canonical string it was parsed from (what the history stores).
+
+Strings such as ``"loguniform(1e-5, 1)"`` are parsed with :mod:`ast`: only a call of a
+known prior with literal arguments is accepted, nothing is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "Dimension",
+    "Real",
+    "Integer",
+    "Categorical",
+    "Fidelity",
+    "Space",
+    "uniform",
+    "loguniform",
+    "normal",
+    "randint",
+    "choices",
+    "fidelity",
+    "parse_dimension",
+]
+
+
+def _fmt(value: Any) -> str:
+    """Format a literal so that :func:`ast.literal_eval` gives it back unchanged."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+class Dimension:
+    """One named parameter of a search space.
+
+    Subclasses implement sampling, the unit-interval mapping and validation.
+
+    Attributes
+    ----------
+    name : str
+        The parameter name (set when the dimension is placed in a :class:`Space`).
+    default_value : object or None
+        A value evaluated first when every dimension of the space has one.
+    """
+
+    prior: str = ""
+    #: numpy dtype of the values in the history
+    dtype: str = "float64"
+
+    def __init__(self, *, default_value: Any = None, name: str = "") -> None:
+        self.name = name
+        self.default_value = default_value
+
+    # -- helpers shared by subclasses -------------------------------------------------
+    def _error(self, problem: str) -> ValueError:
+        label = f"parameter {self.name!r}" if self.name else "dimension"
+        return ValueError(f"{label}: {problem}")
+
+    def _check_default(self) -> None:
+        if self.default_value is not None and not self.contains(self.default_value):
+            raise self._error(f"default_value={self.default_value!r} is not in {self}")
+
+    def _options(self) -> str:
+        if self.default_value is None:
+            return ""
+        return f", default_value={_fmt(self.default_value)}"
+
+    # -- interface -------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
+        """Draw one value (or ``size`` values as a list) from the prior."""
+        u = rng.random(size)
+        if size is None:
+            return self.from_unit(float(u))
+        return [self.from_unit(float(x)) for x in u]
+
+    def to_unit(self, value: Any) -> float:
+        """Map a value to ``[0, 1]``."""
+        raise NotImplementedError
+
+    def from_unit(self, u: float) -> Any:
+        """Map a point of ``[0, 1]`` to a valid value."""
+        raise NotImplementedError
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a valid value of this dimension."""
+        raise NotImplementedError
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` cast to this dimension's type, or raise ``ValueError``."""
+        if not self.contains(value):
+            raise self._error(f"{value!r} is not in {self}")
+        return self.cast(value)
+
+    def cast(self, value: Any) -> Any:
+        """Convert a valid value to its plain Python type."""
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dimension) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {self}>"
+
+
+class Real(Dimension):
+    """A continuous dimension: ``uniform``, ``loguniform`` or ``normal``.
+
+    Parameters
+    ----------
+    low, high : float
+        Bounds (for ``normal``: the mean and the standard deviation).
+    prior : {"uniform", "loguniform", "normal"}
+    precision : int, optional
+        Significant digits kept in sampled values.
+    default_value : float, optional
+    """
+
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        prior: str = "uniform",
+        *,
+        precision: int | None = None,
+        default_value: float | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(default_value=default_value, name=name)
+        self.prior = prior
+        if prior not in ("uniform", "loguniform", "normal"):
+            raise self._error(f"unknown real prior {prior!r}")
+        if not (_is_number(low) and _is_number(high)):
+            raise self._error(f"{prior} bounds must be numbers, got {low!r}, {high!r}")
+        self.low, self.high = float(low), float(high)
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise self._error(f"{prior} bounds must be finite, got {low!r}, {high!r}")
+        if prior == "normal":
+            if self.high <= 0:
+                raise self._error(f"normal sigma must be positive, got {high!r}")
+        elif self.low >= self.high:
+            raise self._error(f"low must be < high, got low={low!r}, high={high!r}")
+        if prior == "loguniform" and self.low <= 0:
+            raise self._error(f"loguniform bounds must be positive, got low={low!r}")
+        if precision is not None and (
+            not isinstance(precision, int) or isinstance(precision, bool) or precision < 1
+        ):
+            raise self._error(f"precision must be a positive integer, got {precision!r}")
+        self.precision = precision
+        self._check_default()
+
+    @property
+    def is_log(self) -> bool:
+        """Whether the dimension is searched on a log scale."""
+        return self.prior == "loguniform"
+
+    def _round(self, x: float) -> float:
+        if self.precision is None or x == 0 or not math.isfinite(x):
+            return x
+        return float(f"{x:.{self.precision}g}")
+
+    def to_unit(self, value: Any) -> float:
+        x = float(value)
+        if self.prior == "uniform":
+            return (x - self.low) / (self.high - self.low)
+        if self.prior == "loguniform":
+            return (math.log(x) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return float(special.ndtr((x - self.low) / self.high))
+
+    def from_unit(self, u: float) -> float:
+        if self.prior == "uniform":
+            x = self.low + u * (self.high - self.low)
+        elif self.prior == "loguniform":
+            x = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            u = min(max(u, 1e-12), 1 - 1e-12)
+            x = self.low + self.high * float(special.ndtri(u))
+        x = self._round(x)
+        if self.prior != "normal":
+            x = min(max(x, self.low), self.high)
+        return x
+
+    def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
+        if self.prior != "normal":
+            return super().sample(rng, size)
+        draws = rng.normal(self.low, self.high, size)
+        if size is None:
+            return self._round(float(draws))
+        return [self._round(float(x)) for x in draws]
+
+    def contains(self, value: Any) -> bool:
+        if not _is_number(value) or not math.isfinite(float(value)):
+            return False
+        return self.prior == "normal" or self.low <= float(value) <= self.high
+
+    def cast(self, value: Any) -> float:
+        return float(value)
+
+    def __str__(self) -> str:
+        opts = f", precision={self.precision}" if self.precision is not None else ""
+        return f"{self.prior}({_fmt(self.low)}, {_fmt(self.high)}{opts}{self._options()})"
+
+
+class Integer(Dimension):
+    """An integer dimension on ``[low, high]``, both bounds **inclusive**.
+
+    ``randint(low, high)`` and ``uniform(low, high, discrete=True)`` both give this, as does
+    ``loguniform(low, high, discrete=True)`` (log scale).
+    """
+
+    dtype = "int64"
+
+    def __init__(
+        self,
+        low: int,
+        high: int,
+        prior: str = "uniform",
+        *,
+        default_value: int | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(default_value=default_value, name=name)
+        self.prior = prior
+        if prior not in ("uniform", "loguniform"):
+            raise self._error(f"unknown integer prior {prior!r}")
+        for bound in (low, high):
+            if not _is_number(bound) or float(bound) != int(bound):
+                raise self._error(f"integer bounds must be whole numbers, got {low!r}, {high!r}")
+        self.low, self.high = int(low), int(high)
+        if self.low >= self.high:
+            raise self._error(f"low must be < high, got low={low!r}, high={high!r}")
+        if prior == "loguniform" and self.low <= 0:
+            raise self._error(f"loguniform bounds must be positive, got low={low!r}")
+        self._check_default()
+
+    @property
+    def is_log(self) -> bool:
+        """Whether the dimension is searched on a log scale."""
+        return self.prior == "loguniform"
+
+    def _edges(self) -> tuple[float, float]:
+        # Each integer owns an equal slice of [low - 0.5, high + 0.5] (in log space for log).
+        lo, hi = self.low - 0.5, self.high + 0.5
+        if self.is_log:
+            return math.log(max(lo, self.low / 2)), math.log(hi)
+        return lo, hi
+
+    def to_unit(self, value: Any) -> float:
+        lo, hi = self._edges()
+        x = math.log(value) if self.is_log else float(value)
+        return min(max((x - lo) / (hi - lo), 0.0), 1.0)
+
+    def from_unit(self, u: float) -> int:
+        lo, hi = self._edges()
+        x = lo + u * (hi - lo)
+        if self.is_log:
+            x = math.exp(x)
+        return int(min(max(round(x), self.low), self.high))
+
+    def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
+        if self.is_log:
+            return super().sample(rng, size)
+        draws = rng.integers(self.low, self.high, size, endpoint=True)
+        return int(draws) if size is None else [int(x) for x in draws]
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and float(value) == int(value) and self.low <= value <= self.high
+
+    def cast(self, value: Any) -> int:
+        return int(value)
+
+    def __str__(self) -> str:
+        if self.is_log:
+            return f"loguniform({self.low}, {self.high}, discrete=True{self._options()})"
+        return f"randint({self.low}, {self.high}{self._options()})"
+
+
+class Categorical(Dimension):
+    """A choice among literal values, optionally with probabilities.
+
+    Parameters
+    ----------
+    choices : sequence or mapping
+        The values; a mapping gives each value's prior probability.
+    """
+
+    def __init__(
+        self,
+        choices: Sequence[Any] | Mapping[Any, float],
+        *,
+        default_value: Any = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(default_value=default_value, name=name)
+        self.prior = "choices"
+        if isinstance(choices, Mapping):
+            values, weights = list(choices.keys()), list(choices.values())
+            if not all(_is_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+                raise self._error(f"choices probabilities must be non-negative numbers, got {weights!r}")
+            self._weighted = True
+        elif isinstance(choices, (list, tuple)):
+            values, weights = list(choices), [1.0] * len(choices)
+            self._weighted = False
+        else:
+            raise self._error(f"choices takes a list or a dict, got {choices!r}")
+        if len(values) < 1:
+            raise self._error("choices needs at least one value")
+        for v in values:
+            if not isinstance(v, (str, int, float, bool, type(None))):
+                raise self._error(f"choice {v!r} is not a literal (str, number, bool or None)")
+        keys = [repr(v) for v in values]
+        if len(set(keys)) != len(keys):
+            raise self._error(f"choices are not unique: {values!r}")
+        self.choices = values
+        total = float(sum(weights))
+        self.probabilities = np.asarray(weights, dtype=float) / total
+        self._cdf = np.cumsum(self.probabilities)
+        self._cdf[-1] = 1.0
+        self._index = dict(zip(keys, range(len(values))))
+        kinds = {type(v) for v in values}
+        if kinds == {str}:
+            self.dtype = "str"
+        elif kinds == {int}:
+            self.dtype = "int64"
+        elif kinds <= {int, float}:
+            self.dtype = "float64"
+        elif kinds == {bool}:
+            self.dtype = "bool"
+        else:
+            # Mixed literals (e.g. [None, "balanced"]) are stored by their repr.
+            self.dtype = "repr"
+        self._check_default()
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+    def index(self, value: Any) -> int:
+        """Position of ``value`` among the choices."""
+        key = repr(self.cast(value))
+        if key not in self._index:
+            raise self._error(f"{value!r} is not one of {self.choices!r}")
+        return self._index[key]
+
+    def to_unit(self, value: Any) -> float:
+        i = self.index(value)
+        lo = self._cdf[i - 1] if i else 0.0
+        return float((lo + self._cdf[i]) / 2)
+
+    def from_unit(self, u: float) -> Any:
+        i = int(np.searchsorted(self._cdf, u, side="right"))
+        return self.choices[min(i, len(self.choices) - 1)]
+
+    def contains(self, value: Any) -> bool:
+        try:
+            return repr(self.cast(value)) in self._index
+        except (TypeError, ValueError):
+            return False
+
+    def cast(self, value: Any) -> Any:
+        # numpy scalars from a dataset compare equal to Python literals but repr differently.
+        if isinstance(value, np.generic):
+            value = value.item()
+        if self.dtype == "float64" and _is_number(value):
+            for v in self.choices:
+                if v == value:
+                    return v
+        return value
+
+    def __str__(self) -> str:
+        if self._weighted:
+            body = "{" + ", ".join(
+                f"{_fmt(v)}: {_fmt(float(p))}" for v, p in zip(self.choices, self.probabilities)
+            ) + "}"
+        else:
+            body = "[" + ", ".join(_fmt(v) for v in self.choices) + "]"
+        return f"choices({body}{self._options()})"
+
+
+class Fidelity(Dimension):
+    """The budget of a trial (epochs, data fraction) for multi-fidelity algorithms.
+
+    Optimizers that do not manage fidelity always use ``high``.  ``base`` is the reduction
+    factor between successive fidelities.
+    """
+
+    def __init__(self, low: float, high: float, base: float = 2, *, name: str = "") -> None:
+        super().__init__(name=name)
+        self.prior = "fidelity"
+        if not (_is_number(low) and _is_number(high) and _is_number(base)):
+            raise self._error(f"fidelity takes numbers, got {low!r}, {high!r}, base={base!r}")
+        if low <= 0 or low >= high:
+            raise self._error(f"fidelity needs 0 < low < high, got low={low!r}, high={high!r}")
+        if base <= 1:
+            raise self._error(f"fidelity base must be > 1, got {base!r}")
+        integral = all(float(x).is_integer() for x in (low, high))
+        self.dtype = "int64" if integral else "float64"
+        self.low, self.high, self.base = low, high, base
+
+    def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
+        return self.high if size is None else [self.high] * size
+
+    def to_unit(self, value: Any) -> float:
+        return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+
+    def from_unit(self, u: float) -> Any:
+        x = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        return self.cast(min(max(x, self.low), self.high))
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= value <= self.high
+
+    def cast(self, value: Any) -> Any:
+        return int(round(value)) if self.dtype == "int64" else float(value)
+
+    def __str__(self) -> str:
+        return f"fidelity({_fmt(self.low)}, {_fmt(self.high)}, base={_fmt(self.base)})"
+
+
+# -- constructors (the same names as in prior strings) ---------------------------------------
+
+
+def uniform(
+    low: float,
+    high: float,
+    *,
+    discrete: bool = False,
+    precision: int | None = None,
+    default_value: Any = None,
+) -> Real | Integer:
+    """Uniform on ``[low, high]``; with ``discrete=True``, integers ``low..high`` inclusive."""
+    if discrete:
+        if precision is not None:
+            raise ValueError("dimension: precision= does not apply to discrete=True")
+        return Integer(low, high, default_value=default_value)
+    return Real(low, high, "uniform", precision=precision, default_value=default_value)
+
+
+def loguniform(
+    low: float,
+    high: float,
+    *,
+    discrete: bool = False,
+    precision: int | None = None,
+    default_value: Any = None,
+) -> Real | Integer:
+    """Log-uniform on ``[low, high]`` (both positive); integers with ``discrete=True``."""
+    if discrete:
+        if precision is not None:
+            raise ValueError("dimension: precision= does not apply to discrete=True")
+        return Integer(low, high, "loguniform", default_value=default_value)
+    return Real(low, high, "loguniform", precision=precision, default_value=default_value)
+
+
+def normal(
+    mu: float, sigma: float, *, precision: int | None = None, default_value: Any = None
+) -> Real:
+    """Normal with mean ``mu`` and standard deviation ``sigma`` (unbounded)."""
+    return Real(mu, sigma, "normal", precision=precision, default_value=default_value)
+
+
+def randint(low: int, high: int, *, default_value: Any = None) -> Integer:
+    """Integers ``low..high``, **both inclusive** (unlike :func:`numpy.random.randint`)."""
+    return Integer(low, high, default_value=default_value)
+
+
+def choices(options: Sequence[Any] | Mapping[Any, float], *, default_value: Any = None) -> Categorical:
+    """One of ``options``; a dict gives each option's probability."""
+    return Categorical(options, default_value=default_value)
+
+
+def fidelity(low: float, high: float, base: float = 2) -> Fidelity:
+    """A fidelity (budget) dimension for multi-fidelity algorithms."""
+    return Fidelity(low, high, base)
+
+
+_PRIORS = {
+    "uniform": uniform,
+    "loguniform": loguniform,
+    "normal": normal,
+    "randint": randint,
+    "choices": choices,
+    "fidelity": fidelity,
+}
+_ARITY = {"uniform": 2, "loguniform": 2, "normal": 2, "randint": 2, "choices": 1, "fidelity": (2, 3)}
+_OPTIONS = {
+    "uniform": {"discrete", "precision", "default_value"},
+    "loguniform": {"discrete", "precision", "default_value"},
+    "normal": {"precision", "default_value"},
+    "randint": {"default_value"},
+    "choices": {"default_value"},
+    "fidelity": {"base"},
+}
+
+
+def parse_dimension(spec: str | Dimension, name: str = "") -> Dimension:
+    """Parse a prior string such as ``"loguniform(1e-5, 1, precision=3)"``.
+
+    Parameters
+    ----------
+    spec : str or Dimension
+        The prior string, or a dimension object (returned as is, renamed).
+    name : str
+        The parameter name, used in error messages.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and the problem: malformed strings, unknown priors or options,
+        non-literal arguments, invalid bounds.
+    """
+    label = f"parameter {name!r}" if name else "dimension"
+    if isinstance(spec, Dimension):
+        spec.name = name
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"{label}: expected a prior string or a Dimension, got {spec!r}")
+    try:
+        tree = ast.parse(spec.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"{label}: malformed prior {spec!r} ({exc.msg})") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
+        raise ValueError(f"{label}: {spec!r} is not a prior call like 'uniform(0, 1)'")
+    prior = tree.func.id
+    if prior not in _PRIORS:
+        raise ValueError(f"{label}: unknown prior {prior!r} in {spec!r}; known: {sorted(_PRIORS)}")
+    try:
+        args = [ast.literal_eval(a) for a in tree.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
+    except ValueError:
+        raise ValueError(f"{label}: arguments of {spec!r} must be literals") from None
+    if any(k.arg is None for k in tree.keywords):
+        raise ValueError(f"{label}: ** arguments are not allowed in {spec!r}")
+    unknown = set(kwargs) - _OPTIONS[prior]
+    if unknown:
+        raise ValueError(
+            f"{label}: unknown option(s) {sorted(unknown)} for {prior}; allowed: {sorted(_OPTIONS[prior])}"
+        )
+    arity = _ARITY[prior]
+    allowed = arity if isinstance(arity, tuple) else (arity,)
+    if len(args) not in allowed:
+        raise ValueError(f"{label}: {prior} takes {' or '.join(map(str, allowed))} arguments, got {len(args)} in {spec!r}")
+    try:
+        dim = _PRIORS[prior](*args, **kwargs)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("dimension:", f"{label}:", 1)) from None
+    except TypeError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+    dim.name = name
+    return dim
+
+
+class Space(Mapping[str, Dimension]):
+    """An ordered mapping of parameter names to dimensions.
+
+    Parameters
+    ----------
+    spec : mapping of str to (str or Dimension)
+        For example ``{"x": "uniform(-5, 5)", "kernel": "choices(['rbf', 'linear'])"}``.
+    """
+
+    def __init__(self, spec: Mapping[str, str | Dimension]) -> None:
+        if isinstance(spec, Space):
+            spec = {name: str(dim) for name, dim in spec.items()}
+        if not isinstance(spec, Mapping) or not spec:
+            raise ValueError(f"space must be a non-empty dict of name -> prior, got {spec!r}")
+        dims: dict[str, Dimension] = {}
+        for name, item in spec.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"parameter {name!r}: names must be Python identifiers")
+            dims[name] = parse_dimension(item, name)
+        self._dims = dims
+
+    def __getitem__(self, name: str) -> Dimension:
+        return self._dims[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dims)
+
+    def __len__(self) -> int:
+        return len(self._dims)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Space) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.to_dict().items()))
+
+    def __repr__(self) -> str:
+        return f"Space({self.to_dict()!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        """Canonical prior strings by name (round-trips through :class:`Space`)."""
+        return {name: str(dim) for name, dim in self._dims.items()}
+
+    @property
+    def fidelity(self) -> Fidelity | None:
+        """The fidelity dimension, if the space has one."""
+        for dim in self._dims.values():
+            if isinstance(dim, Fidelity):
+                return dim
+        return None
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw one configuration."""
+        return {name: dim.sample(rng) for name, dim in self._dims.items()}
+
+    def defaults(self) -> dict[str, Any] | None:
+        """The configuration of default values, when every searched dimension has one."""
+        searched = {n: d for n, d in self._dims.items() if not isinstance(d, Fidelity)}
+        if not all(d.default_value is not None for d in searched.values()):
+            return None
+        params = {n: d.cast(d.default_value) for n, d in searched.items()}
+        fid = self.fidelity
+        if fid is not None:
+            params[fid.name] = fid.high
+        return params
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a configuration; return it with values cast to their types."""
+        missing = [n for n in self._dims if n not in params]
+        extra = [n for n in params if n not in self._dims]
+        if missing or extra:
+            raise ValueError(f"configuration {dict(params)!r}: missing {missing}, unknown {extra}")
+        return {n: d.validate(params[n]) for n, d in self._dims.items()}
+
+    def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Map a configuration to a point of the unit cube (one coordinate per dimension)."""
+        return np.array([d.to_unit(params[n]) for n, d in self._dims.items()], dtype=float)
+
+    def from_unit(self, point: Sequence[float]) -> dict[str, Any]:
+        """Map a point of the unit cube to a valid configuration."""
+        if len(point) != len(self._dims):
+            raise ValueError(f"point has {len(point)} coordinates, the space {len(self._dims)}")
+        return {
+            n: d.from_unit(float(min(max(u, 0.0), 1.0)))
+            for (n, d), u in zip(self._dims.items(), point)
+        }
