@@ -234,3 +234,20 @@ def test_ctrl_c_saves_history_and_reraises(tmp_path):
     snapshot = xr.load_dataset(path, engine="h5netcdf")
     assert snapshot.sizes["trial"] >= 4 and set(snapshot["status"].values) == {"completed"}
     assert os.path.getsize(journal) == 0
+
+
+def test_listeners_see_each_trial_after_it_is_on_disk(client, tmp_path):
+    path = tmp_path / "listen.nc"
+    exp = daskhpo.build_experiment("listen", SPACE, storage=path, seed=0, snapshot_interval=1e9)
+    seen = []
+
+    def on_trial(record):
+        journal = Path(f"{path}.journal").read_text().splitlines()
+        seen.append((record["trial"], json.loads(journal[-1])["trial"]))
+
+    def broken_listener(record):
+        raise RuntimeError("a dashboard bug must not stop the search")
+
+    exp.listeners += [broken_listener, on_trial]
+    exp.workon(rosenbrock, max_trials=6, client=client)
+    assert len(seen) == 6 and all(trial == journaled for trial, journaled in seen)
