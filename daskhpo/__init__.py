@@ -9,6 +9,7 @@
 
 __version__ = "0.1.0"
 
+from .cluster import SlurmGPUCluster  # noqa: E402
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
@@ -40,4 +41,5 @@ __all__ = [
     "register_optimizer",
     "TooManyBrokenTrials",
     "NoWorkersError",
+    "SlurmGPUCluster",
 ]

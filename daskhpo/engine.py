@@ -39,11 +39,11 @@ class NoWorkersError(RuntimeError):
     """No Dask worker became available in time."""
 
 
-def _current_worker() -> str | None:
+def _current_worker() -> Any:
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        return get_worker()
     except ValueError:
         return None
 
@@ -100,6 +100,7 @@ def run_trial(
     params: Mapping[str, Any],
     fn_kwargs: Mapping[str, Any],
     timeout: float | None = None,
+    topic: str | None = None,
 ) -> dict:
     """Run one trial on a worker and describe its outcome as plain data.
 
@@ -107,9 +108,17 @@ def run_trial(
     client as data (with the traceback as text) rather than as remote exceptions that may
     not even unpickle on the client.  ``timeout`` counts from the trial's start on the
     worker, not from its submission, so queueing never counts against a trial.
+
+    With ``topic``, the start is announced as a Dask event ``{"key": <task key>}`` on that
+    topic: when a worker leaves mid-trial (a Slurm job cancelled, preempted or at its
+    walltime) the scheduler silently runs the task again elsewhere, and these events are
+    how the engine counts such attempts.
     """
+    worker = _current_worker()
+    if topic is not None and worker is not None:
+        worker.log_event(topic, {"key": str(worker.get_current_task())})
     outcome: dict[str, Any] = {
-        "worker": _current_worker(),
+        "worker": None if worker is None else worker.address,
         "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "started": time.time(),
         "objective": math.nan,
@@ -149,6 +158,8 @@ class _InFlight:
     params: dict[str, Any]
     submitted: float
     attempts: int = 1
+    #: set when the scheduler re-ran the trial more often than ``retries`` allows
+    exhausted: bool = False
 
 
 class Engine:
@@ -209,6 +220,9 @@ class Engine:
         self.worker_timeout = worker_timeout
         self.n_workers = n_workers if n_workers is not None else self._default_slots()
         self._no_workers = threading.Event()
+        self._topic = f"daskhpo-trial-started-{uuid.uuid4().hex}"
+        self._by_key: dict[str, tuple[Future, _InFlight]] = {}
+        self._starts: dict[str, int] = {}
 
     # -- sizing ------------------------------------------------------------------------
     def _slots(self) -> int:
@@ -286,7 +300,15 @@ class Engine:
         """
         self._running: dict[Future, _InFlight] = {}
         self._queue = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
+        self._by_key, self._starts = {}, {}
         completed = broken = 0
+        listening = [True]
+
+        def on_start(event: tuple[float, dict]) -> None:
+            if listening[0]:
+                self._started(event[1]["key"])
+
+        self.client.subscribe_topic(self._topic, on_start)
         watchdog = self._watch_for_workers()
 
         def fill() -> None:
@@ -303,6 +325,8 @@ class Engine:
             fill()
             for future, result in self._queue:
                 job = self._running.pop(future)
+                self._by_key.pop(future.key, None)
+                self._starts.pop(future.key, None)
                 outcome = self._outcome(future, result, job)
                 if outcome is None:
                     continue  # resubmitted
@@ -319,12 +343,18 @@ class Engine:
                 fill()
             return completed
         finally:
+            listening[0] = False
+            try:
+                self.client.unsubscribe_topic(self._topic)
+            except Exception:  # the client may be closing already
+                logger.debug("could not unsubscribe from %s", self._topic, exc_info=True)
             if watchdog is not None:
                 watchdog.cancel()
             for future in self._running:
                 future.cancel()
             self._queue.clear()
-            self._running = {}
+            # Hold no future after the run, so an adaptive cluster can shrink to its minimum.
+            self._running, self._by_key, self._starts = {}, {}, {}
 
     def _submit(self, job: _InFlight) -> None:
         future = self.client.submit(
@@ -333,17 +363,51 @@ class Engine:
             job.params,
             self.fn_kwargs,
             self.trial_timeout,
+            self._topic,
             key=f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}",
             pure=False,
             resources=self.resources,
         )
+        self._by_key[future.key] = (future, job)
         self._running[future] = job
         self._queue.add(future)
+
+    def _started(self, key: str) -> None:
+        """A trial's task started on a worker (called on the client's event loop).
+
+        A second start of the same task means its worker left mid-trial and the scheduler
+        runs it again: that is one more attempt, bounded by ``retries`` like the
+        resubmissions of :meth:`_outcome`.
+        """
+        self._starts[key] = self._starts.get(key, 0) + 1
+        entry = self._by_key.get(key)
+        if entry is None or self._starts[key] == 1:
+            return
+        future, job = entry
+        job.attempts += 1
+        if job.attempts > self.retries + 1:
+            logger.warning(
+                "trial %d: its worker left again, giving up after %d attempts (retries=%d)",
+                job.trial_id, job.attempts - 1, self.retries,
+            )
+            job.attempts -= 1
+            job.exhausted = True
+            # Not future.cancel() here: that would block this very event loop.
+            threading.Thread(target=future.cancel, daemon=True).start()
+        else:
+            logger.warning(
+                "trial %d: its worker left mid-trial; the scheduler runs it again (attempt %d)",
+                job.trial_id, job.attempts,
+            )
 
     def _outcome(self, future: Future, result: Any, job: _InFlight) -> dict | None:
         base = {"trial": job.trial_id, "params": job.params, "submitted": job.submitted, "attempts": job.attempts}
         if future.status == "finished":
             return {**base, **result}
+        if job.exhausted:
+            return self._failed(
+                base, "lost", f"its worker left mid-trial in each of {job.attempts} attempts (retries={self.retries})"
+            )
         if self._no_workers.is_set():
             raise NoWorkersError(
                 f"no Dask worker connected within {self.worker_timeout:.0f} s while "

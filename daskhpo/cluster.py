@@ -1,0 +1,146 @@
+"""Dask clusters on batch schedulers, with GPU settings that agree with each other.
+
+A trial that needs a GPU must reach a worker that has one, and never share it.  On Slurm
+three settings have to agree for that:
+
+1. the job asks Slurm for the GPUs (``#SBATCH --gres=gpu:N``), so Slurm places it on a GPU
+   node and sets ``CUDA_VISIBLE_DEVICES`` for it;
+2. the Dask worker in the job declares them as a resource (``--resources GPU=N``), so the
+   scheduler knows which workers have GPUs and how many trials each may run at once;
+3. each trial is annotated with what it uses (``resources={"GPU": 1}``), so it only runs on
+   such a worker, and at most N of them at a time there.
+
+:class:`SlurmGPUCluster` sets all three from one number.  It is an ordinary
+:class:`dask_jobqueue.SLURMCluster` otherwise: ``scale``, ``adapt``, ``job_script`` and
+every keyword of dask-jobqueue work as documented there.  Other batch systems (PBS, LSF,
+SGE, HTCondor, ...) work through the same path, since the engine only needs a
+:class:`distributed.Client`: build their dask-jobqueue cluster with the scheduler's own GPU
+directive, ``worker_extra_args=["--resources", "GPU=N"]``, and pass
+``resources={"GPU": 1}`` to :meth:`daskhpo.Experiment.workon`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import dask.config
+from dask_jobqueue import SLURMCluster
+
+__all__ = ["SlurmGPUCluster"]
+
+logger = logging.getLogger(__name__)
+
+#: sbatch options that also request GPUs: they would contradict ``gpus_per_job``
+_GPU_DIRECTIVES = ("--gres", "--gpus", "-G", "--gpus-per-node", "--gpus-per-task", "--gpus-per-socket")
+
+
+def _option_name(arg: str) -> str:
+    return arg.split("=", 1)[0].split()[0] if arg.strip() else arg
+
+
+class SlurmGPUCluster(SLURMCluster):
+    """A :class:`dask_jobqueue.SLURMCluster` whose jobs, workers and trials agree on GPUs.
+
+    Every Slurm job asks for ``gpus_per_job`` GPUs (``--gres=gpu[:type]:N``); its Dask
+    worker process(es) declare them as the resource ``GPU``; :attr:`trial_resources` is
+    the matching annotation for :meth:`daskhpo.Experiment.workon`.
+
+    Parameters
+    ----------
+    gpus_per_job : int, default 1
+        GPUs each Slurm job requests.  0 gives a plain CPU cluster (no ``--gres``, no
+        worker resource, :attr:`trial_resources` is ``None``).
+    gpus_per_trial : int, default 1
+        GPUs each trial uses; a worker with ``gpus_per_job`` GPUs runs at most
+        ``gpus_per_job // gpus_per_trial`` trials at once, whatever its thread count.
+    gpu_type : str, optional
+        A GRES type (``--gres=gpu:a100:1``), as your site names them.
+    processes : int, default 1
+        Dask worker processes per job.  Each declares ``gpus_per_job // processes`` GPUs.
+        Keep 1 unless you know why: every process of a job sees all of the job's GPUs in
+        ``CUDA_VISIBLE_DEVICES``, so with several the objective must pick its own device.
+    **kwargs
+        Everything else :class:`~dask_jobqueue.SLURMCluster` takes (``cores``, ``memory``,
+        ``walltime``, ``queue``, ``account``, ``log_directory``, ``interface``, ...).  Your
+        own ``job_extra_directives`` and ``worker_extra_args`` (or those of the
+        ``jobqueue.slurm`` configuration) are kept; the GPU settings are added to them.
+
+    Raises
+    ------
+    ValueError
+        If the numbers do not fit together (a trial needing more GPUs than a worker has,
+        GPUs that do not divide among the processes), or if ``job_extra_directives`` or
+        ``worker_extra_args`` already request GPUs or resources, which would contradict
+        ``gpus_per_job``.
+
+    Examples
+    --------
+    >>> cluster = SlurmGPUCluster(gpus_per_job=1, cores=4, memory="16GB",
+    ...                           walltime="02:00:00")                     # doctest: +SKIP
+    >>> cluster.adapt(minimum=0, maximum=32)                               # doctest: +SKIP
+    >>> with Client(cluster) as client:                                    # doctest: +SKIP
+    ...     experiment.workon(train, max_trials=500, n_workers=32,
+    ...                       resources=cluster.trial_resources)
+    """
+
+    def __init__(
+        self,
+        *,
+        gpus_per_job: int = 1,
+        gpus_per_trial: int = 1,
+        gpu_type: str | None = None,
+        processes: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        for name, value, least in (("gpus_per_job", gpus_per_job, 0), ("gpus_per_trial", gpus_per_trial, 1),
+                                   ("processes", processes, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        config_name = kwargs.get("config_name") or "slurm"
+        directives = self._from_config(kwargs.pop("job_extra_directives", None), config_name, "job-extra-directives")
+        worker_args = self._from_config(kwargs.pop("worker_extra_args", None), config_name, "worker-extra-args")
+        self.gpus_per_job = gpus_per_job
+        self.gpus_per_worker = 0
+        #: the annotation of a trial, for ``workon(..., resources=...)``; None without GPUs
+        self.trial_resources: dict[str, int] | None = None
+        if gpus_per_job:
+            if gpus_per_job % processes:
+                raise ValueError(
+                    f"gpus_per_job={gpus_per_job} GPUs cannot be shared evenly by processes={processes} "
+                    "worker processes per job"
+                )
+            self.gpus_per_worker = gpus_per_job // processes
+            if gpus_per_trial > self.gpus_per_worker:
+                raise ValueError(
+                    f"gpus_per_trial={gpus_per_trial} but each worker has {self.gpus_per_worker} GPU(s) "
+                    f"(gpus_per_job={gpus_per_job}, processes={processes}): no trial could ever run"
+                )
+            clash = [d for d in directives if _option_name(d) in _GPU_DIRECTIVES]
+            if clash:
+                raise ValueError(
+                    f"job_extra_directives already request GPUs ({clash}); let gpus_per_job= set them "
+                    "or use dask_jobqueue.SLURMCluster directly"
+                )
+            if any(_option_name(a) == "--resources" for a in worker_args):
+                raise ValueError(
+                    f"worker_extra_args already declare --resources ({worker_args}); let gpus_per_job= "
+                    "set them or use dask_jobqueue.SLURMCluster directly"
+                )
+            gres = f"gpu:{gpu_type}:{gpus_per_job}" if gpu_type else f"gpu:{gpus_per_job}"
+            directives = [*directives, f"--gres={gres}"]
+            worker_args = [*worker_args, "--resources", f"GPU={self.gpus_per_worker}"]
+            self.trial_resources = {"GPU": gpus_per_trial}
+        super().__init__(
+            processes=processes, job_extra_directives=directives, worker_extra_args=worker_args, **kwargs
+        )
+        logger.debug("SlurmGPUCluster: %d GPU(s) per job, trials use %s", gpus_per_job, self.trial_resources)
+
+    @staticmethod
+    def _from_config(given: Sequence[str] | None, config_name: str, key: str) -> list[str]:
+        if given is None:
+            given = dask.config.get(f"jobqueue.{config_name}.{key}", default=None) or []
+        if isinstance(given, str):
+            raise ValueError(f"{key.replace('-', '_')} must be a list of strings, got the string {given!r}")
+        return list(given)
