@@ -113,20 +113,23 @@ cmd_start() {
     cmd_stop
   fi
   write_config
+  mkdir -p "$LOGS"
   if [ "$AUTH" = munge ]; then
     if ! pid_alive /run/munge/munged.pid; then
       mkdir -p /run/munge && chown munge:munge /run/munge
       [ -f /etc/munge/munge.key ] || die "/etc/munge/munge.key is missing (munge postinst creates it)"
-      runuser -u munge -- /usr/sbin/munged       # munged refuses to run as root
+      # munged refuses to run as root.  Daemons get no stdio of ours: a caller reading our
+      # output through a pipe would otherwise wait for them forever.
+      runuser -u munge -- /usr/sbin/munged </dev/null >>"$LOGS/munged.stdout" 2>&1
     fi
     wait_for 10 sh -c 'munge -n | unmunge' || die "munge self-test failed"
   fi
   rm -rf "$STATE"
-  mkdir -p "$STATE/ctld" "$STATE/d" "$LOGS" "$RUN"
-  /usr/sbin/slurmctld
+  mkdir -p "$STATE/ctld" "$STATE/d" "$RUN"
+  /usr/sbin/slurmctld </dev/null >>"$LOGS/slurmctld.stdout" 2>&1
   # slurmd's first registration must find the controller, else it retries a second later
-  wait_for 30 scontrol ping || die "slurmctld did not come up; see $LOGS/slurmctld.log"
-  /usr/sbin/slurmd
+  wait_for 30 scontrol ping || die "slurmctld did not come up; see $LOGS/slurmctld.log and slurmctld.stdout"
+  /usr/sbin/slurmd </dev/null >>"$LOGS/slurmd.stdout" 2>&1
   wait_for 30 sh -c '[ "$(sinfo -h -N -o %T)" = idle ]' \
     || die "node not idle: $(sinfo -h -N -o '%T %E' 2>&1); see $LOGS/slurmd.log"
   log "up: $(sinfo -h -N -o '%N %T %G')"

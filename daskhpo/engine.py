@@ -252,26 +252,46 @@ class Engine:
             raise NoWorkersError(f"no connected worker has the resources {self.resources}")
         return slots
 
-    def _watch_for_workers(self) -> threading.Timer | None:
-        """Fail the run if no worker ever arrives (e.g. Slurm jobs that never start)."""
-        if self.client.scheduler_info(n_workers=-1)["workers"]:
-            return None
-        logger.info(
-            "No Dask worker connected yet: %d trials queued, waiting up to %.0f s",
-            self.n_workers,
-            self.worker_timeout,
-        )
+    def _watch_for_workers(self) -> threading.Event:
+        """Fail the run once no worker has been connected for ``worker_timeout`` seconds.
 
-        def check() -> None:
-            if not self.client.nthreads():
-                self._no_workers.set()
-                for future in list(self._running):
-                    future.cancel()
+        At the start (Slurm jobs that never start) and during the run (every job ended at
+        its walltime, or the workers crashed): trials would otherwise wait forever.  Set the
+        returned event to stop watching.
+        """
+        stop = threading.Event()
+        connected_at_start = bool(self.client.scheduler_info(n_workers=-1)["workers"])
+        if not connected_at_start:
+            logger.info(
+                "No Dask worker connected yet: %d trials queued, waiting up to %.0f s",
+                self.n_workers,
+                self.worker_timeout,
+            )
 
-        timer = threading.Timer(self.worker_timeout, check)
-        timer.daemon = True
-        timer.start()
-        return timer
+        def watch() -> None:
+            last_seen = time.monotonic()
+            had_workers = connected_at_start
+            while not stop.wait(min(1.0, self.worker_timeout / 4)):
+                try:
+                    connected = bool(self.client.nthreads())
+                except Exception:  # the client is closing: the run ends anyway
+                    return
+                now = time.monotonic()
+                if connected:
+                    last_seen, had_workers = now, True
+                    continue
+                if had_workers and now - last_seen > 1.0:
+                    logger.warning("No Dask worker connected: waiting up to %.0f s for one", self.worker_timeout)
+                    had_workers = False
+                if now - last_seen >= self.worker_timeout:
+                    self._no_workers.set()
+                    for future in list(self._running):
+                        future.cancel()
+                    return
+
+        thread = threading.Thread(target=watch, name="daskhpo-worker-watchdog", daemon=True)
+        thread.start()
+        return stop
 
     # -- the loop ----------------------------------------------------------------------
     def run(
@@ -348,8 +368,7 @@ class Engine:
                 self.client.unsubscribe_topic(self._topic)
             except Exception:  # the client may be closing already
                 logger.debug("could not unsubscribe from %s", self._topic, exc_info=True)
-            if watchdog is not None:
-                watchdog.cancel()
+            watchdog.set()
             for future in self._running:
                 future.cancel()
             self._queue.clear()
@@ -411,7 +430,8 @@ class Engine:
         if self._no_workers.is_set():
             raise NoWorkersError(
                 f"no Dask worker connected within {self.worker_timeout:.0f} s while "
-                f"{len(self._running) + 1} trials waited; check that the cluster's jobs start"
+                f"{len(self._running) + 1} trials waited; check that the cluster's jobs start and "
+                "stay up (e.g. squeue and the jobs' logs), or raise worker_timeout for a busy queue"
             )
         # The task failed outside the objective (its worker died, or the cluster lost it).
         error = result if isinstance(result, BaseException) else result[1]
