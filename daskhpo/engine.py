@@ -112,7 +112,10 @@ def run_trial(
     With ``topic``, the start is announced as a Dask event ``{"key": <task key>}`` on that
     topic: when a worker leaves mid-trial (a Slurm job cancelled, preempted or at its
     walltime) the scheduler silently runs the task again elsewhere, and these events are
-    how the engine counts such attempts.
+    how the engine counts such attempts.  (The event leaves with the worker's next
+    message batch, within milliseconds: a worker that dies sooner than that after the
+    start goes uncounted, and the scheduler's own limit, ``allowed-failures``, still
+    bounds its re-runs.)
     """
     worker = _current_worker()
     if topic is not None and worker is not None:

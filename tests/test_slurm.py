@@ -148,5 +148,6 @@ def test_nested_joblib_example_on_slurm(slurm, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     ds = daskhpo.load_experiment(storage).history
     assert ds.sizes["trial"] == 4 and set(ds["status"].values) == {"completed"}
-    assert all(0 <= v < 0.5 for v in ds["objective"].values) or (ds["objective"] < 0.5).any()
+    assert float(ds["objective"].min()) < 0.35  # better than guessing (0.5): the folds really ran
+    assert all(w.startswith("tcp://127.0.0.1:") for w in ds["worker"].values)
     wait_for_no_jobs(timeout=30)
