@@ -9,7 +9,6 @@
 
 __version__ = "0.1.0"
 
-from .cluster import SlurmGPUCluster  # noqa: E402
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
@@ -43,3 +42,12 @@ __all__ = [
     "NoWorkersError",
     "SlurmGPUCluster",
 ]
+
+
+def __getattr__(name: str):
+    # Imported on first use: importing dask_jobqueue has side effects (see daskhpo.cluster).
+    if name == "SlurmGPUCluster":
+        from .cluster import SlurmGPUCluster
+
+        return SlurmGPUCluster
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

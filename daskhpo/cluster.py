@@ -22,6 +22,8 @@ directive, ``worker_extra_args=["--resources", "GPU=N"]``, and pass
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +33,26 @@ from dask_jobqueue import SLURMCluster
 __all__ = ["SlurmGPUCluster"]
 
 logger = logging.getLogger(__name__)
+
+
+def _restore_ctrl_c() -> None:
+    """Undo dask-jobqueue's import-time ``SIGINT`` handler in the user's process.
+
+    Importing ``dask_jobqueue`` (0.9) installs ``signal.signal(SIGINT, lambda *_:
+    sys.exit())``, meant for its batch-runner processes: Ctrl-C in a search script would
+    then end it with ``SystemExit`` and exit status 0, instead of ``KeyboardInterrupt``.
+    Only that handler is replaced, and only from the main thread.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if (
+        getattr(handler, "__module__", None) == "dask_jobqueue.runner"
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logger.debug("restored the default SIGINT handler replaced by dask_jobqueue.runner")
+
+
+_restore_ctrl_c()
 
 #: sbatch options that also request GPUs: they would contradict ``gpus_per_job``
 _GPU_DIRECTIVES = ("--gres", "--gpus", "-G", "--gpus-per-node", "--gpus-per-task", "--gpus-per-socket")

@@ -6,6 +6,8 @@ checked without Slurm; tests/test_slurm.py runs them on a real one.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -82,3 +84,16 @@ def test_gpu_trials_run_only_where_the_gpu_is_and_hold_it_while_they_wait():
     # A seceded trial keeps its GPU: the second thread of the GPU worker never ran another.
     intervals = sorted(zip(ds["started"].values, ds["ended"].values))
     assert all(end <= next_start for (_, end), (next_start, _) in zip(intervals, intervals[1:]))
+
+
+def test_ctrl_c_still_raises_keyboard_interrupt_with_the_slurm_helper():
+    # dask_jobqueue's import installs a SIGINT handler calling sys.exit() (exit status 0).
+    code = (
+        "import signal, sys, daskhpo\n"
+        "assert 'dask_jobqueue' not in sys.modules\n"
+        "import dask_jobqueue\n"
+        "assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler\n"
+        "daskhpo.SlurmGPUCluster\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
