@@ -16,10 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import slurm_local
 from distributed import Client
+from slurm_local import jobs, wait_for_no_jobs
 
 import daskhpo
-from slurm_local import jobs, slurm, slurm_cluster, wait_for_no_jobs  # noqa: F401  (fixtures)
+
+# The fixtures (session Slurm, per-test clusters), from tests/slurm_local.py.
+slurm = slurm_local.slurm
+slurm_cluster = slurm_local.slurm_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {"x": "uniform(-1, 1)"}
@@ -82,15 +87,17 @@ def test_adaptive_cluster_grows_from_zero_jobs_and_shrinks_back(slurm_cluster):
         exp = daskhpo.build_experiment("slurm-adapt", SPACE, seed=0)
         with JobCounter() as counter:
             begin = time.time()
-            exp.workon(gpu_trial, max_trials=6, client=client, n_workers=2, resources=cluster.trial_resources,
-                       worker_timeout=60, delay=1.0)
+            exp.workon(gpu_trial, max_trials=8, client=client, n_workers=2, resources=cluster.trial_resources,
+                       worker_timeout=60, delay=1.5)
             end = time.time()
             shrink = wait_for_no_jobs(timeout=60)
         ds = exp.history
-        assert set(ds["status"].values) == {"completed"} and ds.sizes["trial"] == 6
+        assert set(ds["status"].values) == {"completed"} and ds.sizes["trial"] == 8
         first_start = min(float(t) / 1e9 for t in ds["started"].values.astype("int64"))
         peak = max(n for _, n in counter.samples)
-        print(f"\nadaptive: first trial started {first_start - begin:.1f} s after workon, "
+        first_job = min(t for t, n in counter.samples if n > 0)
+        print(f"\nadaptive: first job queued {first_job - begin:.1f} s and first trial started "
+              f"{first_start - begin:.1f} s after workon, "
               f"peak {peak} jobs, 0 jobs {shrink:.1f} s after the search ({end - begin:.1f} s)")
         assert peak == 2, counter.samples  # queued trials made it grow to its maximum
         assert [n for t, n in counter.samples if t < begin] in ([], [0])
@@ -150,4 +157,21 @@ def test_nested_joblib_example_on_slurm(slurm, tmp_path):
     assert ds.sizes["trial"] == 4 and set(ds["status"].values) == {"completed"}
     assert float(ds["objective"].min()) < 0.35  # better than guessing (0.5): the folds really ran
     assert all(w.startswith("tcp://127.0.0.1:") for w in ds["worker"].values)
+    wait_for_no_jobs(timeout=30)
+
+
+def test_slurm_gpu_example_runs(slurm, tmp_path):
+    storage = tmp_path / "gpu.nc"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "slurm_gpu.py"), "--trials", "4", "--max-jobs", "2",
+         "--cores", "1", "--memory", "1GB", "--walltime", "00:10:00", "--interface", "lo",
+         "--log-directory", str(tmp_path / "logs"), "--storage", str(storage), "--seconds", "0.5",
+         "--worker-timeout", "60"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "#SBATCH --gres=gpu:1" in done.stderr  # the job script it logged
+    ds = daskhpo.load_experiment(storage).history
+    assert ds.sizes["trial"] == 4 and set(ds["status"].values) == {"completed"}
+    assert set(ds["gpu"].values) <= {"0", "1"}
     wait_for_no_jobs(timeout=30)
