@@ -180,7 +180,9 @@ class Engine:
     resources : dict, optional
         Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
     retries : int
-        Resubmissions of a trial whose worker died (or that was lost with its worker).
+        Further attempts of a trial whose worker died or left mid-trial (a Slurm job
+        cancelled, preempted, at its walltime): the scheduler's own re-runs count, as do
+        the engine's resubmissions.  Beyond them the trial is recorded ``lost``.
     trial_timeout : float, optional
         Seconds, from its start on the worker, after which a trial is interrupted and
         recorded as ``timeout``.
@@ -189,7 +191,8 @@ class Engine:
     fn_kwargs : dict, optional
         Fixed keyword arguments of every call.
     worker_timeout : float
-        Seconds to wait for a first worker before :class:`NoWorkersError`.
+        Seconds without any connected worker, at the start or later in the run, before
+        :class:`NoWorkersError`.
     """
 
     def __init__(
@@ -325,11 +328,13 @@ class Engine:
         self._queue = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         self._by_key, self._starts = {}, {}
         completed = broken = 0
-        listening = [True]
+        # distributed keeps a handler after unsubscribe_topic: let it hold nothing after the run.
+        listener: list[Callable[[str], None] | None] = [self._started]
 
         def on_start(event: tuple[float, dict]) -> None:
-            if listening[0]:
-                self._started(event[1]["key"])
+            started = listener[0]
+            if started is not None:
+                started(event[1]["key"])
 
         self.client.subscribe_topic(self._topic, on_start)
         watchdog = self._watch_for_workers()
@@ -366,7 +371,7 @@ class Engine:
                 fill()
             return completed
         finally:
-            listening[0] = False
+            listener[0] = None
             try:
                 self.client.unsubscribe_topic(self._topic)
             except Exception:  # the client may be closing already

@@ -124,14 +124,17 @@ class Experiment:
         resources : dict, optional
             Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
         retries : int, default 1
-            Resubmissions of a trial whose worker died.
+            Further attempts of a trial whose worker died or left mid-trial (e.g. its
+            Slurm job was cancelled); each is counted in the history's ``attempts``.
         trial_timeout : float, optional
             Seconds after which a trial is recorded as ``timeout``.
         max_broken : int, default 3
             Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
             this call.
         worker_timeout : float, default 60
-            Seconds to wait for a first worker.
+            Seconds without any connected worker (at the start, or after every worker
+            left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
+            in a batch queue.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
