@@ -63,6 +63,13 @@ class Experiment:
         best = min(done, key=lambda t: (t.objective, t.id))
         return {"params": dict(best.params), "objective": best.objective, "trial": best.id}
 
+    @property
+    def plot(self) -> Any:
+        """Plots of this experiment: ``experiment.plot.regret()`` etc. (see :mod:`daskhpo.plot`)."""
+        from .plot import PlotAccessor
+
+        return PlotAccessor(self)
+
     # -- running -----------------------------------------------------------------------
     def _suggest(self) -> tuple[int, dict[str, Any]] | None:
         trial_id = self._next_id
