@@ -261,13 +261,14 @@ def regret_figure(
     best: ColumnDataSource,
     *,
     x: str = "trial",
+    xlabel: str | None = None,
     y_axis_type: str = "linear",
     width: int = 480,
     height: int = 320,
     **kwargs: Any,
 ) -> Any:
     """A regret panel drawn from a source of trials and a source of the best so far."""
-    xlabel = "trial" if x == "trial" else "wall time (s)"
+    xlabel = xlabel or ("trial" if x == "trial" else "wall time (s)")
     fig = figure(
         title=f"Objective by {xlabel}",
         x_axis_label=xlabel,
