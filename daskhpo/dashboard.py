@@ -186,6 +186,7 @@ class _Session:
         doc.title = f"daskhpo: {info.name}"
         doc.add_root(column(self.header, self.summary, row(regret_fig, self.timeline), parcoords, table, name="dashboard"))
         self.update()
+        self.summary.text = self._summary_html()
         doc.add_periodic_callback(self.update, UPDATE_MS)
 
     # -- text --------------------------------------------------------------------------

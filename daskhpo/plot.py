@@ -673,10 +673,10 @@ def parcoords_figure(
     scaled = transform("ys", CustomJSTransform(v_func=_SCALE_LAST_JS))
     multi = fig.multi_line(
         "xs", scaled, source=lines, line_width=1.2, line_alpha=0.6,
-        line_color={"field": "objective", "transform": mapper}, name="lines",
+        line_color={"field": "objective", "transform": mapper}, name="parcoords_lines",
         hover_line_color="#d62728", hover_line_alpha=1.0, hover_line_width=3,
     )
-    fig.text("x", "y", "text", source=labels, x_offset=4, text_font_size="9pt", text_baseline="middle", name="labels")
+    fig.text("x", "y", "text", source=labels, x_offset=4, text_font_size="9pt", text_baseline="middle", name="parcoords_labels")
     fig.add_tools(HoverTool(renderers=[multi], tooltips=[("trial", "@trial"), ("objective", "@objective{0.0000g}")]))
     fig.add_layout(ColorBar(color_mapper=mapper, width=10, title="objective"), "right")
     return fig
@@ -757,7 +757,7 @@ def timeline_figure(source: ColumnDataSource, workers: Sequence[str], *, width: 
     fig.add_layout(Legend(orientation="horizontal", location="top_left", border_line_color=None), "above")
     bars = fig.hbar(
         y="worker", left="start", right="end", height=0.7, source=source, fill_color="color",
-        line_color="white", line_width=0.5, legend_field="status", name="bars",
+        line_color="white", line_width=0.5, legend_field="status", name="timeline_bars",
     )
     fig.add_tools(HoverTool(renderers=[bars], tooltips=[
         ("trial", "@trial"), ("status", "@status"), ("worker", "@worker"), ("duration", "@duration{0.00} s"),
