@@ -9,6 +9,7 @@ from a ``suggest`` callable and outcomes go to a ``record`` callable.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from distributed import Client, Future, as_completed
@@ -25,7 +26,7 @@ from distributed.client import FutureCancelledError
 
 from .results import InvalidResult, parse_result
 
-__all__ = ["Engine", "TooManyBrokenTrials", "NoWorkersError", "run_trial"]
+__all__ = ["Engine", "TooManyBrokenTrials", "NoWorkersError", "TrialTimeout", "run_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,65 @@ def _current_worker() -> str | None:
         return None
 
 
-def run_trial(fn: Callable[..., Any], params: Mapping[str, Any], fn_kwargs: Mapping[str, Any]) -> dict:
+class TrialTimeout(BaseException):
+    """Raised inside an objective that ran past ``trial_timeout``.
+
+    A ``BaseException``, so that an objective's own ``except Exception`` does not
+    swallow it.
+    """
+
+
+class _Deadline:
+    """Interrupts the calling thread with :class:`TrialTimeout` after ``seconds``.
+
+    The exception is delivered at the thread's next Python instruction: an objective
+    blocked inside C code (a long numpy call, ``time.sleep``) is interrupted when that
+    call returns.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self._thread_id = threading.get_ident()
+        self._lock = threading.Lock()
+        self._armed = seconds is not None
+        self._timer = threading.Timer(seconds, self._fire) if seconds is not None else None
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._armed:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._thread_id), ctypes.py_object(TrialTimeout)
+                )
+
+    def __enter__(self) -> _Deadline:
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.disarm()
+        # Drop an exception injected after the objective returned but not yet delivered.
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), None)
+
+
+def run_trial(
+    fn: Callable[..., Any],
+    params: Mapping[str, Any],
+    fn_kwargs: Mapping[str, Any],
+    timeout: float | None = None,
+) -> dict:
     """Run one trial on a worker and describe its outcome as plain data.
 
     Exceptions and invalid results are caught here, on the worker, so that they reach the
     client as data (with the traceback as text) rather than as remote exceptions that may
-    not even unpickle on the client.
+    not even unpickle on the client.  ``timeout`` counts from the trial's start on the
+    worker, not from its submission, so queueing never counts against a trial.
     """
     outcome: dict[str, Any] = {
         "worker": _current_worker(),
@@ -63,13 +117,19 @@ def run_trial(fn: Callable[..., Any], params: Mapping[str, Any], fn_kwargs: Mapp
         "error": None,
     }
     try:
-        value = fn(**params, **fn_kwargs)
+        with _Deadline(timeout) as deadline:
+            try:
+                value = fn(**params, **fn_kwargs)
+            finally:
+                deadline.disarm()
         objective, metrics = parse_result(value)
         outcome["objective"], outcome["metrics"] = objective, metrics
         if math.isfinite(objective):
             outcome["status"] = "completed"
         else:
             outcome["status"], outcome["error"] = "broken", f"objective is {objective}"
+    except TrialTimeout:
+        outcome["status"], outcome["error"] = "timeout", f"trial exceeded trial_timeout={timeout} s"
     except InvalidResult as exc:
         outcome["status"], outcome["error"] = "broken", f"InvalidResult: {exc}"
     except Exception:
@@ -78,14 +138,17 @@ def run_trial(fn: Callable[..., Any], params: Mapping[str, Any], fn_kwargs: Mapp
     return outcome
 
 
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 @dataclass
 class _InFlight:
     trial_id: int
     params: dict[str, Any]
     submitted: float
     attempts: int = 1
-    timer: threading.Timer | None = None
-    timed_out: bool = field(default=False)
 
 
 class Engine:
@@ -105,7 +168,8 @@ class Engine:
     retries : int
         Resubmissions of a trial whose worker died (or that was lost with its worker).
     trial_timeout : float, optional
-        Seconds after which a trial is recorded as ``timeout`` and its future cancelled.
+        Seconds, from its start on the worker, after which a trial is interrupted and
+        recorded as ``timeout``.
     max_broken : int
         The run stops with :class:`TooManyBrokenTrials` once more trials than this broke.
     fn_kwargs : dict, optional
@@ -221,7 +285,7 @@ class Engine:
             The number of trials that completed.
         """
         self._running: dict[Future, _InFlight] = {}
-        self._queue = as_completed(with_results=True, raise_errors=False)
+        self._queue = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         completed = broken = 0
         watchdog = self._watch_for_workers()
 
@@ -239,8 +303,6 @@ class Engine:
             fill()
             for future, result in self._queue:
                 job = self._running.pop(future)
-                if job.timer is not None:
-                    job.timer.cancel()
                 outcome = self._outcome(future, result, job)
                 if outcome is None:
                     continue  # resubmitted
@@ -252,16 +314,14 @@ class Engine:
                     if broken > self.max_broken:
                         raise TooManyBrokenTrials(
                             f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                            f"trial {outcome['trial']} ({outcome['status']}): {outcome['error']}"
+                            f"trial {outcome['trial']} ({outcome['status']}): {_last_line(outcome['error'])}"
                         )
                 fill()
             return completed
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-            for future, job in self._running.items():
-                if job.timer is not None:
-                    job.timer.cancel()
+            for future in self._running:
                 future.cancel()
             self._queue.clear()
             self._running = {}
@@ -272,29 +332,18 @@ class Engine:
             self.fn,
             job.params,
             self.fn_kwargs,
+            self.trial_timeout,
             key=f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}",
             pure=False,
             resources=self.resources,
         )
-        if self.trial_timeout is not None:
-            job.timer = threading.Timer(self.trial_timeout, self._expire, (future, job))
-            job.timer.daemon = True
-            job.timer.start()
         self._running[future] = job
         self._queue.add(future)
-
-    @staticmethod
-    def _expire(future: Future, job: _InFlight) -> None:
-        # Runs on a timer thread; cancelling makes as_completed yield the future at once.
-        job.timed_out = True
-        future.cancel()
 
     def _outcome(self, future: Future, result: Any, job: _InFlight) -> dict | None:
         base = {"trial": job.trial_id, "params": job.params, "submitted": job.submitted, "attempts": job.attempts}
         if future.status == "finished":
             return {**base, **result}
-        if job.timed_out:
-            return self._failed(base, "timeout", f"trial exceeded trial_timeout={self.trial_timeout} s")
         if self._no_workers.is_set():
             raise NoWorkersError(
                 f"no Dask worker connected within {self.worker_timeout:.0f} s while "

@@ -1,0 +1,125 @@
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from daskhpo.history import History, load_history
+from daskhpo.space import Space
+
+SPACE = Space(
+    {
+        "lr": "loguniform(1e-5, 1)",
+        "units": "randint(1, 64)",
+        "kernel": "choices(['rbf', 'linear'])",
+        "weight": "choices([None, 'balanced'])",
+        "shrink": "choices([True, False])",
+    }
+)
+ATTRS = {"name": "h", "space": json.dumps(SPACE.to_dict()), "seed": 0}
+
+
+def record(i: int, status: str = "completed") -> dict:
+    params = SPACE.sample(np.random.default_rng(i))
+    now = time.time()
+    return {
+        "trial": i,
+        "params": params,
+        "status": status,
+        "objective": float(i) if status == "completed" else math.nan,
+        "metrics": {"accuracy": 0.5 + i / 100} if i % 2 else {},
+        "submitted": now,
+        "started": now + 0.1 if status == "completed" else None,
+        "ended": now + 0.3,
+        "worker": "tcp://127.0.0.1:1" if status == "completed" else None,
+        "gpu": "0",
+        "attempts": 1,
+        "error": None if status == "completed" else "boom",
+    }
+
+
+def test_dataset_layout_and_dtypes():
+    history = History(SPACE, ATTRS)
+    for i in range(5):
+        history.append(record(i, "broken" if i == 3 else "completed"))
+    ds = history.to_dataset()
+    assert list(ds["trial"].values) == [0, 1, 2, 3, 4]
+    assert ds["lr"].dtype == np.float64 and ds["units"].dtype == np.int64
+    assert ds["shrink"].dtype == bool
+    assert ds["submitted"].dtype.kind == "M"
+    assert ds["duration"].values[0] == ds["duration"].values[0]  # finite
+    assert math.isnan(ds["duration"].values[3])
+    assert math.isnan(ds["accuracy"].values[0]) and ds["accuracy"].values[1] == 0.51
+    assert list(ds["status"].values) == ["completed"] * 3 + ["broken", "completed"]
+    assert ds.attrs["name"] == "h"
+    assert ds["lr"].attrs["prior"] == str(SPACE["lr"])
+
+
+def test_storage_round_trip(tmp_path):
+    path = tmp_path / "h.nc"
+    history = History(SPACE, ATTRS, path)
+    originals = [record(i, "broken" if i == 2 else "completed") for i in range(6)]
+    for r in originals:
+        history.append(r)
+    history.close()
+    assert xr.open_dataset(path, engine="h5netcdf").sizes["trial"] == 6  # plain xarray reads it
+    space, attrs, records = load_history(path)
+    assert space == SPACE and attrs["name"] == "h"
+    for original, loaded in zip(originals, records):
+        assert loaded["params"] == original["params"]
+        assert type(loaded["params"]["units"]) is int and type(loaded["params"]["shrink"]) is bool
+        assert loaded["status"] == original["status"]
+        assert loaded["metrics"] == original["metrics"]
+        assert loaded["worker"] == original["worker"] and loaded["error"] == original["error"]
+        for key in ("submitted", "started", "ended"):
+            if original[key] is None:
+                assert loaded[key] is None
+            else:
+                assert loaded[key] == pytest.approx(original[key], abs=1e-6)
+
+
+def test_completed_trials_survive_a_crash_before_any_snapshot(tmp_path):
+    path = tmp_path / "h.nc"
+    history = History(SPACE, ATTRS, path, snapshot_interval=1e9)
+    for i in range(4):
+        history.append(record(i))
+    # No close(): the process "dies" here. The snapshot holds nothing, the journal everything.
+    assert xr.load_dataset(path, engine="h5netcdf").sizes["trial"] == 0
+    _, _, records = load_history(path)
+    assert [r["trial"] for r in records] == [0, 1, 2, 3]
+
+
+def test_torn_last_journal_line_is_ignored(tmp_path):
+    path = tmp_path / "h.nc"
+    history = History(SPACE, ATTRS, path, snapshot_interval=1e9)
+    history.append(record(0))
+    history.append(record(1))
+    with open(f"{path}.journal", "a") as fh:
+        fh.write('{"event": "trial", "trial": 2, "par')  # the crash hit mid-write
+    _, _, records = load_history(path)
+    assert [r["trial"] for r in records] == [0, 1]
+
+
+def test_trial_in_snapshot_and_journal_is_taken_once(tmp_path):
+    path = tmp_path / "h.nc"
+    history = History(SPACE, ATTRS, path, snapshot_interval=1e9)
+    history.append(record(0))
+    journal = open(f"{path}.journal").read()
+    history.snapshot()
+    with open(f"{path}.journal", "w") as fh:  # a crash between replace and truncation
+        fh.write(journal)
+    _, _, records = load_history(path)
+    assert [r["trial"] for r in records] == [0]
+
+
+def test_periodic_snapshot_and_no_temporary_files_left(tmp_path):
+    path = tmp_path / "h.nc"
+    history = History(SPACE, ATTRS, path, snapshot_interval=0.0)
+    for i in range(3):
+        history.append(record(i))
+    assert xr.load_dataset(path, engine="h5netcdf").sizes["trial"] == 3
+    assert os.path.getsize(f"{path}.journal") == 0
+    assert sorted(os.listdir(tmp_path)) == ["h.nc", "h.nc.journal"]
