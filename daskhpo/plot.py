@@ -672,7 +672,7 @@ def parcoords_figure(
     fig.segment(x0=list(range(n + 1)), y0=[0] * (n + 1), x1=list(range(n + 1)), y1=[1] * (n + 1), color="black", line_width=1.5)
     scaled = transform("ys", CustomJSTransform(v_func=_SCALE_LAST_JS))
     multi = fig.multi_line(
-        "xs", scaled, source=lines, line_width=1.2, line_alpha=0.6,
+        "xs", scaled, source=lines, line_width=1, line_alpha=0.6,
         line_color={"field": "objective", "transform": mapper}, name="parcoords_lines",
         hover_line_color="#d62728", hover_line_alpha=1.0, hover_line_width=3,
     )

@@ -74,6 +74,10 @@ class Page:
         )
         return time.perf_counter() - start
 
+    def settle(self) -> None:
+        """Wait until the browser has painted twice (pending renders are done)."""
+        self.page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text()
 

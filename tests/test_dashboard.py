@@ -73,9 +73,7 @@ def slow_objective(x, lr, kind, delay):
     return (x - 0.5) ** 2 + (0.1 if kind == "b" else 0.0) + 0.01 * abs(math.log10(lr))
 
 
-def test_trials_appear_live_while_an_experiment_runs(browser, tmp_path, caplog):
-    from distributed import Client, LocalCluster
-
+def test_trials_appear_live_while_an_experiment_runs(browser, client, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="daskhpo")
     space = {"x": "uniform(-2, 2)", "lr": "loguniform(1e-4, 1)", "kind": "choices(['a', 'b'])"}
     experiment = daskhpo.build_experiment("live", space, "random", storage=tmp_path / "live.nc", seed=1)
@@ -83,52 +81,50 @@ def test_trials_appear_live_while_an_experiment_runs(browser, tmp_path, caplog):
     experiment.listeners.append(lambda r: recorded.append((time.perf_counter(), r["trial"])))
     page = Page(browser)
     board = experiment.dashboard()
-    try:
-        with LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
-            page.open(board.url)
-            assert page.text(".daskhpo-ntrials") == "0"
-            page.page.evaluate("window.__not_reloaded = true")
-            errors: list[BaseException] = []
+    try:  # on the in-process LocalCluster of tests/conftest.py: 2 workers, 1 thread each
+        page.open(board.url)
+        assert page.text(".daskhpo-ntrials") == "0"
+        page.page.evaluate("window.__not_reloaded = true")
+        errors: list[BaseException] = []
 
-            def run() -> None:
-                try:
-                    experiment.workon(slow_objective, max_trials=8, client=client, dashboard=True, delay=0.5)
-                except BaseException as exc:  # reported below
-                    errors.append(exc)
-
-            runner = threading.Thread(target=run)
-            runner.start()
+        def run() -> None:
             try:
-                deadline = time.monotonic() + 30
-                while not recorded and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                assert recorded, "no trial finished within 30 s"
-                page.wait_for_length("trials_table", 1, timeout=5)
-                latency = time.perf_counter() - recorded[0][0]
-                # the run goes on after the first trial: more appear without a reload
-                page.wait_for_length("trials_table", 4, timeout=20)
-                assert len(recorded) < 8, "the run should still be going"
-            finally:
-                runner.join(60)
-            assert not errors, errors
-            page.wait_for_length("trials_table", 8, timeout=5)
-            page.page.wait_for_function(
-                "() => document.body && Bokeh.documents[0].get_model_by_name('summary').text.includes('>8</span> trials')",
-                timeout=5000,
-            )
-            assert page.text(".daskhpo-ntrials") == "8"
-            assert page.page.evaluate("window.__not_reloaded") is True
-            shown = page.page.evaluate("Array.from(Bokeh.documents[0].get_model_by_name('trials_table').data.trial)")
-            assert sorted(shown) == sorted(int(t) for t in experiment.history.trial.values)
-            best = page.text(".daskhpo-best")
-            assert best == f"{experiment.best['objective']:.6g}"
-            # the page links to this cluster's Dask dashboard
-            page.page.wait_for_selector("a.daskhpo-dask-link", timeout=5000)
-            assert page.page.locator("a.daskhpo-dask-link").get_attribute("href") == client.dashboard_link
-            assert f"live dashboard at {board.url}" in caplog.text
-            page.page.screenshot(path=str(tmp_path / "live.png"))
-            assert page.errors == []
+                experiment.workon(slow_objective, max_trials=8, client=client, dashboard=True, delay=0.8)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not recorded and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert recorded, "no trial finished within 30 s"
+            page.wait_for_length("trials_table", 1, timeout=5)
+            latency = time.perf_counter() - recorded[0][0]
+            # the run goes on after the first trial: more appear without a reload
+            page.wait_for_length("trials_table", 3, timeout=20)
+            assert len(recorded) < 8, "the run should still be going"
+        finally:
+            runner.join(60)
+        assert not errors, errors
+        page.wait_for_length("trials_table", 8, timeout=5)
+        page.page.wait_for_function(
+            "() => document.body && Bokeh.documents[0].get_model_by_name('summary').text.includes('>8</span> trials')",
+            timeout=5000,
+        )
+        assert page.text(".daskhpo-ntrials") == "8"
+        assert page.page.evaluate("window.__not_reloaded") is True
+        shown = page.page.evaluate("Array.from(Bokeh.documents[0].get_model_by_name('trials_table').data.trial)")
+        assert sorted(shown) == sorted(int(t) for t in experiment.history.trial.values)
+        best = page.text(".daskhpo-best")
+        assert best == f"{experiment.best['objective']:.6g}"
+        # the page links to this cluster's Dask dashboard
+        page.page.wait_for_selector("a.daskhpo-dask-link", timeout=5000)
+        assert page.page.locator("a.daskhpo-dask-link").get_attribute("href") == client.dashboard_link
+        assert f"live dashboard at {board.url}" in caplog.text
+        page.page.screenshot(path=str(tmp_path / "live.png"))
+        assert page.errors == []
         print(f"\nupdate latency (trial on disk -> in the page): {latency * 1e3:.0f} ms")
         assert latency < 3.0
     finally:
@@ -148,6 +144,7 @@ def test_ten_thousand_trials_are_streamed_not_resent(browser):
         start = time.perf_counter()
         _feed(experiment, records[:10_000])
         page.wait_for_length("trials_table", 10_000, timeout=60)
+        page.settle()
         stream_s = time.perf_counter() - start
         page.page.wait_for_function(
             "() => Bokeh.documents[0].get_model_by_name('summary').text.includes('>10000</span> trials')", timeout=10_000
@@ -157,11 +154,12 @@ def test_ten_thousand_trials_are_streamed_not_resent(browser):
         start = time.perf_counter()
         _feed(experiment, records[10_000:])
         page.wait_for_length("trials_table", 10_001, timeout=10)
+        page.settle()
         one_s = time.perf_counter() - start
         time.sleep(0.3)  # let the rest of that update's messages arrive
         update_bytes = sum(frames)
         assert update_bytes < 30_000, f"an update of one trial sent {update_bytes} bytes: re-sent whole?"
-        assert one_s < 2.0
+        assert one_s < 3.0
         # a fresh page of 10,001 trials loads
         other = Page(browser)
         try:
@@ -176,7 +174,7 @@ def test_ten_thousand_trials_are_streamed_not_resent(browser):
             other.close()
         assert page.errors == []
         print(
-            f"\n10,000 trials streamed into an open page in {stream_s:.2f} s; one more trial shown in "
+            f"\n10,000 trials streamed into an open page and drawn in {stream_s:.2f} s; one more trial drawn in "
             f"{one_s * 1e3:.0f} ms ({update_bytes} bytes over the websocket); page of 10,001 trials "
             f"loaded in {load_s:.2f} s"
         )

@@ -174,7 +174,8 @@ def test_plots_of_a_loaded_experiment_match_and_save_to_standalone_html(tmp_path
     np.testing.assert_allclose(a["objective"], b["objective"])
     assert Space(json.loads(loaded.history.attrs["space"])) == Space(SPACE)
     out = loaded.plot.save(loaded.plot.parallel_coordinates(), tmp_path / "pc.html")
-    text = open(out, encoding="utf-8").read()
+    with open(out, encoding="utf-8") as fh:
+        text = fh.read()
     assert "Parallel coordinates" in text and "Bokeh" in text and "cdn.bokeh.org" not in text
 
 
