@@ -167,6 +167,13 @@ def _ticks(dim: Dimension, n: int = 5) -> list[tuple[float, str]]:
     """(unit position, label) of a few values of a dimension, for a parallel axis."""
     if isinstance(dim, Categorical):
         return [(dim.to_unit(c), label(c)) for c in dim.choices]
+    if is_log(dim):
+        # powers of ten between the bounds, when there are at least two
+        low, high = dim.from_unit(0.0), dim.from_unit(1.0)
+        decades = [10.0**k for k in range(math.ceil(math.log10(low) - 1e-9), math.floor(math.log10(high) + 1e-9) + 1)]
+        if len(decades) >= 2:
+            step = max(1, math.ceil(len(decades) / 7))
+            return [(dim.to_unit(dim.cast(d)), label(dim.cast(d))) for d in decades[::step]]
     lo, hi = _unit_span(dim)
     ticks, seen = [], set()
     for p in np.linspace(lo, hi, n):
