@@ -75,7 +75,8 @@ class Experiment:
         """Serve a live Bokeh dashboard of this experiment from this process.
 
         It shows the trials so far and streams each new one as it finishes, while
-        :meth:`workon` runs.  Calling it again returns the running dashboard.
+        :meth:`workon` runs.  Calling it again returns the running dashboard (or moves it,
+        when given another port or address).
 
         Parameters
         ----------
@@ -92,8 +93,10 @@ class Experiment:
         from .dashboard import serve_experiment
 
         running = self._dashboard
-        if running is not None and running.running and port in (0, running.port):
-            return running
+        if running is not None and running.running:
+            if port in (0, running.port) and address == running.address:
+                return running
+            running.stop()  # asked for another port or interface
         self._dashboard = serve_experiment(self, port=port, address=address)
         return self._dashboard
 

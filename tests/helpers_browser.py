@@ -78,6 +78,19 @@ class Page:
         """Wait until the browser has painted twice (pending renders are done)."""
         self.page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
+    def drawn_column(self, renderer: str, column: str) -> list:
+        """A glyph's column as the browser draws it (after transforms), as a list of lists."""
+        return self.page.evaluate(
+            """([name, column]) => {
+              const view = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(name))
+              const values = view.glyph[column]
+              const out = []
+              for (let i = 0; i < values.length; i++) out.push(Array.from(values.get ? values.get(i) : values[i]))
+              return out
+            }""",
+            [renderer, column],
+        )
+
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text()
 

@@ -117,6 +117,12 @@ def test_trials_appear_live_while_an_experiment_runs(browser, client, tmp_path, 
         assert page.page.evaluate("window.__not_reloaded") is True
         shown = page.page.evaluate("Array.from(Bokeh.documents[0].get_model_by_name('trials_table').data.trial)")
         assert sorted(shown) == sorted(int(t) for t in experiment.history.trial.values)
+        # streamed lines are re-scaled in the browser as the objective's range grows
+        page.settle()
+        drawn = sorted(ys[-1] for ys in page.drawn_column("parcoords_lines", "ys"))
+        objective = sorted(float(v) for v in experiment.history.objective.values)
+        lo, hi = objective[0], objective[-1]
+        assert drawn == pytest.approx([(v - lo) / (hi - lo) for v in objective])
         best = page.text(".daskhpo-best")
         assert best == f"{experiment.best['objective']:.6g}"
         # the page links to this cluster's Dask dashboard

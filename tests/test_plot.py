@@ -196,6 +196,16 @@ def test_saved_plots_render_in_a_browser_without_errors(experiment, tmp_path):
                 path = plot.save_html(obj, tmp_path / f"{name}.html")
                 page.open(f"file://{path}")
                 assert page.page.locator("canvas").count() >= 1, name
+                if name == "pc":
+                    # the browser scales the objective axis (the last point of each line)
+                    # from the minimum to the maximum objective; the parameters stay as sent
+                    page.settle()
+                    drawn = np.array(page.drawn_column("parcoords_lines", "ys"))
+                    sent = np.array(source(obj, "lines").data["ys"])
+                    objective = sent[:, -1]
+                    expected = (objective - objective.min()) / (objective.max() - objective.min())
+                    np.testing.assert_allclose(drawn[:, -1], expected)
+                    np.testing.assert_allclose(drawn[:, :-1], sent[:, :-1])
             page.page.screenshot(path=str(tmp_path / "intermediate.png"))
         finally:
             page.close()
