@@ -928,9 +928,6 @@ class PlotAccessor:
     def __repr__(self) -> str:
         return f"<PlotAccessor of {self._experiment!r}: regret, partial_dependencies, parallel_coordinates, importance, timeline, intermediate>"
 
-    def _history(self) -> xr.Dataset:
-        return self._experiment.history
-
     def regret(self, **kwargs: Any) -> Any:
         """See :func:`daskhpo.plot.regret`."""
         return regret(self._experiment, **kwargs)
