@@ -39,6 +39,7 @@ class Experiment:
         self._client = None
         #: callables receiving each finished trial's record (dashboards, loggers)
         self.listeners: list[Callable[[dict], None]] = []
+        self._dashboard = None
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -62,6 +63,42 @@ class Experiment:
             return None
         best = min(done, key=lambda t: (t.objective, t.id))
         return {"params": dict(best.params), "objective": best.objective, "trial": best.id}
+
+    @property
+    def plot(self) -> Any:
+        """Plots of this experiment: ``experiment.plot.regret()`` etc. (see :mod:`daskhpo.plot`)."""
+        from .plot import PlotAccessor
+
+        return PlotAccessor(self)
+
+    def dashboard(self, port: int = 0, *, address: str = "localhost") -> Any:
+        """Serve a live Bokeh dashboard of this experiment from this process.
+
+        It shows the trials so far and streams each new one as it finishes, while
+        :meth:`workon` runs.  Calling it again returns the running dashboard (or moves it,
+        when given another port or address).
+
+        Parameters
+        ----------
+        port : int, default 0
+            0 picks a free port.
+        address : str, default "localhost"
+            The interface to listen on; the default keeps it private to this machine.
+
+        Returns
+        -------
+        daskhpo.dashboard.Dashboard
+            With ``.url`` and ``.stop()``.
+        """
+        from .dashboard import serve_experiment
+
+        running = self._dashboard
+        if running is not None and running.running:
+            if port in (0, running.port) and address == running.address:
+                return running
+            running.stop()  # asked for another port or interface
+        self._dashboard = serve_experiment(self, port=port, address=address)
+        return self._dashboard
 
     # -- running -----------------------------------------------------------------------
     def _suggest(self) -> tuple[int, dict[str, Any]] | None:
@@ -102,6 +139,7 @@ class Experiment:
         trial_timeout: float | None = None,
         max_broken: int = 3,
         worker_timeout: float = 60.0,
+        dashboard: bool | int = False,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -135,6 +173,9 @@ class Experiment:
             Seconds without any connected worker (at the start, or after every worker
             left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
             in a batch queue.
+        dashboard : bool or int, default False
+            Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
+            URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -165,6 +206,12 @@ class Experiment:
                 fn_kwargs=fn_kwargs,
                 worker_timeout=worker_timeout,
             )
+            if dashboard:
+                from .dashboard import dask_link
+
+                board = self.dashboard(0 if dashboard is True else int(dashboard))
+                board.dask_link = dask_link(dask_client)
+                logger.info("%s: live dashboard at %s", self.name, board.url)
             self._next_id = self._history.next_trial_id
             logger.info("%s: running up to %s trials, %d in flight", self.name, budget, engine.n_workers)
             try:
