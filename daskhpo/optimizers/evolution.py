@@ -39,12 +39,12 @@ class Evolution(Optimizer):
     ----------
     space : Space
     seed : int, optional
-    population_size : int, default 20
+    population_size : int, default 10
         Completed trials in the population (the most recent ones); until there are that
         many, suggestions are random draws from the priors.
     tournament_size : int, default 5
         Members drawn for each tournament; the best one is the parent.
-    mutation_scale : float, default 0.1
+    mutation_scale : float, default 0.05
         Standard deviation of the Gaussian step, in unit coordinates.
     mutation_rate : float, optional
         Probability that each dimension mutates (at least one always does); by default
@@ -63,9 +63,9 @@ class Evolution(Optimizer):
         self,
         space: Space,
         seed: int | None = None,
-        population_size: int = 20,
+        population_size: int = 10,
         tournament_size: int = 5,
-        mutation_scale: float = 0.1,
+        mutation_scale: float = 0.05,
         mutation_rate: float | None = None,
     ) -> None:
         super().__init__(space, seed)

@@ -122,16 +122,16 @@ class GP(Optimizer):
     ----------
     space : Space
     seed : int, optional
-    n_initial : int, default 10
+    n_initial : int, default 20
         Completed trials drawn at random from the priors before the GP is used.
-    max_train : int, default 200
+    max_train : int, default 150
         Most completed trials the GP is fitted on; beyond it, the best ``max_train // 2``
         plus a seeded random sample of the others (this bounds the suggestion time).
     n_candidates : int, default 1000
         Random and local candidates on which the acquisition is evaluated.
     n_starts : int, default 5
         Best candidates from which L-BFGS-B maximises the acquisition.
-    fit_restarts : int, default 1
+    fit_restarts : int, default 0
         Extra random restarts of the marginal-likelihood fit.
     constant_liar : bool, default True
         Put pending trials into the posterior with a lie for their value.
@@ -151,11 +151,11 @@ class GP(Optimizer):
         self,
         space: Space,
         seed: int | None = None,
-        n_initial: int = 10,
-        max_train: int = 200,
+        n_initial: int = 20,
+        max_train: int = 150,
         n_candidates: int = 1000,
         n_starts: int = 5,
-        fit_restarts: int = 1,
+        fit_restarts: int = 0,
         constant_liar: bool = True,
         liar: str = "min",
     ) -> None:

@@ -153,14 +153,14 @@ class TPE(Optimizer):
     seed : int, optional
     n_initial : int, default 10
         Completed trials drawn at random from the priors before the model is used.
-    gamma : float, default 0.15
+    gamma : float, default 0.1
         Fraction of the completed trials in the good group (at least one, at most
         ``max_good``).
     max_good : int, default 25
         Upper bound on the size of the good group, so that it stays selective in long runs.
     n_candidates : int, default 64
         Candidates drawn from the good density per suggestion; the best ratio wins.
-    bandwidth : float, default 1.0
+    bandwidth : float, default 0.5
         Multiplier of the kernels' width (Scott's rule on each group's spread).
     prior_weight : float, default 1.0
         Weight of the prior in each density, relative to one trial.
@@ -182,10 +182,10 @@ class TPE(Optimizer):
         space: Space,
         seed: int | None = None,
         n_initial: int = 10,
-        gamma: float = 0.15,
+        gamma: float = 0.1,
         max_good: int = 25,
         n_candidates: int = 64,
-        bandwidth: float = 1.0,
+        bandwidth: float = 0.5,
         prior_weight: float = 1.0,
         constant_liar: bool = True,
     ) -> None:
@@ -248,8 +248,9 @@ class TPE(Optimizer):
         good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
         bad_num, bad_cat = num[bad], cat[bad]
         if self.constant_liar and self._pending:
-            pend_num = np.array([p[0] for p in self._pending.values()]).reshape(-1, enc.n_num)
-            pend_cat = np.array([p[1] for p in self._pending.values()]).reshape(-1, enc.n_cat)
+            n_pending = len(self._pending)
+            pend_num = np.array([p[0] for p in self._pending.values()]).reshape(n_pending, enc.n_num)
+            pend_cat = np.array([p[1] for p in self._pending.values()]).reshape(n_pending, enc.n_cat)
             bad_num = np.concatenate([bad_num, pend_num])
             bad_cat = np.concatenate([bad_cat, pend_cat])
         l_model = _Parzen(num[good], cat[good], enc, self.bandwidth, self.prior_weight)
