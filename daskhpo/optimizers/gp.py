@@ -11,9 +11,10 @@ maximised by L-BFGS-B (scipy) from the best of many random and local candidates;
 coordinates are then rounded to their values and one-hot blocks to their largest entry, and
 the best rounded point wins.
 
-Pending trials (asked, not yet told) enter the posterior with a lie for their value (the best
-value observed by default, a *constant liar*), which removes the expected improvement around
-them: parallel suggestions spread out instead of piling onto one point.
+Pending trials (asked, not yet told) enter the posterior with a lie for their value (by default
+the posterior mean there, a *kriging believer*; a constant lie is an option), which removes the
+uncertainty, hence most of the expected improvement, around them: parallel suggestions spread
+out instead of piling onto one point.
 
 Bounded cost: with more than ``max_train`` completed trials the GP is fitted on a subset of
 ``max_train`` of them (the best half of that size, plus a seeded random sample of the rest),
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 _SQRT5 = math.sqrt(5.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)
-_LIARS = ("min", "mean", "max")
+_LIARS = ("believer", "min", "mean", "max")
 
 
 def log_h(z: np.ndarray) -> np.ndarray:
@@ -123,7 +124,8 @@ class GP(Optimizer):
     space : Space
     seed : int, optional
     n_initial : int, default 20
-        Completed trials drawn at random from the priors before the GP is used.
+        Suggestions drawn at random from the priors before the GP is used (in parallel runs
+        the GP starts once half of them have completed).
     max_train : int, default 150
         Most completed trials the GP is fitted on; beyond it, the best ``max_train // 2``
         plus a seeded random sample of the others (this bounds the suggestion time).
@@ -133,10 +135,17 @@ class GP(Optimizer):
         Best candidates from which L-BFGS-B maximises the acquisition.
     fit_restarts : int, default 0
         Extra random restarts of the marginal-likelihood fit.
+    refit_every : int, default 1
+        Refit the kernel hyperparameters when this many new trials have completed since
+        the last fit (the posterior always uses every trial).  The fit is a function of the
+        history only (the first ``n_initial + k * refit_every`` trials), so runs stay
+        reproducible and resumable.
     constant_liar : bool, default True
         Put pending trials into the posterior with a lie for their value.
-    liar : {"min", "mean", "max"}, default "min"
-        The lie: best, mean or worst completed value.
+    liar : {"believer", "min", "mean", "max"}, default "believer"
+        The lie: the posterior mean at the pending point, but no better than the best value
+        so far ("kriging believer": it removes the uncertainty there without inventing good
+        or bad regions), or the best, mean or worst completed value (a constant liar).
 
     Notes
     -----
@@ -156,8 +165,9 @@ class GP(Optimizer):
         n_candidates: int = 1000,
         n_starts: int = 5,
         fit_restarts: int = 0,
+        refit_every: int = 1,
         constant_liar: bool = True,
-        liar: str = "min",
+        liar: str = "believer",
     ) -> None:
         super().__init__(space, seed)
         _check_int("n_initial", n_initial, 1)
@@ -165,6 +175,7 @@ class GP(Optimizer):
         _check_int("n_candidates", n_candidates, 1)
         _check_int("n_starts", n_starts, 1)
         _check_int("fit_restarts", fit_restarts, 0)
+        _check_int("refit_every", refit_every, 1)
         if not isinstance(constant_liar, bool):
             raise ValueError(f"gp constant_liar: must be True or False, got {constant_liar!r}")
         if liar not in _LIARS:
@@ -174,6 +185,8 @@ class GP(Optimizer):
         self.n_candidates = n_candidates
         self.n_starts = n_starts
         self.fit_restarts = fit_restarts
+        self.refit_every = refit_every
+        self._fitted: tuple[int, tuple[float, np.ndarray, float]] | None = None
         self.constant_liar = constant_liar
         self.liar = liar
         self._enc = Encoding(self.space)
@@ -198,6 +211,7 @@ class GP(Optimizer):
             "n_candidates": self.n_candidates,
             "n_starts": self.n_starts,
             "fit_restarts": self.fit_restarts,
+            "refit_every": self.refit_every,
             "constant_liar": self.constant_liar,
             "liar": self.liar,
         }
@@ -220,7 +234,8 @@ class GP(Optimizer):
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
         rng = self.rng_for(trial_id)
-        if len(self._y) < self.n_initial:
+        n = len(self._y)
+        if n + len(self._pending) < self.n_initial or n < max(2, self.n_initial // 2):
             num, cat = self._enc.random(rng, 1)
             x = self._features(num, cat)[0]
         else:
@@ -241,10 +256,11 @@ class GP(Optimizer):
         self._y.append(float(trial.objective))
 
     # -- model -----------------------------------------------------------------------------
-    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """The inputs and outputs the GP is fitted on (at most ``max_train`` trials)."""
-        x, y = np.asarray(self._x), np.asarray(self._y)
-        n = len(y)
+    def training_set(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and outputs of the first ``n`` (default all) completed trials that the GP
+        is fitted on: at most ``max_train`` of them."""
+        n = len(self._y) if n is None else n
+        x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
         if n <= self.max_train:
             return x, y
         order = np.argsort(y, kind="stable")
@@ -253,7 +269,16 @@ class GP(Optimizer):
         keep = np.sort(np.concatenate([order[:n_best], rest]))
         return x[keep], y[keep]
 
-    def _fit(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float]:
+    def hyperparameters(self) -> tuple[float, np.ndarray, float]:
+        """Amplitude, length scales and noise of the kernel (refitted every ``refit_every`` trials)."""
+        n = len(self._y)
+        n_fit = n - (n - self.n_initial) % self.refit_every if n >= self.n_initial else n
+        if self._fitted is None or self._fitted[0] != n_fit:
+            x, y = self.training_set(n_fit)
+            self._fitted = (n_fit, self._fit(x, _standardize(y)[0], n_fit))
+        return self._fitted[1]
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, n: int) -> tuple[float, np.ndarray, float]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -261,7 +286,7 @@ class GP(Optimizer):
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
             length_scale=np.full(self._dim, 0.5), length_scale_bounds=(1e-2, 20.0), nu=2.5
         ) + WhiteKernel(1e-4, (1e-6, 1e-1))
-        state = np.random.RandomState(history_seed(self.seed, len(self._y), 2).integers(2**31))
+        state = np.random.RandomState(history_seed(self.seed, n, 2).integers(2**31))
         model = GaussianProcessRegressor(
             kernel, alpha=1e-10, normalize_y=False, n_restarts_optimizer=self.fit_restarts, random_state=state
         )
@@ -275,18 +300,22 @@ class GP(Optimizer):
         return amplitude, length, noise
 
     def _suggest(self, rng: np.random.Generator) -> np.ndarray:
+        amplitude, length, noise = self.hyperparameters()
         x, y = self.training_set()
         self.last_train_size = len(y)
-        mean, std = float(y.mean()), float(y.std())
-        ys = (y - mean) / (std if std > 0 else 1.0)
-        amplitude, length, noise = self._fit(x, ys)
+        ys = _standardize(y)[0]
         best = float(ys.min())
-        if self.constant_liar and self._pending:
-            lie = {"min": best, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar]
-            pending = np.array(list(self._pending.values()))
-            x = np.concatenate([x, pending])
-            ys = np.concatenate([ys, np.full(len(pending), lie)])
         post = _Posterior(x, ys, amplitude, length, noise)
+        if self.constant_liar and self._pending:
+            pending = np.array(list(self._pending.values()))
+            if self.liar == "believer":
+                # never better than the incumbent: an improvement not yet seen is not banked
+                lies = np.maximum(post.predict(pending)[0], best)
+            else:
+                lies = np.full(len(pending), {"min": best, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
+            x = np.concatenate([x, pending])
+            ys = np.concatenate([ys, lies])
+            post = _Posterior(x, ys, amplitude, length, noise)
         cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length)
         values, _ = _log_ei(post, cands, best)
         starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
@@ -337,6 +366,12 @@ class GP(Optimizer):
             options={"maxiter": 200},
         )
         return np.clip(result.x.reshape(m, d), 0.0, 1.0)
+
+
+def _standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    mean, std = float(y.mean()), float(y.std())
+    std = std if std > 0 else 1.0
+    return (y - mean) / std, mean, std
 
 
 def _check_int(option: str, value: Any, minimum: int) -> None:

@@ -64,6 +64,7 @@ class _Parzen:
         encoding: Encoding,
         bandwidth: float,
         prior_weight: float,
+        weights: np.ndarray | None = None,
     ) -> None:
         n = len(num)
         self.enc = encoding
@@ -83,7 +84,7 @@ class _Parzen:
             floor[j] = max(floor[j], float(np.max(cells.upper - cells.lower)) / 2)
         self.sigma = np.clip(np.maximum(sigma, floor), 1e-4, 1.0)
         # Component weights: observations, then the prior.
-        w = np.append(np.ones(n), prior_weight)
+        w = np.append(np.ones(n) if weights is None else weights, prior_weight)
         self.log_w = np.log(w / w.sum())
         # Categorical kernel: keep the observed choice with 1 - eps, else the prior.
         self.eps = 1.0 / (1.0 + math.sqrt(n)) if n else 1.0
@@ -152,7 +153,8 @@ class TPE(Optimizer):
     space : Space
     seed : int, optional
     n_initial : int, default 10
-        Completed trials drawn at random from the priors before the model is used.
+        Suggestions drawn at random from the priors before the model is used (in parallel
+        runs the model starts once half of them have completed).
     gamma : float, default 0.1
         Fraction of the completed trials in the good group (at least one, at most
         ``max_good``).
@@ -167,6 +169,10 @@ class TPE(Optimizer):
     constant_liar : bool, default True
         Count pending trials (asked, not yet told) in the bad group, so that parallel
         suggestions spread out.
+    liar_weight : float, default 0.25
+        Weight of each pending trial in the bad group, relative to a completed one: enough
+        to push parallel suggestions apart, not so much that eight trials in flight drive
+        the search away from the good region.
 
     Notes
     -----
@@ -188,6 +194,7 @@ class TPE(Optimizer):
         bandwidth: float = 0.5,
         prior_weight: float = 1.0,
         constant_liar: bool = True,
+        liar_weight: float = 0.25,
     ) -> None:
         super().__init__(space, seed)
         _check_int("n_initial", n_initial, 1)
@@ -195,7 +202,7 @@ class TPE(Optimizer):
         _check_int("n_candidates", n_candidates, 1)
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not 0 < gamma < 1:
             raise ValueError(f"tpe gamma: must be a number strictly between 0 and 1, got {gamma!r}")
-        for option, value in (("bandwidth", bandwidth), ("prior_weight", prior_weight)):
+        for option, value in (("bandwidth", bandwidth), ("prior_weight", prior_weight), ("liar_weight", liar_weight)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"tpe {option}: must be a positive number, got {value!r}")
         if not isinstance(constant_liar, bool):
@@ -207,6 +214,7 @@ class TPE(Optimizer):
         self.bandwidth = float(bandwidth)
         self.prior_weight = float(prior_weight)
         self.constant_liar = constant_liar
+        self.liar_weight = float(liar_weight)
         self._enc = Encoding(self.space)
         self._num: list[np.ndarray] = []
         self._cat: list[np.ndarray] = []
@@ -223,6 +231,7 @@ class TPE(Optimizer):
             "bandwidth": self.bandwidth,
             "prior_weight": self.prior_weight,
             "constant_liar": self.constant_liar,
+            "liar_weight": self.liar_weight,
         }
 
     def n_good(self, n: int) -> int:
@@ -233,12 +242,18 @@ class TPE(Optimizer):
         rng = self.rng_for(trial_id)
         enc = self._enc
         n = len(self._y)
-        if n < self.n_initial or (enc.n_num == 0 and enc.n_cat == 0):
+        if not self._use_model() or (enc.n_num == 0 and enc.n_cat == 0):
             num, cat = enc.random(rng, 1)
         else:
             num, cat = self._suggest(rng)
         self._pending[trial_id] = (num[0], cat[0])
         return Suggestion(enc.decode(num[0], cat[0]))
+
+    def _use_model(self) -> bool:
+        # The first n_initial suggestions are random; in parallel runs the model starts
+        # once half of them have completed, instead of waiting for all of them.
+        n = len(self._y)
+        return n + len(self._pending) >= self.n_initial and n >= max(2, self.n_initial // 2)
 
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
@@ -247,14 +262,16 @@ class TPE(Optimizer):
         order = np.argsort(y, kind="stable")
         good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
         bad_num, bad_cat = num[bad], cat[bad]
+        bad_w = np.ones(len(bad))
         if self.constant_liar and self._pending:
             n_pending = len(self._pending)
             pend_num = np.array([p[0] for p in self._pending.values()]).reshape(n_pending, enc.n_num)
             pend_cat = np.array([p[1] for p in self._pending.values()]).reshape(n_pending, enc.n_cat)
             bad_num = np.concatenate([bad_num, pend_num])
             bad_cat = np.concatenate([bad_cat, pend_cat])
+            bad_w = np.append(bad_w, np.full(n_pending, self.liar_weight))
         l_model = _Parzen(num[good], cat[good], enc, self.bandwidth, self.prior_weight)
-        g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight)
+        g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight, bad_w)
         cand_num, cand_cat = l_model.sample(rng, self.n_candidates)
         score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
         best = int(np.argmax(score))
