@@ -52,9 +52,10 @@ class Evolution(Optimizer):
 
     Notes
     -----
-    Pending trials need no special handling: each suggestion draws its own tournament and
-    mutation from the trial's random stream.  Trials that did not complete do not enter the
-    population.
+    Pending trials need little handling: each suggestion draws its own tournament and
+    mutation from the trial's random stream, and a child identical to a pending or living
+    configuration is mutated again (up to ten times).  Trials that did not complete do not
+    enter the population.
     """
 
     name = "evolution"

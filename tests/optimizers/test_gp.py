@@ -89,3 +89,22 @@ def test_log_ei_gradient_matches_finite_differences():
 def test_bad_options_name_the_option(option, value):
     with pytest.raises(ValueError, match=option):
         make_optimizer(("gp", {option: value}), BRANIN_SPACE, 0)
+
+
+def test_refitting_every_few_trials_stays_resumable():
+    """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
+    config = {**FAST, "refit_every": 4}
+    original = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+    history = []
+    for trial_id in range(14):
+        params = original.ask(trial_id).params
+        history.append(Trial(trial_id, params, "completed", branin(params)))
+        original.tell(history[-1])
+    resumed = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+    for trial in history:
+        resumed.tell(trial)
+    for trial_id in range(14, 17):
+        a, b = original.ask(trial_id).params, resumed.ask(trial_id).params
+        assert a == b
+        original.tell(Trial(trial_id, a, "completed", branin(a)))
+        resumed.tell(Trial(trial_id, b, "completed", branin(b)))
