@@ -143,9 +143,10 @@ class GP(Optimizer):
     constant_liar : bool, default True
         Put pending trials into the posterior with a lie for their value.
     liar : {"believer", "min", "mean", "max"}, default "believer"
-        The lie: the posterior mean at the pending point, but no better than the best value
-        so far ("kriging believer": it removes the uncertainty there without inventing good
-        or bad regions), or the best, mean or worst completed value (a constant liar).
+        The lie: the posterior mean at the pending point ("kriging believer": it removes the
+        uncertainty there without inventing good or bad regions, and a believed improvement
+        becomes the incumbent of the expected improvement), or the best, mean or worst
+        completed value (a constant liar).
 
     Notes
     -----
@@ -309,8 +310,10 @@ class GP(Optimizer):
         if self.constant_liar and self._pending:
             pending = np.array(list(self._pending.values()))
             if self.liar == "believer":
-                # never better than the incumbent: an improvement not yet seen is not banked
-                lies = np.maximum(post.predict(pending)[0], best)
+                lies = post.predict(pending)[0]
+                # the fantasies count as data, for the incumbent too: otherwise a pending point
+                # predicted to improve keeps its expected improvement and is suggested again
+                best = min(best, float(lies.min()))
             else:
                 lies = np.full(len(pending), {"min": best, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
             x = np.concatenate([x, pending])
@@ -326,7 +329,7 @@ class GP(Optimizer):
         values, _ = _log_ei(post, points, best)
         taken = x
         for i in np.argsort(-values, kind="stable"):
-            if np.min(np.abs(points[i] - taken).max(axis=1)) > 1e-9:
+            if np.min(np.abs(points[i] - taken).max(axis=1)) > 1e-6:
                 return points[i]
         num, cat = self._enc.random(rng, 1)
         return self._features(num, cat)[0]
