@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from daskhpo.optimizers import Trial, make_optimizer
-from daskhpo.space import Categorical, Integer, Real, Space
+from daskhpo.space import Categorical, Integer, Space
 
 DASKHPO = ["random", "tpe", "gp", "evolution"]
 PEERS = ["optuna-tpe", "hyperopt-tpe"]
@@ -240,7 +240,7 @@ def _hyperopt_space(space: Space) -> dict:
 
 
 def _hyperopt_params(space: Space, raw: dict) -> dict:
-    return {n: int(round(raw[n])) if isinstance(d, Integer) else raw[n] for n, d in space.items()}
+    return {n: int(np.rint(raw[n])) if isinstance(d, Integer) else raw[n] for n, d in space.items()}
 
 
 def run_hyperopt(problem: Problem, seed: int, in_flight: int) -> list[float]:
@@ -384,8 +384,10 @@ def markdown(summary: list[dict], times: list[dict], algorithms: list[str], args
         "",
         f"Produced by `python benchmarks/optimizers.py {' '.join(sys.argv[1:])}`".rstrip() + " "
         f"({time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPUs, shared machine).",
-        "Final simple regret after the budget (100 trials; 50 for SVC), median [25th, 75th percentile] "
-        "over seeds; for SVC the regret is the 5-fold CV error rate (optimum unknown).",
+        (
+            "Final simple regret after the budget (100 trials; 50 for SVC), median [25th, 75th percentile] "
+            "over seeds; for SVC the regret is the 5-fold CV error rate (optimum unknown)."
+        ),
         "",
         "| problem (seeds) | " + " | ".join(algorithms) + " |",
         "|---|" + "---|" * len(algorithms),
@@ -400,6 +402,11 @@ def markdown(summary: list[dict], times: list[dict], algorithms: list[str], args
         lines += [
             "",
             f"## {n} trials in flight vs sequential (median regret; ratio = in flight / sequential)",
+            "",
+            (
+                f"{n} asks before the first tell, then the oldest trial is told before each new ask, "
+                f"so every suggestion is made with {n - 1} trials pending."
+            ),
             "",
             "| problem | " + " | ".join(algs) + " |",
             "|---|" + "---|" * len(algs),

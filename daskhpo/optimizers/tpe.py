@@ -241,7 +241,6 @@ class TPE(Optimizer):
     def ask(self, trial_id: int) -> Suggestion:
         rng = self.rng_for(trial_id)
         enc = self._enc
-        n = len(self._y)
         if not self._use_model() or (enc.n_num == 0 and enc.n_cat == 0):
             num, cat = enc.random(rng, 1)
         else:

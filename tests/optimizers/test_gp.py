@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _problems import BRANIN_MIN, BRANIN_SPACE, ask_batch, best_regret, branin, min_pairwise_distance, tell_random
+from _problems import (
+    BRANIN_MIN,
+    BRANIN_SPACE,
+    ask_batch,
+    best_regret,
+    branin,
+    min_pairwise_distance,
+    tell_random,
+)
 from scipy import special
 
 from daskhpo.optimizers import Trial, make_optimizer
@@ -35,7 +43,7 @@ def test_pending_trials_spread_parallel_suggestions():
 def test_training_set_is_capped_and_keeps_the_best():
     opt = GP(BRANIN_SPACE, seed=0, max_train=30, n_initial=5, n_candidates=100)
     tell_random(opt, BRANIN_SPACE, branin, 80)
-    x, y = opt.training_set()
+    _, y = opt.training_set()
     assert len(y) == 30
     assert set(np.sort(opt._y)[:15]) <= set(y)
     opt.ask(80)

@@ -6,7 +6,15 @@ import math
 
 import numpy as np
 import pytest
-from _problems import BRANIN_MIN, BRANIN_SPACE, ask_batch, best_regret, branin, min_pairwise_distance, tell_random
+from _problems import (
+    BRANIN_MIN,
+    BRANIN_SPACE,
+    ask_batch,
+    best_regret,
+    branin,
+    min_pairwise_distance,
+    tell_random,
+)
 
 from daskhpo.optimizers import Trial, make_optimizer
 from daskhpo.optimizers.tpe import TPE, _log_mass
