@@ -19,6 +19,9 @@ __all__ = ["Optimizer", "Suggestion", "Trial", "make_optimizer", "register_optim
 _BUILTIN: dict[str, str] = {
     "random": "daskhpo.optimizers.random:RandomSearch",
     "grid": "daskhpo.optimizers.grid:GridSearch",
+    "tpe": "daskhpo.optimizers.tpe:TPE",
+    "gp": "daskhpo.optimizers.gp:GP",
+    "evolution": "daskhpo.optimizers.evolution:Evolution",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 

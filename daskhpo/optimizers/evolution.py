@@ -1,0 +1,170 @@
+"""Regularized (aging) evolution: a steady-state evolutionary algorithm.
+
+The population is the ``population_size`` most recently completed trials.  Each suggestion
+is the mutated copy of a tournament winner (the best of ``tournament_size`` members drawn
+at random), so every completed trial can produce a child at once, with no generations to
+wait for: the algorithm is asynchronous by nature.  Old members leave the population as new
+ones arrive (aging), which keeps it from clinging to one lucky trial.
+
+Mutation works per dimension type: real and integer dimensions take a Gaussian step in
+their unit coordinates (so ``loguniform`` dimensions move on the log scale and ``normal``
+ones in quantiles), reflected at the bounds; an integer that would not move is nudged by one
+value; a categorical dimension switches to another choice, drawn from its prior.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..space import Space
+from ._encoding import Encoding
+from .base import Optimizer, Suggestion, Trial
+
+logger = logging.getLogger(__name__)
+
+
+def _reflect(u: np.ndarray) -> np.ndarray:
+    """Fold values back into ``[0, 1]`` by reflection at the bounds."""
+    u = np.mod(u, 2.0)
+    return np.where(u > 1.0, 2.0 - u, u)
+
+
+class Evolution(Optimizer):
+    """Regularized evolution with tournament selection.
+
+    Parameters
+    ----------
+    space : Space
+    seed : int, optional
+    population_size : int, default 10
+        Completed trials in the population (the most recent ones); until there are that
+        many, suggestions are random draws from the priors.
+    tournament_size : int, default 5
+        Members drawn for each tournament; the best one is the parent.
+    mutation_scale : float, default 0.05
+        Standard deviation of the Gaussian step, in unit coordinates.
+    mutation_rate : float, optional
+        Probability that each dimension mutates (at least one always does); by default
+        ``1 / n_dims`` with a floor of 0.3.
+
+    Notes
+    -----
+    Pending trials need little handling: each suggestion draws its own tournament and
+    mutation from the trial's random stream, and a child identical to a pending or living
+    configuration is mutated again (up to ten times).  Trials that did not complete do not
+    enter the population.
+    """
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        population_size: int = 10,
+        tournament_size: int = 5,
+        mutation_scale: float = 0.05,
+        mutation_rate: float | None = None,
+    ) -> None:
+        super().__init__(space, seed)
+        for option, value, minimum in (("population_size", population_size, 2), ("tournament_size", tournament_size, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"evolution {option}: must be an integer >= {minimum}, got {value!r}")
+        if tournament_size > population_size:
+            raise ValueError(
+                f"evolution tournament_size: must be <= population_size ({population_size}), got {tournament_size!r}"
+            )
+        if not isinstance(mutation_scale, (int, float)) or isinstance(mutation_scale, bool) or not 0 < mutation_scale <= 1:
+            raise ValueError(f"evolution mutation_scale: must be a number in (0, 1], got {mutation_scale!r}")
+        if mutation_rate is not None and (
+            not isinstance(mutation_rate, (int, float)) or isinstance(mutation_rate, bool) or not 0 < mutation_rate <= 1
+        ):
+            raise ValueError(f"evolution mutation_rate: must be None or a number in (0, 1], got {mutation_rate!r}")
+        self.population_size = population_size
+        self.tournament_size = tournament_size
+        self.mutation_scale = float(mutation_scale)
+        self.mutation_rate = None if mutation_rate is None else float(mutation_rate)
+        self._enc = Encoding(self.space)
+        n_dims = self._enc.n_num + self._enc.n_cat
+        self._rate = self.mutation_rate if self.mutation_rate is not None else max(1.0 / max(n_dims, 1), 0.3)
+        # The population, oldest first: (unit coordinates, choice indices, objective).
+        self._population: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self._pending: dict[int, bytes] = {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "population_size": self.population_size,
+            "tournament_size": self.tournament_size,
+            "mutation_scale": self.mutation_scale,
+            "mutation_rate": self.mutation_rate,
+        }
+
+    @property
+    def population(self) -> list[dict[str, Any]]:
+        """The current population's configurations, oldest first."""
+        return [self._enc.decode(num, cat) for num, cat, _ in self._population]
+
+    def ask(self, trial_id: int) -> Suggestion:
+        rng = self.rng_for(trial_id)
+        if len(self._population) < self.population_size:
+            num, cat = self._enc.random(rng, 1)
+            return Suggestion(self._enc.decode(num[0], cat[0]))
+        members = rng.choice(len(self._population), size=self.tournament_size, replace=False)
+        parent = min(members, key=lambda i: (self._population[i][2], i))
+        # A child identical to a running or living configuration is mutated again (a few times).
+        taken = set(self._pending.values()) | {self._key(m[0], m[1]) for m in self._population}
+        for _ in range(10):
+            num, cat = self.mutate(self._population[parent][0], self._population[parent][1], rng)
+            if self._key(num, cat) not in taken:
+                break
+        self._pending[trial_id] = self._key(num, cat)
+        return Suggestion(self._enc.decode(num, cat))
+
+    @staticmethod
+    def _key(num: np.ndarray, cat: np.ndarray) -> bytes:
+        return num.tobytes() + cat.tobytes()
+
+    def mutate(
+        self, num: np.ndarray, cat: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A mutated copy of an encoded configuration."""
+        enc = self._enc
+        n_dims = enc.n_num + enc.n_cat
+        chosen = rng.random(n_dims) < self._rate
+        mutable = [j for j in range(n_dims) if j < enc.n_num or enc.cat_sizes[j - enc.n_num] > 1]
+        if mutable and not chosen[mutable].any():
+            chosen[rng.choice(mutable)] = True
+        num, cat = num.copy(), cat.copy()
+        if enc.n_num:
+            step = rng.normal(size=enc.n_num) * self.mutation_scale
+            moved = enc.snap(_reflect(num + step))
+            for j, cells in enc.int_cells.items():
+                # an integer that rounds back to its own value moves by one value instead
+                if chosen[j] and moved[j] == num[j] and len(cells.centers) > 1:
+                    i = int(cells.index(num[j : j + 1])[0])
+                    i = i + 1 if (step[j] > 0 and i + 1 < len(cells.centers)) or i == 0 else i - 1
+                    moved[j] = cells.centers[i]
+            num = np.where(chosen[: enc.n_num], moved, num)
+        for j, prior in enumerate(enc.cat_priors):
+            if chosen[enc.n_num + j] and len(prior) > 1:
+                p = prior.copy()
+                p[cat[j]] = 0.0
+                if p.sum() > 0:
+                    cat[j] = rng.choice(len(p), p=p / p.sum())
+        return num, cat
+
+    def tell(self, trial: Trial) -> None:
+        self._pending.pop(trial.id, None)
+        if not trial.ok:
+            return
+        encoded = self._enc.encode(trial.params)
+        if encoded is None:
+            logger.warning("evolution: trial %s has parameters outside the space; ignored", trial.id)
+            return
+        self._population.append((encoded[0], encoded[1], float(trial.objective)))
+        if len(self._population) > self.population_size:
+            self._population.pop(0)

@@ -1,0 +1,382 @@
+"""Gaussian-process Bayesian optimization with log expected improvement.
+
+The surrogate is scikit-learn's :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
+with a constant × Matérn-5/2 (one length scale per input) + white-noise kernel, whose
+hyperparameters are fitted by maximising the log marginal likelihood.  Inputs are the unit
+coordinates of real and integer dimensions (so log-scaled and normal priors are searched in
+their natural scale) and a one-hot block per categorical dimension; outputs are standardised.
+
+The acquisition, log expected improvement, is evaluated with its analytic gradient and
+maximised by L-BFGS-B (scipy) from the best of many random and local candidates; integer
+coordinates are then rounded to their values and one-hot blocks to their largest entry, and
+the best rounded point wins.
+
+Pending trials (asked, not yet told) enter the posterior with a lie for their value (by default
+the posterior mean there, a *kriging believer*; a constant lie is an option), which removes the
+uncertainty, hence most of the expected improvement, around them: parallel suggestions spread
+out instead of piling onto one point.
+
+Bounded cost: with more than ``max_train`` completed trials the GP is fitted on a subset of
+``max_train`` of them (the best half of that size, plus a seeded random sample of the rest),
+so the cost of a suggestion stops growing with the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy import linalg, optimize, special
+
+from ..space import Space
+from ._encoding import Encoding, history_seed
+from .base import Optimizer, Suggestion, Trial
+
+logger = logging.getLogger(__name__)
+
+_SQRT5 = math.sqrt(5.0)
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_SQRT_HALF_PI = math.sqrt(math.pi / 2)
+_LIARS = ("believer", "min", "mean", "max")
+
+
+def log_h(z: np.ndarray) -> np.ndarray:
+    """``log(z * Phi(z) + phi(z))``, the log of expected improvement in units of sigma.
+
+    Accurate for very negative ``z``, where the naive formula underflows to ``-inf``.
+    """
+    z = np.asarray(z, dtype=float)
+    out = np.empty_like(z)
+    mid = z > -1.0
+    zm = z[mid]
+    out[mid] = np.log(zm * special.ndtr(zm) + np.exp(-0.5 * zm**2 - _LOG_SQRT_2PI))
+    t = -z[~mid]
+    log_phi = -0.5 * t**2 - _LOG_SQRT_2PI
+    # h(-t) = phi(t) * (1 - t * Mills(t)), Mills(t) = sqrt(pi/2) erfcx(t / sqrt(2)).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail = np.log1p(-t * _SQRT_HALF_PI * special.erfcx(t / math.sqrt(2)))
+    tail = np.where((t > 1e3) | ~np.isfinite(tail), -2.0 * np.log(t), tail)
+    out[~mid] = log_phi + tail
+    return out
+
+
+class _Posterior:
+    """The GP posterior with fixed kernel hyperparameters, with gradients of mean and sd."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, amplitude: float, length: np.ndarray, noise: float
+    ) -> None:
+        self.x, self.amp, self.length = x, amplitude, length
+        k = self.kernel(x, x)
+        k[np.diag_indices_from(k)] += noise + 1e-9
+        self.chol = linalg.cho_factor(k, lower=True)
+        self.alpha = linalg.cho_solve(self.chol, y)
+
+    def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        r = self._dist(a, b)
+        return self.amp * (1 + _SQRT5 * r + 5.0 / 3.0 * r**2) * np.exp(-_SQRT5 * r)
+
+    def _dist(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = a / self.length, b / self.length
+        d2 = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def predict(self, a: np.ndarray, grad: bool = False):
+        r = self._dist(a, self.x)
+        e = np.exp(-_SQRT5 * r)
+        ks = self.amp * (1 + _SQRT5 * r + 5.0 / 3.0 * r**2) * e  # (m, n)
+        mu = ks @ self.alpha
+        w = linalg.cho_solve(self.chol, ks.T)  # (n, m) = K^-1 k*
+        var = np.maximum(self.amp - np.einsum("nm,mn->m", w, ks), 1e-12)
+        sd = np.sqrt(var)
+        if not grad:
+            return mu, sd, None, None
+        # d k(a, x_i) / d a = -5/3 amp (1 + sqrt5 r) exp(-sqrt5 r) (a - x_i) / length^2
+        coef = -5.0 / 3.0 * self.amp * (1 + _SQRT5 * r) * e  # (m, n)
+        diff = (a[:, None, :] - self.x[None, :, :]) / self.length**2  # (m, n, d)
+        dk = coef[:, :, None] * diff
+        dmu = np.einsum("mnd,n->md", dk, self.alpha)
+        dvar = -2.0 * np.einsum("mnd,nm->md", dk, w)
+        dsd = dvar / (2 * sd[:, None])
+        return mu, sd, dmu, dsd
+
+
+def _log_ei(post: _Posterior, a: np.ndarray, best: float, grad: bool = False):
+    mu, sd, dmu, dsd = post.predict(a, grad)
+    z = (best - mu) / sd
+    value = np.log(sd) + log_h(z)
+    if not grad:
+        return value, None
+    # d log h / dz = Phi(z) / h(z)
+    ratio = np.exp(special.log_ndtr(z) - log_h(z))
+    dz = (-dmu - z[:, None] * dsd) / sd[:, None]
+    return value, dsd / sd[:, None] + ratio[:, None] * dz
+
+
+class GP(Optimizer):
+    """Gaussian-process Bayesian optimization (Matérn-5/2 kernel, log expected improvement).
+
+    Parameters
+    ----------
+    space : Space
+    seed : int, optional
+    n_initial : int, default 20
+        Suggestions drawn at random from the priors before the GP is used (in parallel runs
+        the GP starts once half of them have completed).
+    max_train : int, default 150
+        Most completed trials the GP is fitted on; beyond it, the best ``max_train // 2``
+        plus a seeded random sample of the others (this bounds the suggestion time).
+    n_candidates : int, default 1000
+        Random and local candidates on which the acquisition is evaluated.
+    n_starts : int, default 5
+        Best candidates from which L-BFGS-B maximises the acquisition.
+    fit_restarts : int, default 0
+        Extra random restarts of the marginal-likelihood fit.
+    refit_every : int, default 1
+        Refit the kernel hyperparameters when this many new trials have completed since
+        the last fit (the posterior always uses every trial).  The fit is a function of the
+        history only (the first ``n_initial + k * refit_every`` trials), so runs stay
+        reproducible and resumable.
+    constant_liar : bool, default True
+        Put pending trials into the posterior with a lie for their value.
+    liar : {"believer", "min", "mean", "max"}, default "believer"
+        The lie: the posterior mean at the pending point ("kriging believer": it removes the
+        uncertainty there without inventing good or bad regions, and a believed improvement
+        becomes the incumbent of the expected improvement), or the best, mean or worst
+        completed value (a constant liar).
+
+    Notes
+    -----
+    The kernel is ``C * Matern(nu=2.5, one length scale per input) + White``; outputs are
+    standardised (zero mean, unit variance) before fitting.  Trials that did not complete
+    are not modelled.
+    """
+
+    name = "gp"
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        n_initial: int = 20,
+        max_train: int = 150,
+        n_candidates: int = 1000,
+        n_starts: int = 5,
+        fit_restarts: int = 0,
+        refit_every: int = 1,
+        constant_liar: bool = True,
+        liar: str = "believer",
+    ) -> None:
+        super().__init__(space, seed)
+        _check_int("n_initial", n_initial, 1)
+        _check_int("max_train", max_train, 2)
+        _check_int("n_candidates", n_candidates, 1)
+        _check_int("n_starts", n_starts, 1)
+        _check_int("fit_restarts", fit_restarts, 0)
+        _check_int("refit_every", refit_every, 1)
+        if not isinstance(constant_liar, bool):
+            raise ValueError(f"gp constant_liar: must be True or False, got {constant_liar!r}")
+        if liar not in _LIARS:
+            raise ValueError(f"gp liar: must be one of {list(_LIARS)}, got {liar!r}")
+        self.n_initial = n_initial
+        self.max_train = max_train
+        self.n_candidates = n_candidates
+        self.n_starts = n_starts
+        self.fit_restarts = fit_restarts
+        self.refit_every = refit_every
+        self._fitted: tuple[int, tuple[float, np.ndarray, float]] | None = None
+        self.constant_liar = constant_liar
+        self.liar = liar
+        self._enc = Encoding(self.space)
+        # one-hot layout: slices of the feature vector holding each categorical dimension
+        self._blocks: list[slice] = []
+        start = self._enc.n_num
+        for size in self._enc.cat_sizes:
+            self._blocks.append(slice(start, start + size))
+            start += size
+        self._dim = start
+        self._x: list[np.ndarray] = []
+        self._y: list[float] = []
+        self._pending: dict[int, np.ndarray] = {}
+        #: number of trials the last fit used (for inspection and tests)
+        self.last_train_size = 0
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_initial": self.n_initial,
+            "max_train": self.max_train,
+            "n_candidates": self.n_candidates,
+            "n_starts": self.n_starts,
+            "fit_restarts": self.fit_restarts,
+            "refit_every": self.refit_every,
+            "constant_liar": self.constant_liar,
+            "liar": self.liar,
+        }
+
+    # -- encoding --------------------------------------------------------------------------
+    def _features(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        x = np.zeros((len(num), self._dim))
+        x[:, : self._enc.n_num] = num
+        for j, block in enumerate(self._blocks):
+            x[np.arange(len(num)), block.start + cat[:, j]] = 1.0
+        return x
+
+    def _round(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        num = self._enc.snap(np.clip(x[:, : self._enc.n_num], 0.0, 1.0))
+        cat = np.stack([np.argmax(x[:, b], axis=1) for b in self._blocks], axis=1) if self._blocks else (
+            np.zeros((len(x), 0), dtype=np.int64)
+        )
+        return num, cat
+
+    # -- protocol --------------------------------------------------------------------------
+    def ask(self, trial_id: int) -> Suggestion:
+        rng = self.rng_for(trial_id)
+        n = len(self._y)
+        if n + len(self._pending) < self.n_initial or n < max(2, self.n_initial // 2):
+            num, cat = self._enc.random(rng, 1)
+            x = self._features(num, cat)[0]
+        else:
+            x = self._suggest(rng)
+            num, cat = self._round(x[None, :])
+        self._pending[trial_id] = x
+        return Suggestion(self._enc.decode(num[0], cat[0]))
+
+    def tell(self, trial: Trial) -> None:
+        self._pending.pop(trial.id, None)
+        if not trial.ok:
+            return
+        encoded = self._enc.encode(trial.params)
+        if encoded is None:
+            logger.warning("gp: trial %s has parameters outside the space; ignored", trial.id)
+            return
+        self._x.append(self._features(encoded[0][None, :], encoded[1][None, :])[0])
+        self._y.append(float(trial.objective))
+
+    # -- model -----------------------------------------------------------------------------
+    def training_set(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and outputs of the first ``n`` (default all) completed trials that the GP
+        is fitted on: at most ``max_train`` of them."""
+        n = len(self._y) if n is None else n
+        x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
+        if n <= self.max_train:
+            return x, y
+        order = np.argsort(y, kind="stable")
+        n_best = self.max_train // 2
+        rest = history_seed(self.seed, n, 1).choice(order[n_best:], self.max_train - n_best, replace=False)
+        keep = np.sort(np.concatenate([order[:n_best], rest]))
+        return x[keep], y[keep]
+
+    def hyperparameters(self) -> tuple[float, np.ndarray, float]:
+        """Amplitude, length scales and noise of the kernel (refitted every ``refit_every`` trials)."""
+        n = len(self._y)
+        n_fit = n - (n - self.n_initial) % self.refit_every if n >= self.n_initial else n
+        if self._fitted is None or self._fitted[0] != n_fit:
+            x, y = self.training_set(n_fit)
+            self._fitted = (n_fit, self._fit(x, _standardize(y)[0], n_fit))
+        return self._fitted[1]
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, n: int) -> tuple[float, np.ndarray, float]:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+            length_scale=np.full(self._dim, 0.5), length_scale_bounds=(1e-2, 20.0), nu=2.5
+        ) + WhiteKernel(1e-4, (1e-6, 1e-1))
+        state = np.random.RandomState(history_seed(self.seed, n, 2).integers(2**31))
+        model = GaussianProcessRegressor(
+            kernel, alpha=1e-10, normalize_y=False, n_restarts_optimizer=self.fit_restarts, random_state=state
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x, y)
+        fitted = model.kernel_
+        amplitude = float(fitted.k1.k1.constant_value)
+        length = np.asarray(fitted.k1.k2.length_scale, dtype=float).reshape(-1) * np.ones(self._dim)
+        noise = float(fitted.k2.noise_level)
+        return amplitude, length, noise
+
+    def _suggest(self, rng: np.random.Generator) -> np.ndarray:
+        amplitude, length, noise = self.hyperparameters()
+        x, y = self.training_set()
+        self.last_train_size = len(y)
+        ys = _standardize(y)[0]
+        best = float(ys.min())
+        post = _Posterior(x, ys, amplitude, length, noise)
+        if self.constant_liar and self._pending:
+            pending = np.array(list(self._pending.values()))
+            if self.liar == "believer":
+                lies = post.predict(pending)[0]
+                # the fantasies count as data, for the incumbent too: otherwise a pending point
+                # predicted to improve keeps its expected improvement and is suggested again
+                best = min(best, float(lies.min()))
+            else:
+                lies = np.full(len(pending), {"min": best, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
+            x = np.concatenate([x, pending])
+            ys = np.concatenate([ys, lies])
+            post = _Posterior(x, ys, amplitude, length, noise)
+        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length)
+        values, _ = _log_ei(post, cands, best)
+        starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
+        optimized = self._maximize(post, best, starts)
+        # Round to valid points, and keep the best rounded one not already taken.
+        num, cat = self._round(np.concatenate([optimized, starts, cands]))
+        points = self._features(num, cat)
+        values, _ = _log_ei(post, points, best)
+        taken = x
+        for i in np.argsort(-values, kind="stable"):
+            if np.min(np.abs(points[i] - taken).max(axis=1)) > 1e-6:
+                return points[i]
+        num, cat = self._enc.random(rng, 1)
+        return self._features(num, cat)[0]
+
+    def _candidates(self, rng: np.random.Generator, best_x: np.ndarray, length: np.ndarray) -> np.ndarray:
+        n_local = self.n_candidates // 2
+        num, cat = self._enc.random(rng, self.n_candidates - n_local)
+        uniform = self._features(num, cat)
+        # Local moves around the best points, at a few scales relative to the length scales.
+        centers = best_x[rng.integers(len(best_x), size=n_local)]
+        scale = np.minimum(length, 1.0) * rng.choice([0.01, 0.05, 0.2], size=(n_local, 1))
+        local = centers + rng.normal(size=centers.shape) * scale
+        nl = self._enc.n_num
+        local[:, nl:] = centers[:, nl:]
+        for j, block in enumerate(self._blocks):
+            flip = rng.random(n_local) < 0.1
+            new = rng.integers(block.stop - block.start, size=n_local)
+            local[flip, block] = 0.0
+            local[np.flatnonzero(flip), block.start + new[flip]] = 1.0
+        local[:, :nl] = np.clip(local[:, :nl], 0.0, 1.0)
+        return np.concatenate([uniform, local])
+
+    def _maximize(self, post: _Posterior, best: float, starts: np.ndarray) -> np.ndarray:
+        m, d = starts.shape
+
+        def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            a = flat.reshape(m, d)
+            value, grad = _log_ei(post, a, best, grad=True)
+            return float(-value.sum()), -grad.ravel()
+
+        result = optimize.minimize(
+            objective,
+            starts.ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * (m * d),
+            options={"maxiter": 200},
+        )
+        return np.clip(result.x.reshape(m, d), 0.0, 1.0)
+
+
+def _standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    mean, std = float(y.mean()), float(y.std())
+    std = std if std > 0 else 1.0
+    return (y - mean) / std, mean, std
+
+
+def _check_int(option: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"gp {option}: must be an integer >= {minimum}, got {value!r}")

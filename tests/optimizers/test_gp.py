@@ -1,0 +1,118 @@
+"""Behaviour of the Gaussian-process optimizer beyond the conformance suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _problems import (
+    BRANIN_MIN,
+    BRANIN_SPACE,
+    ask_batch,
+    best_regret,
+    branin,
+    min_pairwise_distance,
+    tell_random,
+)
+from scipy import special
+
+from daskhpo.optimizers import Trial, make_optimizer
+from daskhpo.optimizers.gp import GP, _log_ei, _Posterior, log_h
+from daskhpo.space import Space
+
+FAST = {"n_initial": 8, "n_candidates": 300}
+
+
+def test_beats_random_search_on_branin():
+    seeds = range(3)
+    gp = [best_regret(("gp", FAST), BRANIN_SPACE, branin, 30, s, BRANIN_MIN) for s in seeds]
+    rnd = [best_regret("random", BRANIN_SPACE, branin, 30, s, BRANIN_MIN) for s in seeds]
+    assert np.median(gp) < np.median(rnd) / 10
+
+
+def test_pending_trials_spread_parallel_suggestions():
+    """Without the liar the eight asks collapse onto the acquisition's maximum; with it they spread."""
+    spreads = {}
+    for liar in (True, False):
+        opt = make_optimizer(("gp", {**FAST, "constant_liar": liar}), BRANIN_SPACE, 4)
+        tell_random(opt, BRANIN_SPACE, branin, 15)
+        spreads[liar] = min_pairwise_distance(BRANIN_SPACE, ask_batch(opt, 8, 15))
+    assert spreads[False] < 1e-6  # without pending trials in the model: the same point, 8 times
+    assert spreads[True] > 2e-3  # with them: 8 distinct points, apart in every pair
+
+
+def test_training_set_is_capped_and_keeps_the_best():
+    opt = GP(BRANIN_SPACE, seed=0, max_train=30, n_initial=5, n_candidates=100)
+    tell_random(opt, BRANIN_SPACE, branin, 80)
+    _, y = opt.training_set()
+    assert len(y) == 30
+    assert set(np.sort(opt._y)[:15]) <= set(y)
+    opt.ask(80)
+    assert opt.last_train_size == 30
+
+
+def test_categorical_and_integer_dimensions_are_rounded_and_learned():
+    space = Space({"kind": "choices(['bad', 'good', 'worse'])", "n": "randint(1, 10)", "x": "uniform(0, 1)"})
+
+    def fn(p):
+        return {"bad": 1.0, "good": 0.0, "worse": 2.0}[p["kind"]] + abs(p["n"] - 7) / 5 + (p["x"] - 0.3) ** 2
+
+    opt = make_optimizer(("gp", FAST), space, 1)
+    late = []
+    for trial_id in range(25):
+        params = opt.ask(trial_id).params
+        assert space.validate(params) == params
+        opt.tell(Trial(trial_id, params, "completed", fn(params)))
+        if trial_id >= 15:
+            late.append(params)
+    assert sum(p["kind"] == "good" for p in late) >= 8
+    assert min(abs(p["n"] - 7) for p in late) == 0
+
+
+def test_log_h_matches_the_direct_formula_and_stays_finite():
+    z = np.linspace(-8, 5, 50)
+    direct = np.log(z * special.ndtr(z) + np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi))
+    assert np.allclose(log_h(z), direct, rtol=1e-8, atol=1e-10)
+    far = log_h(np.array([-40.0, -1e3, -1e6]))
+    assert np.all(np.isfinite(far)) and np.all(np.diff(far) < 0)
+
+
+def test_log_ei_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((15, 3)), rng.normal(size=15)
+    post = _Posterior(x, y, 1.5, np.array([0.3, 0.6, 0.2]), 1e-4)
+    a = rng.random((5, 3))
+    _, grad = _log_ei(post, a, y.min(), grad=True)
+    numeric = np.zeros_like(a)
+    for k in range(3):
+        step = np.zeros(3)
+        step[k] = 1e-6
+        numeric[:, k] = (_log_ei(post, a + step, y.min())[0] - _log_ei(post, a - step, y.min())[0]) / 2e-6
+    assert np.allclose(grad, numeric, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("max_train", 1), ("n_starts", 0), ("n_initial", "3"), ("liar", "median"), ("constant_liar", 1)],
+)
+def test_bad_options_name_the_option(option, value):
+    with pytest.raises(ValueError, match=option):
+        make_optimizer(("gp", {option: value}), BRANIN_SPACE, 0)
+
+
+def test_refitting_every_few_trials_stays_resumable():
+    """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
+    config = {**FAST, "refit_every": 4}
+    original = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+    history = []
+    for trial_id in range(14):
+        params = original.ask(trial_id).params
+        history.append(Trial(trial_id, params, "completed", branin(params)))
+        original.tell(history[-1])
+    resumed = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+    for trial in history:
+        resumed.tell(trial)
+    for trial_id in range(14, 17):
+        a, b = original.ask(trial_id).params, resumed.ask(trial_id).params
+        assert a == b
+        original.tell(Trial(trial_id, a, "completed", branin(a)))
+        resumed.tell(Trial(trial_id, b, "completed", branin(b)))
