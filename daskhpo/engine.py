@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import traceback
@@ -23,6 +24,7 @@ from typing import Any
 from distributed import Client, Future, as_completed
 from distributed.client import FutureCancelledError
 
+from .reporting import TrialPruned, _stop_trial, trial_context
 from .results import InvalidResult, parse_result
 
 __all__ = ["Engine", "TooManyBrokenTrials", "NoWorkersError", "run_trial"]
@@ -47,12 +49,21 @@ def _current_worker() -> str | None:
         return None
 
 
-def run_trial(fn: Callable[..., Any], params: Mapping[str, Any], fn_kwargs: Mapping[str, Any]) -> dict:
+def run_trial(
+    fn: Callable[..., Any],
+    params: Mapping[str, Any],
+    fn_kwargs: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
+) -> dict:
     """Run one trial on a worker and describe its outcome as plain data.
 
     Exceptions and invalid results are caught here, on the worker, so that they reach the
     client as data (with the traceback as text) rather than as remote exceptions that may
-    not even unpickle on the client.
+    not even unpickle on the client.  With a ``context`` (see
+    :func:`daskhpo.reporting.trial_context`) the objective may call :func:`daskhpo.report`;
+    the outcome then also holds every report (``reports``: ``[step, values]`` pairs), the
+    last checkpoint (``checkpoint``), and a trial stopped by :class:`TrialPruned` is
+    ``pruned`` with its last reported values.
     """
     outcome: dict[str, Any] = {
         "worker": _current_worker(),
@@ -62,18 +73,28 @@ def run_trial(fn: Callable[..., Any], params: Mapping[str, Any], fn_kwargs: Mapp
         "metrics": {},
         "error": None,
     }
-    try:
-        value = fn(**params, **fn_kwargs)
-        objective, metrics = parse_result(value)
-        outcome["objective"], outcome["metrics"] = objective, metrics
-        if math.isfinite(objective):
-            outcome["status"] = "completed"
-        else:
-            outcome["status"], outcome["error"] = "broken", f"objective is {objective}"
-    except InvalidResult as exc:
-        outcome["status"], outcome["error"] = "broken", f"InvalidResult: {exc}"
-    except Exception:
-        outcome["status"], outcome["error"] = "broken", traceback.format_exc(limit=-20)
+    with trial_context(context) as ctx:
+        try:
+            value = fn(**params, **fn_kwargs)
+            objective, metrics = parse_result(value)
+            outcome["objective"], outcome["metrics"] = objective, metrics
+            if math.isfinite(objective):
+                outcome["status"] = "completed"
+            else:
+                outcome["status"], outcome["error"] = "broken", f"objective is {objective}"
+        except TrialPruned:
+            outcome["status"] = "pruned"
+            if ctx is not None and ctx.reports:
+                values = dict(ctx.reports[-1][1])
+                outcome["objective"] = values.pop("objective")
+                outcome["metrics"] = {k: v for k, v in values.items() if math.isfinite(v)}
+        except InvalidResult as exc:
+            outcome["status"], outcome["error"] = "broken", f"InvalidResult: {exc}"
+        except Exception:
+            outcome["status"], outcome["error"] = "broken", traceback.format_exc(limit=-20)
+    if ctx is not None:
+        outcome["reports"] = ctx.reports
+        outcome["checkpoint"] = ctx.checkpoint
     outcome["ended"] = time.time()
     return outcome
 
@@ -86,6 +107,12 @@ class _InFlight:
     attempts: int = 1
     timer: threading.Timer | None = None
     timed_out: bool = field(default=False)
+    #: "parent"/"checkpoint" ids (recorded) and "state" (the start checkpoint, shipped)
+    extra: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    #: steps whose reports the caller has been given
+    seen: set = field(default_factory=set)
+    stopping: bool = False
 
 
 class Engine:
@@ -198,65 +225,96 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------
     def run(
         self,
-        suggest: Callable[[], tuple[int, dict[str, Any]] | None],
+        suggest: Callable[[], tuple | None],
         record: Callable[[dict], None],
         budget: int | None = None,
+        on_report: Callable[[dict], str] | None = None,
     ) -> int:
-        """Run trials until ``budget`` trials completed or ``suggest`` has nothing more.
+        """Run trials until ``budget`` trials finished or ``suggest`` has nothing more.
 
         Parameters
         ----------
         suggest : callable
-            Returns ``(trial_id, params)`` for the next trial, or ``None``.
+            Returns ``(trial_id, params)`` or ``(trial_id, params, extra)`` for the next
+            trial, or ``None``.  ``extra`` may hold ``parent`` and ``checkpoint`` (trial
+            ids, copied into the record) and ``state`` (the stored checkpoint the trial
+            starts from, shipped to its worker for :func:`daskhpo.load_checkpoint`).
         record : callable
             Receives each finished trial's record (a dict with ``trial``, ``params``,
             ``status``, ``objective``, ``metrics``, times, ``worker``, ``gpu``,
-            ``attempts``, ``error``); called before the next trial is suggested.
+            ``attempts``, ``error``, ``parent``, ``checkpoint``, ``last_step``, and
+            ``state``: the trial's last checkpoint or ``None``); called before the next
+            trial is suggested.
         budget : int, optional
-            Completed trials after which no more are submitted.
+            Finished (completed or pruned) trials after which no more are submitted.
+        on_report : callable, optional
+            Receives each intermediate report (a dict with ``trial``, ``params``,
+            ``step`` and ``values``) and returns ``"continue"`` or ``"prune"``.  Reports
+            arrive while trials run (on the client's event loop thread, never at the
+            same time as ``record`` or ``suggest``); reports that had not arrived when
+            their trial ended are given (in step order) just before its ``record``.
+            Without it, :func:`daskhpo.report` only collects values into the record.
 
         Returns
         -------
         int
-            The number of trials that completed.
+            The number of trials that finished (completed or pruned).
         """
         self._running: dict[Future, _InFlight] = {}
+        self._by_trial: dict[int, _InFlight] = {}
         self._queue = as_completed(with_results=True, raise_errors=False)
-        completed = broken = 0
+        self._on_report = on_report
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._topic = None
+        finished = broken = 0
         watchdog = self._watch_for_workers()
 
         def fill() -> None:
             while len(self._running) < self.n_workers and (
-                budget is None or completed + len(self._running) < budget
+                budget is None or finished + len(self._running) < budget
             ):
                 item = suggest()
                 if item is None:
                     return
-                trial_id, params = item
-                self._submit(_InFlight(trial_id, params, time.time()))
+                trial_id, params, *rest = item
+                self._submit(_InFlight(trial_id, params, time.time(), extra=dict(rest[0]) if rest else {}))
 
         try:
-            fill()
-            for future, result in self._queue:
-                job = self._running.pop(future)
-                if job.timer is not None:
-                    job.timer.cancel()
-                outcome = self._outcome(future, result, job)
-                if outcome is None:
-                    continue  # resubmitted
-                record(outcome)
-                if outcome["status"] == "completed":
-                    completed += 1
-                else:
-                    broken += 1
-                    if broken > self.max_broken:
-                        raise TooManyBrokenTrials(
-                            f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                            f"trial {outcome['trial']} ({outcome['status']}): {outcome['error']}"
-                        )
+            if on_report is not None:
+                # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
+                self._topic = f"daskhpo-reports-{uuid.uuid4().hex}"
+                self.client.subscribe_topic(self._topic, self._on_event)
+            with self._lock:
                 fill()
-            return completed
+            self._drain()
+            for future, result in self._queue:
+                with self._lock:
+                    job = self._running.pop(future)
+                    if job.timer is not None:
+                        job.timer.cancel()
+                    outcome = self._outcome(future, result, job)
+                    if outcome is None:
+                        continue  # resubmitted
+                    self._by_trial.pop(job.trial_id, None)
+                    self._late_reports(job, outcome)
+                    record(outcome)
+                    if outcome["status"] in ("completed", "pruned"):
+                        finished += 1
+                    else:
+                        broken += 1
+                        if broken > self.max_broken:
+                            raise TooManyBrokenTrials(
+                                f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                                f"trial {outcome['trial']} ({outcome['status']}): {outcome['error']}"
+                            )
+                    fill()
+                self._drain()
+            return finished
         finally:
+            if self._topic is not None:
+                self.client.unsubscribe_topic(self._topic)
+                self._topic = None
             if watchdog is not None:
                 watchdog.cancel()
             for future, job in self._running.items():
@@ -265,14 +323,73 @@ class Engine:
                 future.cancel()
             self._queue.clear()
             self._running = {}
+            self._by_trial = {}
+
+    # -- intermediate reports ----------------------------------------------------------
+    def _on_event(self, event: tuple[float, dict]) -> None:
+        # On the client's event loop thread: queue, then handle unless the loop thread
+        # is busy (whoever holds the lock drains the queue when it lets go).
+        self._inbox.put(event[1])
+        self._drain()
+
+    def _drain(self) -> None:
+        while not self._inbox.empty():
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    try:
+                        msg = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._report(msg)
+            finally:
+                self._lock.release()
+
+    def _report(self, msg: dict) -> None:
+        job = self._by_trial.get(msg["trial"])
+        if job is None or job.key != msg["key"] or msg["step"] in job.seen:
+            return  # a trial already recorded, a lost attempt, or a repeated step
+        job.seen.add(msg["step"])
+        try:
+            decision = self._on_report({"trial": job.trial_id, "params": job.params, "step": msg["step"], "values": msg["values"]})
+        except Exception:
+            logger.exception("handling a report of trial %d failed", job.trial_id)
+            return
+        if decision == "prune" and not job.stopping:
+            job.stopping = True
+            logger.debug("pruning trial %d at step %g", job.trial_id, msg["step"])
+            self.client.loop.add_callback(self._send_stop, job.key, msg["worker"])
+
+    async def _send_stop(self, key: str, worker: str) -> None:
+        try:
+            await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
+        except Exception as exc:  # the worker left: its trial is lost anyway
+            logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+
+    def _late_reports(self, job: _InFlight, outcome: dict) -> None:
+        reports = outcome.pop("reports", None) or []
+        if reports:
+            outcome["last_step"] = reports[-1][0]
+        elif job.seen:
+            outcome["last_step"] = max(job.seen)
+        if self._on_report is None:
+            return
+        for step, values in sorted(reports, key=lambda r: r[0]):
+            if step not in job.seen:
+                job.seen.add(step)
+                self._on_report({"trial": job.trial_id, "params": job.params, "step": step, "values": values})
 
     def _submit(self, job: _InFlight) -> None:
+        job.key = f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}"
+        context = {"trial": job.trial_id, "key": job.key, "topic": self._topic, "checkpoint": job.extra.get("state")}
         future = self.client.submit(
             run_trial,
             self.fn,
             job.params,
             self.fn_kwargs,
-            key=f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}",
+            context,
+            key=job.key,
             pure=False,
             resources=self.resources,
         )
@@ -281,6 +398,7 @@ class Engine:
             job.timer.daemon = True
             job.timer.start()
         self._running[future] = job
+        self._by_trial[job.trial_id] = job
         self._queue.add(future)
 
     @staticmethod
@@ -290,8 +408,18 @@ class Engine:
         future.cancel()
 
     def _outcome(self, future: Future, result: Any, job: _InFlight) -> dict | None:
-        base = {"trial": job.trial_id, "params": job.params, "submitted": job.submitted, "attempts": job.attempts}
+        base = {
+            "trial": job.trial_id,
+            "params": job.params,
+            "submitted": job.submitted,
+            "attempts": job.attempts,
+            "parent": job.extra.get("parent"),
+            "checkpoint": job.extra.get("checkpoint"),
+            "last_step": math.nan,
+        }
         if future.status == "finished":
+            result = dict(result)
+            result["state"] = result.pop("checkpoint", None)
             return {**base, **result}
         if job.timed_out:
             return self._failed(base, "timeout", f"trial exceeded trial_timeout={self.trial_timeout} s")
@@ -308,7 +436,9 @@ class Engine:
             text = f"{type(error).__name__}: {error}"
         if job.attempts <= self.retries:
             logger.warning("trial %d lost (%s): resubmitting (attempt %d)", job.trial_id, text, job.attempts + 1)
-            self._submit(_InFlight(job.trial_id, job.params, job.submitted, job.attempts + 1))
+            self._submit(
+                _InFlight(job.trial_id, job.params, job.submitted, job.attempts + 1, extra=job.extra, seen=job.seen)
+            )
             return None
         return self._failed(base, "lost", f"{text} (after {job.attempts} attempts)")
 
@@ -324,4 +454,5 @@ class Engine:
             "worker": None,
             "gpu": None,
             "error": error,
+            "state": None,
         }
