@@ -99,6 +99,17 @@ def run_trial(
     return outcome
 
 
+class _Relay:
+    """The topic handler of one run; detached (``target=None``) when the run ends."""
+
+    def __init__(self, target: Callable[[Any], None]) -> None:
+        self.target: Callable[[Any], None] | None = target
+
+    def __call__(self, event: Any) -> None:
+        if self.target is not None:
+            self.target(event)
+
+
 @dataclass
 class _InFlight:
     trial_id: int
@@ -284,7 +295,8 @@ class Engine:
             if on_report is not None:
                 # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
                 self._topic = f"daskhpo-reports-{uuid.uuid4().hex}"
-                self.client.subscribe_topic(self._topic, self._on_event)
+                relay = _Relay(self._on_event)
+                self.client.subscribe_topic(self._topic, relay)
             with self._lock:
                 fill()
             self._drain()
@@ -313,6 +325,9 @@ class Engine:
             return finished
         finally:
             if self._topic is not None:
+                # distributed keeps the client-side handler after unsubscribing: detach it
+                # so that it holds nothing of this run.
+                relay.target = None
                 self.client.unsubscribe_topic(self._topic)
                 self._topic = None
             if watchdog is not None:
