@@ -19,6 +19,8 @@ __all__ = ["Optimizer", "Suggestion", "Trial", "Report", "CONTINUE", "PRUNE", "m
 _BUILTIN: dict[str, str] = {
     "random": "daskhpo.optimizers.random:RandomSearch",
     "grid": "daskhpo.optimizers.grid:GridSearch",
+    "asha": "daskhpo.optimizers.asha:ASHA",
+    "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
