@@ -21,6 +21,7 @@ _BUILTIN: dict[str, str] = {
     "grid": "daskhpo.optimizers.grid:GridSearch",
     "asha": "daskhpo.optimizers.asha:ASHA",
     "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
+    "pbt": "daskhpo.optimizers.pbt:PBT",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
