@@ -644,4 +644,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the importable module "multifidelity" (this directory is on sys.path, which
+    # worker processes inherit), so that objectives are pickled by reference and each
+    # worker keeps its cached data set between trials; functions of __main__ would be
+    # pickled by value with every trial, their globals (the cache) fresh each time.
+    import multifidelity
+
+    multifidelity.main()

@@ -5,6 +5,13 @@ and reacts to each future as it completes (:class:`distributed.as_completed`): r
 outcome, let the caller tell the optimizer, submit the next trial.  It knows futures,
 resources, retries and time-outs, and nothing about any particular algorithm: trials come
 from a ``suggest`` callable and outcomes go to a ``record`` callable.
+
+Intermediate reports (:func:`daskhpo.report`) travel from the workers on one pub/sub topic
+per run (``Worker.log_event`` → ``Client.subscribe_topic``) and go to an ``on_report``
+callable that answers ``"continue"`` or ``"prune"``; a prune sets the trial's stop flag on
+its worker with ``Client.run`` (see :mod:`daskhpo.reporting`).  Reports are handled on the
+client's event loop thread, but never at the same time as ``record`` or ``suggest``: a lock
+held by the loop, and a queue drained by whichever thread lets go of it.
 """
 
 from __future__ import annotations
