@@ -313,21 +313,20 @@ class Engine:
                     if job.timer is not None:
                         job.timer.cancel()
                     outcome = self._outcome(future, result, job)
-                    if outcome is None:
-                        continue  # resubmitted
-                    self._by_trial.pop(job.trial_id, None)
-                    self._late_reports(job, outcome)
-                    record(outcome)
-                    if outcome["status"] in ("completed", "pruned"):
-                        finished += 1
-                    else:
-                        broken += 1
-                        if broken > self.max_broken:
-                            raise TooManyBrokenTrials(
-                                f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                                f"trial {outcome['trial']} ({outcome['status']}): {outcome['error']}"
-                            )
-                    fill()
+                    if outcome is not None:  # else resubmitted
+                        self._by_trial.pop(job.trial_id, None)
+                        self._late_reports(job, outcome)
+                        record(outcome)
+                        if outcome["status"] in ("completed", "pruned"):
+                            finished += 1
+                        else:
+                            broken += 1
+                            if broken > self.max_broken:
+                                raise TooManyBrokenTrials(
+                                    f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                                    f"trial {outcome['trial']} ({outcome['status']}): {outcome['error']}"
+                                )
+                        fill()
                 self._drain()
             return finished
         finally:

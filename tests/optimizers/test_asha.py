@@ -255,3 +255,17 @@ def test_asha_with_a_fidelity_dimension_continues_from_checkpoints(client):
         assert ds.trained_here.values[i] == ds.epochs.values[i] - parent_epochs
         assert ds.checkpoint_from.values[i] == ds.parent.values[i]
     assert not math.isnan(exp.best["objective"])
+
+
+def test_asha_resumes_from_stored_reports(client, tmp_path):
+    """The rungs rebuilt from the stored history equal the live optimizer's."""
+    algo = ("asha", {"min_resource": 1, "max_resource": 27, "reduction_factor": 3})
+    path = tmp_path / "asha.nc"
+    exp = daskhpo.build_experiment("asha-resume", {"q": "uniform(0, 1)"}, algorithm=algo, storage=path, seed=2)
+    exp.workon(learn, max_trials=20, client=client)
+    live = exp.optimizer.brackets[0].results
+    resumed = daskhpo.build_experiment("asha-resume", {"q": "uniform(0, 1)"}, algorithm=algo, storage=path)
+    assert resumed.optimizer.brackets[0].results == live
+    assert resumed.optimizer._judged == exp.optimizer._judged
+    resumed.workon(learn, max_trials=30, client=client)
+    assert len(resumed.history.trial) == 30 and resumed.history.reported_objective.dims == ("trial", "step")
