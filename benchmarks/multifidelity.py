@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -197,7 +196,7 @@ def train_mlp(lr, alpha, width, batch_size, seed=0, checkpointing=False, max_epo
         model.set_params(learning_rate_init=lr, alpha=alpha, batch_size=int(batch_size))
         if hasattr(model, "_optimizer"):  # sklearn keeps the first learning rate otherwise
             model._optimizer.learning_rate = lr
-    error = math.nan
+    error = math.nan if state is None else 1.0 - model.score(Xva, yva)  # if nothing is left to train
     for epoch in range(start + 1, max_epochs + 1):
         model.partial_fit(Xtr, ytr, classes=np.arange(10))
         error = 1.0 - model.score(Xva, yva)

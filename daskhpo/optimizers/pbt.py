@@ -59,6 +59,7 @@ class _Member:
     score: float = math.nan
     step: float = 0.0
     done: bool = False
+    reported: bool = False
     history: list[int] = field(default_factory=list)
 
 
@@ -232,7 +233,10 @@ class PBT(Optimizer):
                 self._steps[trial.id] = trial.last_step
                 if math.isfinite(trial.last_step):
                     member.step = trial.last_step
-                member.done = trial.status == "completed" and math.isfinite(trial.last_step)
+                    member.reported = True
+                # a member that reports is done when a trial returns (even one that had
+                # nothing left to train); one that never reports goes on in generations
+                member.done = trial.status == "completed" and member.reported
         if not member.done and member.index not in self._ready:
             self._ready.append(member.index)
 

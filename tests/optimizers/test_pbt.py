@@ -140,3 +140,16 @@ def test_pbt_with_reports_on_a_cluster():
         roots.add(tid)
     assert roots == {0, 1, 2, 3}
     assert (ds.checkpoint_from.values != ds.parent.values).any()
+
+
+def test_reports_mode_member_ends_even_when_paused_at_its_last_step():
+    """Paused after its last report, a member's next trial returns at once: it is done."""
+    space = daskhpo.Space({"lr": "loguniform(1e-3, 1)"})
+    opt = make_optimizer(("pbt", {"population_size": 2, "perturbation_interval": 5}), space, 0)
+    a, b = opt.ask(0), opt.ask(1)
+    opt.tell(Trial(0, a.params, "pruned", 0.5, last_step=10.0))
+    opt.tell(Trial(1, b.params, "completed", 0.4, last_step=10.0))
+    nxt = opt.ask(2)
+    assert nxt.parent == 0
+    opt.tell(Trial(2, nxt.params, "completed", 0.5, parent=nxt.parent, checkpoint=nxt.checkpoint))  # no reports
+    assert opt.ask(3) is None
