@@ -160,7 +160,9 @@ def report(step: float, objective: float | None = None, *, checkpoint: Any = Non
     Notes
     -----
     Outside a trial run by daskhpo (the objective called directly) this does nothing
-    but warn, so the same function runs standalone.  The values go into the history's
+    but warn, so the same function runs standalone.  Call it from the thread that runs
+    the objective (threads the objective starts do not see its trial).  A call costs a
+    few microseconds (see ``benchmarks/multifidelity.py``), plus pickling ``checkpoint``.  The values go into the history's
     ``reported_<name>`` variables along the ``step`` dimension.
     """
     ctx = _CURRENT.get()
