@@ -10,8 +10,11 @@ Two ways to spend resource, chosen by the space:
 **Reports inside the trial** (no ``fidelity(...)`` dimension).  Each trial trains up to
 ``max_resource`` and calls :func:`daskhpo.report` with ``step`` = the resource used.  The
 first report at or past a rung enters it; the trial goes on if it ranks in the rung's best
-``max(1, n // reduction_factor)`` of the ``n`` results there (ties by trial id), and is
-pruned otherwise (the stopping variant of ASHA: a stopped trial never resumes).
+``n // reduction_factor`` of the ``n`` results there, itself included (ties by trial id),
+and is pruned otherwise.  This is the paper's promotion rule (nothing goes up a rung before
+the rung has ``reduction_factor`` results) applied when the trial reaches the rung, since a
+running trial cannot wait: the stopping variant of ASHA, where a stopped trial never
+resumes.
 
 **A fidelity dimension** (``fidelity(low, high, base)``).  Each trial runs one configuration
 at one fidelity, a rung's resource.  ``ask`` first promotes the best unpromoted
@@ -73,10 +76,10 @@ class _Bracket:
         return [cid for cid, _ in ranked[: int(len(ranked) // self.eta)]]
 
     def judge(self, k: int, cid: int, value: float, trial_id: int) -> str:
-        """Stopping variant: enter rung ``k``; continue iff among the best so far."""
+        """Stopping variant: enter rung ``k``; continue iff in the best ``n // eta`` so far."""
         self.results[k][cid] = (value, trial_id)
         ranked = sorted(self.results[k].items(), key=lambda item: (item[1][0], item[1][1]))
-        keep = max(1, int(len(ranked) // self.eta))
+        keep = int(len(ranked) // self.eta)
         position = [c for c, _ in ranked].index(cid)
         return CONTINUE if position < keep else PRUNE
 
