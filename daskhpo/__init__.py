@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
+from .reporting import TrialPruned, load_checkpoint, report  # noqa: E402
 from .space import (  # noqa: E402
     Space,
     choices,
@@ -41,6 +42,9 @@ __all__ = [
     "TooManyBrokenTrials",
     "NoWorkersError",
     "SlurmGPUCluster",
+    "report",
+    "load_checkpoint",
+    "TrialPruned",
 ]
 
 

@@ -5,6 +5,13 @@ and reacts to each future as it completes (:class:`distributed.as_completed`): r
 outcome, let the caller tell the optimizer, submit the next trial.  It knows futures,
 resources, retries and time-outs, and nothing about any particular algorithm: trials come
 from a ``suggest`` callable and outcomes go to a ``record`` callable.
+
+Intermediate reports (:func:`daskhpo.report`) travel from the workers on one pub/sub topic
+per run (``Worker.log_event`` → ``Client.subscribe_topic``) and go to an ``on_report``
+callable that answers ``"continue"`` or ``"prune"``; a prune sets the trial's stop flag on
+its worker with ``Client.run`` (see :mod:`daskhpo.reporting`).  Reports are handled on the
+client's event loop thread, but never at the same time as ``record`` or ``suggest``: a lock
+held by the loop, and a queue drained by whichever thread lets go of it.
 """
 
 from __future__ import annotations
@@ -13,17 +20,19 @@ import ctypes
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from distributed import Client, Future, as_completed
 from distributed.client import FutureCancelledError
 
+from .reporting import TrialPruned, _stop_trial, trial_context
 from .results import InvalidResult, parse_result
 
 __all__ = ["Engine", "TooManyBrokenTrials", "NoWorkersError", "TrialTimeout", "run_trial"]
@@ -100,7 +109,7 @@ def run_trial(
     params: Mapping[str, Any],
     fn_kwargs: Mapping[str, Any],
     timeout: float | None = None,
-    topic: str | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> dict:
     """Run one trial on a worker and describe its outcome as plain data.
 
@@ -109,17 +118,20 @@ def run_trial(
     not even unpickle on the client.  ``timeout`` counts from the trial's start on the
     worker, not from its submission, so queueing never counts against a trial.
 
-    With ``topic``, the start is announced as a Dask event ``{"key": <task key>}`` on that
-    topic: when a worker leaves mid-trial (a Slurm job cancelled, preempted or at its
-    walltime) the scheduler silently runs the task again elsewhere, and these events are
-    how the engine counts such attempts.  (The event leaves with the worker's next
-    message batch, within milliseconds: a worker that dies sooner than that after the
-    start goes uncounted, and the scheduler's own limit, ``allowed-failures``, still
-    bounds its re-runs.)
+    With a ``context`` (see :func:`daskhpo.reporting.trial_context`) the start is announced
+    as an event ``{"key": <task key>}`` on the run's topic: when a worker leaves mid-trial
+    (a Slurm job cancelled, preempted or at its walltime) the scheduler silently runs the
+    task again elsewhere, and these events are how the engine counts such attempts.  (The
+    event leaves with the worker's next message batch, within milliseconds: a worker that
+    dies sooner than that goes uncounted, and the scheduler's own limit,
+    ``allowed-failures``, still bounds its re-runs.)  The objective may then call
+    :func:`daskhpo.report`; the outcome also holds every report (``reports``: ``[step,
+    values]`` pairs), the last checkpoint (``checkpoint``), and a trial stopped by
+    :class:`TrialPruned` is ``pruned`` with its last reported values.
     """
     worker = _current_worker()
-    if topic is not None and worker is not None:
-        worker.log_event(topic, {"key": str(worker.get_current_task())})
+    if context is not None and context.get("topic") and worker is not None:
+        worker.log_event(context["topic"], {"key": context["key"]})
     outcome: dict[str, Any] = {
         "worker": None if worker is None else worker.address,
         "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -128,24 +140,34 @@ def run_trial(
         "metrics": {},
         "error": None,
     }
-    try:
-        with _Deadline(timeout) as deadline:
-            try:
-                value = fn(**params, **fn_kwargs)
-            finally:
-                deadline.disarm()
-        objective, metrics = parse_result(value)
-        outcome["objective"], outcome["metrics"] = objective, metrics
-        if math.isfinite(objective):
-            outcome["status"] = "completed"
-        else:
-            outcome["status"], outcome["error"] = "broken", f"objective is {objective}"
-    except TrialTimeout:
-        outcome["status"], outcome["error"] = "timeout", f"trial exceeded trial_timeout={timeout} s"
-    except InvalidResult as exc:
-        outcome["status"], outcome["error"] = "broken", f"InvalidResult: {exc}"
-    except Exception:
-        outcome["status"], outcome["error"] = "broken", traceback.format_exc(limit=-20)
+    with trial_context(context) as ctx:
+        try:
+            with _Deadline(timeout) as deadline:
+                try:
+                    value = fn(**params, **fn_kwargs)
+                finally:
+                    deadline.disarm()
+            objective, metrics = parse_result(value)
+            outcome["objective"], outcome["metrics"] = objective, metrics
+            if math.isfinite(objective):
+                outcome["status"] = "completed"
+            else:
+                outcome["status"], outcome["error"] = "broken", f"objective is {objective}"
+        except TrialTimeout:
+            outcome["status"], outcome["error"] = "timeout", f"trial exceeded trial_timeout={timeout} s"
+        except TrialPruned:
+            outcome["status"] = "pruned"
+            if ctx is not None and ctx.reports:
+                values = dict(ctx.reports[-1][1])
+                outcome["objective"] = values.pop("objective")
+                outcome["metrics"] = {k: v for k, v in values.items() if math.isfinite(v)}
+        except InvalidResult as exc:
+            outcome["status"], outcome["error"] = "broken", f"InvalidResult: {exc}"
+        except Exception:
+            outcome["status"], outcome["error"] = "broken", traceback.format_exc(limit=-20)
+    if ctx is not None:
+        outcome["reports"] = ctx.reports
+        outcome["checkpoint"] = ctx.checkpoint
     outcome["ended"] = time.time()
     return outcome
 
@@ -153,6 +175,17 @@ def run_trial(
 def _last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
+
+
+class _Relay:
+    """The topic handler of one run; detached (``target=None``) when the run ends."""
+
+    def __init__(self, target: Callable[[Any], None]) -> None:
+        self.target: Callable[[Any], None] | None = target
+
+    def __call__(self, event: Any) -> None:
+        if self.target is not None:
+            self.target(event)
 
 
 @dataclass
@@ -163,6 +196,12 @@ class _InFlight:
     attempts: int = 1
     #: set when the scheduler re-ran the trial more often than ``retries`` allows
     exhausted: bool = False
+    #: "parent"/"checkpoint" ids (recorded) and "state" (the start checkpoint, shipped)
+    extra: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    #: steps whose reports the caller has been given
+    seen: set = field(default_factory=set)
+    stopping: bool = False
 
 
 class Engine:
@@ -226,7 +265,7 @@ class Engine:
         self.worker_timeout = worker_timeout
         self.n_workers = n_workers if n_workers is not None else self._default_slots()
         self._no_workers = threading.Event()
-        self._topic = f"daskhpo-trial-started-{uuid.uuid4().hex}"
+        self._topic = f"daskhpo-events-{uuid.uuid4().hex}"
         self._by_key: dict[str, tuple[Future, _InFlight]] = {}
         self._starts: dict[str, int] = {}
 
@@ -302,76 +341,94 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------
     def run(
         self,
-        suggest: Callable[[], tuple[int, dict[str, Any]] | None],
+        suggest: Callable[[], tuple | None],
         record: Callable[[dict], None],
         budget: int | None = None,
+        on_report: Callable[[dict], str] | None = None,
     ) -> int:
-        """Run trials until ``budget`` trials completed or ``suggest`` has nothing more.
+        """Run trials until ``budget`` trials finished or ``suggest`` has nothing more.
 
         Parameters
         ----------
         suggest : callable
-            Returns ``(trial_id, params)`` for the next trial, or ``None``.
+            Returns ``(trial_id, params)`` or ``(trial_id, params, extra)`` for the next
+            trial, or ``None``.  ``extra`` may hold ``parent`` and ``checkpoint`` (trial
+            ids, copied into the record) and ``state`` (the stored checkpoint the trial
+            starts from, shipped to its worker for :func:`daskhpo.load_checkpoint`).
         record : callable
             Receives each finished trial's record (a dict with ``trial``, ``params``,
             ``status``, ``objective``, ``metrics``, times, ``worker``, ``gpu``,
-            ``attempts``, ``error``); called before the next trial is suggested.
+            ``attempts``, ``error``, ``parent``, ``checkpoint``, ``last_step``, and
+            ``state``: the trial's last checkpoint or ``None``); called before the next
+            trial is suggested.
         budget : int, optional
-            Completed trials after which no more are submitted.
+            Finished (completed or pruned) trials after which no more are submitted.
+        on_report : callable, optional
+            Receives each intermediate report (a dict with ``trial``, ``params``,
+            ``step`` and ``values``) and returns ``"continue"`` or ``"prune"``.  Reports
+            arrive while trials run (on the client's event loop thread, never at the
+            same time as ``record`` or ``suggest``); reports that had not arrived when
+            their trial ended are given (in step order) just before its ``record``.
+            Without it, :func:`daskhpo.report` only collects values into the record.
 
         Returns
         -------
         int
-            The number of trials that completed.
+            The number of trials that finished (completed or pruned).
         """
         self._running: dict[Future, _InFlight] = {}
-        self._queue = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
+        self._by_trial: dict[int, _InFlight] = {}
         self._by_key, self._starts = {}, {}
-        completed = broken = 0
-        # distributed keeps a handler after unsubscribe_topic: let it hold nothing after the run.
-        listener: list[Callable[[str], None] | None] = [self._started]
-
-        def on_start(event: tuple[float, dict]) -> None:
-            started = listener[0]
-            if started is not None:
-                started(event[1]["key"])
-
-        self.client.subscribe_topic(self._topic, on_start)
+        self._queue = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
+        self._on_report = on_report
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        finished = broken = 0
+        # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
+        relay = _Relay(self._on_event)
+        self.client.subscribe_topic(self._topic, relay)
         watchdog = self._watch_for_workers()
 
         def fill() -> None:
             while len(self._running) < self.n_workers and (
-                budget is None or completed + len(self._running) < budget
+                budget is None or finished + len(self._running) < budget
             ):
                 item = suggest()
                 if item is None:
                     return
-                trial_id, params = item
-                self._submit(_InFlight(trial_id, params, time.time()))
+                trial_id, params, *rest = item
+                self._submit(_InFlight(trial_id, params, time.time(), extra=dict(rest[0]) if rest else {}))
 
         try:
-            fill()
-            for future, result in self._queue:
-                job = self._running.pop(future)
-                self._by_key.pop(future.key, None)
-                self._starts.pop(future.key, None)
-                outcome = self._outcome(future, result, job)
-                if outcome is None:
-                    continue  # resubmitted
-                record(outcome)
-                if outcome["status"] == "completed":
-                    completed += 1
-                else:
-                    broken += 1
-                    if broken > self.max_broken:
-                        raise TooManyBrokenTrials(
-                            f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                            f"trial {outcome['trial']} ({outcome['status']}): {_last_line(outcome['error'])}"
-                        )
+            with self._lock:
                 fill()
-            return completed
+            self._drain()
+            for future, result in self._queue:
+                with self._lock:
+                    job = self._running.pop(future)
+                    self._by_key.pop(future.key, None)
+                    self._starts.pop(future.key, None)
+                    outcome = self._outcome(future, result, job)
+                    if outcome is not None:  # else resubmitted
+                        self._by_trial.pop(job.trial_id, None)
+                        self._late_reports(job, outcome)
+                        record(outcome)
+                        if outcome["status"] in ("completed", "pruned"):
+                            finished += 1
+                        else:
+                            broken += 1
+                            if broken > self.max_broken:
+                                raise TooManyBrokenTrials(
+                                    f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                                    f"trial {outcome['trial']} ({outcome['status']}): {_last_line(outcome['error'])}"
+                                )
+                        fill()
+                self._drain()
+            return finished
         finally:
-            listener[0] = None
+            # distributed keeps the client-side handler after unsubscribing: detach it so
+            # that it holds nothing of this run.
+            relay.target = None
             try:
                 self.client.unsubscribe_topic(self._topic)
             except Exception:  # the client may be closing already
@@ -381,22 +438,87 @@ class Engine:
                 future.cancel()
             self._queue.clear()
             # Hold no future after the run, so an adaptive cluster can shrink to its minimum.
-            self._running, self._by_key, self._starts = {}, {}, {}
+            self._running, self._by_trial, self._by_key, self._starts = {}, {}, {}, {}
+
+    # -- events from the workers: trial starts and intermediate reports -----------------
+    def _on_event(self, event: tuple[float, dict]) -> None:
+        # On the client's event loop thread.
+        msg = event[1]
+        if "step" not in msg:
+            self._started(msg["key"])
+            return
+        # Queue, then handle unless the loop thread is busy (whoever holds the lock drains
+        # the queue when it lets go).
+        self._inbox.put(msg)
+        self._drain()
+
+    def _drain(self) -> None:
+        while not self._inbox.empty():
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    try:
+                        msg = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._report(msg)
+            finally:
+                self._lock.release()
+
+    def _report(self, msg: dict) -> None:
+        if self._on_report is None:
+            return  # report() values still reach the record, with the trial's result
+        job = self._by_trial.get(msg["trial"])
+        if job is None or job.key != msg["key"] or msg["step"] in job.seen:
+            return  # a trial already recorded, a lost attempt, or a repeated step
+        job.seen.add(msg["step"])
+        try:
+            decision = self._on_report({"trial": job.trial_id, "params": job.params, "step": msg["step"], "values": msg["values"]})
+        except Exception:
+            logger.exception("handling a report of trial %d failed", job.trial_id)
+            return
+        if decision == "prune" and not job.stopping:
+            job.stopping = True
+            logger.debug("pruning trial %d at step %g", job.trial_id, msg["step"])
+            self.client.loop.add_callback(self._send_stop, job.key, msg["worker"])
+
+    async def _send_stop(self, key: str, worker: str) -> None:
+        try:
+            await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
+        except Exception as exc:  # the worker left: its trial is lost anyway
+            logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+
+    def _late_reports(self, job: _InFlight, outcome: dict) -> None:
+        reports = outcome.pop("reports", None) or []
+        if reports:
+            outcome["last_step"] = reports[-1][0]
+        elif job.seen:
+            outcome["last_step"] = max(job.seen)
+        if self._on_report is None:
+            return
+        for step, values in sorted(reports, key=lambda r: r[0]):
+            if step not in job.seen:
+                job.seen.add(step)
+                self._on_report({"trial": job.trial_id, "params": job.params, "step": step, "values": values})
 
     def _submit(self, job: _InFlight) -> None:
+        job.key = f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}"
+        context = {"trial": job.trial_id, "key": job.key, "topic": self._topic, "checkpoint": job.extra.get("state")}
         future = self.client.submit(
             run_trial,
             self.fn,
             job.params,
             self.fn_kwargs,
             self.trial_timeout,
-            self._topic,
-            key=f"daskhpo-trial-{job.trial_id}-{uuid.uuid4().hex}",
+            context,
+            key=job.key,
             pure=False,
             resources=self.resources,
         )
         self._by_key[future.key] = (future, job)
         self._running[future] = job
+        self._by_trial[job.trial_id] = job
         self._queue.add(future)
 
     def _started(self, key: str) -> None:
@@ -428,8 +550,18 @@ class Engine:
             )
 
     def _outcome(self, future: Future, result: Any, job: _InFlight) -> dict | None:
-        base = {"trial": job.trial_id, "params": job.params, "submitted": job.submitted, "attempts": job.attempts}
+        base = {
+            "trial": job.trial_id,
+            "params": job.params,
+            "submitted": job.submitted,
+            "attempts": job.attempts,
+            "parent": job.extra.get("parent"),
+            "checkpoint": job.extra.get("checkpoint"),
+            "last_step": math.nan,
+        }
         if future.status == "finished":
+            result = dict(result)
+            result["state"] = result.pop("checkpoint", None)
             return {**base, **result}
         if job.exhausted:
             return self._failed(
@@ -449,7 +581,9 @@ class Engine:
             text = f"{type(error).__name__}: {error}"
         if job.attempts <= self.retries:
             logger.warning("trial %d lost (%s): resubmitting (attempt %d)", job.trial_id, text, job.attempts + 1)
-            self._submit(_InFlight(job.trial_id, job.params, job.submitted, job.attempts + 1))
+            self._submit(
+                _InFlight(job.trial_id, job.params, job.submitted, job.attempts + 1, extra=job.extra, seen=job.seen)
+            )
             return None
         return self._failed(base, "lost", f"{text} (after {job.attempts} attempts)")
 
@@ -465,4 +599,5 @@ class Engine:
             "worker": None,
             "gpu": None,
             "error": error,
+            "state": None,
         }

@@ -12,9 +12,10 @@ from typing import Any
 import xarray as xr
 
 from . import __version__
+from .checkpoints import CheckpointStore
 from .engine import Engine
-from .history import History, load_history
-from .optimizers import Optimizer, Trial, make_optimizer
+from .history import History, load_history, trial_of
+from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .results import RESERVED
 from .space import Dimension, Space
 
@@ -30,11 +31,20 @@ class Experiment:
     :func:`load_experiment`.
     """
 
-    def __init__(self, name: str, space: Space, optimizer: Optimizer | None, history: History, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        space: Space,
+        optimizer: Optimizer | None,
+        history: History,
+        read_only: bool = False,
+        checkpoints: CheckpointStore | None = None,
+    ) -> None:
         self.name = name
         self.space = space
         self.optimizer = optimizer
         self._history = history
+        self._checkpoints = checkpoints if checkpoints is not None else CheckpointStore(history.path)
         self.read_only = read_only
         self._client = None
         #: callables receiving each finished trial's record (dashboards, loggers)
@@ -101,8 +111,9 @@ class Experiment:
         return self._dashboard
 
     # -- running -----------------------------------------------------------------------
-    def _suggest(self) -> tuple[int, dict[str, Any]] | None:
+    def _suggest(self) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
         trial_id = self._next_id
+        extra: dict[str, Any] = {}
         if trial_id == 0 and self.space.defaults() is not None:
             params = self.space.defaults()
         else:
@@ -113,13 +124,28 @@ class Experiment:
                 params = self.space.validate(suggestion.params)
             except ValueError as exc:
                 raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+            extra = {
+                "parent": suggestion.parent,
+                "checkpoint": suggestion.checkpoint,
+                "state": self._checkpoints.get(suggestion.checkpoint),
+            }
         self._next_id += 1
-        return trial_id, params
+        return trial_id, params, extra
+
+    def _on_report(self, report: dict) -> str:
+        # Journaled before the optimizer decides on it, like a finished trial.
+        values = dict(report["values"])
+        self._history.append_report(report["trial"], report["step"], values)
+        objective = values.pop("objective", float("nan"))
+        return self.optimizer.report(Report(report["trial"], report["params"], report["step"], objective, values))
 
     def _record(self, record: dict) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
+        record = dict(record)
+        self._checkpoints.put(record["trial"], record.pop("state", None))
+        record["checkpoint_from"] = record.pop("checkpoint", None)
         self._history.append(record)
-        trial = Trial(record["trial"], record["params"], record["status"], record["objective"], record["metrics"])
+        trial = trial_of(record)
         self.optimizer.tell(trial)
         for listener in self.listeners:
             try:
@@ -151,8 +177,9 @@ class Experiment:
             a number to minimize, a dict of metrics with the key ``"objective"``, or a list
             of ``{"name", "type", "value"}`` dicts with one entry of type ``"objective"``.
         max_trials : int, optional
-            Completed trials in the whole experiment, stored ones included.  Without it the
-            search runs until the optimizer is exhausted (or Ctrl-C).
+            Finished (completed or pruned) trials in the whole experiment, stored ones
+            included.  Without it the search runs until the optimizer is exhausted (or
+            Ctrl-C).
         client : distributed.Client, optional
             Default: the client of :meth:`tmp_executor`, else the current Dask client, else
             a :class:`~distributed.LocalCluster` started and closed for this call.
@@ -191,7 +218,8 @@ class Experiment:
         clash = sorted(set(fn_kwargs) & set(self.space))
         if clash:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
-        budget = None if max_trials is None else max(max_trials - self._history.count("completed"), 0)
+        done = self._history.count("completed") + self._history.count("pruned")
+        budget = None if max_trials is None else max(max_trials - done, 0)
         if budget == 0:
             return self
         with _client_for(client or self._client) as dask_client:
@@ -215,7 +243,7 @@ class Experiment:
             self._next_id = self._history.next_trial_id
             logger.info("%s: running up to %s trials, %d in flight", self.name, budget, engine.n_workers)
             try:
-                engine.run(self._suggest, self._record, budget)
+                engine.run(self._suggest, self._record, budget, on_report=self._on_report)
             finally:
                 self._history.snapshot()
         return self
@@ -338,8 +366,12 @@ def build_experiment(
     }
     history = History(space, attrs, storage, records, snapshot_interval)
     for trial in history.trials():
+        for step, values in history.reports(trial.id):
+            values = dict(values)
+            objective = values.pop("objective", float("nan"))
+            optimizer.report(Report(trial.id, dict(trial.params), step, objective, values))
         optimizer.tell(trial)
-    return Experiment(name, space, optimizer, history)
+    return Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:

@@ -10,7 +10,16 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
 * ``objective`` and one ``float64`` variable per other metric (NaN where absent);
 * bookkeeping: ``status``, ``submitted``, ``started``, ``ended`` (``datetime64``),
   ``duration`` (seconds), ``worker`` (address), ``gpu`` (``CUDA_VISIBLE_DEVICES``),
-  ``attempts`` and ``error``.
+  ``attempts`` and ``error``;
+* lineage: ``parent`` (the trial this one continues, e.g. the trial an ASHA promotion
+  promotes or a PBT member's previous segment) and ``checkpoint_from`` (the trial whose
+  checkpoint it started from), ``int64`` with ``-1`` for none;
+* intermediate results sent with :func:`daskhpo.report`: one ``float64`` variable
+  ``reported_<name>`` (``reported_objective``, ``reported_<metric>``) with dims
+  ``("trial", "step")``, NaN where a trial reported nothing at that step, and the
+  coordinate ``step`` (the sorted union of reported steps, ``int64`` when all are whole
+  numbers); ``last_step`` (``float64``, per trial) is the last step a trial reported (for a
+  pruned trial, where it stopped).  These exist only once some trial reported.
 
 Attrs hold the experiment name, the space (JSON of prior strings), the algorithm and its
 configuration (JSON), the seed and the daskhpo version.
@@ -26,6 +35,12 @@ temporary file, ``fsync``-ed and moved over ``exp.nc`` with :func:`os.replace`; 
 journal is emptied.  A crash at any moment leaves a readable snapshot and a journal whose
 complete lines hold every trial since; loading merges the two (a trial in both is taken
 once) and ignores a torn last line.
+
+Intermediate reports are journaled the same way, one line each, before the optimizer
+hears of them.  Reports of trials still running are kept out of the snapshot (the dataset
+holds finished trials) and written again to the fresh journal; reports of trials that
+never finished (the client crashed while they ran) are dropped when loading.
+Checkpoints are not part of the history (see :mod:`daskhpo.checkpoints`).
 """
 
 from __future__ import annotations
@@ -101,7 +116,13 @@ class History:
         self.path = os.fspath(path) if path is not None else None
         self.snapshot_interval = snapshot_interval
         self._records: dict[int, dict] = {}
+        #: trial -> step -> {name: value}
+        self._reports: dict[int, dict[float, dict[str, float]]] = {}
         for record in records:
+            record = dict(record)
+            reports = record.pop("reports", None)
+            if reports:
+                self._reports[record["trial"]] = {float(step): dict(values) for step, values in reports}
             self._records[record["trial"]] = record
         self._dataset: xr.Dataset | None = None
         self._journal = None
@@ -120,10 +141,11 @@ class History:
 
     def trials(self) -> list[Trial]:
         """Stored trials as the optimizers see them, by trial id."""
-        return [
-            Trial(r["trial"], dict(r["params"]), r["status"], r["objective"], dict(r["metrics"]))
-            for r in self.records
-        ]
+        return [trial_of(r) for r in self.records]
+
+    def reports(self, trial_id: int) -> list[tuple[float, dict[str, float]]]:
+        """The intermediate reports of a trial: ``(step, values)`` by step."""
+        return sorted(self._reports.get(trial_id, {}).items())
 
     @property
     def next_trial_id(self) -> int:
@@ -135,16 +157,27 @@ class History:
         return sum(1 for r in self._records.values() if r["status"] == status)
 
     # -- writing -----------------------------------------------------------------------
+    def _write(self, event: dict) -> None:
+        if self._journal is None:
+            self._journal = open(_journal_path(self.path), "a", encoding="utf-8")
+        self._journal.write(json.dumps(event) + "\n")
+        self._journal.flush()
+
+    def append_report(self, trial_id: int, step: float, values: Mapping[str, float]) -> None:
+        """Add an intermediate report of a trial; journaled (flushed) when this returns."""
+        self._reports.setdefault(trial_id, {})[float(step)] = dict(values)
+        if trial_id in self._records:
+            self._dataset = None
+        if self.path is not None:
+            self._write({"event": "report", "trial": trial_id, "step": float(step), "values": dict(values)})
+
     def append(self, record: dict) -> None:
         """Add a finished trial; it is in the journal (flushed) when this returns."""
         self._records[record["trial"]] = record
         self._dataset = None
         if self.path is None:
             return
-        if self._journal is None:
-            self._journal = open(_journal_path(self.path), "a", encoding="utf-8")
-        self._journal.write(json.dumps({"event": "trial", **record}) + "\n")
-        self._journal.flush()
+        self._write({"event": "trial", **record})
         if time.monotonic() - self._last_snapshot > self.snapshot_interval:
             self.snapshot()
 
@@ -162,6 +195,9 @@ class History:
         # Emptied only after the snapshot is in place: a crash in between leaves trials
         # in both files, which loading deduplicates.
         self._journal = open(_journal_path(self.path), "w", encoding="utf-8")
+        for trial_id in sorted(set(self._reports) - set(self._records)):  # still running
+            for step, values in sorted(self._reports[trial_id].items()):
+                self._write({"event": "report", "trial": trial_id, "step": step, "values": values})
         self._last_snapshot = time.monotonic()
 
     def close(self) -> None:
@@ -210,7 +246,50 @@ class History:
         for key in _STRINGS:
             data[key] = ("trial", np.array([r[key] or "" for r in records], dtype=object))
         data["attempts"] = ("trial", np.array([r["attempts"] for r in records], dtype="int64"))
-        return xr.Dataset(data, coords={"trial": ids}, attrs=self.attrs)
+        for key in ("parent", "checkpoint_from"):
+            data[key] = ("trial", np.array([_id_or_minus(r.get(key)) for r in records], dtype="int64"))
+        data["last_step"] = ("trial", np.array([_float(r.get("last_step")) for r in records], dtype="float64"))
+        coords: dict[str, Any] = {"trial": ids}
+        reports = [self._reports.get(int(t), {}) for t in ids]
+        steps = sorted({s for per_trial in reports for s in per_trial})
+        if steps:
+            names = sorted({n for per_trial in reports for values in per_trial.values() for n in values})
+            position = {s: j for j, s in enumerate(steps)}
+            for name in names:
+                table = np.full((len(ids), len(steps)), math.nan)
+                for i, per_trial in enumerate(reports):
+                    for s, values in per_trial.items():
+                        table[i, position[s]] = values.get(name, math.nan)
+                data[f"{REPORTED}{name}"] = (("trial", "step"), table)
+            integral = all(float(s).is_integer() for s in steps)
+            coords["step"] = np.array(steps, dtype="int64" if integral else "float64")
+        return xr.Dataset(data, coords=coords, attrs=self.attrs)
+
+
+#: prefix of the history's variables of intermediate reports
+REPORTED = "reported_"
+
+
+def _id_or_minus(value: Any) -> int:
+    return -1 if value is None else int(value)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def trial_of(record: Mapping[str, Any]) -> Trial:
+    """A stored record as the optimizers see it."""
+    return Trial(
+        record["trial"],
+        dict(record["params"]),
+        record["status"],
+        record["objective"],
+        dict(record["metrics"]),
+        parent=record.get("parent"),
+        checkpoint=record.get("checkpoint_from"),
+        last_step=_float(record.get("last_step")),
+    )
 
 
 def records_from_dataset(ds: xr.Dataset, space: Space) -> list[dict]:
@@ -220,6 +299,12 @@ def records_from_dataset(ds: xr.Dataset, space: Space) -> list[dict]:
         and ds[v].dims == ("trial",)
     ]
     columns = {name: ds[name].values for name in ds.data_vars if ds[name].dims == ("trial",)}
+    reported = {
+        str(name)[len(REPORTED):]: ds[name].values
+        for name in ds.data_vars
+        if str(name).startswith(REPORTED) and ds[name].dims == ("trial", "step")
+    }
+    steps = ds["step"].values if reported else []
     times = {key: _from_datetime(columns[key]) for key in _TIMES}
     records = []
     for i, trial_id in enumerate(ds["trial"].values):
@@ -243,6 +328,17 @@ def records_from_dataset(ds: xr.Dataset, space: Space) -> list[dict]:
             record[key] = times[key][i]
         for key in ("worker", "gpu", "error"):
             record[key] = str(columns[key][i]) or None
+        for key in ("parent", "checkpoint_from"):
+            if key in columns:
+                record[key] = None if columns[key][i] < 0 else int(columns[key][i])
+        if "last_step" in columns:
+            record["last_step"] = float(columns["last_step"][i])
+        if reported:
+            record["reports"] = [
+                [float(step), {name: float(table[i, j]) for name, table in reported.items() if not math.isnan(table[i, j])}]
+                for j, step in enumerate(steps)
+                if any(not math.isnan(table[i, j]) for table in reported.values())
+            ]
         records.append(record)
     return records
 
@@ -277,7 +373,19 @@ def load_history(path: str | os.PathLike) -> tuple[Space, dict, list[dict]]:
     ds = xr.load_dataset(path, engine=_ENGINE)
     space = Space(json.loads(ds.attrs["space"]))
     records = {r["trial"]: r for r in records_from_dataset(ds, space)}
+    reports: dict[int, dict[float, dict]] = {}
     for event in read_journal(path):
-        if event.pop("event") == "trial":
+        kind = event.pop("event")
+        if kind == "trial":
             records[event["trial"]] = event
+        elif kind == "report":
+            reports.setdefault(event["trial"], {})[float(event["step"])] = event["values"]
+    orphans = sorted(set(reports) - set(records))
+    if orphans:
+        logger.info("%s: dropping the reports of %d trial(s) that never finished", path, len(orphans))
+    for trial_id, per_trial in reports.items():
+        if trial_id in records:
+            merged = {float(s): v for s, v in records[trial_id].get("reports", [])}
+            merged.update(per_trial)
+            records[trial_id]["reports"] = sorted([s, v] for s, v in merged.items())
     return space, dict(ds.attrs), [records[k] for k in sorted(records)]

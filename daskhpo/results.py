@@ -21,6 +21,9 @@ BOOKKEEPING = (
     "gpu",
     "attempts",
     "error",
+    "parent",
+    "checkpoint_from",
+    "last_step",
 )
 #: names no parameter may take (metrics may use ``objective``, which is the point)
 RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective"))

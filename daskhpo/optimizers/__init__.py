@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..space import Space
-from .base import Optimizer, Suggestion, Trial
+from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
 
-__all__ = ["Optimizer", "Suggestion", "Trial", "make_optimizer", "register_optimizer", "available"]
+__all__ = ["Optimizer", "Suggestion", "Trial", "Report", "CONTINUE", "PRUNE", "make_optimizer", "register_optimizer", "available"]
 
 # name -> "module:Class", imported on first use so that unused algorithms cost nothing.
 _BUILTIN: dict[str, str] = {
@@ -22,6 +22,9 @@ _BUILTIN: dict[str, str] = {
     "tpe": "daskhpo.optimizers.tpe:TPE",
     "gp": "daskhpo.optimizers.gp:GP",
     "evolution": "daskhpo.optimizers.evolution:Evolution",
+    "asha": "daskhpo.optimizers.asha:ASHA",
+    "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
+    "pbt": "daskhpo.optimizers.pbt:PBT",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 

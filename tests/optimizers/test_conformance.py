@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from daskhpo.optimizers import Suggestion, Trial, available, make_optimizer
+from daskhpo.optimizers import CONTINUE, PRUNE, Report, Suggestion, Trial, available, make_optimizer
 from daskhpo.space import Space
 
 # Options per algorithm for these tests, and algorithms whose suggestions ignore the seed.
-CONFIG: dict[str, dict] = {"grid": {"n_values": 4}}
+CONFIG: dict[str, dict] = {"grid": {"n_values": 4}, "pbt": {"perturbation_interval": 2}}
 SEED_INDEPENDENT = {"grid"}
 
 MIXED = Space(
@@ -138,3 +138,26 @@ def test_config_is_json(algorithm):
     assert isinstance(opt.config, dict)
     json.dumps(opt.config)
     assert opt.name == algorithm
+
+
+def test_report_decisions_are_plain_data(algorithm):
+    """Intermediate reports get "continue" or "prune"; pruned trials are then told."""
+    opt = build(algorithm, seed=4)
+    for trial_id in range(10):
+        suggestion = opt.ask(trial_id)
+        if suggestion is None:
+            break
+        assert suggestion.parent is None or isinstance(suggestion.parent, int)
+        assert suggestion.checkpoint is None or isinstance(suggestion.checkpoint, int)
+        last = 0
+        for step in (1, 2, 3, 5, 9):
+            last = step
+            decision = opt.report(Report(trial_id, suggestion.params, step, objective(suggestion.params) + 1 / step))
+            assert decision in (CONTINUE, PRUNE)
+            if decision == PRUNE:
+                break
+        status = "pruned" if decision == PRUNE else "completed"
+        value = objective(suggestion.params) + 1 / last
+        opt.tell(Trial(trial_id, suggestion.params, status, value, last_step=float(last),
+                       parent=suggestion.parent, checkpoint=suggestion.checkpoint))
+    assert MIXED.validate(opt.ask(10).params)

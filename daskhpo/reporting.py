@@ -1,0 +1,201 @@
+"""Reporting from inside a running objective: intermediate results, checkpoints, pruning.
+
+This module runs on the workers.  :func:`daskhpo.engine.run_trial` opens a trial context
+(:func:`trial_context`) around the objective; inside it
+
+* :func:`report` appends the values to the trial's own list (which travels back with the
+  trial's result, so that no report is ever lost) and publishes them at once on the
+  engine's topic with :meth:`distributed.Worker.log_event`.  That is a message on the
+  worker's already-open batched stream to the scheduler, which forwards it to the
+  subscribed client: no new connection, no round trip, nothing waited for.
+* The engine answers a decision to prune with :meth:`distributed.Client.run` of
+  :func:`_stop_trial` on that one worker, which sets the trial's stop flag in this
+  process.  The next :func:`report` sees the flag and raises :class:`TrialPruned`.  The
+  flag lives in the trial context, which is removed when the trial returns: a late stop
+  for a trial that already ended finds nothing and leaves nothing behind.
+* ``checkpoint=`` keeps the trial's latest state (pickled at once, or the path of a
+  directory); it travels back with the trial's result, once.
+  :func:`load_checkpoint` gives the state the trial was started from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+import os
+import pickle
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .results import InvalidResult, _number
+
+__all__ = ["TrialPruned", "report", "load_checkpoint", "trial_context"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrialPruned(Exception):
+    """Raised by :func:`report` when the search decided to stop this trial.
+
+    Let it propagate out of the objective: the trial is then recorded as ``pruned``
+    with its last reported values.  An objective may also raise it itself.
+    """
+
+
+@dataclass
+class _TrialContext:
+    trial: int
+    key: str
+    topic: str | None
+    start: tuple[str, Any] | None
+    address: str | None = None
+    worker: Any = None
+    stop: bool = False
+    reports: list[list] = field(default_factory=list)
+    checkpoint: tuple[str, Any] | None = None
+
+
+#: contexts of the trials running in this process, by task key (what _stop_trial finds)
+_ACTIVE: dict[str, _TrialContext] = {}
+_ACTIVE_LOCK = threading.Lock()
+_CURRENT: contextvars.ContextVar[_TrialContext | None] = contextvars.ContextVar("daskhpo_trial", default=None)
+
+
+def encode_checkpoint(state: Any) -> tuple[str, Any]:
+    """A checkpoint as it is stored: ``("path", dir)`` for a directory, else pickled bytes."""
+    if isinstance(state, (str, os.PathLike)) and os.path.isdir(state):
+        return ("path", os.path.abspath(os.fspath(state)))
+    try:
+        return ("pickle", pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:
+        raise TypeError(
+            f"daskhpo.report(checkpoint=...): {type(state).__name__} cannot be pickled ({exc}); "
+            "save it yourself and pass the directory's path instead"
+        ) from None
+
+
+def decode_checkpoint(stored: tuple[str, Any] | None) -> Any:
+    """The state of a stored checkpoint (a fresh copy each call)."""
+    if stored is None:
+        return None
+    kind, data = stored
+    return data if kind == "path" else pickle.loads(data)
+
+
+@contextlib.contextmanager
+def trial_context(context: Mapping[str, Any] | None) -> Iterator[_TrialContext | None]:
+    """Make :func:`report` and :func:`load_checkpoint` work for the enclosed objective call.
+
+    ``context`` holds ``trial`` (id), ``key`` (unique per attempt), ``topic`` (where
+    reports are published; ``None``: only collected) and ``checkpoint`` (the stored start
+    state, or ``None``).
+    """
+    if context is None:
+        yield None
+        return
+    ctx = _TrialContext(int(context["trial"]), str(context["key"]), context.get("topic"), context.get("checkpoint"))
+    try:
+        from distributed import get_worker
+
+        ctx.worker = get_worker()
+        ctx.address = ctx.worker.address
+    except ValueError:
+        ctx.topic = None  # not on a Dask worker: nothing to publish to
+    with _ACTIVE_LOCK:
+        _ACTIVE[ctx.key] = ctx
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CURRENT.reset(token)
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(ctx.key, None)
+
+
+def _stop_trial(key: str) -> bool:
+    """Set the stop flag of the trial running as task ``key`` in this process, if any."""
+    ctx = _ACTIVE.get(key)
+    if ctx is None:
+        return False
+    ctx.stop = True
+    return True
+
+
+def active_trials() -> int:
+    """Trial contexts open in this process (0 between trials: nothing leaks)."""
+    return len(_ACTIVE)
+
+
+def report(step: float, objective: float | None = None, *, checkpoint: Any = None, **metrics: float) -> None:
+    """Report an intermediate result of the running trial; maybe learn it should stop.
+
+    Parameters
+    ----------
+    step : int or float
+        Where the trial is: an epoch, or the resource used so far.  Multi-fidelity
+        algorithms read it as the resource (ASHA's rungs are steps).
+    objective : float, optional
+        The value to minimize at this step (e.g. the validation loss).
+    checkpoint : object, optional
+        The trial's state at this step: any picklable object (pickled now), or the path
+        of a directory holding it (for large models; it must be readable wherever a
+        later trial may run).  Only the latest is kept.  Promotions and PBT start later
+        trials from it (see :func:`load_checkpoint`).
+    **metrics : float
+        Other numbers to record at this step.
+
+    Raises
+    ------
+    TrialPruned
+        When the search decided to stop this trial (asynchronously: at the first report
+        after the decision).  Let it propagate.
+    ValueError
+        For a step or a value that is not a real number.
+
+    Notes
+    -----
+    Outside a trial run by daskhpo (the objective called directly) this does nothing
+    but warn, so the same function runs standalone.  Call it from the thread that runs
+    the objective (threads the objective starts do not see its trial).  A call costs a
+    few microseconds (see ``benchmarks/multifidelity.py``), plus pickling ``checkpoint``.  The values go into the history's
+    ``reported_<name>`` variables along the ``step`` dimension.
+    """
+    ctx = _CURRENT.get()
+    if ctx is None:
+        warnings.warn("daskhpo.report() called outside a daskhpo trial: ignored", RuntimeWarning, stacklevel=2)
+        return
+    try:
+        step = _number("step", step)
+        values = {k: _number(k, v) for k, v in metrics.items()}
+        values["objective"] = math.nan if objective is None else _number("objective", objective)
+    except InvalidResult as exc:
+        raise ValueError(f"daskhpo.report(): {exc}") from None
+    if not math.isfinite(step):
+        raise ValueError(f"daskhpo.report(): step must be finite, got {step!r}")
+    if checkpoint is not None:
+        ctx.checkpoint = encode_checkpoint(checkpoint)
+    ctx.reports.append([step, values])
+    if ctx.stop:
+        raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
+    if ctx.topic is not None:
+        ctx.worker.log_event(
+            ctx.topic, {"trial": ctx.trial, "key": ctx.key, "worker": ctx.address, "step": step, "values": values}
+        )
+
+
+def load_checkpoint() -> Any:
+    """The state this trial starts from, or ``None`` for a fresh start.
+
+    Returns what an earlier trial passed as ``report(..., checkpoint=...)`` when the search
+    started this trial from it (an ASHA promotion, a PBT member's next segment or an
+    exploit): the unpickled object, or the directory path.  Outside a trial: ``None``.
+    """
+    ctx = _CURRENT.get()
+    if ctx is None:
+        return None
+    return decode_checkpoint(ctx.start)
