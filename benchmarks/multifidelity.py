@@ -307,7 +307,6 @@ def run_daskml(seed: int, client) -> tuple:
     import dask.array as da
     from dask_ml.model_selection import HyperbandSearchCV
     from scipy.stats import loguniform
-
     from sklearn.neural_network import MLPClassifier
 
     # The same training rows and validation set as the other methods: dask-ml holds out

@@ -175,7 +175,7 @@ class SuccessiveHalving(Optimizer):
     # -- protocol ----------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion | None:
         if self.fidelity is not None:
-            for b, bracket in enumerate(self.brackets):
+            for bracket in self.brackets:
                 found = bracket.promotion()
                 if found is None:
                     continue

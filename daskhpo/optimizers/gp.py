@@ -344,7 +344,7 @@ class GP(Optimizer):
         local = centers + rng.normal(size=centers.shape) * scale
         nl = self._enc.n_num
         local[:, nl:] = centers[:, nl:]
-        for j, block in enumerate(self._blocks):
+        for block in self._blocks:
             flip = rng.random(n_local) < 0.1
             new = rng.integers(block.stop - block.start, size=n_local)
             local[flip, block] = 0.0

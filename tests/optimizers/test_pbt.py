@@ -58,7 +58,7 @@ def test_fidelity_mode_segments_exploit_and_lineage():
     assert len(final) == 8
     by_id = dict(done)
     exploits = 0
-    for tid, s in done:
+    for _tid, s in done:
         if s.parent is None:
             assert s.params["epochs"] == 4 and s.checkpoint is None
             continue
