@@ -110,3 +110,19 @@ class Encoding:
 def history_seed(seed: int, *counts: int) -> np.random.Generator:
     """A generator that depends only on the seed and the size of the history (for model fits)."""
     return np.random.default_rng([seed, 0x5EED, *counts])
+
+
+def check_int(algorithm: str, option: str, value: Any, minimum: int) -> None:
+    """Raise a ``ValueError`` naming ``algorithm`` and ``option`` unless ``value`` is an
+    integer (not a bool) of at least ``minimum``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{algorithm} {option}: must be an integer >= {minimum}, got {value!r}")
+
+
+def model_ready(n_done: int, n_pending: int, n_initial: int) -> bool:
+    """Whether a model-based optimizer stops drawing at random.
+
+    The first ``n_initial`` suggestions are random; in parallel runs the model starts once
+    half of them have completed, instead of waiting for all of them.
+    """
+    return n_done + n_pending >= n_initial and n_done >= max(2, n_initial // 2)

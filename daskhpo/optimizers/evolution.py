@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Space
-from ._encoding import Encoding
+from ._encoding import Encoding, check_int
 from .base import Optimizer, Suggestion, Trial
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,8 @@ class Evolution(Optimizer):
         mutation_rate: float | None = None,
     ) -> None:
         super().__init__(space, seed)
-        for option, value, minimum in (("population_size", population_size, 2), ("tournament_size", tournament_size, 1)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"evolution {option}: must be an integer >= {minimum}, got {value!r}")
+        check_int("evolution", "population_size", population_size, 2)
+        check_int("evolution", "tournament_size", tournament_size, 1)
         if tournament_size > population_size:
             raise ValueError(
                 f"evolution tournament_size: must be <= population_size ({population_size}), got {tournament_size!r}"

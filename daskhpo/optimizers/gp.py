@@ -32,7 +32,7 @@ import numpy as np
 from scipy import linalg, optimize, special
 
 from ..space import Space
-from ._encoding import Encoding, history_seed
+from ._encoding import Encoding, check_int, history_seed, model_ready
 from .base import Optimizer, Suggestion, Trial
 
 logger = logging.getLogger(__name__)
@@ -171,12 +171,12 @@ class GP(Optimizer):
         liar: str = "believer",
     ) -> None:
         super().__init__(space, seed)
-        _check_int("n_initial", n_initial, 1)
-        _check_int("max_train", max_train, 2)
-        _check_int("n_candidates", n_candidates, 1)
-        _check_int("n_starts", n_starts, 1)
-        _check_int("fit_restarts", fit_restarts, 0)
-        _check_int("refit_every", refit_every, 1)
+        check_int("gp", "n_initial", n_initial, 1)
+        check_int("gp", "max_train", max_train, 2)
+        check_int("gp", "n_candidates", n_candidates, 1)
+        check_int("gp", "n_starts", n_starts, 1)
+        check_int("gp", "fit_restarts", fit_restarts, 0)
+        check_int("gp", "refit_every", refit_every, 1)
         if not isinstance(constant_liar, bool):
             raise ValueError(f"gp constant_liar: must be True or False, got {constant_liar!r}")
         if liar not in _LIARS:
@@ -236,7 +236,7 @@ class GP(Optimizer):
     def ask(self, trial_id: int) -> Suggestion:
         rng = self.rng_for(trial_id)
         n = len(self._y)
-        if n + len(self._pending) < self.n_initial or n < max(2, self.n_initial // 2):
+        if not model_ready(n, len(self._pending), self.n_initial):
             num, cat = self._enc.random(rng, 1)
             x = self._features(num, cat)[0]
         else:
@@ -376,7 +376,3 @@ def _standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
     std = std if std > 0 else 1.0
     return (y - mean) / std, mean, std
 
-
-def _check_int(option: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"gp {option}: must be an integer >= {minimum}, got {value!r}")

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special
 
 from ..space import Space
-from ._encoding import Encoding
+from ._encoding import Encoding, check_int, model_ready
 from .base import Optimizer, Suggestion, Trial
 
 logger = logging.getLogger(__name__)
@@ -197,9 +197,9 @@ class TPE(Optimizer):
         liar_weight: float = 0.25,
     ) -> None:
         super().__init__(space, seed)
-        _check_int("n_initial", n_initial, 1)
-        _check_int("max_good", max_good, 1)
-        _check_int("n_candidates", n_candidates, 1)
+        check_int("tpe", "n_initial", n_initial, 1)
+        check_int("tpe", "max_good", max_good, 1)
+        check_int("tpe", "n_candidates", n_candidates, 1)
         if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not 0 < gamma < 1:
             raise ValueError(f"tpe gamma: must be a number strictly between 0 and 1, got {gamma!r}")
         for option, value in (("bandwidth", bandwidth), ("prior_weight", prior_weight), ("liar_weight", liar_weight)):
@@ -249,10 +249,7 @@ class TPE(Optimizer):
         return Suggestion(enc.decode(num[0], cat[0]))
 
     def _use_model(self) -> bool:
-        # The first n_initial suggestions are random; in parallel runs the model starts
-        # once half of them have completed, instead of waiting for all of them.
-        n = len(self._y)
-        return n + len(self._pending) >= self.n_initial and n >= max(2, self.n_initial // 2)
+        return model_ready(len(self._y), len(self._pending), self.n_initial)
 
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
@@ -288,7 +285,3 @@ class TPE(Optimizer):
         self._cat.append(encoded[1])
         self._y.append(float(trial.objective))
 
-
-def _check_int(option: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"tpe {option}: must be an integer >= {minimum}, got {value!r}")
