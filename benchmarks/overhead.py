@@ -51,7 +51,7 @@ def bare_dask(client: Client, n_trials: int, in_flight: int) -> dict:
 def with_daskhpo(client: Client, n_trials: int, in_flight: int, storage: Path | None) -> dict:
     exp = daskhpo.build_experiment("overhead", {"x": "uniform(-5, 5)"}, storage=storage, seed=0)
     stamps = []
-    exp.listeners.append(lambda record: stamps.append(time.perf_counter()))
+    exp.subscribe(lambda record: stamps.append(time.perf_counter()))
     start = time.perf_counter()
     exp.workon(noop, max_trials=n_trials, client=client, n_workers=in_flight)
     seconds = time.perf_counter() - start

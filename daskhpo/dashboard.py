@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
 import math
 import os
@@ -49,12 +48,15 @@ from bokeh.models import (
 from bokeh.palettes import Viridis256
 
 from . import plot as _plot
+from .history import read_snapshot
+from .journal import JournalTail
+from .records import TrialRecord
 from .space import Categorical, Space
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
-    from .experiment import Experiment
+    from .experiment import Experiment  # only for type annotations: no import at run time
 
 __all__ = ["Dashboard", "TrialFeed", "FileFollower", "serve_experiment", "serve_history", "make_app"]
 
@@ -80,7 +82,7 @@ class TrialFeed:
 
     def __init__(self, records: Iterable[dict] = ()) -> None:
         self._lock = threading.Lock()
-        self._records: list[dict] = []
+        self._records: list[TrialRecord] = []
         self._ids: set[int] = set()
         self.extend(records)
 
@@ -90,8 +92,8 @@ class TrialFeed:
     def add(self, record: dict) -> None:
         """Append one finished trial (a listener of :class:`~daskhpo.Experiment`)."""
         with self._lock:
-            if record["trial"] not in self._ids:
-                self._ids.add(record["trial"])
+            if record.trial not in self._ids:
+                self._ids.add(record.trial)
                 self._records.append(record)
 
     def extend(self, records: Iterable[dict]) -> int:
@@ -99,8 +101,8 @@ class TrialFeed:
         with self._lock:
             before = len(self._records)
             for record in records:
-                if record["trial"] not in self._ids:
-                    self._ids.add(record["trial"])
+                if record.trial not in self._ids:
+                    self._ids.add(record.trial)
                     self._records.append(record)
             return len(self._records) - before
 
@@ -248,30 +250,29 @@ class _Session:
         lines: dict[str, list] = {"trial": [], "objective": [], "xs": [], "ys": []}
         lo, hi = self.lo, self.hi
         for r in new:
-            status = r["status"]
+            status = r.status
             self.counts[status] = self.counts.get(status, 0) + 1
-            objective = r["objective"] if r["objective"] is not None else math.nan
-            table["trial"].append(r["trial"])
+            objective = r.objective
+            table["trial"].append(r.trial)
             table["status"].append(status)
             table["objective"].append(objective)
             for n in names:
-                table[f"p_{n}"].append(_param_cell(space[n], r["params"].get(n)))
-            started, ended = r.get("started"), r.get("ended")
-            table["duration"].append(ended - started if started is not None and ended is not None else math.nan)
-            table["worker"].append(r.get("worker") or "")
-            table["error"].append(_short_error(r.get("error")))
+                table[f"p_{n}"].append(_param_cell(space[n], r.params.get(n)))
+            table["duration"].append(r.duration)
+            table["worker"].append(r.worker or "")
+            table["error"].append(_short_error(r.error))
             if status != "completed" or not math.isfinite(objective):
                 continue
             self.n_completed += 1
             if self.best is None or objective < self.best["objective"]:
-                self.best = {"objective": objective, "trial": r["trial"], "params": dict(r["params"])}
+                self.best = {"objective": objective, "trial": r.trial, "params": dict(r.params)}
             points["order"].append(self.n_completed)
-            points["trial"].append(r["trial"])
+            points["trial"].append(r.trial)
             points["objective"].append(objective)
             best["order"].append(self.n_completed)
             best["best"].append(self.best["objective"])
-            xs, ys = _plot.parcoords_row(space, r["params"], objective)
-            lines["trial"].append(r["trial"])
+            xs, ys = _plot.parcoords_row(space, r.params, objective)
+            lines["trial"].append(r.trial)
             lines["objective"].append(objective)
             lines["xs"].append(xs)
             lines["ys"].append(ys)
@@ -480,21 +481,16 @@ def _free_port(address: str) -> int:
 
 def serve_experiment(experiment: Experiment, *, port: int = 0, address: str = "localhost", dask_link: str | None = None) -> Dashboard:
     """Serve a live dashboard of ``experiment`` (see :meth:`daskhpo.Experiment.dashboard`)."""
-    feed = TrialFeed(experiment._history.records)
+    feed = TrialFeed()
+    unsubscribe = experiment.subscribe(feed.add, replay=True)
     if dask_link is None:
         dask_link = _current_dask_link(experiment)
     make_document, info = make_app(experiment.name, experiment.space, feed, source="live", dask_link=dask_link)
-    experiment.listeners.append(feed.add)
-
-    def detach() -> None:
-        if feed.add in experiment.listeners:
-            experiment.listeners.remove(feed.add)
-
-    return Dashboard(make_document, port=port, address=address, info=info, on_stop=detach)
+    return Dashboard(make_document, port=port, address=address, info=info, on_stop=unsubscribe)
 
 
 def _current_dask_link(experiment: Experiment) -> str | None:
-    client = getattr(experiment, "_client", None)
+    client = experiment.client
     if client is None:
         try:
             from distributed import default_client
@@ -520,9 +516,9 @@ class FileFollower:
     """Reads the trials that another process appends to a stored history.
 
     Every ``interval`` seconds, in a daemon thread: the new complete lines of the journal
-    ``<path>.journal`` are added to the feed; when the snapshot at ``path`` is replaced
-    (after which the writer empties the journal), the snapshot is read again and the
-    journal from its start.  Trials seen twice are ignored by the feed.
+    are added to the feed (through :class:`daskhpo.journal.JournalTail`); when the snapshot
+    at ``path`` is replaced (after which the writer empties the journal), the snapshot is
+    read again and the journal from its start.  Trials seen twice are ignored by the feed.
 
     Parameters
     ----------
@@ -533,12 +529,10 @@ class FileFollower:
 
     def __init__(self, path: str | os.PathLike, feed: TrialFeed, interval: float = 0.5) -> None:
         self.path = os.fspath(path)
-        self.journal = f"{self.path}.journal"
         self.feed = feed
         self.interval = interval
         self._snapshot_stamp: tuple | None = None
-        self._offset = 0
-        self._head = b""
+        self._tail = JournalTail(self.path)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -549,50 +543,16 @@ class FileFollower:
         if stamp is not None and stamp != self._snapshot_stamp:
             new += self._read_snapshot()
             self._snapshot_stamp = stamp
-            self._offset, self._head = 0, b""
-        new += self._read_journal()
-        return new
+            self._tail.rewind()
+        return new + self.feed.extend(e for e in self._tail.poll() if isinstance(e, TrialRecord))
 
     def _read_snapshot(self) -> int:
-        import xarray as xr
-
-        from .history import records_from_dataset
-
         try:
-            ds = xr.load_dataset(self.path, engine="h5netcdf")
-        except (OSError, ValueError) as exc:  # replaced while we read: next poll
+            _, _, events = read_snapshot(self.path)
+        except OSError as exc:  # replaced while we read: next poll
             logger.debug("snapshot %s not readable yet: %s", self.path, exc)
             return 0
-        return self.feed.extend(records_from_dataset(ds, Space(json.loads(ds.attrs["space"]))))
-
-    def _read_journal(self) -> int:
-        try:
-            with open(self.journal, "rb") as fh:
-                if self._head and fh.read(len(self._head)) != self._head:
-                    self._offset = 0  # emptied and written again since the last poll
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            return 0
-        if len(chunk) == 0:
-            return 0
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return 0  # a line being written
-        complete = chunk[: end + 1]
-        if self._offset == 0:
-            self._head = complete[: complete.find(b"\n") + 1]
-        self._offset += len(complete)
-        records = []
-        for line in complete.splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s: skipping a corrupt line", self.journal)
-                continue
-            if event.pop("event", None) == "trial":
-                records.append(event)
-        return self.feed.extend(records)
+        return self.feed.extend(e for e in events if isinstance(e, TrialRecord))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -639,12 +599,10 @@ def serve_history(path: str | os.PathLike, *, port: int = 0, address: str = "loc
     FileNotFoundError
         If nothing is stored at ``path``.
     """
-    from .history import load_history
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no experiment stored at {path!r}")
-    space, attrs, _ = load_history(path)
+    space, attrs, _ = read_snapshot(path)
     feed = TrialFeed()
     follower = FileFollower(path, feed, interval)
     follower.poll()

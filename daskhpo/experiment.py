@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -13,9 +15,10 @@ import xarray as xr
 
 from . import __version__
 from .checkpoints import CheckpointStore
-from .engine import Engine
-from .history import History, load_history, trial_of
+from .engine import DaskExecutor, Engine, Executor, Planned
+from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
+from .records import ReportRecord, TrialRecord, TrialStarted
 from .results import RESERVED
 from .space import Dimension, Space
 
@@ -24,11 +27,32 @@ __all__ = ["Experiment", "build_experiment", "load_experiment"]
 logger = logging.getLogger(__name__)
 
 
+def as_trial(record: TrialRecord) -> Trial:
+    """A finished trial's record as the optimizers see it."""
+    return Trial(
+        record.trial,
+        dict(record.params),
+        record.status,
+        record.objective,
+        dict(record.metrics),
+        parent=record.parent,
+        checkpoint=record.checkpoint_from,
+        last_step=record.last_step,
+    )
+
+
+def as_report(report: ReportRecord, params: Mapping[str, Any]) -> Report:
+    """A report as the optimizers see it."""
+    return Report(report.trial, dict(params), report.step, report.objective, report.metrics)
+
+
 class Experiment:
     """A named search: its space, its optimizer and its history.
 
     Build one with :func:`build_experiment`; reopen a stored one for analysis with
-    :func:`load_experiment`.
+    :func:`load_experiment`.  Other layers (plots, the dashboard, progress bars, loggers)
+    read it through :meth:`records` and :meth:`subscribe`, both safe to call from any
+    thread while :meth:`workon` runs.
     """
 
     def __init__(
@@ -47,8 +71,8 @@ class Experiment:
         self._checkpoints = checkpoints if checkpoints is not None else CheckpointStore(history.path)
         self.read_only = read_only
         self._client = None
-        #: callables receiving each finished trial's record (dashboards, loggers)
-        self.listeners: list[Callable[[dict], None]] = []
+        self._subscribers: list[Callable[[TrialRecord], None]] = []
+        self._publish_lock = threading.Lock()
         self._dashboard = None
 
     def __repr__(self) -> str:
@@ -61,18 +85,85 @@ class Experiment:
         return self._history.to_dataset()
 
     @property
+    def attrs(self) -> dict[str, Any]:
+        """The experiment's stored attributes (name, space, algorithm, seed, version)."""
+        return dict(self._history.attrs)
+
+    @property
+    def storage(self) -> str | None:
+        """Where the history is stored, or ``None`` for an in-memory experiment."""
+        return self._history.path
+
+    @property
+    def client(self) -> Any:
+        """The Dask client of :meth:`tmp_executor`, while its block runs, else ``None``."""
+        return self._client
+
+    def records(self) -> list[TrialRecord]:
+        """Every finished trial so far, by trial id, as typed records."""
+        return self._history.records
+
+    def reports(self, trial_id: int) -> list[ReportRecord]:
+        """The intermediate reports of a finished trial, by step."""
+        return self._history.reports(trial_id)
+
+    def subscribe(self, callback: Callable[[TrialRecord], None], *, replay: bool = False) -> Callable[[], None]:
+        """Call ``callback`` with each trial that finishes from now on.
+
+        The callback runs on the experiment's loop thread, after the trial is on disk and
+        the optimizer was told of it; an exception it raises is logged, never stops the
+        search.  Keep it quick (hand slow work to a thread of your own).
+
+        Parameters
+        ----------
+        callback : callable
+            Receives a :class:`~daskhpo.records.TrialRecord`.
+        replay : bool, default False
+            First call it with every trial already finished, in trial order; no trial is
+            missed or given twice, even while trials arrive.
+
+        Returns
+        -------
+        callable
+            Call it to unsubscribe.
+        """
+        with self._publish_lock:
+            if replay:
+                for record in self._history.records:
+                    self._call(callback, record)
+            self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            with self._publish_lock:
+                self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    @property
+    def subscribers(self) -> list[Callable[[TrialRecord], None]]:
+        """The callbacks currently subscribed (see :meth:`subscribe`)."""
+        return list(self._subscribers)
+
+    @staticmethod
+    def _call(callback: Callable[[TrialRecord], None], record: TrialRecord) -> None:
+        try:
+            callback(record)
+        except Exception:
+            logger.exception("subscriber %r failed", callback)
+
+    @property
     def trials(self) -> list[Trial]:
         """Every trial so far, as the optimizers see them."""
-        return self._history.trials()
+        return [as_trial(r) for r in self._history.records]
 
     @property
     def best(self) -> dict[str, Any] | None:
         """The best completed trial: ``{"params", "objective", "trial"}``, or ``None``."""
-        done = [t for t in self._history.trials() if t.ok]
+        done = [r for r in self._history.records if r.ok]
         if not done:
             return None
-        best = min(done, key=lambda t: (t.objective, t.id))
-        return {"params": dict(best.params), "objective": best.objective, "trial": best.id}
+        best = min(done, key=lambda r: (r.objective, r.trial))
+        return {"params": dict(best.params), "objective": best.objective, "trial": best.trial}
 
     @property
     def plot(self) -> Any:
@@ -111,47 +202,41 @@ class Experiment:
         return self._dashboard
 
     # -- running -----------------------------------------------------------------------
-    def _suggest(self) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    def _suggest(self) -> Planned | None:
         trial_id = self._next_id
-        extra: dict[str, Any] = {}
-        if trial_id == 0 and self.space.defaults() is not None:
-            params = self.space.defaults()
+        suggestion = self.optimizer.ask(trial_id)
+        if suggestion is None:
+            return None
+        defaults = self.space.defaults() if trial_id == 0 else None
+        if defaults is not None:
+            # The defaults run first; the optimizer learns what ran when it is told.
+            params = defaults
         else:
-            suggestion = self.optimizer.ask(trial_id)
-            if suggestion is None:
-                return None
             try:
                 params = self.space.validate(suggestion.params)
             except ValueError as exc:
                 raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
-            extra = {
-                "parent": suggestion.parent,
-                "checkpoint": suggestion.checkpoint,
-                "state": self._checkpoints.get(suggestion.checkpoint),
-            }
         self._next_id += 1
-        return trial_id, params, extra
+        return Planned(trial_id, params, suggestion.parent, suggestion.checkpoint,
+                       self._checkpoints.get(suggestion.checkpoint))
 
-    def _on_report(self, report: dict) -> str:
+    def _on_start(self, plan: Planned, attempt: int) -> None:
+        self._history.append_start(TrialStarted(plan.trial, plan.params, attempt, time.time()))
+
+    def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
         # Journaled before the optimizer decides on it, like a finished trial.
-        values = dict(report["values"])
-        self._history.append_report(report["trial"], report["step"], values)
-        objective = values.pop("objective", float("nan"))
-        return self.optimizer.report(Report(report["trial"], report["params"], report["step"], objective, values))
+        report = self._history.append_report(report)
+        return self.optimizer.report(as_report(report, params))
 
-    def _record(self, record: dict) -> None:
+    def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
-        record = dict(record)
-        self._checkpoints.put(record["trial"], record.pop("state", None))
-        record["checkpoint_from"] = record.pop("checkpoint", None)
-        self._history.append(record)
-        trial = trial_of(record)
-        self.optimizer.tell(trial)
-        for listener in self.listeners:
-            try:
-                listener(record)
-            except Exception:
-                logger.exception("listener %r failed", listener)
+        self._checkpoints.put(record.trial, checkpoint)
+        with self._publish_lock:
+            record = self._history.append(record)
+            subscribers = self._subscribers
+        self.optimizer.tell(as_trial(record))
+        for callback in subscribers:
+            self._call(callback, record)
 
     def workon(
         self,
@@ -211,41 +296,69 @@ class Experiment:
         Experiment
             ``self``, for chaining.
         """
-        if self.read_only:
-            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
-        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
-            raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
         clash = sorted(set(fn_kwargs) & set(self.space))
         if clash:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
-        done = self._history.count("completed") + self._history.count("pruned")
-        budget = None if max_trials is None else max(max_trials - done, 0)
-        if budget == 0:
+        self._check_writable(max_trials)
+        if self._budget(max_trials) == 0:
             return self
         with _client_for(client or self._client) as dask_client:
-            engine = Engine(
-                dask_client,
-                fn,
-                n_workers=n_workers,
-                resources=resources,
-                retries=retries,
-                trial_timeout=trial_timeout,
-                max_broken=max_broken,
-                fn_kwargs=fn_kwargs,
-                worker_timeout=worker_timeout,
-            )
+            executor = DaskExecutor(dask_client, fn, fn_kwargs=fn_kwargs, resources=resources,
+                                    trial_timeout=trial_timeout, worker_timeout=worker_timeout)
             if dashboard:
                 from .dashboard import dask_link
 
                 board = self.dashboard(0 if dashboard is True else int(dashboard))
                 board.dask_link = dask_link(dask_client)
                 logger.info("%s: live dashboard at %s", self.name, board.url)
-            self._next_id = self._history.next_trial_id
-            logger.info("%s: running up to %s trials, %d in flight", self.name, budget, engine.n_workers)
-            try:
-                engine.run(self._suggest, self._record, budget, on_report=self._on_report)
-            finally:
-                self._history.snapshot()
+            self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken)
+        return self
+
+    def _check_writable(self, max_trials: int | None) -> None:
+        if self.read_only:
+            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+            raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+
+    def _budget(self, max_trials: int | None) -> int | None:
+        return None if max_trials is None else max(max_trials - self._history.finished, 0)
+
+    def run(
+        self,
+        executor: Executor,
+        max_trials: int | None = None,
+        *,
+        n_workers: int | None = None,
+        retries: int = 1,
+        max_broken: int = 3,
+    ) -> Experiment:
+        """Run trials on any executor until ``max_trials`` trials have finished.
+
+        :meth:`workon` is this with a :class:`~daskhpo.engine.DaskExecutor`; tests and
+        simulations pass a :class:`~daskhpo.engine.FakeExecutor` (virtual time).
+
+        Parameters
+        ----------
+        executor : daskhpo.engine.Executor
+        max_trials, n_workers, retries, max_broken
+            As for :meth:`workon`.
+
+        Returns
+        -------
+        Experiment
+            ``self``, for chaining.
+        """
+        self._check_writable(max_trials)
+        budget = self._budget(max_trials)
+        if budget == 0:
+            return self
+        engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
+        self._next_id = self._history.next_trial_id
+        logger.info("%s: running up to %s more trials", self.name, budget)
+        try:
+            engine.run(self._suggest, self._record, budget, on_report=self._on_report, on_start=self._on_start)
+        finally:
+            self._history.snapshot()
         return self
 
     @contextlib.contextmanager
@@ -305,13 +418,24 @@ def _space_diff(stored: Space, given: Space) -> str:
     return "\n".join(lines)
 
 
+def _replay(optimizer: Optimizer, history: History) -> None:
+    """Tell ``optimizer`` every stored event in the order the live optimizer saw them."""
+    params = {r.trial: r.params for r in history.records}
+    for event in history.events():
+        if isinstance(event, TrialRecord):
+            optimizer.tell(as_trial(event))
+        else:
+            optimizer.report(as_report(event, params[event.trial]))
+
+
 def build_experiment(
     name: str,
     space: Mapping[str, str | Dimension] | Space,
-    algorithm: Any = "random",
+    algorithm: Any = None,
     storage: str | os.PathLike | None = None,
     seed: int | None = None,
     snapshot_interval: float = 30.0,
+    fsync: bool = False,
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -321,16 +445,23 @@ def build_experiment(
         The experiment's name (stored in the history's attrs).
     space : dict or Space
         Parameter names to priors, e.g. ``{"lr": "loguniform(1e-5, 1)"}``.
-    algorithm : str, (str, dict) or Optimizer, default "random"
+    algorithm : str, (str, dict) or Optimizer, optional
         An algorithm name (see :func:`daskhpo.optimizers.available`), a name with its
-        configuration, or an optimizer object.
+        configuration, or an optimizer object.  Default: the stored one when resuming,
+        else ``"random"``.  A resumed experiment given another algorithm uses it (say, a
+        model warm-started from a random search); the change is logged and kept in the
+        attr ``algorithm_history``.
     storage : path, optional
         Where the history is kept (netCDF-4 plus a journal).  An existing history there is
-        resumed: its trials count towards ``max_trials`` and are told to the optimizer.
+        resumed: its events are replayed to the optimizer in their original order, and its
+        trials count towards ``max_trials``.
     seed : int, optional
-        Seed of the optimizer; default a fresh one (stored, and reused on resume).
+        Seed of the optimizer; default the stored one when resuming, else a fresh one.
     snapshot_interval : float, default 30
         Seconds between full rewrites of the storage file while trials arrive.
+    fsync : bool, default False
+        Force each journal line to the disk before the optimizer hears of it (survives a
+        node's crash or power cut, not only the process's; costs a disk flush per event).
 
     Raises
     ------
@@ -342,20 +473,23 @@ def build_experiment(
     reserved = sorted(set(space) & RESERVED)
     if reserved:
         raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
-    records: list[dict] = []
+    events: list = []
+    stored: dict[str, Any] = {}
     if storage is not None and os.path.exists(storage):
-        stored_space, attrs, records = load_history(storage)
+        stored_space, stored, events = read_history(storage)
         if stored_space != space:
             raise ValueError(
-                f"storage {os.fspath(storage)!r} holds experiment {attrs.get('name')!r} with "
+                f"storage {os.fspath(storage)!r} holds experiment {stored.get('name')!r} with "
                 f"another space:\n{_space_diff(stored_space, space)}"
             )
         if seed is None:
-            seed = int(attrs["seed"])
-        logger.info("%s: resuming from %s (%d trials)", name, storage, len(records))
+            seed = int(stored["seed"])
+        if algorithm is None and "algorithm" in stored:
+            algorithm = (stored["algorithm"], json.loads(stored.get("algorithm_config", "{}")))
+        logger.info("%s: resuming from %s (%d events)", name, storage, len(events))
     if seed is None:
         seed = make_optimizer("random", space, None).seed
-    optimizer = make_optimizer(algorithm, space, seed)
+    optimizer = make_optimizer("random" if algorithm is None else algorithm, space, seed)
     attrs = {
         "name": name,
         "space": json.dumps(space.to_dict()),
@@ -364,18 +498,27 @@ def build_experiment(
         "seed": int(optimizer.seed),
         "daskhpo_version": __version__,
     }
-    history = History(space, attrs, storage, records, snapshot_interval)
-    for trial in history.trials():
-        for step, values in history.reports(trial.id):
-            values = dict(values)
-            objective = values.pop("objective", float("nan"))
-            optimizer.report(Report(trial.id, dict(trial.params), step, objective, values))
-        optimizer.tell(trial)
+    changes = json.loads(stored.get("algorithm_history", "[]"))
+    if not changes and stored.get("algorithm"):
+        changes = [{"algorithm": stored["algorithm"], "config": json.loads(stored.get("algorithm_config", "{}")), "from_trial": 0}]
+    current = {"algorithm": attrs["algorithm"], "config": json.loads(attrs["algorithm_config"])}
+    if not changes or {k: changes[-1][k] for k in current} != current:
+        if changes:
+            logger.warning("%s: stored with algorithm %s %s, continuing with %s %s", name, changes[-1]["algorithm"],
+                           changes[-1]["config"], current["algorithm"], current["config"])
+        from_trial = max((e.trial + 1 for e in events if isinstance(e, TrialRecord)), default=0)
+        changes.append({**current, "from_trial": from_trial})
+    attrs["algorithm_history"] = json.dumps(changes)
+    history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
+    _replay(optimizer, history)
     return Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:
     """Open a stored experiment read-only, for analysis and plots.
+
+    Its attrs keep the algorithm it ran with (``algorithm_history``: each algorithm and
+    the first trial it suggested).
 
     Raises
     ------
@@ -384,6 +527,6 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"no experiment stored at {os.fspath(path)!r}")
-    space, attrs, records = load_history(path)
-    history = History(space, attrs, None, records)
+    space, attrs, events = read_history(path)
+    history = History(space, attrs, None, events)
     return Experiment(str(attrs.get("name", "")), space, None, history, read_only=True)

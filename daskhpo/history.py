@@ -14,33 +14,40 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
 * lineage: ``parent`` (the trial this one continues, e.g. the trial an ASHA promotion
   promotes or a PBT member's previous segment) and ``checkpoint_from`` (the trial whose
   checkpoint it started from), ``int64`` with ``-1`` for none;
+* order: ``order`` (``int64``), the sequence number of the event that recorded the trial
+  in the experiment's event log; sorting by it gives the order in which trials finished;
 * intermediate results sent with :func:`daskhpo.report`: one ``float64`` variable
   ``reported_<name>`` (``reported_objective``, ``reported_<metric>``) with dims
   ``("trial", "step")``, NaN where a trial reported nothing at that step, and the
   coordinate ``step`` (the sorted union of reported steps, ``int64`` when all are whole
-  numbers); ``last_step`` (``float64``, per trial) is the last step a trial reported (for a
+  numbers); ``report_order`` (``int64``, -1 where none) holds each report's sequence
+  number; ``last_step`` (``float64``, per trial) is the last step a trial reported (for a
   pruned trial, where it stopped).  These exist only once some trial reported.
 
 Attrs hold the experiment name, the space (JSON of prior strings), the algorithm and its
 configuration (JSON), the seed and the daskhpo version.
 
-Storage: a snapshot plus an append-only journal
------------------------------------------------
+Storage: a snapshot plus an ordered journal
+-------------------------------------------
 ``storage="exp.nc"`` is a netCDF-4 file that xarray opens directly.  Rewriting it after
-every trial would make each trial cost O(history), so each finished trial is first
-appended, as one JSON line, to ``exp.nc.journal`` and flushed to the operating system
-before the optimizer hears of it.  Every ``snapshot_interval`` seconds, and when the
-engine stops (normally, on an error or on Ctrl-C), the whole history is written to a
-temporary file, ``fsync``-ed and moved over ``exp.nc`` with :func:`os.replace`; then the
-journal is emptied.  A crash at any moment leaves a readable snapshot and a journal whose
-complete lines hold every trial since; loading merges the two (a trial in both is taken
-once) and ignores a torn last line.
+every trial would make each trial cost O(history), so each event (a trial submitted, a
+report, a finished trial) is first appended as one line to the journal ``exp.nc.journal``
+(see :mod:`daskhpo.journal`) and flushed before the optimizer hears of it.  Every
+``snapshot_interval`` seconds, and when the engine stops (normally, on an error or on
+Ctrl-C), the whole history is written to a temporary file, ``fsync``-ed and moved over
+``exp.nc`` with :func:`os.replace`; then the journal is emptied.  A crash at any moment
+leaves a readable snapshot and a journal whose complete lines hold every event since;
+loading merges the two (an event in both is taken once), ignores a torn last line, and
+orders every event by its sequence number, so that resume replays them to a fresh
+optimizer exactly in the order the live one saw them.
 
-Intermediate reports are journaled the same way, one line each, before the optimizer
-hears of them.  Reports of trials still running are kept out of the snapshot (the dataset
-holds finished trials) and written again to the fresh journal; reports of trials that
-never finished (the client crashed while they ran) are dropped when loading.
+Reports of trials still running are kept out of the snapshot (the dataset holds finished
+trials) and written again, with their sequence numbers, to the fresh journal; reports of
+trials that never finished (the client crashed while they ran) are dropped when loading.
 Checkpoints are not part of the history (see :mod:`daskhpo.checkpoints`).
+
+The history is shared by the experiment's loop (which appends) and readers in other
+threads (a dashboard, a progress bar): every method takes its lock.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -57,21 +65,22 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .optimizers.base import Trial
+from .journal import Journal, journal_path, read_journal
+from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
 from .results import BOOKKEEPING
 from .space import Categorical, Space
 
-__all__ = ["History", "load_history"]
+__all__ = ["History", "load_history", "read_history", "read_snapshot", "REPORTED"]
 
 logger = logging.getLogger(__name__)
 
-_ENGINE = "h5netcdf"
+#: the netCDF engine of every snapshot (netCDF-4: int64, strings, datetimes)
+ENGINE = "h5netcdf"
+#: prefix of the history's variables of intermediate reports
+REPORTED = "reported_"
 _TIMES = ("submitted", "started", "ended")
 _STRINGS = ("status", "worker", "gpu", "error")
-
-
-def _journal_path(path: str) -> str:
-    return f"{path}.journal"
+_IDS = ("parent", "checkpoint_from")
 
 
 def _to_datetime(seconds: list[float | None]) -> np.ndarray:
@@ -80,14 +89,11 @@ def _to_datetime(seconds: list[float | None]) -> np.ndarray:
 
 
 def _from_datetime(values: np.ndarray) -> list[float | None]:
-    out = []
-    for v in values.astype("datetime64[ns]"):
-        out.append(None if np.isnat(v) else v.astype("int64") / 1e9)
-    return out
+    return [None if np.isnat(v) else v.astype("int64") / 1e9 for v in values.astype("datetime64[ns]")]
 
 
 class History:
-    """Trials of one experiment, in memory and (optionally) on disk.
+    """Trials of one experiment and their reports, in memory and (optionally) on disk.
 
     Parameters
     ----------
@@ -97,10 +103,14 @@ class History:
         Dataset attrs (strings and numbers only).
     path : str, optional
         Storage path; without it the history lives in memory.
-    records : iterable of dict, optional
-        Trials loaded from storage.
+    events : iterable of TrialRecord or ReportRecord, optional
+        Events loaded from storage (see :func:`read_history`), in their order; records
+        without a sequence number are numbered in the order given.
     snapshot_interval : float
         Seconds between full snapshots while trials arrive.
+    fsync : bool, default False
+        Force each journal line to the disk before :meth:`append` returns (see
+        :class:`daskhpo.journal.Journal`).
     """
 
     def __init__(
@@ -108,120 +118,146 @@ class History:
         space: Space,
         attrs: Mapping[str, Any],
         path: str | os.PathLike | None = None,
-        records: Iterable[dict] = (),
+        events: Iterable[Event] = (),
         snapshot_interval: float = 30.0,
+        fsync: bool = False,
     ) -> None:
         self.space = space
         self.attrs = dict(attrs)
         self.path = os.fspath(path) if path is not None else None
         self.snapshot_interval = snapshot_interval
-        self._records: dict[int, dict] = {}
-        #: trial -> step -> {name: value}
-        self._reports: dict[int, dict[float, dict[str, float]]] = {}
-        for record in records:
-            record = dict(record)
-            reports = record.pop("reports", None)
-            if reports:
-                self._reports[record["trial"]] = {float(step): dict(values) for step, values in reports}
-            self._records[record["trial"]] = record
+        self._lock = threading.RLock()
+        self._records: dict[int, TrialRecord] = {}
+        #: trial -> step -> report
+        self._reports: dict[int, dict[float, ReportRecord]] = {}
+        self._next_seq = 0
+        for event in events:
+            self._add(event)
         self._dataset: xr.Dataset | None = None
-        self._journal = None
+        self._journal = Journal(self.path, fsync=fsync) if self.path is not None else None
         self._last_snapshot = time.monotonic()
         if self.path is not None:
             self.snapshot()
+
+    def _add(self, event: Event) -> Event:
+        if event.seq < 0:
+            event = event.replace(seq=self._next_seq)
+        self._next_seq = max(self._next_seq, event.seq + 1)
+        if isinstance(event, TrialRecord):
+            self._records[event.trial] = event
+        elif isinstance(event, ReportRecord):
+            self._reports.setdefault(event.trial, {})[event.step] = event
+        return event
 
     # -- access ------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._records)
 
     @property
-    def records(self) -> list[dict]:
-        """Stored trial records, by trial id."""
-        return [self._records[k] for k in sorted(self._records)]
+    def records(self) -> list[TrialRecord]:
+        """Finished trials, by trial id."""
+        with self._lock:
+            return [self._records[k] for k in sorted(self._records)]
 
-    def trials(self) -> list[Trial]:
-        """Stored trials as the optimizers see them, by trial id."""
-        return [trial_of(r) for r in self.records]
+    def events(self) -> list[TrialRecord | ReportRecord]:
+        """Every finished trial and every report of one, in the order they happened."""
+        with self._lock:
+            events: list[TrialRecord | ReportRecord] = list(self._records.values())
+            for trial_id in self._records:
+                events.extend(self._reports.get(trial_id, {}).values())
+        return sorted(events, key=lambda e: e.seq)
 
-    def reports(self, trial_id: int) -> list[tuple[float, dict[str, float]]]:
-        """The intermediate reports of a trial: ``(step, values)`` by step."""
-        return sorted(self._reports.get(trial_id, {}).items())
+    def reports(self, trial_id: int) -> list[ReportRecord]:
+        """The intermediate reports of a trial, by step."""
+        with self._lock:
+            per_trial = self._reports.get(trial_id, {})
+            return [per_trial[s] for s in sorted(per_trial)]
 
     @property
     def next_trial_id(self) -> int:
         """The smallest id above every stored trial."""
-        return max(self._records, default=-1) + 1
+        with self._lock:
+            return max(self._records, default=-1) + 1
 
-    def count(self, status: str = "completed") -> int:
-        """Number of trials with ``status``."""
-        return sum(1 for r in self._records.values() if r["status"] == status)
+    def count(self, *statuses: str) -> int:
+        """Number of trials with one of ``statuses`` (default: ``"completed"``)."""
+        wanted = set(statuses or ("completed",))
+        with self._lock:
+            return sum(1 for r in self._records.values() if r.status in wanted)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards ``max_trials`` (completed or pruned)."""
+        return self.count(*FINISHED)
 
     # -- writing -----------------------------------------------------------------------
-    def _write(self, event: dict) -> None:
-        if self._journal is None:
-            self._journal = open(_journal_path(self.path), "a", encoding="utf-8")
-        self._journal.write(json.dumps(event) + "\n")
-        self._journal.flush()
+    def _log(self, event: Event) -> Event:
+        event = self._add(event)
+        if self._journal is not None:
+            self._journal.append(event)
+        return event
 
-    def append_report(self, trial_id: int, step: float, values: Mapping[str, float]) -> None:
-        """Add an intermediate report of a trial; journaled (flushed) when this returns."""
-        self._reports.setdefault(trial_id, {})[float(step)] = dict(values)
-        if trial_id in self._records:
+    def append_start(self, start: TrialStarted) -> TrialStarted:
+        """Journal that a trial was handed to the cluster; returns it with its ``seq``."""
+        with self._lock:
+            return self._log(start)
+
+    def append_report(self, report: ReportRecord) -> ReportRecord:
+        """Add an intermediate report; journaled (flushed) when this returns, with its ``seq``."""
+        with self._lock:
+            report = self._log(report)
+            if report.trial in self._records:
+                self._dataset = None
+            return report
+
+    def append(self, record: TrialRecord) -> TrialRecord:
+        """Add a finished trial; journaled (flushed) when this returns, with its ``seq``."""
+        with self._lock:
+            record = self._log(record)
             self._dataset = None
-        if self.path is not None:
-            self._write({"event": "report", "trial": trial_id, "step": float(step), "values": dict(values)})
-
-    def append(self, record: dict) -> None:
-        """Add a finished trial; it is in the journal (flushed) when this returns."""
-        self._records[record["trial"]] = record
-        self._dataset = None
-        if self.path is None:
-            return
-        self._write({"event": "trial", **record})
-        if time.monotonic() - self._last_snapshot > self.snapshot_interval:
+            due = self.path is not None and time.monotonic() - self._last_snapshot > self.snapshot_interval
+        if due:
             self.snapshot()
+        return record
 
     def snapshot(self) -> None:
         """Write the whole history to the storage path atomically, then empty the journal."""
         if self.path is None:
             return
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        self.to_dataset().to_netcdf(tmp, engine=_ENGINE)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        if self._journal is not None:
-            self._journal.close()
-        # Emptied only after the snapshot is in place: a crash in between leaves trials
-        # in both files, which loading deduplicates.
-        self._journal = open(_journal_path(self.path), "w", encoding="utf-8")
-        for trial_id in sorted(set(self._reports) - set(self._records)):  # still running
-            for step, values in sorted(self._reports[trial_id].items()):
-                self._write({"event": "report", "trial": trial_id, "step": step, "values": values})
-        self._last_snapshot = time.monotonic()
+        with self._lock:
+            tmp = f"{self.path}.tmp-{os.getpid()}"
+            self.to_dataset().to_netcdf(tmp, engine=ENGINE)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            # Emptied only after the snapshot is in place: a crash in between leaves events
+            # in both files, which loading takes once.
+            running = [r for t in sorted(set(self._reports) - set(self._records)) for r in self.reports(t)]
+            self._journal.restart(sorted(running, key=lambda r: r.seq))
+            self._last_snapshot = time.monotonic()
 
     def close(self) -> None:
         """Snapshot and release the journal file."""
-        if self.path is None:
+        if self._journal is None:
             return
         self.snapshot()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        self._journal.close()
+        self._journal = None
 
     # -- the dataset -------------------------------------------------------------------
     def to_dataset(self) -> xr.Dataset:
         """The history as an :class:`xarray.Dataset` (cached until the next append)."""
-        if self._dataset is None:
-            self._dataset = self._build_dataset()
-        return self._dataset
+        with self._lock:
+            if self._dataset is None:
+                self._dataset = self._build_dataset()
+            return self._dataset
 
     def _build_dataset(self) -> xr.Dataset:
         records = self.records
-        ids = np.array([r["trial"] for r in records], dtype="int64")
+        ids = np.array([r.trial for r in records], dtype="int64")
         data: dict[str, Any] = {}
         for name, dim in self.space.items():
-            values = [r["params"][name] for r in records]
+            values = [r.params[name] for r in records]
             attrs = {"prior": str(dim)}
             if dim.dtype == "repr":
                 data[name] = ("trial", np.array([repr(v) for v in values], dtype=object), attrs)
@@ -229,84 +265,58 @@ class History:
                 data[name] = ("trial", np.array(values, dtype=object), attrs)
             else:
                 data[name] = ("trial", np.array(values, dtype=dim.dtype), attrs)
-        data["objective"] = ("trial", np.array([r["objective"] for r in records], dtype="float64"))
-        metric_names = sorted({m for r in records for m in r["metrics"]})
-        for metric in metric_names:
-            data[metric] = (
-                "trial",
-                np.array([r["metrics"].get(metric, math.nan) for r in records], dtype="float64"),
-            )
+        data["objective"] = ("trial", np.array([r.objective for r in records], dtype="float64"))
+        for metric in sorted({m for r in records for m in r.metrics}):
+            data[metric] = ("trial", np.array([r.metrics.get(metric, math.nan) for r in records], dtype="float64"))
         for key in _TIMES:
-            data[key] = ("trial", _to_datetime([r[key] for r in records]))
-        duration = [
-            r["ended"] - r["started"] if r["ended"] is not None and r["started"] is not None else math.nan
-            for r in records
-        ]
-        data["duration"] = ("trial", np.array(duration, dtype="float64"), {"units": "s"})
+            data[key] = ("trial", _to_datetime([getattr(r, key) for r in records]))
+        data["duration"] = ("trial", np.array([r.duration for r in records], dtype="float64"), {"units": "s"})
         for key in _STRINGS:
-            data[key] = ("trial", np.array([r[key] or "" for r in records], dtype=object))
-        data["attempts"] = ("trial", np.array([r["attempts"] for r in records], dtype="int64"))
-        for key in ("parent", "checkpoint_from"):
-            data[key] = ("trial", np.array([_id_or_minus(r.get(key)) for r in records], dtype="int64"))
-        data["last_step"] = ("trial", np.array([_float(r.get("last_step")) for r in records], dtype="float64"))
+            data[key] = ("trial", np.array([getattr(r, key) or "" for r in records], dtype=object))
+        data["attempts"] = ("trial", np.array([r.attempts for r in records], dtype="int64"))
+        for key in _IDS:
+            data[key] = ("trial", np.array([_id_or_minus(getattr(r, key)) for r in records], dtype="int64"))
+        data["last_step"] = ("trial", np.array([r.last_step for r in records], dtype="float64"))
+        data["order"] = ("trial", np.array([r.seq for r in records], dtype="int64"))
         coords: dict[str, Any] = {"trial": ids}
         reports = [self._reports.get(int(t), {}) for t in ids]
         steps = sorted({s for per_trial in reports for s in per_trial})
         if steps:
-            names = sorted({n for per_trial in reports for values in per_trial.values() for n in values})
+            names = sorted({n for per_trial in reports for r in per_trial.values() for n in r.values})
             position = {s: j for j, s in enumerate(steps)}
-            for name in names:
-                table = np.full((len(ids), len(steps)), math.nan)
-                for i, per_trial in enumerate(reports):
-                    for s, values in per_trial.items():
-                        table[i, position[s]] = values.get(name, math.nan)
+            order = np.full((len(ids), len(steps)), -1, dtype="int64")
+            tables = {name: np.full((len(ids), len(steps)), math.nan) for name in names}
+            for i, per_trial in enumerate(reports):
+                for s, report in per_trial.items():
+                    order[i, position[s]] = report.seq
+                    for name, value in report.values.items():
+                        tables[name][i, position[s]] = value
+            for name, table in tables.items():
                 data[f"{REPORTED}{name}"] = (("trial", "step"), table)
+            data["report_order"] = (("trial", "step"), order)
             integral = all(float(s).is_integer() for s in steps)
             coords["step"] = np.array(steps, dtype="int64" if integral else "float64")
         return xr.Dataset(data, coords=coords, attrs=self.attrs)
 
 
-#: prefix of the history's variables of intermediate reports
-REPORTED = "reported_"
-
-
-def _id_or_minus(value: Any) -> int:
+def _id_or_minus(value: int | None) -> int:
     return -1 if value is None else int(value)
 
 
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def trial_of(record: Mapping[str, Any]) -> Trial:
-    """A stored record as the optimizers see it."""
-    return Trial(
-        record["trial"],
-        dict(record["params"]),
-        record["status"],
-        record["objective"],
-        dict(record["metrics"]),
-        parent=record.get("parent"),
-        checkpoint=record.get("checkpoint_from"),
-        last_step=_float(record.get("last_step")),
-    )
-
-
-def records_from_dataset(ds: xr.Dataset, space: Space) -> list[dict]:
-    """Decode a stored dataset back into trial records (Python values)."""
-    metrics = [
-        v for v in ds.data_vars if v not in space and v not in BOOKKEEPING and v != "objective"
-        and ds[v].dims == ("trial",)
-    ]
-    columns = {name: ds[name].values for name in ds.data_vars if ds[name].dims == ("trial",)}
+def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | ReportRecord]:
+    """Decode a stored dataset back into its events (Python values)."""
+    per_trial = [v for v in ds.data_vars if ds[v].dims == ("trial",)]
+    metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"]
+    columns = {name: ds[name].values for name in per_trial}
     reported = {
         str(name)[len(REPORTED):]: ds[name].values
         for name in ds.data_vars
         if str(name).startswith(REPORTED) and ds[name].dims == ("trial", "step")
     }
     steps = ds["step"].values if reported else []
+    report_order = ds["report_order"].values if "report_order" in ds else None
     times = {key: _from_datetime(columns[key]) for key in _TIMES}
-    records = []
+    events: list[TrialRecord | ReportRecord] = []
     for i, trial_id in enumerate(ds["trial"].values):
         params = {}
         for name, dim in space.items():
@@ -316,76 +326,99 @@ def records_from_dataset(ds: xr.Dataset, space: Space) -> list[dict]:
             elif isinstance(value, np.generic):
                 value = value.item()
             params[name] = dim.cast(value) if not isinstance(dim, Categorical) else dim.choices[dim.index(value)]
-        record = {
-            "trial": int(trial_id),
-            "params": params,
-            "status": str(columns["status"][i]),
-            "objective": float(columns["objective"][i]),
-            "metrics": {m: float(columns[m][i]) for m in metrics if not math.isnan(columns[m][i])},
-            "attempts": int(columns["attempts"][i]),
-        }
-        for key in _TIMES:
-            record[key] = times[key][i]
-        for key in ("worker", "gpu", "error"):
-            record[key] = str(columns[key][i]) or None
-        for key in ("parent", "checkpoint_from"):
-            if key in columns:
-                record[key] = None if columns[key][i] < 0 else int(columns[key][i])
+        fields: dict[str, Any] = {key: times[key][i] for key in _TIMES}
+        fields.update({key: str(columns[key][i]) or None for key in ("worker", "gpu", "error")})
+        fields.update({key: None if columns[key][i] < 0 else int(columns[key][i]) for key in _IDS if key in columns})
         if "last_step" in columns:
-            record["last_step"] = float(columns["last_step"][i])
-        if reported:
-            record["reports"] = [
-                [float(step), {name: float(table[i, j]) for name, table in reported.items() if not math.isnan(table[i, j])}]
-                for j, step in enumerate(steps)
-                if any(not math.isnan(table[i, j]) for table in reported.values())
-            ]
-        records.append(record)
-    return records
-
-
-def read_journal(path: str) -> list[dict]:
-    """Trial events of a journal; a torn last line (a crash mid-write) is skipped."""
-    try:
-        with open(_journal_path(path), encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        return []
-    events = []
-    for n, line in enumerate(lines):
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n != len(lines) - 1:
-                raise ValueError(f"{_journal_path(path)}: line {n + 1} is corrupt") from None
-            logger.warning("%s: ignoring a torn last line", _journal_path(path))
+            fields["last_step"] = float(columns["last_step"][i])
+        events.append(TrialRecord(
+            trial=int(trial_id),
+            params=params,
+            status=str(columns["status"][i]),
+            objective=float(columns["objective"][i]),
+            metrics={m: float(columns[m][i]) for m in metrics if not math.isnan(columns[m][i])},
+            attempts=int(columns["attempts"][i]),
+            seq=int(columns["order"][i]) if "order" in columns else -1,
+            **fields,
+        ))
+        for j, step in enumerate(steps):
+            values = {name: float(table[i, j]) for name, table in reported.items() if not math.isnan(table[i, j])}
+            if values:
+                seq = int(report_order[i, j]) if report_order is not None else -1
+                events.append(ReportRecord(int(trial_id), float(step), values, seq))
     return events
 
 
-def load_history(path: str | os.PathLike) -> tuple[Space, dict, list[dict]]:
-    """Read a stored history: its space, its attrs and its trial records.
+def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord | ReportRecord]]:
+    """Read a snapshot file alone: its space, attrs and events (no journal).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    OSError
+        Naming the file, when it is not a readable netCDF-4 history (truncated, say).
+    """
+    path = os.fspath(path)
+    try:
+        ds = xr.load_dataset(path, engine=ENGINE)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise OSError(
+            f"{path} is not a readable daskhpo history ({type(exc).__name__}: {exc}); it may be "
+            f"truncated: trials since its last snapshot are in {journal_path(path)}"
+        ) from exc
+    if "space" not in ds.attrs:
+        raise OSError(f"{path} is a netCDF file but not a daskhpo history (no 'space' attribute)")
+    space = Space(json.loads(ds.attrs["space"]))
+    return space, dict(ds.attrs), _events_from_dataset(ds, space)
+
+
+def read_history(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord | ReportRecord]]:
+    """Read a stored history: its space, its attrs and its events in their original order.
+
+    The snapshot and the journal are merged (an event in both is taken once); reports of
+    trials that never finished are dropped.  Events of histories written before sequence
+    numbers existed are ordered by trial id, each trial after its reports.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no history at ``path``.
+    ValueError
+        For a corrupt journal line that is not the last (the file is left untouched).
+    """
+    space, attrs, stored = read_snapshot(path)
+    records: dict[int, TrialRecord] = {}
+    reports: dict[tuple[int, float], ReportRecord] = {}
+    in_flight: set[int] = set()
+    for event in [*stored, *read_journal(path)]:
+        if isinstance(event, TrialRecord):
+            records.setdefault(event.trial, event)
+        elif isinstance(event, ReportRecord):
+            reports.setdefault((event.trial, event.step), event)
+        elif isinstance(event, TrialStarted):
+            in_flight.add(event.trial)
+    in_flight -= set(records)
+    if in_flight:
+        logger.info("%s: %d trial(s) were running when it was last written; they are not resumed", path, len(in_flight))
+    orphans = {t for t, _ in reports} - set(records)
+    if orphans:
+        logger.info("%s: dropping the reports of %d trial(s) that never finished", path, len(orphans))
+    events = [*records.values(), *(r for r in reports.values() if r.trial in records)]
+    # Legacy files (no sequence numbers): by trial id, each trial after its reports.
+    events.sort(key=lambda e: (e.seq, e.trial, isinstance(e, TrialRecord), getattr(e, "step", 0.0)))
+    return space, attrs, events
+
+
+def load_history(path: str | os.PathLike) -> History:
+    """A stored history, read into memory (read-only: it writes nothing to ``path``).
 
     Raises
     ------
     FileNotFoundError
         If there is no history at ``path``.
     """
-    path = os.fspath(path)
-    ds = xr.load_dataset(path, engine=_ENGINE)
-    space = Space(json.loads(ds.attrs["space"]))
-    records = {r["trial"]: r for r in records_from_dataset(ds, space)}
-    reports: dict[int, dict[float, dict]] = {}
-    for event in read_journal(path):
-        kind = event.pop("event")
-        if kind == "trial":
-            records[event["trial"]] = event
-        elif kind == "report":
-            reports.setdefault(event["trial"], {})[float(event["step"])] = event["values"]
-    orphans = sorted(set(reports) - set(records))
-    if orphans:
-        logger.info("%s: dropping the reports of %d trial(s) that never finished", path, len(orphans))
-    for trial_id, per_trial in reports.items():
-        if trial_id in records:
-            merged = {float(s): v for s, v in records[trial_id].get("reports", [])}
-            merged.update(per_trial)
-            records[trial_id]["reports"] = sorted([s, v] for s, v in merged.items())
-    return space, dict(ds.attrs), [records[k] for k in sorted(records)]
+    space, attrs, events = read_history(path)
+    return History(space, attrs, None, events)

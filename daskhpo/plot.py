@@ -48,6 +48,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import transform
 
+from .records import TrialRecord
 from .space import Categorical, Dimension, Fidelity, Space
 
 if TYPE_CHECKING:
@@ -732,18 +733,18 @@ def parallel_coordinates(history: xr.Dataset | Experiment, *, width: int = 900, 
 # -- timeline ----------------------------------------------------------------------------------
 
 
-def timeline_columns(records: Sequence[dict]) -> dict[str, list]:
+def timeline_columns(records: Sequence[TrialRecord]) -> dict[str, list]:
     """Timeline rows of trial records (epoch-second times): one bar per trial."""
     cols: dict[str, list] = {k: [] for k in ("trial", "worker", "start", "end", "status", "color", "duration")}
     for r in records:
-        start = r.get("started") if r.get("started") is not None else r.get("submitted")
-        end = r.get("ended")
-        cols["trial"].append(int(r["trial"]))
-        cols["worker"].append(r.get("worker") or "(no worker)")
+        start = r.started if r.started is not None else r.submitted
+        end = r.ended
+        cols["trial"].append(int(r.trial))
+        cols["worker"].append(r.worker or "(no worker)")
         cols["start"].append(start * 1e3 if start is not None else math.nan)
         cols["end"].append(end * 1e3 if end is not None else math.nan)
-        cols["status"].append(r["status"])
-        cols["color"].append(status_color(r["status"]))
+        cols["status"].append(r.status)
+        cols["color"].append(status_color(r.status))
         cols["duration"].append(end - start if start is not None and end is not None else math.nan)
     return cols
 
@@ -801,12 +802,10 @@ def timeline(history: xr.Dataset | Experiment, *, width: int = 900, height: int 
     records = []
     times = {k: _ms(ds[k].values) / 1e3 for k in ("submitted", "started", "ended")}
     for i, trial in enumerate(ds["trial"].values):
-        records.append({
-            "trial": int(trial),
-            "worker": str(ds["worker"].values[i]) or None,
-            "status": str(ds["status"].values[i]),
+        records.append(TrialRecord(
+            int(trial), {}, str(ds["status"].values[i]), worker=str(ds["worker"].values[i]) or None,
             **{k: (None if math.isnan(v[i]) else float(v[i])) for k, v in times.items()},
-        })
+        ))
     cols = timeline_columns(records)
     source = ColumnDataSource(cols, name="bars")
     return timeline_figure(source, sorted(set(cols["worker"])), width=width, height=height)

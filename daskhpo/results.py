@@ -24,9 +24,10 @@ BOOKKEEPING = (
     "parent",
     "checkpoint_from",
     "last_step",
+    "order",
 )
 #: names no parameter may take (metrics may use ``objective``, which is the point)
-RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective"))
+RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective", "report_order"))
 
 
 class InvalidResult(ValueError):

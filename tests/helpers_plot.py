@@ -10,6 +10,7 @@ import numpy as np
 from daskhpo import Space
 from daskhpo.experiment import Experiment
 from daskhpo.history import History
+from daskhpo.records import TrialRecord
 
 SPACE = {
     "lr": "loguniform(1e-4, 1)",
@@ -24,7 +25,7 @@ def objective(params: dict) -> float:
     return (params["x"] - 0.5) ** 2 + 0.05 * (math.log10(params["lr"]) + 2) ** 2
 
 
-def make_records(n: int, *, seed: int = 0, broken_every: int = 0, t0: float = 1.7e9, workers: int = 2) -> list[dict]:
+def make_records(n: int, *, seed: int = 0, broken_every: int = 0, t0: float = 1.7e9, workers: int = 2) -> list[TrialRecord]:
     """``n`` finished trials on ``workers`` workers, one second each, back to back."""
     space = Space(SPACE)
     rng = np.random.default_rng(seed)
@@ -34,7 +35,7 @@ def make_records(n: int, *, seed: int = 0, broken_every: int = 0, t0: float = 1.
         broken = broken_every and i % broken_every == broken_every - 1
         slot = i % workers
         start = t0 + (i // workers) * 1.0
-        records.append({
+        records.append(TrialRecord(**{
             "trial": i,
             "params": params,
             "status": "broken" if broken else "completed",
@@ -47,7 +48,7 @@ def make_records(n: int, *, seed: int = 0, broken_every: int = 0, t0: float = 1.
             "gpu": None,
             "attempts": 1,
             "error": "ValueError: boom" if broken else None,
-        })
+        }))
     return records
 
 

@@ -31,11 +31,11 @@ def browser():
 
 
 def _feed(experiment, records):
-    """What the engine does with each finished trial: on disk, then to the listeners."""
+    """What the engine does with each finished trial: on disk, then to the subscribers."""
     for record in records:
         experiment._history.append(record)
-        for listener in experiment.listeners:
-            listener(record)
+        for subscriber in experiment.subscribers:
+            subscriber(record)
 
 
 def test_dashboard_of_an_experiment_shows_its_trials(browser, tmp_path):
@@ -65,7 +65,7 @@ def test_dashboard_of_an_experiment_shows_its_trials(browser, tmp_path):
     assert not board.running
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(board.url, timeout=2)
-    assert experiment.listeners == []  # stop() detaches it from the experiment
+    assert experiment.subscribers == []  # stop() detaches it from the experiment
 
 
 def slow_objective(x, lr, kind, delay):
@@ -78,7 +78,7 @@ def test_trials_appear_live_while_an_experiment_runs(browser, client, tmp_path, 
     space = {"x": "uniform(-2, 2)", "lr": "loguniform(1e-4, 1)", "kind": "choices(['a', 'b'])"}
     experiment = daskhpo.build_experiment("live", space, "random", storage=tmp_path / "live.nc", seed=1)
     recorded: list[tuple[float, int]] = []
-    experiment.listeners.append(lambda r: recorded.append((time.perf_counter(), r["trial"])))
+    experiment.subscribe(lambda r: recorded.append((time.perf_counter(), r.trial)))
     page = Page(browser)
     board = experiment.dashboard()
     try:  # on the in-process LocalCluster of tests/conftest.py: 2 workers, 1 thread each
@@ -202,7 +202,7 @@ def test_file_follower_reads_journal_lines_and_replaced_snapshots(tmp_path):
     writer.append(records[6])
     assert follower.poll() == 2 and len(feed) == 7
     # a line being written is left for the next poll
-    line = json.dumps({"event": "trial", **records[7]})
+    line = json.dumps(records[7].to_json())
     with open(f"{path}.journal", "a", encoding="utf-8") as fh:
         fh.write(line[:20])
         fh.flush()
@@ -210,12 +210,12 @@ def test_file_follower_reads_journal_lines_and_replaced_snapshots(tmp_path):
         fh.write(line[20:] + "\n")
     assert follower.poll() == 1
     # the writer snapshots (the file is replaced, the journal emptied) and goes on
-    writer._records[7] = records[7]
+    writer._add(records[7])
     writer.snapshot()
     for r in records[8:12]:
         writer.append(r)
     assert follower.poll() == 4
-    assert [r["trial"] for r in feed.since(0)[0]] == list(range(12))
+    assert [r.trial for r in feed.since(0)[0]] == list(range(12))
     assert follower.poll() == 0
 
 

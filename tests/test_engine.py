@@ -172,14 +172,14 @@ def test_resource_annotated_trials_only_run_on_workers_with_the_resource():
 
 
 def test_default_slots_count_only_workers_with_the_resource():
-    from daskhpo.engine import Engine
+    from daskhpo.engine import DaskExecutor
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
                       resources={"GPU": 1}) as cluster, Client(cluster, set_as_default=False) as client:
-        assert Engine(client, sleepy).n_workers == 2
-        assert Engine(client, sleepy, resources={"GPU": 1}).n_workers == 1
+        assert DaskExecutor(client, sleepy).slots() == 2
+        assert DaskExecutor(client, sleepy, resources={"GPU": 1}).slots() == 1
         with pytest.raises(daskhpo.NoWorkersError, match="resources"):
-            Engine(client, sleepy, resources={"TPU": 1})
+            DaskExecutor(client, sleepy, resources={"TPU": 1}).slots()
 
 
 def test_no_worker_ever_arriving_fails_clearly():

@@ -223,7 +223,7 @@ def test_ctrl_c_saves_history_and_reraises(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = Path(f"{path}.journal")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("\n") >= 4):
+    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count('"event": "trial"') >= 4):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -236,18 +236,19 @@ def test_ctrl_c_saves_history_and_reraises(tmp_path):
     assert os.path.getsize(journal) == 0
 
 
-def test_listeners_see_each_trial_after_it_is_on_disk(client, tmp_path):
+def test_subscribers_see_each_trial_after_it_is_on_disk(client, tmp_path):
     path = tmp_path / "listen.nc"
     exp = daskhpo.build_experiment("listen", SPACE, storage=path, seed=0, snapshot_interval=1e9)
     seen = []
 
     def on_trial(record):
         journal = Path(f"{path}.journal").read_text().splitlines()
-        seen.append((record["trial"], json.loads(journal[-1])["trial"]))
+        seen.append((record.trial, json.loads(journal[-1])["trial"]))
 
     def broken_listener(record):
         raise RuntimeError("a dashboard bug must not stop the search")
 
-    exp.listeners += [broken_listener, on_trial]
+    exp.subscribe(broken_listener)
+    exp.subscribe(on_trial)
     exp.workon(rosenbrock, max_trials=6, client=client)
     assert len(seen) == 6 and all(trial == journaled for trial, journaled in seen)

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from daskhpo.history import History, load_history
+from daskhpo.records import TrialRecord
 from daskhpo.space import Space
 
 SPACE = Space(
@@ -22,10 +23,10 @@ SPACE = Space(
 ATTRS = {"name": "h", "space": json.dumps(SPACE.to_dict()), "seed": 0}
 
 
-def record(i: int, status: str = "completed") -> dict:
+def record(i: int, status: str = "completed") -> TrialRecord:
     params = SPACE.sample(np.random.default_rng(i))
     now = time.time()
-    return {
+    return TrialRecord(**{
         "trial": i,
         "params": params,
         "status": status,
@@ -38,7 +39,7 @@ def record(i: int, status: str = "completed") -> dict:
         "gpu": "0",
         "attempts": 1,
         "error": None if status == "completed" else "boom",
-    }
+    })
 
 
 def test_dataset_layout_and_dtypes():
@@ -66,19 +67,20 @@ def test_storage_round_trip(tmp_path):
         history.append(r)
     history.close()
     assert xr.open_dataset(path, engine="h5netcdf").sizes["trial"] == 6  # plain xarray reads it
-    space, attrs, records = load_history(path)
+    loaded_history = load_history(path)
+    space, attrs, records = loaded_history.space, loaded_history.attrs, loaded_history.records
     assert space == SPACE and attrs["name"] == "h"
     for original, loaded in zip(originals, records):
-        assert loaded["params"] == original["params"]
-        assert type(loaded["params"]["units"]) is int and type(loaded["params"]["shrink"]) is bool
-        assert loaded["status"] == original["status"]
-        assert loaded["metrics"] == original["metrics"]
-        assert loaded["worker"] == original["worker"] and loaded["error"] == original["error"]
+        assert loaded.params == original.params
+        assert type(loaded.params["units"]) is int and type(loaded.params["shrink"]) is bool
+        assert loaded.status == original.status
+        assert loaded.metrics == original.metrics
+        assert loaded.worker == original.worker and loaded.error == original.error
         for key in ("submitted", "started", "ended"):
-            if original[key] is None:
-                assert loaded[key] is None
+            if getattr(original, key) is None:
+                assert getattr(loaded, key) is None
             else:
-                assert loaded[key] == pytest.approx(original[key], abs=1e-6)
+                assert getattr(loaded, key) == pytest.approx(getattr(original, key), abs=1e-6)
 
 
 def test_completed_trials_survive_a_crash_before_any_snapshot(tmp_path):
@@ -88,8 +90,8 @@ def test_completed_trials_survive_a_crash_before_any_snapshot(tmp_path):
         history.append(record(i))
     # No close(): the process "dies" here. The snapshot holds nothing, the journal everything.
     assert xr.load_dataset(path, engine="h5netcdf").sizes["trial"] == 0
-    _, _, records = load_history(path)
-    assert [r["trial"] for r in records] == [0, 1, 2, 3]
+    records = load_history(path).records
+    assert [r.trial for r in records] == [0, 1, 2, 3]
 
 
 def test_torn_last_journal_line_is_ignored(tmp_path):
@@ -99,8 +101,8 @@ def test_torn_last_journal_line_is_ignored(tmp_path):
     history.append(record(1))
     with open(f"{path}.journal", "a") as fh:
         fh.write('{"event": "trial", "trial": 2, "par')  # the crash hit mid-write
-    _, _, records = load_history(path)
-    assert [r["trial"] for r in records] == [0, 1]
+    records = load_history(path).records
+    assert [r.trial for r in records] == [0, 1]
 
 
 def test_trial_in_snapshot_and_journal_is_taken_once(tmp_path):
@@ -111,8 +113,8 @@ def test_trial_in_snapshot_and_journal_is_taken_once(tmp_path):
     history.snapshot()
     with open(f"{path}.journal", "w") as fh:  # a crash between replace and truncation
         fh.write(journal)
-    _, _, records = load_history(path)
-    assert [r["trial"] for r in records] == [0]
+    records = load_history(path).records
+    assert [r.trial for r in records] == [0]
 
 
 def test_periodic_snapshot_and_no_temporary_files_left(tmp_path):

@@ -99,9 +99,9 @@ def test_parallel_coordinates_draw_one_line_per_completed_trial(experiment, comp
     np.testing.assert_array_equal(lines["trial"], completed.trial.values)
     space = Space(SPACE)
     k = 3
-    record = [r for r in experiment._history.records if r["status"] == "completed"][k]
-    assert record["trial"] == lines["trial"][k]
-    expected = [space[n].to_unit(record["params"][n]) for n in space]
+    record = [r for r in experiment.records() if r.status == "completed"][k]
+    assert record.trial == lines["trial"][k]
+    expected = [space[n].to_unit(record.params[n]) for n in space]
     np.testing.assert_allclose(lines["ys"][k][:-1], expected)
     assert lines["ys"][k][-1] == pytest.approx(completed.objective.values[k])  # raw; scaled in the browser
     texts = set(source(fig, "labels").data["text"])

@@ -15,6 +15,7 @@ from distributed import Client, LocalCluster
 import daskhpo
 from daskhpo import reporting
 from daskhpo.optimizers import CONTINUE, PRUNE, Optimizer, Suggestion
+from daskhpo.records import ReportRecord, TrialRecord
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,8 @@ def test_pruning_reaches_the_objective(client):
 
 def test_history_step_layout_round_trips_and_resume_replays_reports(client, tmp_path):
     path = tmp_path / "curves.nc"
-    exp = daskhpo.build_experiment("curves", SPACE, algorithm=Scripted(daskhpo.Space(SPACE), 3, prune_at=3), storage=path, seed=3)
+    live_opt = Scripted(daskhpo.Space(SPACE), 3, prune_at=3)
+    exp = daskhpo.build_experiment("curves", SPACE, algorithm=live_opt, storage=path, seed=3)
     exp.workon(curve, max_trials=6, client=client, steps=5)
     live = exp.history
     assert live.reported_objective.dims == ("trial", "step")
@@ -133,8 +135,11 @@ def test_history_step_layout_round_trips_and_resume_replays_reports(client, tmp_
     resumed_opt = Scripted(daskhpo.Space(SPACE), 3, prune_at=3)
     resumed = daskhpo.build_experiment("curves", SPACE, algorithm=resumed_opt, storage=path)
     assert len(resumed_opt.reports) == int(np.isfinite(live.reported_objective.values).sum())
-    assert [t.id for t in resumed_opt.told] == list(range(6))
-    assert [t.last_step for t in resumed_opt.told] == list(live.last_step.values)
+    # in the order the live optimizer heard of them (the order trials finished), not by id
+    assert sorted(t.id for t in resumed_opt.told) == list(range(6))
+    assert [t.id for t in resumed_opt.told] == [t.id for t in live_opt.told]
+    assert [t.last_step for t in resumed_opt.told] == [live.last_step.values[t.id] for t in resumed_opt.told]
+    assert [r[:2] for r in resumed_opt.reports] == [r[:2] for r in live_opt.reports]
     xr.testing.assert_equal(resumed.history.reported_objective, live.reported_objective)
     assert daskhpo.load_experiment(path).history.status.values.tolist() == live.status.values.tolist()
 
@@ -143,15 +148,14 @@ def test_reports_survive_in_the_journal_before_a_snapshot(client, tmp_path):
     """Durability: reports are journaled as they arrive; a reopened store has them."""
     path = tmp_path / "journal.nc"
     exp = daskhpo.build_experiment("j", SPACE, algorithm="random", storage=path, seed=0, snapshot_interval=1e9)
-    exp._next_id = 0
     # Reports of a finished trial and of one still running (a crash now loses only it).
-    exp._history.append_report(0, 1, {"objective": 0.5})
-    exp._history.append_report(1, 1, {"objective": 0.7})
-    exp._history.append({
+    exp._history.append_report(ReportRecord(0, 1, {"objective": 0.5}))
+    exp._history.append_report(ReportRecord(1, 1, {"objective": 0.7}))
+    exp._history.append(TrialRecord(**{
         "trial": 0, "params": {"x": 0.1}, "status": "pruned", "objective": 0.5, "metrics": {},
         "submitted": 0.0, "started": 0.0, "ended": 1.0, "worker": None, "gpu": None,
         "attempts": 1, "error": None, "parent": None, "checkpoint_from": None, "last_step": 1.0,
-    })
+    }))
     with open(f"{path}.journal") as fh:
         assert len(fh.readlines()) == 3
     reopened = daskhpo.load_experiment(path).history  # snapshot has nothing: journal only

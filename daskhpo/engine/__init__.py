@@ -1,0 +1,35 @@
+"""The engine: the loop on the client, the executors it runs trials on, the worker side.
+
+==========================  ==============================================================
+:mod:`.loop`                :class:`Engine`: keep trials in flight, retries, stopping rules
+:mod:`.executor`            the executor interface and the events it emits
+:mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
+:mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests
+:mod:`.worker`              :func:`run_trial`: one attempt on a worker, deadlines, reports
+==========================  ==============================================================
+"""
+
+from .dask_executor import DaskExecutor, NoWorkersError
+from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .fake import FakeExecutor
+from .loop import Engine, Planned, TooManyBrokenTrials
+from .worker import TrialOutcome, TrialTask, TrialTimeout, run_trial
+
+__all__ = [
+    "Engine",
+    "Planned",
+    "TooManyBrokenTrials",
+    "NoWorkersError",
+    "Executor",
+    "DaskExecutor",
+    "FakeExecutor",
+    "Completed",
+    "Failed",
+    "Reported",
+    "Rerun",
+    "NoWorkers",
+    "TrialTask",
+    "TrialOutcome",
+    "TrialTimeout",
+    "run_trial",
+]

@@ -1,0 +1,258 @@
+"""The executor of a Dask client: trials as futures, reports on a pub/sub topic.
+
+* **Submission**: ``client.submit(run_trial, ..., key=<unique>, pure=False,
+  resources=...)``; completions come from one :class:`distributed.as_completed` (results
+  gathered on the client's event loop), forwarded by a pump thread to the loop's inbox.
+* **Reports and starts**: :func:`daskhpo.report` publishes on one topic per run
+  (``Worker.log_event`` → ``Client.subscribe_topic``), and so does each attempt's start.
+  A second start of the same task means its worker left and the scheduler runs it again:
+  that becomes a :class:`~daskhpo.engine.executor.Rerun` event.  A prune is pushed to the
+  trial's worker with ``Client.run`` (see :mod:`daskhpo.reporting`).
+* **Watchdog**: a thread that emits :class:`~daskhpo.engine.executor.NoWorkers` once no
+  worker has been connected for ``worker_timeout`` seconds (jobs that never start, or
+  every job gone at its walltime), and cancels what waits.
+
+Nothing here blocks the client's event loop: handlers only put events into a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from distributed import Client, Future, as_completed
+from distributed.client import FutureCancelledError
+
+from ..reporting import _stop_trial
+from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun
+from .worker import TrialTask, run_trial
+
+__all__ = ["DaskExecutor", "NoWorkersError"]
+
+logger = logging.getLogger(__name__)
+
+
+class NoWorkersError(RuntimeError):
+    """No Dask worker became available in time."""
+
+
+class _Relay:
+    """The topic handler of one run; detached (``target=None``) when the run ends.
+
+    distributed keeps a client's handler after unsubscribing: detached, it holds nothing
+    of the run.
+    """
+
+    def __init__(self, target: Callable[[Any], None]) -> None:
+        self.target: Callable[[Any], None] | None = target
+
+    def __call__(self, event: Any) -> None:
+        if self.target is not None:
+            self.target(event)
+
+
+class DaskExecutor:
+    """Runs trial attempts as tasks of a Dask client.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    fn : callable
+        The objective, called as ``fn(**params, **fn_kwargs)`` on a worker.
+    fn_kwargs : dict, optional
+        Fixed keyword arguments of every call.
+    resources : dict, optional
+        Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+    trial_timeout : float, optional
+        Seconds, from its start on the worker, after which a trial is interrupted.
+    worker_timeout : float
+        Seconds without any connected worker before :meth:`slots` raises
+        :class:`NoWorkersError` or a :class:`~daskhpo.engine.executor.NoWorkers` event.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        fn: Callable[..., Any],
+        *,
+        fn_kwargs: Mapping[str, Any] | None = None,
+        resources: Mapping[str, float] | None = None,
+        trial_timeout: float | None = None,
+        worker_timeout: float = 60.0,
+    ) -> None:
+        self.client = client
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
+        self.fn = fn
+        self.fn_kwargs = dict(fn_kwargs or {})
+        self.resources = dict(resources) if resources else None
+        self.trial_timeout = trial_timeout
+        self.worker_timeout = worker_timeout
+        self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
+        self._futures: dict[str, Future] = {}
+        self._opened = False
+
+    # -- sizing ------------------------------------------------------------------------
+    def _workers(self) -> list[dict]:
+        return list(self.client.scheduler_info(n_workers=-1)["workers"].values())
+
+    def _fitting_slots(self) -> int:
+        workers = self._workers()
+        if not self.resources:
+            return sum(w["nthreads"] for w in workers)
+        total = 0
+        for w in workers:
+            have = w.get("resources", {})
+            fits = min(int(have.get(k, 0) // v) for k, v in self.resources.items() if v > 0)
+            total += min(fits, w["nthreads"])
+        return total
+
+    def slots(self) -> int:
+        """Threads of the connected workers that have the ``resources``.
+
+        Waits up to ``worker_timeout`` for a first worker.
+
+        Raises
+        ------
+        NoWorkersError
+            No worker connected in time, or none has the resources.
+        """
+        if not self._workers():
+            logger.info("No Dask worker connected yet: waiting up to %.0f s", self.worker_timeout)
+            try:
+                self.client.wait_for_workers(1, timeout=self.worker_timeout)
+            except TimeoutError:
+                raise NoWorkersError(
+                    f"no Dask worker connected within {self.worker_timeout:.0f} s; check that "
+                    "the cluster's jobs start (e.g. squeue, the job logs), or pass n_workers= "
+                    "so that an adaptive cluster sees queued trials and scales up"
+                ) from None
+        slots = self._fitting_slots()
+        if slots < 1:
+            raise NoWorkersError(f"no connected worker has the resources {self.resources}")
+        return slots
+
+    # -- a run -------------------------------------------------------------------------
+    def open(self) -> None:
+        """Subscribe to the run's topic and start the pump and the watchdog."""
+        self._inbox: queue.SimpleQueue[ExecutorEvent] = queue.SimpleQueue()
+        self._futures, self._starts = {}, {}
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._completions = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
+        # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
+        self._relay = _Relay(self._on_topic)
+        self.client.subscribe_topic(self.topic, self._relay)
+        self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
+        self._pump_thread.start()
+        self._watch_thread = threading.Thread(target=self._watch, name="daskhpo-worker-watchdog", daemon=True)
+        self._watch_thread.start()
+        self._opened = True
+
+    def submit(self, task: TrialTask) -> None:
+        """Submit one attempt as a task with the attempt's key."""
+        task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
+        future = self.client.submit(
+            run_trial, self.fn, task, self.fn_kwargs, self.trial_timeout,
+            key=task.key, pure=False, resources=self.resources,
+        )
+        self._futures[task.key] = future
+        self._completions.add(future)
+        self._wake.set()
+
+    def next_event(self) -> ExecutorEvent:
+        """The next completion, failure, report, re-run or loss of every worker."""
+        return self._inbox.get()
+
+    def cancel(self, key: str) -> None:
+        """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event)."""
+        future = self._futures.get(key)
+        if future is not None:
+            future.cancel()
+
+    def stop(self, key: str, worker: str | None) -> None:
+        """Set the stop flag of attempt ``key`` on its worker, without waiting."""
+        if worker is not None:
+            self.client.loop.add_callback(self._send_stop, key, worker)
+
+    async def _send_stop(self, key: str, worker: str) -> None:
+        try:
+            await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
+        except Exception as exc:  # the worker left: its trial is lost anyway
+            logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+
+    def close(self) -> None:
+        """Unsubscribe, stop the threads, cancel every future and hold none."""
+        if not self._opened:
+            return
+        self._opened = False
+        self._relay.target = None
+        try:
+            self.client.unsubscribe_topic(self.topic)
+        except Exception:  # the client may be closing already
+            logger.debug("could not unsubscribe from %s", self.topic, exc_info=True)
+        self._closed.set()
+        self._wake.set()
+        for future in self._futures.values():
+            future.cancel()
+        self._completions.clear()
+        self._pump_thread.join(5)
+        # Hold no future after the run, so an adaptive cluster can shrink to its minimum.
+        self._futures, self._starts = {}, {}
+
+    # -- threads feeding the inbox -----------------------------------------------------
+    def _pump(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closed.is_set():
+                return
+            self._wake.clear()
+            for future, result in self._completions:
+                if self._closed.is_set():
+                    return
+                self._futures.pop(future.key, None)
+                self._starts.pop(future.key, None)
+                if future.status == "finished":
+                    self._inbox.put(Completed(future.key, result))
+                    continue
+                error = result if isinstance(result, BaseException) else result[1]
+                if isinstance(error, FutureCancelledError) and getattr(error, "reason", None) is None:
+                    reason = "trial was cancelled outside daskhpo"
+                else:
+                    reason = f"{type(error).__name__}: {error}"
+                self._inbox.put(Failed(future.key, reason, error))
+
+    def _on_topic(self, event: tuple[float, dict]) -> None:
+        # On the client's event loop thread: only counting and queueing here.
+        msg = event[1]
+        if "step" in msg:
+            self._inbox.put(Reported(msg["key"], msg["trial"], msg["step"], msg["values"], msg.get("worker")))
+            return
+        key = msg["key"]
+        self._starts[key] = self._starts.get(key, 0) + 1
+        if self._starts[key] > 1 and key in self._futures:
+            self._inbox.put(Rerun(key))
+
+    def _watch(self) -> None:
+        last_seen = time.monotonic()
+        had_workers = bool(self._workers())
+        while not self._closed.wait(min(1.0, self.worker_timeout / 4)):
+            try:
+                connected = bool(self.client.nthreads())
+            except Exception:  # the client is closing: the run ends anyway
+                return
+            now = time.monotonic()
+            if connected:
+                last_seen, had_workers = now, True
+                continue
+            if had_workers and now - last_seen > 1.0:
+                logger.warning("No Dask worker connected: waiting up to %.0f s for one", self.worker_timeout)
+                had_workers = False
+            if now - last_seen >= self.worker_timeout:
+                self._inbox.put(NoWorkers(now - last_seen))
+                return

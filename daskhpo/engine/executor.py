@@ -1,0 +1,105 @@
+"""What the loop needs from a cluster: the executor interface and the events it emits.
+
+An executor runs :class:`~daskhpo.engine.worker.TrialTask` s somewhere and tells the loop
+what happened, one event at a time, from :meth:`Executor.next_event`:
+
+:class:`Completed`
+    An attempt ran to its end on a worker (whatever its status: the objective's errors
+    are data in the outcome).
+:class:`Failed`
+    An attempt failed outside the objective: its worker died, the task was cancelled.
+:class:`Reported`
+    A running trial reported an intermediate result.
+:class:`Rerun`
+    The cluster started an attempt again by itself (its worker left mid-trial).
+:class:`NoWorkers`
+    No worker has been connected for the executor's ``worker_timeout``.
+
+Two executors implement it: :class:`~daskhpo.engine.dask.DaskExecutor` (a Dask client)
+and :class:`~daskhpo.engine.fake.FakeExecutor` (in-process, deterministic, virtual time,
+for tests and simulations of thousands of slots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .worker import TrialOutcome, TrialTask
+
+__all__ = ["Executor", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers"]
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Attempt ``key`` ran to its end; ``outcome`` says how."""
+
+    key: str
+    outcome: TrialOutcome
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Attempt ``key`` failed outside the objective: ``reason`` says why, as text."""
+
+    key: str
+    reason: str
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Reported:
+    """Attempt ``key`` of trial ``trial`` reported ``values`` at ``step`` from ``worker``."""
+
+    key: str
+    trial: int
+    step: float
+    values: dict[str, float]
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """The cluster runs attempt ``key`` again (its worker left mid-trial)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class NoWorkers:
+    """No worker has been connected for ``waited`` seconds."""
+
+    waited: float
+
+
+ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs trial attempts and reports what happens to them.
+
+    The loop calls :meth:`open` once, then :meth:`submit` and :meth:`next_event` from one
+    thread, and :meth:`close` at the end of the run, whatever happened.
+    """
+
+    def slots(self) -> int:
+        """Attempts the cluster can run at once now (may wait for a first worker)."""
+
+    def open(self) -> None:
+        """Start a run: from now on, events are collected."""
+
+    def submit(self, task: TrialTask) -> None:
+        """Start an attempt (non-blocking)."""
+
+    def next_event(self) -> ExecutorEvent:
+        """Wait for the next event of a submitted attempt."""
+
+    def cancel(self, key: str) -> None:
+        """Give up attempt ``key``; a :class:`Failed` (or :class:`Completed`) event follows."""
+
+    def stop(self, key: str, worker: str | None) -> None:
+        """Ask the running attempt ``key`` to stop at its next report (a prune)."""
+
+    def close(self) -> None:
+        """End the run: cancel what still runs, hold nothing."""

@@ -1,0 +1,149 @@
+"""A fake executor: deterministic, in-process, in virtual time.
+
+It implements :class:`~daskhpo.engine.executor.Executor` without Dask, threads or
+sleeping.  Each submitted attempt runs the objective at once, in this process; its events
+(reports, then its completion) are scheduled at virtual times drawn from ``duration`` and
+handed out in time order by :meth:`FakeExecutor.next_event`, which advances the clock
+:attr:`FakeExecutor.now`.  So the engine's logic (slots, retries, time-outs, budgets,
+reports and prunes) is tested in milliseconds, and a run of thousands of slots can be
+simulated (``benchmarks/``).
+
+Faults are injected per attempt with ``faults(trial, attempt)`` returning ``None``,
+``"lose"`` (the worker dies mid-trial: a :class:`~daskhpo.engine.executor.Failed` event)
+or ``"rerun"`` (the cluster silently runs the attempt again: a
+:class:`~daskhpo.engine.executor.Rerun` event, then the completion half a duration later).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun
+from .worker import TrialOutcome, TrialTask, pruned, run_trial, timed_out
+
+__all__ = ["FakeExecutor"]
+
+
+class FakeExecutor:
+    """Runs attempts in this process and replays their events in virtual time.
+
+    Parameters
+    ----------
+    fn : callable
+        The objective, called as ``fn(**params, **fn_kwargs)`` when an attempt is submitted.
+    duration : float or callable, default 1.0
+        Virtual seconds an attempt runs: a number, or ``duration(params) -> float``.
+    slots : int, default 4
+        What :meth:`slots` answers (the engine's default ``n_workers``).
+    fn_kwargs : dict, optional
+    trial_timeout : float, optional
+        Virtual seconds after which an attempt is recorded ``timeout``.
+    faults : callable, optional
+        ``faults(trial, attempt) -> None | "lose" | "rerun"``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        duration: float | Callable[[Mapping[str, Any]], float] = 1.0,
+        slots: int = 4,
+        fn_kwargs: Mapping[str, Any] | None = None,
+        trial_timeout: float | None = None,
+        faults: Callable[[int, int], str | None] | None = None,
+    ) -> None:
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
+        self.fn = fn
+        self.duration = duration if callable(duration) else (lambda params, d=float(duration): d)
+        self._slots = slots
+        self.fn_kwargs = dict(fn_kwargs or {})
+        self.trial_timeout = trial_timeout
+        self.faults = faults
+        #: the virtual clock, in seconds
+        self.now = 0.0
+        #: every attempt submitted, in order
+        self.submitted: list[TrialTask] = []
+        self._attempts: dict[int, int] = {}
+        self._events: list[tuple[float, int, str, ExecutorEvent]] = []
+        self._order = itertools.count()
+        #: attempt key -> its outcome, while it runs (what a prune rewrites)
+        self._running: dict[str, TrialOutcome] = {}
+
+    def slots(self) -> int:
+        """The configured number of slots."""
+        return self._slots
+
+    def open(self) -> None:
+        """Start a run with nothing scheduled."""
+        self._events, self._running = [], {}
+
+    def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
+        heapq.heappush(self._events, (time, next(self._order), key, event))
+
+    def submit(self, task: TrialTask) -> None:
+        """Run the attempt now; schedule its reports and completion."""
+        self.submitted.append(task)
+        attempt = self._attempts[task.trial] = self._attempts.get(task.trial, 0) + 1
+        fault = self.faults(task.trial, attempt) if self.faults is not None else None
+        start, length = self.now, float(self.duration(task.params))
+        if fault == "lose":
+            self._at(start + length / 2, task.key, Failed(task.key, "KilledWorker: the worker died (simulated)"))
+            return
+        outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs)
+        record, reports = outcome.record, outcome.reports
+        end = start + length
+        if self.trial_timeout is not None and length > self.trial_timeout:
+            end = start + self.trial_timeout
+            reports = reports[: int(len(reports) * self.trial_timeout / length)]
+            record = timed_out(record, self.trial_timeout)
+        for i, (step, values) in enumerate(reports):
+            self._at(start + length * (i + 1) / (len(reports) + 1), task.key,
+                     Reported(task.key, task.trial, step, values, "fake-worker"))
+        if fault == "rerun":
+            self._at(start + length / 2, task.key, Rerun(task.key))
+            end += length / 2
+        outcome = TrialOutcome(record.replace(started=start, ended=end, worker="fake-worker"), reports, outcome.checkpoint)
+        self._running[task.key] = outcome
+        self._at(end, task.key, Completed(task.key, outcome))
+
+    def next_event(self) -> ExecutorEvent:
+        """The earliest scheduled event; the clock moves to its time."""
+        if not self._events:
+            raise RuntimeError("FakeExecutor.next_event: nothing is running")
+        time, _, key, event = heapq.heappop(self._events)
+        self.now = max(self.now, time)
+        if isinstance(event, (Completed, Failed)):
+            self._running.pop(key, None)
+        return event
+
+    def _drop(self, key: str, since: float = float("-inf")) -> None:
+        self._events = [e for e in self._events if not (e[2] == key and e[0] >= since)]
+        heapq.heapify(self._events)
+
+    def cancel(self, key: str) -> None:
+        """Drop the attempt's events; it fails now."""
+        self._drop(key)
+        self._running.pop(key, None)
+        self._at(self.now, key, Failed(key, "CancelledError: cancelled"))
+
+    def stop(self, key: str, worker: str | None) -> None:
+        """Prune: the attempt stops at its next report, as :func:`daskhpo.report` does."""
+        outcome = self._running.get(key)
+        upcoming = sorted(e[0] for e in self._events if e[2] == key and isinstance(e[3], Reported))
+        if outcome is None or not upcoming:
+            return  # no further report: the trial never sees the flag and completes
+        when = upcoming[0]
+        delivered = len(outcome.reports) - len(upcoming) + 1
+        self._drop(key, since=when)
+        reports = outcome.reports[:delivered]
+        outcome = TrialOutcome(pruned(outcome.record, reports).replace(ended=when), reports, outcome.checkpoint)
+        self._running[key] = outcome
+        self._at(when, key, Completed(key, outcome))
+
+    def close(self) -> None:
+        """Forget everything still scheduled."""
+        self._events, self._running = [], {}

@@ -1,0 +1,264 @@
+"""The asynchronous loop: keep ``n_workers`` trials in flight, react to each event.
+
+One thread runs the loop and owns every piece of its state; there is no lock.  The
+executor's threads (Dask's event loop, the completion pump, the watchdog) only put events
+into a queue that :meth:`Executor.next_event` reads, so a slow ``suggest`` or ``record``
+(a model fit, a snapshot) never keeps results or reports from being received: they wait,
+in order, for the loop's next turn.
+
+The loop knows trials, attempts, retries and the stopping rules; it knows nothing of any
+algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
+``on_report``) nor of Dask (see :mod:`daskhpo.engine.dask_executor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import FINISHED, ReportRecord, TrialRecord
+from .dask_executor import NoWorkersError
+from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .worker import TrialTask
+
+__all__ = ["Engine", "Planned", "TooManyBrokenTrials"]
+
+logger = logging.getLogger(__name__)
+
+
+class TooManyBrokenTrials(RuntimeError):
+    """More trials broke (raised, returned garbage, timed out, were lost) than allowed."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A trial to run, as ``suggest`` hands it to the loop.
+
+    Attributes
+    ----------
+    trial : int
+    params : dict
+    parent, checkpoint_from : int or None
+        Lineage, copied into the record.
+    checkpoint : tuple or None
+        The stored checkpoint it starts from, shipped to its worker.
+    """
+
+    trial: int
+    params: dict[str, Any]
+    parent: int | None = None
+    checkpoint_from: int | None = None
+    checkpoint: tuple[str, Any] | None = None
+
+
+@dataclass
+class _Job:
+    plan: Planned
+    submitted: float
+    key: str = ""
+    attempts: int = 1
+    #: set when the cluster re-ran the trial more often than ``retries`` allows
+    exhausted: bool = False
+    #: steps whose reports the caller has been given
+    seen: set = field(default_factory=set)
+    stopping: bool = False
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class Engine:
+    """Runs trials through an executor, ``n_workers`` at a time.
+
+    Parameters
+    ----------
+    executor : Executor
+        Where trials run (:class:`~daskhpo.engine.dask_executor.DaskExecutor`, or
+        :class:`~daskhpo.engine.fake.FakeExecutor` in tests and simulations).
+    n_workers : int, optional
+        Trials in flight.  Default: ``executor.slots()`` when the run starts.  Give it
+        explicitly for adaptive clusters: queued trials are what makes them grow.
+    retries : int
+        Further attempts of a trial whose worker died or left mid-trial; beyond them the
+        trial is recorded ``lost``.
+    max_broken : int
+        The run stops with :class:`TooManyBrokenTrials` once more trials than this broke.
+    """
+
+    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3) -> None:
+        if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
+            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        if not isinstance(max_broken, int) or max_broken < 0:
+            raise ValueError(f"max_broken must be a non-negative integer, got {max_broken!r}")
+        self.executor = executor
+        self.n_workers = n_workers
+        self.retries = retries
+        self.max_broken = max_broken
+
+    def run(
+        self,
+        suggest: Callable[[], Planned | None],
+        record: Callable[[TrialRecord, Any], None],
+        budget: int | None = None,
+        on_report: Callable[[ReportRecord, dict], str] | None = None,
+        on_start: Callable[[Planned, int], None] | None = None,
+    ) -> int:
+        """Run trials until ``budget`` trials finished or ``suggest`` has nothing more.
+
+        Parameters
+        ----------
+        suggest : callable
+            Returns the next :class:`Planned` trial, or ``None`` for nothing now.
+        record : callable
+            Receives each finished trial's :class:`~daskhpo.records.TrialRecord` and its
+            last checkpoint (or ``None``), before the next trial is suggested.
+        budget : int, optional
+            Finished (completed or pruned) trials after which no more are submitted.
+        on_report : callable, optional
+            Receives each intermediate report (a :class:`~daskhpo.records.ReportRecord`)
+            with the trial's params, and returns ``"continue"`` or ``"prune"``.  Reports
+            that had not arrived when their trial ended are given (in step order) just
+            before its ``record``.  Without it, reports only reach the record.
+        on_start : callable, optional
+            Receives each trial handed to the executor, with its attempt number.
+
+        Returns
+        -------
+        int
+            The number of trials that finished (completed or pruned).
+        """
+        executor = self.executor
+        n_workers = self.n_workers if self.n_workers is not None else executor.slots()
+        self._jobs: dict[str, _Job] = {}
+        self._on_report = on_report
+        finished = broken = 0
+
+        def submit(job: _Job) -> None:
+            job.key = f"daskhpo-trial-{job.plan.trial}-{uuid.uuid4().hex}"
+            self._jobs[job.key] = job
+            if on_start is not None:
+                on_start(job.plan, job.attempts)
+            executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
+
+        def fill() -> None:
+            while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
+                plan = suggest()
+                if plan is None:
+                    return
+                submit(_Job(plan, time.time()))
+
+        executor.open()
+        try:
+            fill()
+            while self._jobs:
+                event = executor.next_event()
+                if isinstance(event, Reported):
+                    self._report(event)
+                    continue
+                if isinstance(event, Rerun):
+                    self._rerun(event.key)
+                    continue
+                if isinstance(event, NoWorkers):
+                    raise NoWorkersError(
+                        f"no Dask worker connected within {event.waited:.0f} s while {len(self._jobs)} "
+                        "trials waited; check that the cluster's jobs start and stay up (e.g. squeue "
+                        "and the jobs' logs), or raise worker_timeout for a busy queue"
+                    )
+                job = self._jobs.pop(event.key, None)
+                if job is None:
+                    continue  # an attempt already given up
+                outcome = self._finish(job, event, submit)
+                if outcome is None:
+                    continue  # resubmitted
+                trial, checkpoint = outcome
+                record(trial, checkpoint)
+                if trial.status in FINISHED:
+                    finished += 1
+                else:
+                    broken += 1
+                    if broken > self.max_broken:
+                        raise TooManyBrokenTrials(
+                            f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                            f"trial {trial.trial} ({trial.status}): {_last_line(trial.error)}"
+                        )
+                fill()
+            return finished
+        finally:
+            executor.close()
+            self._jobs, self._on_report = {}, None
+
+    # -- events ------------------------------------------------------------------------
+    def _report(self, event: Reported) -> None:
+        on_report = self._on_report
+        if on_report is None:
+            return  # report() values still reach the record, with the trial's outcome
+        job = self._jobs.get(event.key)
+        if job is None or event.step in job.seen:
+            return  # a trial already recorded, a lost attempt, or a repeated step
+        job.seen.add(event.step)
+        try:
+            decision = on_report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params)
+        except Exception:
+            logger.exception("handling a report of trial %d failed", job.plan.trial)
+            return
+        if decision == "prune" and not job.stopping:
+            job.stopping = True
+            logger.debug("pruning trial %d at step %g", job.plan.trial, event.step)
+            self.executor.stop(job.key, event.worker)
+
+    def _rerun(self, key: str) -> None:
+        """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""
+        job = self._jobs.get(key)
+        if job is None:
+            return
+        job.attempts += 1
+        if job.attempts > self.retries + 1:
+            logger.warning("trial %d: its worker left again, giving up after %d attempts (retries=%d)",
+                           job.plan.trial, job.attempts - 1, self.retries)
+            job.attempts -= 1
+            job.exhausted = True
+            self.executor.cancel(key)
+        else:
+            logger.warning("trial %d: its worker left mid-trial; the cluster runs it again (attempt %d)",
+                           job.plan.trial, job.attempts)
+
+    def _finish(self, job: _Job, event: Completed | Failed, submit: Callable[[_Job], None]) -> tuple[TrialRecord, Any] | None:
+        """The record of a finished attempt, or ``None`` when it was submitted again."""
+        plan = job.plan
+        base = dict(submitted=job.submitted, attempts=job.attempts, parent=plan.parent, checkpoint_from=plan.checkpoint_from)
+        if isinstance(event, Completed):
+            outcome = event.outcome
+            trial = outcome.record.replace(**base)
+            if not outcome.reports and job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            self._late_reports(job, outcome.reports)
+            return trial, outcome.checkpoint
+        if job.exhausted:
+            reason = f"its worker left mid-trial in each of {job.attempts} attempts (retries={self.retries})"
+        elif job.attempts <= self.retries:
+            logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason, job.attempts + 1)
+            submit(_Job(plan, job.submitted, attempts=job.attempts + 1, seen=job.seen))
+            return None
+        else:
+            reason = f"{event.reason} (after {job.attempts} attempts)"
+        lost = TrialRecord(plan.trial, dict(plan.params), "lost", ended=time.time(), error=reason, **base)
+        if job.seen:
+            lost = lost.replace(last_step=max(job.seen))
+        return lost, None
+
+    def _late_reports(self, job: _Job, reports: list[tuple[float, dict]]) -> None:
+        on_report = self._on_report
+        if on_report is None:
+            return
+        for step, values in sorted(reports, key=lambda r: r[0]):
+            if step not in job.seen:
+                job.seen.add(step)
+                on_report(ReportRecord(job.plan.trial, float(step), dict(values)), job.plan.params)
