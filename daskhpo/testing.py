@@ -130,8 +130,23 @@ class OptimizerConformance:
         return params
 
     def finish(self, trial_id: int, suggestion: Suggestion, status: str, params: dict | None = None) -> Trial:
-        """The finished :class:`Trial` of a suggestion, with ``status`` (objective NaN unless it
-        completed or was pruned) and optionally other parameters than suggested."""
+        """The finished trial of a suggestion, as the experiment tells it.
+
+        Parameters
+        ----------
+        trial_id : int
+        suggestion : Suggestion
+            What ``ask`` returned; its ``parent`` and ``checkpoint`` are told back.
+        status : str
+            The trial's status; the objective is NaN unless it is ``"completed"`` or
+            ``"pruned"`` (pruned at step 1).
+        params : dict, optional
+            The parameters that ran, if not the suggested ones.
+
+        Returns
+        -------
+        Trial
+        """
         params = dict(suggestion.params if params is None else params)
         value = self.objective(params) if status in ("completed", "pruned") else math.nan
         return Trial(
@@ -189,20 +204,24 @@ class OptimizerConformance:
 
     # -- the protocol ----------------------------------------------------------------------
     def test_suggestions_are_valid_configurations(self, make_optimizer):
+        """Forty suggestions, four in flight at a time, are all valid configurations of the space."""
         opt = self._build(make_optimizer)
         for params in self.drive(opt, 40, batch=4):
             self._valid(params)
 
     def test_suggestion_is_plain_data(self, make_optimizer):
+        """A suggestion is a :class:`Suggestion` of plain, JSON-serializable values."""
         suggestion = self._build(make_optimizer).ask(0)
         assert isinstance(suggestion, Suggestion)
         json.dumps(suggestion.params)  # plain Python values, storable as they are
 
     def test_same_seed_and_results_give_same_suggestions(self, make_optimizer):
+        """The same seed and the same results give the same suggestions."""
         first = self.drive(self._build(make_optimizer, 3), 30, batch=3)
         assert first == self.drive(self._build(make_optimizer, 3), 30, batch=3)
 
     def test_different_seeds_give_different_suggestions(self, make_optimizer, ignores_seed):
+        """Different seeds give different suggestions (skipped where ``ignores_seed``)."""
         if ignores_seed:
             pytest.skip("suggestions ignore the seed")
         assert self.drive(self._build(make_optimizer, 1), 10) != self.drive(self._build(make_optimizer, 2), 10)
@@ -223,6 +242,7 @@ class OptimizerConformance:
         assert self.drive(resumed, 5, start=25) == self.drive(original, 5, start=25)
 
     def test_failed_trials_are_tolerated(self, make_optimizer):
+        """Broken, timed-out and lost trials are told without harm."""
         opt = self._build(make_optimizer)
         for trial_id in range(12):
             suggestion = opt.ask(trial_id)
@@ -256,6 +276,7 @@ class OptimizerConformance:
         self._valid(opt.ask(15).params)
 
     def test_config_is_json(self, make_optimizer):
+        """``config`` is a JSON-serializable dict and ``name`` a string."""
         opt = self._build(make_optimizer)
         assert isinstance(opt.config, dict)
         json.dumps(opt.config)
