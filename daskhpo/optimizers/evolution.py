@@ -104,6 +104,7 @@ class Evolution(Optimizer):
         rng = self.rng_for(trial_id)
         if len(self._population) < self.population_size:
             num, cat = self._enc.random(rng, 1)
+            self._pending.add(trial_id, self._key(num[0], cat[0]))
             return Suggestion(self._enc.decode(num[0], cat[0]))
         members = rng.choice(len(self._population), size=self.tournament_size, replace=False)
         parent = min(members, key=lambda i: (self._population[i][2], i))
