@@ -320,6 +320,31 @@ class Optimizer(ABC):
         The search space.
     seed : int, optional
         Seed of every random choice the optimizer makes.
+
+    Notes
+    -----
+    A subclass implements :meth:`ask` and :meth:`tell` (and optionally :meth:`report`
+    and :attr:`config`), draws randomness from :meth:`rng_for`, keeps per-trial state in
+    ``self._pending`` (``add`` in ``ask``, ``pop`` in ``tell``) and checks its options
+    with :func:`check_option`.  :class:`daskhpo.testing.OptimizerConformance` checks the
+    protocol.
+
+    Examples
+    --------
+    >>> class Walk(Optimizer):
+    ...     name = "walk"
+    ...     def ask(self, trial_id):
+    ...         self._pending.add(trial_id)
+    ...         return Suggestion(self.space.sample(self.rng_for(trial_id)))
+    ...     def tell(self, trial):
+    ...         self._pending.pop(trial.id)
+    >>> opt = Walk({"x": "uniform(0, 1)"}, seed=0)
+    >>> s = opt.ask(0)
+    >>> opt.pending
+    (0,)
+    >>> opt.tell(Trial(0, s.params, "lost"))
+    >>> opt.pending
+    ()
     """
 
     #: registry name; set by subclasses
