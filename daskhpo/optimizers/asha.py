@@ -154,7 +154,7 @@ class SuccessiveHalving(Optimizer):
     # -- configuration -----------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         spec = self._sampler_spec
         if isinstance(spec, Optimizer):
             spec = spec.name or type(spec).__name__

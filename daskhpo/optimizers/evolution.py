@@ -86,7 +86,7 @@ class Evolution(Optimizer):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         return {
             "population_size": self.population_size,
             "tournament_size": self.tournament_size,

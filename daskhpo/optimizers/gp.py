@@ -203,7 +203,7 @@ class GP(Optimizer):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         return {
             "n_initial": self.n_initial,
             "max_train": self.max_train,

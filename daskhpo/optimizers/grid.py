@@ -70,7 +70,7 @@ class GridSearch(Optimizer):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         n = self._n_values
         return {"n_values": dict(n) if isinstance(n, Mapping) else n}
 

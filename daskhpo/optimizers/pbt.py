@@ -124,7 +124,7 @@ class PBT(Optimizer):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         return {
             "population_size": self.population_size,
             "perturbation_interval": self.perturbation_interval,

@@ -219,7 +219,7 @@ class TPE(Optimizer):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The options, as given (stored in the history\'s attrs)."""
+        """The options, as given (stored in the history's attrs)."""
         return {
             "n_initial": self.n_initial,
             "gamma": self.gamma,
