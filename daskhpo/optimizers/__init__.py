@@ -11,9 +11,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..space import Space
-from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
+from .base import CONTINUE, PRUNE, Optimizer, PendingTrials, Report, Suggestion, Trial, check_option
 
-__all__ = ["Optimizer", "Suggestion", "Trial", "Report", "CONTINUE", "PRUNE", "make_optimizer", "register_optimizer", "available"]
+__all__ = [
+    "Optimizer",
+    "Suggestion",
+    "Trial",
+    "Report",
+    "CONTINUE",
+    "PRUNE",
+    "PendingTrials",
+    "check_option",
+    "make_optimizer",
+    "register_optimizer",
+    "available",
+]
 
 # name -> "module:Class", imported on first use so that unused algorithms cost nothing.
 _BUILTIN: dict[str, str] = {
@@ -30,19 +42,44 @@ _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
 
 def register_optimizer(name: str, cls: type[Optimizer]) -> None:
-    """Make ``cls`` available as ``algorithm=name``."""
+    """Make ``cls`` available as ``algorithm=name``.
+
+    Parameters
+    ----------
+    name : str
+        The registry name.
+    cls : type
+        An :class:`Optimizer` subclass, built as ``cls(space, seed=seed, **config)``.
+
+    Raises
+    ------
+    TypeError
+        If ``cls`` is not an :class:`Optimizer` subclass.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"algorithm {name!r}: {cls!r} is not an Optimizer subclass")
     _REGISTRY[name] = cls
 
 
 def available() -> list[str]:
-    """Names accepted by ``algorithm=``."""
+    """Names accepted by ``algorithm=``.
+
+    Returns
+    -------
+    list of str
+        Sorted registry names, built-in and registered.
+    """
     return sorted(_REGISTRY)
 
 
 def optimizer_class(name: str) -> type[Optimizer]:
-    """The class registered under ``name``."""
+    """The class registered under ``name`` (imported on first use).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
     try:
         entry = _REGISTRY[name]
     except KeyError:

@@ -107,18 +107,6 @@ class Encoding:
         return self.snap(num), cat
 
 
-def history_seed(seed: int, *counts: int) -> np.random.Generator:
-    """A generator that depends only on the seed and the size of the history (for model fits)."""
-    return np.random.default_rng([seed, 0x5EED, *counts])
-
-
-def check_int(algorithm: str, option: str, value: Any, minimum: int) -> None:
-    """Raise a ``ValueError`` naming ``algorithm`` and ``option`` unless ``value`` is an
-    integer (not a bool) of at least ``minimum``."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{algorithm} {option}: must be an integer >= {minimum}, got {value!r}")
-
-
 def model_ready(n_done: int, n_pending: int, n_initial: int) -> bool:
     """Whether a model-based optimizer stops drawing at random.
 

@@ -40,7 +40,7 @@ import math
 from typing import Any
 
 from ..space import Space
-from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
+from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial, check_option, option_error
 
 __all__ = ["ASHA", "rung_resources"]
 
@@ -122,18 +122,19 @@ class SuccessiveHalving(Optimizer):
         if reduction_factor is None:
             reduction_factor = fid.base if fid is not None else 3
         for key, value in (("min_resource", min_resource), ("max_resource", max_resource), ("reduction_factor", reduction_factor)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{self.name}: {key} must be a number, got {value!r}")
+            check_option(self.name, key, value)
         if not 0 < min_resource < max_resource:
-            raise ValueError(
-                f"{self.name}: needs 0 < min_resource < max_resource, got {min_resource!r} and {max_resource!r}"
+            raise option_error(
+                self.name,
+                "min_resource",
+                f"needs 0 < min_resource < max_resource, got {min_resource!r} and {max_resource!r}",
             )
-        if not reduction_factor > 1:
-            raise ValueError(f"{self.name}: reduction_factor must be > 1, got {reduction_factor!r}")
+        check_option(self.name, "reduction_factor", reduction_factor, low=1, low_open=True)
         if fid is not None and not (fid.low <= min_resource and max_resource <= fid.high):
-            raise ValueError(
-                f"{self.name}: resources [{min_resource}, {max_resource}] are outside the fidelity "
-                f"dimension {fid.name!r} = {fid}"
+            raise option_error(
+                self.name,
+                "max_resource" if min_resource >= fid.low else "min_resource",
+                f"resources [{min_resource}, {max_resource}] are outside the fidelity dimension {fid.name!r} = {fid}",
             )
         self.min_resource, self.max_resource, self.reduction_factor = min_resource, max_resource, reduction_factor
         self.rungs = rung_resources(min_resource, max_resource, reduction_factor)
@@ -142,7 +143,7 @@ class SuccessiveHalving(Optimizer):
         self._sampler_spec = sampler
         self.sampler = make_optimizer(sampler, self.space, self.seed)
         if isinstance(self.sampler, SuccessiveHalving):
-            raise ValueError(f"{self.name}: the sampler must not itself be a multi-fidelity algorithm")
+            raise option_error(self.name, "sampler", "must not itself be a multi-fidelity algorithm")
         self.brackets: list[_Bracket] = [_Bracket(self.rungs, reduction_factor)]
         self._bracket: dict[int, int] = {}  # config id -> bracket
         self._config: dict[int, int] = {}  # trial id -> config id
@@ -153,6 +154,7 @@ class SuccessiveHalving(Optimizer):
     # -- configuration -----------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         spec = self._sampler_spec
         if isinstance(spec, Optimizer):
             spec = spec.name or type(spec).__name__
@@ -169,11 +171,18 @@ class SuccessiveHalving(Optimizer):
         """The bracket of a new configuration started by ``trial_id``."""
         return 0
 
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Trials asked for and not yet told, here or in the sampler."""
+        own = tuple(self._pending)
+        return own + tuple(t for t in self.sampler.pending if t not in own)
+
     def _resource(self, bracket: _Bracket, k: int) -> Any:
         return self.space[self.fidelity].cast(bracket.rungs[k])
 
     # -- protocol ----------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion | None:
+        """Promote a configuration (fidelity mode), else start a new one from the sampler."""
         if self.fidelity is not None:
             for bracket in self.brackets:
                 found = bracket.promotion()
@@ -185,10 +194,12 @@ class SuccessiveHalving(Optimizer):
                 params = dict(self._params[cid])
                 params[self.fidelity] = self._resource(bracket, k + 1)
                 self._config[trial_id], self._rung[trial_id] = cid, k + 1
+                self._pending.add(trial_id)
                 return Suggestion(params, parent=source, checkpoint=source)
         suggestion = self.sampler.ask(trial_id)
         if suggestion is None:
             return None
+        self._pending.add(trial_id)
         params = dict(suggestion.params)
         b = self._bracket_for(trial_id)
         self._bracket[trial_id] = b
@@ -211,17 +222,23 @@ class SuccessiveHalving(Optimizer):
         return cid, self._bracket[cid]
 
     def tell(self, trial: Trial) -> None:
+        """Record a result in its rung, with the parameters (and fidelity) that ran."""
+        self._pending.pop(trial.id)
         cid, b = self._locate(trial)
         bracket = self.brackets[b]
         if cid == trial.id:
             self.sampler.tell(trial)
         if self.fidelity is None:
             return
-        if cid not in self._params:
+        if cid == trial.id or cid not in self._params:
+            # what ran, which may not be what was suggested (the defaults as trial 0)
             self._params[cid] = dict(trial.params)
         k = self._rung.get(trial.id)
+        ran = float(trial.params[self.fidelity])
+        if k is not None and not math.isclose(float(self._resource(bracket, k)), ran):
+            k = self._rung[trial.id] = bracket.rung_of(ran)  # it ran at another fidelity
         if k is None:  # resume, or a trial this instance did not suggest
-            k = bracket.rung_of(float(trial.params[self.fidelity]))
+            k = bracket.rung_of(ran)
             if cid != trial.id and k > 0:
                 bracket.promoted[k - 1].add(cid)
             self._rung[trial.id] = k
@@ -229,6 +246,7 @@ class SuccessiveHalving(Optimizer):
             bracket.results[k][cid] = (trial.objective, trial.id)
 
     def report(self, report: Report) -> str:
+        """Judge a trial when it reaches a rung (reports mode); continue otherwise."""
         if self.fidelity is not None or not math.isfinite(report.objective):
             return CONTINUE
         judged = self._judged.get(report.trial_id)

@@ -18,16 +18,28 @@ An optimizer is told the space and a seed, then driven by two calls:
     (in step order) just before the trial itself is told.
 
 Optimizers know nothing of Dask, files or the engine; the engine knows nothing of any
-particular optimizer.  Randomness comes only from ``self.rng_for(trial_id)`` or
-generators seeded from ``self.seed``, so that the same seed and the same sequence of
-results give the same suggestions, and a resumed run does not repeat earlier draws.
+particular optimizer.  Randomness comes only from ``self.rng_for(trial_id)`` (or a
+named stream of it, ``self.rng_for(trial_id, stream="...")``), so that the same seed and
+the same sequence of results give the same suggestions, and a resumed run does not
+repeat earlier draws.
+
+What an optimizer keeps about each trial it was asked for and has not yet been told of
+(the point a constant liar lies about, the member a PBT segment belongs to) lives in
+``self._pending``, a :class:`PendingTrials`; :attr:`Optimizer.pending` reads it.  After
+every asked trial has been told, whatever its status, ``pending`` is empty.
+
+A trial may run with other parameters than the suggestion: the experiment runs the
+space's default configuration as trial 0 (it asks for trial 0, then replaces the
+parameters).  What ran is what :meth:`Optimizer.tell` says: optimizers learn the
+parameters of a trial from ``trial.params``, never from what they suggested.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +47,17 @@ import numpy as np
 
 from ..space import Space
 
-__all__ = ["Optimizer", "Suggestion", "Trial", "Report", "CONTINUE", "PRUNE"]
+__all__ = [
+    "Optimizer",
+    "Suggestion",
+    "Trial",
+    "Report",
+    "CONTINUE",
+    "PRUNE",
+    "PendingTrials",
+    "check_option",
+    "option_error",
+]
 
 #: decision of :meth:`Optimizer.report`: the trial goes on
 CONTINUE = "continue"
@@ -132,6 +154,163 @@ class Report:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
+class PendingTrials:
+    """The trials an optimizer was asked for and has not yet been told of.
+
+    Each pending trial carries what its optimizer keeps about it while it runs (``info``:
+    the encoded point a constant liar lies about, a PBT member, ...), in ask order.  One
+    instance, ``self._pending``, is created by :class:`Optimizer`; ``ask`` adds, ``tell``
+    removes (:meth:`pop` is a no-op for a trial never asked for, as on resume).
+
+    Examples
+    --------
+    >>> pending = PendingTrials()
+    >>> pending.add(3, "point")
+    >>> 3 in pending, len(pending), pending.pop(3), len(pending)
+    (True, 1, 'point', 0)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[int, Any] = {}
+
+    def add(self, trial_id: int, info: Any = None) -> None:
+        """Record ``trial_id`` as pending, with ``info``."""
+        self._items[int(trial_id)] = info
+
+    def pop(self, trial_id: int, default: Any = None) -> Any:
+        """Forget ``trial_id``; return its info (``default`` if it was not pending)."""
+        return self._items.pop(int(trial_id), default)
+
+    def get(self, trial_id: int, default: Any = None) -> Any:
+        """The info of ``trial_id`` (``default`` if it is not pending)."""
+        return self._items.get(int(trial_id), default)
+
+    def values(self) -> list[Any]:
+        """The infos of the pending trials, in ask order."""
+        return list(self._items.values())
+
+    def __contains__(self, trial_id: object) -> bool:
+        return trial_id in self._items
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __repr__(self) -> str:
+        return f"PendingTrials({list(self._items)})"
+
+
+def option_error(algorithm: str, option: str, problem: str) -> ValueError:
+    """The error for an invalid option, in the one message style of all optimizers.
+
+    Parameters
+    ----------
+    algorithm : str
+        The algorithm's registry name.
+    option : str
+        The option's name.
+    problem : str
+        What is wrong, e.g. ``"must be an integer >= 1, got 0"``.
+
+    Returns
+    -------
+    ValueError
+        With the message ``"<algorithm> option '<option>': <problem>"``.
+    """
+    return ValueError(f"{algorithm} option {option!r}: {problem}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_option(
+    algorithm: str,
+    option: str,
+    value: Any,
+    kind: str = "number",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[Any, ...] | list[Any] | None = None,
+    optional: bool = False,
+) -> Any:
+    """Check one option of an optimizer; raise :func:`option_error` if it is invalid.
+
+    Parameters
+    ----------
+    algorithm, option : str
+        Named in the message.
+    value
+        The value given.
+    kind : {"int", "number", "bool", "choice"}, default "number"
+        ``"int"``: an integer (not a bool); ``"number"``: a finite real number (not a
+        bool); ``"bool"``: ``True`` or ``False``; ``"choice"``: one of ``choices``.
+    low, high : float, optional
+        Bounds of an ``"int"`` or ``"number"`` option (inclusive unless ``low_open`` or
+        ``high_open``).
+    choices : sequence, optional
+        The accepted values of a ``"choice"`` option.
+    optional : bool, default False
+        Accept ``None`` too.
+
+    Returns
+    -------
+    object
+        ``value``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``"<algorithm> option '<option>': must be <requirement>, got <value>"``.
+
+    Examples
+    --------
+    >>> check_option("tpe", "gamma", 0.1, low=0, high=1, low_open=True, high_open=True)
+    0.1
+    >>> check_option("tpe", "n_initial", 0, "int", low=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: tpe option 'n_initial': must be an integer >= 1, got 0
+    """
+    if optional and value is None:
+        return value
+    if kind == "bool":
+        ok, need = isinstance(value, (bool, np.bool_)), "True or False"
+    elif kind == "choice":
+        ok, need = value in tuple(choices or ()), f"one of {list(choices or ())}"
+    elif kind in ("int", "number"):
+        need = "an integer" if kind == "int" else "a number"
+        if kind == "int":
+            ok = _is_number(value) and isinstance(value, (int, np.integer))
+        else:
+            ok = _is_number(value) and math.isfinite(value)
+        if low is not None and high is not None:
+            need += f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        elif low is not None:
+            need += f" {'>' if low_open else '>='} {low}"
+        elif high is not None:
+            need += f" {'<' if high_open else '<='} {high}"
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+    else:
+        raise ValueError(f"check_option: unknown kind {kind!r}")
+    if not ok:
+        raise option_error(algorithm, option, f"must be {need}{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
 class Optimizer(ABC):
     """Base class of all search algorithms.
 
@@ -141,6 +320,31 @@ class Optimizer(ABC):
         The search space.
     seed : int, optional
         Seed of every random choice the optimizer makes.
+
+    Notes
+    -----
+    A subclass implements :meth:`ask` and :meth:`tell` (and optionally :meth:`report`
+    and :attr:`config`), draws randomness from :meth:`rng_for`, keeps per-trial state in
+    ``self._pending`` (``add`` in ``ask``, ``pop`` in ``tell``) and checks its options
+    with :func:`check_option`.  :class:`daskhpo.testing.OptimizerConformance` checks the
+    protocol.
+
+    Examples
+    --------
+    >>> class Walk(Optimizer):
+    ...     name = "walk"
+    ...     def ask(self, trial_id):
+    ...         self._pending.add(trial_id)
+    ...         return Suggestion(self.space.sample(self.rng_for(trial_id)))
+    ...     def tell(self, trial):
+    ...         self._pending.pop(trial.id)
+    >>> opt = Walk({"x": "uniform(0, 1)"}, seed=0)
+    >>> s = opt.ask(0)
+    >>> opt.pending
+    (0,)
+    >>> opt.tell(Trial(0, s.params, "lost"))
+    >>> opt.pending
+    ()
     """
 
     #: registry name; set by subclasses
@@ -149,10 +353,44 @@ class Optimizer(ABC):
     def __init__(self, space: Space, seed: int | None = None) -> None:
         self.space = space if isinstance(space, Space) else Space(space)
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        #: trials asked for and not yet told, with what the algorithm keeps about each
+        self._pending = PendingTrials()
 
-    def rng_for(self, trial_id: int) -> np.random.Generator:
-        """A generator that depends only on the seed and ``trial_id``."""
-        return np.random.default_rng([self.seed, trial_id])
+    def rng_for(self, trial_id: int, stream: str | None = None) -> np.random.Generator:
+        """A generator that depends only on the seed, ``trial_id`` and ``stream``.
+
+        Parameters
+        ----------
+        trial_id : int
+            The trial the draws are for (or another integer key of the decision, such as
+            the size of the history a model is fitted on).
+        stream : str, optional
+            Name of an independent stream, for a second kind of draw for the same trial
+            (``"hyperband"`` for bracket choices while the sampler draws the
+            configuration from the unnamed stream).  Hashed with :func:`zlib.crc32`, so
+            it is the same in every process and Python version.
+
+        Returns
+        -------
+        numpy.random.Generator
+        """
+        key = [self.seed, int(trial_id)]
+        if stream is not None:
+            key.append(zlib.crc32(stream.encode("utf-8")))
+        return np.random.default_rng(key)
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Ids of the trials asked for and not yet told that the optimizer holds state about.
+
+        Read-only, in ask order.  Once every asked trial has been told (completed,
+        broken, timed out, lost or pruned), it is empty: an optimizer must not keep
+        pending state for trials that ended.  The default reads ``self._pending``
+        (a :class:`PendingTrials`); an algorithm that keeps nothing per running trial
+        (random search) reports none, and one that delegates (ASHA to its sampler)
+        overrides it.
+        """
+        return tuple(getattr(self, "_pending", ()))
 
     @property
     def config(self) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..space import Space
-from ._encoding import Encoding, check_int
-from .base import Optimizer, Suggestion, Trial
+from ._encoding import Encoding
+from .base import Optimizer, Suggestion, Trial, check_option
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +70,10 @@ class Evolution(Optimizer):
         mutation_rate: float | None = None,
     ) -> None:
         super().__init__(space, seed)
-        check_int("evolution", "population_size", population_size, 2)
-        check_int("evolution", "tournament_size", tournament_size, 1)
-        if tournament_size > population_size:
-            raise ValueError(
-                f"evolution tournament_size: must be <= population_size ({population_size}), got {tournament_size!r}"
-            )
-        if not isinstance(mutation_scale, (int, float)) or isinstance(mutation_scale, bool) or not 0 < mutation_scale <= 1:
-            raise ValueError(f"evolution mutation_scale: must be a number in (0, 1], got {mutation_scale!r}")
-        if mutation_rate is not None and (
-            not isinstance(mutation_rate, (int, float)) or isinstance(mutation_rate, bool) or not 0 < mutation_rate <= 1
-        ):
-            raise ValueError(f"evolution mutation_rate: must be None or a number in (0, 1], got {mutation_rate!r}")
+        check_option("evolution", "population_size", population_size, "int", low=2)
+        check_option("evolution", "tournament_size", tournament_size, "int", low=1, high=population_size)
+        check_option("evolution", "mutation_scale", mutation_scale, low=0, high=1, low_open=True)
+        check_option("evolution", "mutation_rate", mutation_rate, low=0, high=1, low_open=True, optional=True)
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.mutation_scale = float(mutation_scale)
@@ -91,10 +83,10 @@ class Evolution(Optimizer):
         self._rate = self.mutation_rate if self.mutation_rate is not None else max(1.0 / max(n_dims, 1), 0.3)
         # The population, oldest first: (unit coordinates, choice indices, objective).
         self._population: list[tuple[np.ndarray, np.ndarray, float]] = []
-        self._pending: dict[int, bytes] = {}
 
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         return {
             "population_size": self.population_size,
             "tournament_size": self.tournament_size,
@@ -108,9 +100,11 @@ class Evolution(Optimizer):
         return [self._enc.decode(num, cat) for num, cat, _ in self._population]
 
     def ask(self, trial_id: int) -> Suggestion:
+        """Suggest trial ``trial_id``: a prior draw, or a tournament winner's mutated copy."""
         rng = self.rng_for(trial_id)
         if len(self._population) < self.population_size:
             num, cat = self._enc.random(rng, 1)
+            self._pending.add(trial_id, self._key(num[0], cat[0]))
             return Suggestion(self._enc.decode(num[0], cat[0]))
         members = rng.choice(len(self._population), size=self.tournament_size, replace=False)
         parent = min(members, key=lambda i: (self._population[i][2], i))
@@ -120,7 +114,7 @@ class Evolution(Optimizer):
             num, cat = self.mutate(self._population[parent][0], self._population[parent][1], rng)
             if self._key(num, cat) not in taken:
                 break
-        self._pending[trial_id] = self._key(num, cat)
+        self._pending.add(trial_id, self._key(num, cat))
         return Suggestion(self._enc.decode(num, cat))
 
     @staticmethod
@@ -157,6 +151,7 @@ class Evolution(Optimizer):
         return num, cat
 
     def tell(self, trial: Trial) -> None:
+        """Forget the trial as pending; a completed trial joins the population (the oldest leaves)."""
         self._pending.pop(trial.id, None)
         if not trial.ok:
             return

@@ -32,8 +32,8 @@ import numpy as np
 from scipy import linalg, optimize, special
 
 from ..space import Space
-from ._encoding import Encoding, check_int, history_seed, model_ready
-from .base import Optimizer, Suggestion, Trial
+from ._encoding import Encoding, model_ready
+from .base import Optimizer, Suggestion, Trial, check_option
 
 logger = logging.getLogger(__name__)
 
@@ -171,16 +171,14 @@ class GP(Optimizer):
         liar: str = "believer",
     ) -> None:
         super().__init__(space, seed)
-        check_int("gp", "n_initial", n_initial, 1)
-        check_int("gp", "max_train", max_train, 2)
-        check_int("gp", "n_candidates", n_candidates, 1)
-        check_int("gp", "n_starts", n_starts, 1)
-        check_int("gp", "fit_restarts", fit_restarts, 0)
-        check_int("gp", "refit_every", refit_every, 1)
-        if not isinstance(constant_liar, bool):
-            raise ValueError(f"gp constant_liar: must be True or False, got {constant_liar!r}")
-        if liar not in _LIARS:
-            raise ValueError(f"gp liar: must be one of {list(_LIARS)}, got {liar!r}")
+        check_option("gp", "n_initial", n_initial, "int", low=1)
+        check_option("gp", "max_train", max_train, "int", low=2)
+        check_option("gp", "n_candidates", n_candidates, "int", low=1)
+        check_option("gp", "n_starts", n_starts, "int", low=1)
+        check_option("gp", "fit_restarts", fit_restarts, "int", low=0)
+        check_option("gp", "refit_every", refit_every, "int", low=1)
+        check_option("gp", "constant_liar", constant_liar, "bool")
+        check_option("gp", "liar", liar, "choice", choices=_LIARS)
         self.n_initial = n_initial
         self.max_train = max_train
         self.n_candidates = n_candidates
@@ -200,12 +198,12 @@ class GP(Optimizer):
         self._dim = start
         self._x: list[np.ndarray] = []
         self._y: list[float] = []
-        self._pending: dict[int, np.ndarray] = {}
         #: number of trials the last fit used (for inspection and tests)
         self.last_train_size = 0
 
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         return {
             "n_initial": self.n_initial,
             "max_train": self.max_train,
@@ -234,6 +232,7 @@ class GP(Optimizer):
 
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
+        """Suggest trial ``trial_id``: a prior draw at first, then the maximum of log EI."""
         rng = self.rng_for(trial_id)
         n = len(self._y)
         if not model_ready(n, len(self._pending), self.n_initial):
@@ -242,10 +241,11 @@ class GP(Optimizer):
         else:
             x = self._suggest(rng)
             num, cat = self._round(x[None, :])
-        self._pending[trial_id] = x
+        self._pending.add(trial_id, x)
         return Suggestion(self._enc.decode(num[0], cat[0]))
 
     def tell(self, trial: Trial) -> None:
+        """Forget the trial as pending; model it if it completed with a finite objective."""
         self._pending.pop(trial.id, None)
         if not trial.ok:
             return
@@ -266,7 +266,7 @@ class GP(Optimizer):
             return x, y
         order = np.argsort(y, kind="stable")
         n_best = self.max_train // 2
-        rest = history_seed(self.seed, n, 1).choice(order[n_best:], self.max_train - n_best, replace=False)
+        rest = self.rng_for(n, stream="gp-train-subset").choice(order[n_best:], self.max_train - n_best, replace=False)
         keep = np.sort(np.concatenate([order[:n_best], rest]))
         return x[keep], y[keep]
 
@@ -287,7 +287,7 @@ class GP(Optimizer):
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
             length_scale=np.full(self._dim, 0.5), length_scale_bounds=(1e-2, 20.0), nu=2.5
         ) + WhiteKernel(1e-4, (1e-6, 1e-1))
-        state = np.random.RandomState(history_seed(self.seed, n, 2).integers(2**31))
+        state = np.random.RandomState(self.rng_for(n, stream="gp-fit").integers(2**31))
         model = GaussianProcessRegressor(
             kernel, alpha=1e-10, normalize_y=False, n_restarts_optimizer=self.fit_restarts, random_state=state
         )
@@ -308,7 +308,7 @@ class GP(Optimizer):
         best = float(ys.min())
         post = _Posterior(x, ys, amplitude, length, noise)
         if self.constant_liar and self._pending:
-            pending = np.array(list(self._pending.values()))
+            pending = np.array(self._pending.values())
             if self.liar == "believer":
                 lies = post.predict(pending)[0]
                 # the fantasies count as data, for the incumbent too: otherwise a pending point

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Categorical, Dimension, Fidelity, Integer, Space
-from .base import Optimizer, Suggestion, Trial
+from .base import Optimizer, Suggestion, Trial, check_option, option_error
 
 
 def grid_values(dim: Dimension, n_values: int) -> list[Any]:
@@ -54,21 +54,23 @@ class GridSearch(Optimizer):
         per_dim = dict(n_values) if isinstance(n_values, Mapping) else {}
         unknown = set(per_dim) - set(self.space)
         if unknown:
-            raise ValueError(f"grid n_values: unknown parameter(s) {sorted(unknown)}")
+            raise option_error("grid", "n_values", f"unknown parameter(s) {sorted(unknown)}")
         default = n_values if not isinstance(n_values, Mapping) else 5
         self._n_values = n_values
         self._axes: list[list[Any]] = []
         for name, dim in self.space.items():
             n = per_dim.get(name, default)
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"parameter {name!r}: grid n_values must be a positive integer, got {n!r}")
+            check_option("grid", f"n_values[{name}]" if name in per_dim else "n_values", n, "int", low=1)
             self._axes.append(grid_values(dim, n))
         self.size = math.prod(len(axis) for axis in self._axes)
         self._next = 0
         self._done: set[tuple[str, ...]] = set()
+        # grid points asked for that ran with other parameters (the defaults as trial 0)
+        self._returned: list[int] = []
 
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         n = self._n_values
         return {"n_values": dict(n) if isinstance(n, Mapping) else n}
 
@@ -85,12 +87,25 @@ class GridSearch(Optimizer):
         return tuple(repr(v) for v in params.values())
 
     def ask(self, trial_id: int) -> Suggestion | None:
+        """The next grid point not run yet (a point whose trial ran other parameters first)."""
+        while self._returned:
+            index = self._returned.pop(0)
+            params = self._point(index)
+            if self._key(params) not in self._done:
+                self._pending.add(trial_id, index)
+                return Suggestion(params)
         while self._next < self.size:
             params = self._point(self._next)
             self._next += 1
             if self._key(params) not in self._done:
+                self._pending.add(trial_id, self._next - 1)
                 return Suggestion(params)
         return None
 
     def tell(self, trial: Trial) -> None:
-        self._done.add(self._key({name: trial.params[name] for name in self.space}))
+        """Mark the parameters that ran as visited, whatever the trial's status."""
+        index = self._pending.pop(trial.id)
+        key = self._key({name: trial.params[name] for name in self.space})
+        self._done.add(key)
+        if index is not None and self._key(self._point(index)) != key:
+            self._returned.append(index)  # the point asked for did not run: offer it again

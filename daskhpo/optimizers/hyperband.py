@@ -59,5 +59,5 @@ class Hyperband(SuccessiveHalving):
 
     def _bracket_for(self, trial_id: int) -> int:
         # A stream of its own: the sampler draws from rng_for(trial_id) too.
-        rng = np.random.default_rng([self.seed, trial_id, 0xB7AC])
+        rng = self.rng_for(trial_id, stream="hyperband")
         return int(rng.choice(len(self.brackets), p=self._weights))

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Categorical, Fidelity, Integer, Real, Space
-from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
+from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial, check_option, option_error
 
 __all__ = ["PBT"]
 
@@ -99,17 +99,18 @@ class PBT(Optimizer):
         self.fidelity = fid.name if fid is not None else None
         if perturbation_interval is None:
             perturbation_interval = fid.low if fid is not None else 10
-        if not isinstance(population_size, int) or isinstance(population_size, bool) or population_size < 2:
-            raise ValueError(f"pbt: population_size must be an integer >= 2, got {population_size!r}")
-        if isinstance(perturbation_interval, bool) or not isinstance(perturbation_interval, (int, float)) or not perturbation_interval > 0:
-            raise ValueError(f"pbt: perturbation_interval must be a positive number, got {perturbation_interval!r}")
-        if not 0 < quantile_fraction <= 0.5:
-            raise ValueError(f"pbt: quantile_fraction must be in (0, 0.5], got {quantile_fraction!r}")
-        if not 0 <= resample_probability <= 1:
-            raise ValueError(f"pbt: resample_probability must be in [0, 1], got {resample_probability!r}")
-        factors = tuple(float(f) for f in perturbation_factors)
-        if not factors or any(f <= 0 for f in factors):
-            raise ValueError(f"pbt: perturbation_factors must be positive numbers, got {perturbation_factors!r}")
+        check_option("pbt", "population_size", population_size, "int", low=2)
+        check_option("pbt", "perturbation_interval", perturbation_interval, low=0, low_open=True)
+        check_option("pbt", "quantile_fraction", quantile_fraction, low=0, high=0.5, low_open=True)
+        check_option("pbt", "resample_probability", resample_probability, low=0, high=1)
+        try:
+            factors = tuple(float(f) for f in perturbation_factors)
+        except (TypeError, ValueError):
+            factors = ()
+        if not factors or not all(math.isfinite(f) and f > 0 for f in factors):
+            raise option_error(
+                "pbt", "perturbation_factors", f"must be a sequence of positive numbers, got {perturbation_factors!r}"
+            )
         self.population_size = population_size
         self.perturbation_interval = perturbation_interval
         self.quantile_fraction = quantile_fraction
@@ -117,12 +118,13 @@ class PBT(Optimizer):
         self.perturbation_factors = factors
         self.members: list[_Member] = []
         self._ready: deque[int] = deque()
-        self._member_of: dict[int, int] = {}  # trial id -> member index
-        self._start: dict[int, float] = {}  # trial id -> step its checkpoint is at
+        self._member_of: dict[int, int] = {}  # trial id -> member index (lineage, kept)
+        # pending: trial id -> step its checkpoint is at
         self._steps: dict[int, float] = {}  # trial id -> step reached (for exploits)
 
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         return {
             "population_size": self.population_size,
             "perturbation_interval": self.perturbation_interval,
@@ -169,7 +171,8 @@ class PBT(Optimizer):
 
     # -- protocol ----------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion | None:
-        rng = np.random.default_rng([self.seed, trial_id, 0x9B7])
+        """Start a new member, or the next segment of the member that has waited longest."""
+        rng = self.rng_for(trial_id, stream="pbt")
         if len(self.members) < self.population_size:
             params = self.space.sample(self.rng_for(trial_id))
             member = _Member(len(self.members), params)
@@ -177,7 +180,7 @@ class PBT(Optimizer):
             if self.fidelity is not None:
                 params[self.fidelity] = self._segment_end(0.0)
             self._member_of[trial_id] = member.index
-            self._start[trial_id] = 0.0
+            self._pending.add(trial_id, 0.0)
             return Suggestion(params)
         if not self._ready:
             return None
@@ -197,7 +200,7 @@ class PBT(Optimizer):
         if self.fidelity is not None:
             params[self.fidelity] = self._segment_end(step)
         self._member_of[trial_id] = member.index
-        self._start[trial_id] = step
+        self._pending.add(trial_id, step)
         return Suggestion(params, parent=member.last_trial, checkpoint=source.last_trial)
 
     def _member_for(self, trial: Trial) -> _Member:
@@ -218,8 +221,14 @@ class PBT(Optimizer):
         return self.members[index]
 
     def tell(self, trial: Trial) -> None:
+        """Record a segment's outcome with the parameters that ran; its member is ready again."""
+        self._pending.pop(trial.id)
         member = self._member_for(trial)
         params = {k: v for k, v in trial.params.items() if k != self.fidelity}
+        if member.last_trial is None:
+            # nothing trained yet: the member is what ran, even if it was not what PBT
+            # suggested (the defaults run as trial 0)
+            member.params = {**member.params, **params}
         if trial.status in ("completed", "pruned") and math.isfinite(trial.objective):
             member.params = {**member.params, **params}
             member.last_trial = trial.id
@@ -237,12 +246,15 @@ class PBT(Optimizer):
                 # a member that reports is done when a trial returns (even one that had
                 # nothing left to train); one that never reports goes on in generations
                 member.done = trial.status == "completed" and member.reported
-        if not member.done and member.index not in self._ready:
+        running = any(self._member_of.get(t) == member.index for t in self._pending)
+        if not member.done and not running and member.index not in self._ready:
             self._ready.append(member.index)
 
     def report(self, report: Report) -> str:
-        if self.fidelity is not None or report.trial_id not in self._start:
+        """Stop a segment (reports mode) once it trained ``perturbation_interval`` steps."""
+        start = self._pending.get(report.trial_id)
+        if self.fidelity is not None or start is None:
             return CONTINUE
-        if report.step >= self._start[report.trial_id] + self.perturbation_interval:
+        if report.step >= start + self.perturbation_interval:
             return PRUNE
         return CONTINUE

@@ -16,6 +16,7 @@ class RandomSearch(Optimizer):
     name = "random"
 
     def ask(self, trial_id: int) -> Suggestion:
+        """A draw from the priors that depends only on the seed and ``trial_id``."""
         return Suggestion(self.space.sample(self.rng_for(trial_id)))
 
     def tell(self, trial: Trial) -> None:

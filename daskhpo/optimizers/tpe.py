@@ -22,8 +22,8 @@ import numpy as np
 from scipy import special
 
 from ..space import Space
-from ._encoding import Encoding, check_int, model_ready
-from .base import Optimizer, Suggestion, Trial
+from ._encoding import Encoding, model_ready
+from .base import Optimizer, Suggestion, Trial, check_option
 
 logger = logging.getLogger(__name__)
 
@@ -197,16 +197,13 @@ class TPE(Optimizer):
         liar_weight: float = 0.25,
     ) -> None:
         super().__init__(space, seed)
-        check_int("tpe", "n_initial", n_initial, 1)
-        check_int("tpe", "max_good", max_good, 1)
-        check_int("tpe", "n_candidates", n_candidates, 1)
-        if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not 0 < gamma < 1:
-            raise ValueError(f"tpe gamma: must be a number strictly between 0 and 1, got {gamma!r}")
+        check_option("tpe", "n_initial", n_initial, "int", low=1)
+        check_option("tpe", "max_good", max_good, "int", low=1)
+        check_option("tpe", "n_candidates", n_candidates, "int", low=1)
+        check_option("tpe", "gamma", gamma, low=0, high=1, low_open=True, high_open=True)
         for option, value in (("bandwidth", bandwidth), ("prior_weight", prior_weight), ("liar_weight", liar_weight)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"tpe {option}: must be a positive number, got {value!r}")
-        if not isinstance(constant_liar, bool):
-            raise ValueError(f"tpe constant_liar: must be True or False, got {constant_liar!r}")
+            check_option("tpe", option, value, low=0, low_open=True)
+        check_option("tpe", "constant_liar", constant_liar, "bool")
         self.n_initial = n_initial
         self.gamma = float(gamma)
         self.max_good = max_good
@@ -219,10 +216,10 @@ class TPE(Optimizer):
         self._num: list[np.ndarray] = []
         self._cat: list[np.ndarray] = []
         self._y: list[float] = []
-        self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
         return {
             "n_initial": self.n_initial,
             "gamma": self.gamma,
@@ -239,13 +236,14 @@ class TPE(Optimizer):
         return int(min(max(1, math.ceil(self.gamma * n)), self.max_good, n))
 
     def ask(self, trial_id: int) -> Suggestion:
+        """Suggest trial ``trial_id``: a prior draw at first, then the best of the candidates."""
         rng = self.rng_for(trial_id)
         enc = self._enc
         if not self._use_model() or (enc.n_num == 0 and enc.n_cat == 0):
             num, cat = enc.random(rng, 1)
         else:
             num, cat = self._suggest(rng)
-        self._pending[trial_id] = (num[0], cat[0])
+        self._pending.add(trial_id, (num[0], cat[0]))
         return Suggestion(enc.decode(num[0], cat[0]))
 
     def _use_model(self) -> bool:
@@ -261,8 +259,9 @@ class TPE(Optimizer):
         bad_w = np.ones(len(bad))
         if self.constant_liar and self._pending:
             n_pending = len(self._pending)
-            pend_num = np.array([p[0] for p in self._pending.values()]).reshape(n_pending, enc.n_num)
-            pend_cat = np.array([p[1] for p in self._pending.values()]).reshape(n_pending, enc.n_cat)
+            points = self._pending.values()
+            pend_num = np.array([p[0] for p in points]).reshape(n_pending, enc.n_num)
+            pend_cat = np.array([p[1] for p in points]).reshape(n_pending, enc.n_cat)
             bad_num = np.concatenate([bad_num, pend_num])
             bad_cat = np.concatenate([bad_cat, pend_cat])
             bad_w = np.append(bad_w, np.full(n_pending, self.liar_weight))
@@ -274,6 +273,7 @@ class TPE(Optimizer):
         return cand_num[best : best + 1], cand_cat[best : best + 1]
 
     def tell(self, trial: Trial) -> None:
+        """Forget the trial as pending; model it if it completed with a finite objective."""
         self._pending.pop(trial.id, None)
         if not trial.ok:
             return

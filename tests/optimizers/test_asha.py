@@ -277,3 +277,22 @@ def test_asha_resumes_from_stored_reports(client, tmp_path):
     assert resumed.optimizer._judged == exp.optimizer._judged
     resumed.workon(learn, max_trials=30, client=client)
     assert len(resumed.history.trial) == 30 and resumed.history.reported_objective.dims == ("trial", "step")
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "hyperband"])
+def test_defaults_first_trial_is_recorded_as_it_ran(algorithm):
+    """Trial 0 was asked at the lowest rung, but ran the defaults at the top fidelity: its
+    result sits in the top rung, and a configuration is promoted with the params that ran."""
+    opt = make_optimizer((algorithm, {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}), FIDELITY, 0)
+    asked = opt.ask(0)
+    ran = {"q": 0.01, "epochs": 81}
+    assert asked.params != ran
+    opt.tell(Trial(0, ran, "completed", curve(0.01, 81)))
+    assert opt.pending == ()
+    bracket = opt.brackets[opt._bracket[0]]
+    assert [0 in rung for rung in bracket.results] == [False] * (len(bracket.rungs) - 1) + [True]
+    assert opt._params[0]["q"] == 0.01
+    # a told trial that ran at its rung's resource stays in that rung
+    s = opt.ask(1)
+    opt.tell(Trial(1, s.params, "completed", curve(s.params["q"], s.params["epochs"])))
+    assert 1 in opt.brackets[opt._bracket[1]].results[opt._rung[1]]

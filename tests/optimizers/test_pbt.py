@@ -158,3 +158,58 @@ def test_reports_mode_member_ends_even_when_paused_at_its_last_step():
     assert nxt.parent == 0
     opt.tell(Trial(2, nxt.params, "completed", 0.5, parent=nxt.parent, checkpoint=nxt.checkpoint))  # no reports
     assert opt.ask(3) is None
+
+
+DEFAULTS = daskhpo.Space({"lr": "loguniform(1e-3, 1, default_value=0.1)"})
+
+
+@pytest.mark.parametrize("status", ["pruned", "broken"])
+def test_defaults_first_trial_member_learns_what_ran(status):
+    """Trial 0 was asked for, then ran the defaults: its member goes on with the defaults."""
+    opt = make_optimizer(("pbt", {"population_size": 2, "perturbation_interval": 5}), DEFAULTS, 0)
+    a, b = opt.ask(0), opt.ask(1)
+    defaults = DEFAULTS.defaults()
+    assert a.params != defaults
+    opt.tell(Trial(0, defaults, status, 0.1 if status == "pruned" else math.nan, last_step=5.0))
+    opt.tell(Trial(1, b.params, "pruned", 0.9, last_step=5.0))
+    nxt = opt.ask(2)
+    assert opt._member_of[2] == 0 and nxt.params == defaults
+    assert nxt.parent == (0 if status == "pruned" else None)
+
+
+@pytest.mark.parametrize("space", [DEFAULTS, daskhpo.Space({"lr": "loguniform(1e-3, 1, default_value=0.1)", "epochs": "fidelity(4, 32)"})])
+@pytest.mark.parametrize("ask_first", [True, False])
+@pytest.mark.parametrize("defaults_status", ["completed", "broken"])
+def test_a_member_never_runs_two_trials_at_once(space, ask_first, defaults_status):
+    """Defaults as trial 0, whether PBT was asked for it (the experiment) or not (older
+    histories): in-flight trials belong to distinct members, and none is left pending."""
+    opt = make_optimizer(("pbt", {"population_size": 4, "perturbation_interval": 4}), space, 1)
+    statuses = ["pruned", "completed", "broken", "pruned", "lost"]
+    in_flight: dict[int, object] = {}
+    if ask_first:
+        in_flight[0] = opt.ask(0)
+    tid = 1
+    for round_ in range(12):
+        while len(in_flight) < (4 if ask_first else 5):  # one slot per member, and one more
+            s = opt.ask(tid)
+            if s is None:
+                break
+            in_flight[tid] = s
+            tid += 1
+        members = [opt._member_of[t] for t in opt.pending]
+        assert len(members) == len(set(members)), (round_, opt.pending, members)
+        if not in_flight and (round_ > 0 or ask_first):
+            break
+        if round_ == 0:  # the defaults ran as trial 0
+            in_flight.pop(0, None)
+            value = 0.2 if defaults_status == "completed" else math.nan
+            opt.tell(Trial(0, space.defaults(), defaults_status, value, last_step=4.0))
+            continue
+        t, s = min(in_flight.items())
+        del in_flight[t]
+        status = statuses[t % len(statuses)]
+        value = score(s.params["lr"], s.params.get("epochs", 8)) if status in ("completed", "pruned") else math.nan
+        opt.tell(Trial(t, s.params, status, value, parent=s.parent, checkpoint=s.checkpoint, last_step=4.0 * round_))
+    for t, s in in_flight.items():
+        opt.tell(Trial(t, s.params, "lost", parent=s.parent, checkpoint=s.checkpoint))
+    assert opt.pending == ()

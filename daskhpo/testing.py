@@ -1,0 +1,384 @@
+"""The optimizer protocol as a test suite: conformance tests for your own algorithm.
+
+Subclass :class:`OptimizerConformance` in a test module and give it a ``make_optimizer``
+fixture; pytest then runs every conformance test on your optimizer::
+
+    import pytest
+    import daskhpo.testing
+
+    class TestMine(daskhpo.testing.OptimizerConformance):
+        @pytest.fixture
+        def make_optimizer(self):
+            return lambda space, seed: MyOptimizer(space, seed=seed)
+
+The tests drive the optimizer as the experiment does, without Dask: ``ask`` and ``tell``
+(several trials in flight, results in any order, failed trials, trials it never suggested,
+the defaults run as trial 0), and check that suggestions are valid plain data, that the
+same seed and results give the same suggestions, that an optimizer told a history continues
+the run it came from, and that no pending state outlives its trial (:attr:`Optimizer.pending
+<daskhpo.optimizers.Optimizer.pending>`).
+
+This module imports pytest; ``import daskhpo`` does not import it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .optimizers import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
+from .space import Fidelity, Space
+
+__all__ = ["OptimizerConformance", "SPACE", "STATUSES"]
+
+#: The default space of the suite: every kind of dimension (linear, log, integer, log
+#: integer, categorical, categorical with ``None``, normal).
+SPACE = Space(
+    {
+        "x": "uniform(-5, 5)",
+        "lr": "loguniform(1e-5, 1)",
+        "units": "randint(1, 64)",
+        "depth": "loguniform(1, 100, discrete=True)",
+        "kernel": "choices(['rbf', 'linear', 'poly'])",
+        "weight": "choices([None, 'balanced'])",
+        "noise": "normal(0, 1)",
+    }
+)
+
+#: Statuses of finished trials, as the suite mixes them.
+STATUSES = ("completed", "broken", "completed", "timeout", "completed", "lost", "pruned", "completed")
+
+#: ``make_optimizer(space, seed)`` returns a fresh optimizer.
+Factory = Callable[[Space, int], Optimizer]
+
+
+class OptimizerConformance:
+    """Tests every optimizer must pass; subclass it and define a ``make_optimizer`` fixture.
+
+    The fixture returns a callable ``(space, seed) -> Optimizer`` building a fresh
+    optimizer, with whatever options the algorithm needs.
+
+    Attributes
+    ----------
+    space : Space
+        The space the suggestions are checked in (default :data:`SPACE`).
+    seed_independent : bool
+        Set ``True`` for an algorithm whose suggestions ignore the seed (grid search); the
+        test that different seeds give different suggestions is then skipped.  The
+        ``ignores_seed`` fixture reads it; override the fixture where it varies with a
+        parametrized ``make_optimizer``.
+
+    Notes
+    -----
+    Methods whose name starts with ``test_`` are the tests; :meth:`drive`, :meth:`objective`,
+    :meth:`default_params` and :meth:`finish` are helpers that subclasses may reuse or
+    override (:meth:`objective` for a space with other dimensions).
+    """
+
+    space: Space = SPACE
+    seed_independent: bool = False
+
+    # -- fixtures --------------------------------------------------------------------------
+    @pytest.fixture
+    def make_optimizer(self) -> Factory:
+        """``(space, seed) -> Optimizer``; every subclass must define this fixture."""
+        pytest.fail(f"{type(self).__name__} must define a make_optimizer fixture returning (space, seed) -> Optimizer")
+
+    @pytest.fixture
+    def ignores_seed(self) -> bool:
+        """Whether the optimizer's suggestions ignore the seed (the class's ``seed_independent``)."""
+        return self.seed_independent
+
+    # -- helpers ---------------------------------------------------------------------------
+    def objective(self, params: dict[str, Any]) -> float:
+        """A deterministic function of every dimension, lowest near the point 0.3 of the unit cube.
+
+        Parameters
+        ----------
+        params : dict
+            A configuration of :attr:`space`.
+
+        Returns
+        -------
+        float
+        """
+        unit = self.space.to_unit(params)
+        return float(np.sum((unit - 0.3) ** 2) + 0.1 * np.sum(unit))
+
+    def default_params(self) -> dict[str, Any]:
+        """What the experiment runs as trial 0 instead of the suggestion: the defaults.
+
+        The space's :meth:`~daskhpo.Space.defaults` if every dimension has one, else the
+        configuration at 0.37 in the unit cube (fidelity at its maximum, as for defaults).
+
+        Returns
+        -------
+        dict
+        """
+        defaults = self.space.defaults()
+        if defaults is not None:
+            return defaults
+        params = self.space.from_unit([0.37] * len(self.space))
+        for name, dim in self.space.items():
+            if isinstance(dim, Fidelity):
+                params[name] = dim.cast(dim.high)
+        return params
+
+    def finish(self, trial_id: int, suggestion: Suggestion, status: str, params: dict | None = None) -> Trial:
+        """The finished trial of a suggestion, as the experiment tells it.
+
+        Parameters
+        ----------
+        trial_id : int
+        suggestion : Suggestion
+            What ``ask`` returned; its ``parent`` and ``checkpoint`` are told back.
+        status : str
+            The trial's status; the objective is NaN unless it is ``"completed"`` or
+            ``"pruned"`` (pruned at step 1).
+        params : dict, optional
+            The parameters that ran, if not the suggested ones.
+
+        Returns
+        -------
+        Trial
+        """
+        params = dict(suggestion.params if params is None else params)
+        value = self.objective(params) if status in ("completed", "pruned") else math.nan
+        return Trial(
+            trial_id,
+            params,
+            status,
+            value,
+            parent=suggestion.parent,
+            checkpoint=suggestion.checkpoint,
+            last_step=1.0 if status == "pruned" else math.nan,
+        )
+
+    def drive(self, opt: Optimizer, n: int, start: int = 0, batch: int = 1) -> list[dict]:
+        """Ask ``batch`` suggestions, tell their results, repeat until ``n`` trials or ``ask`` gives ``None``.
+
+        Parameters
+        ----------
+        opt : Optimizer
+        n : int
+            Trials to run.
+        start : int, default 0
+            Id of the first trial.
+        batch : int, default 1
+            Trials in flight at once.
+
+        Returns
+        -------
+        list of dict
+            The suggested parameters, in trial order.
+        """
+        suggested: list[dict] = []
+        trial_id = start
+        while len(suggested) < n:
+            pending = []
+            for _ in range(batch):
+                suggestion = opt.ask(trial_id)
+                if suggestion is None:
+                    break
+                pending.append((trial_id, suggestion))
+                trial_id += 1
+            if not pending:
+                break
+            for tid, suggestion in pending:
+                opt.tell(self.finish(tid, suggestion, "completed"))
+                suggested.append(suggestion.params)
+        return suggested
+
+    def _build(self, make_optimizer: Factory, seed: int = 0) -> Optimizer:
+        opt = make_optimizer(self.space, seed)
+        assert isinstance(opt, Optimizer), f"make_optimizer returned {opt!r}, not an Optimizer"
+        return opt
+
+    def _valid(self, params: dict) -> None:
+        assert self.space.validate(params) == params, f"invalid suggestion {params!r}"
+
+    # -- the protocol ----------------------------------------------------------------------
+    def test_suggestions_are_valid_configurations(self, make_optimizer):
+        """Forty suggestions, four in flight at a time, are all valid configurations of the space."""
+        opt = self._build(make_optimizer)
+        for params in self.drive(opt, 40, batch=4):
+            self._valid(params)
+
+    def test_suggestion_is_plain_data(self, make_optimizer):
+        """A suggestion is a :class:`Suggestion` of plain, JSON-serializable values."""
+        suggestion = self._build(make_optimizer).ask(0)
+        assert isinstance(suggestion, Suggestion)
+        json.dumps(suggestion.params)  # plain Python values, storable as they are
+
+    def test_same_seed_and_results_give_same_suggestions(self, make_optimizer):
+        """The same seed and the same results give the same suggestions."""
+        first = self.drive(self._build(make_optimizer, 3), 30, batch=3)
+        assert first == self.drive(self._build(make_optimizer, 3), 30, batch=3)
+
+    def test_different_seeds_give_different_suggestions(self, make_optimizer, ignores_seed):
+        """Different seeds give different suggestions (skipped where ``ignores_seed``)."""
+        if ignores_seed:
+            pytest.skip("suggestions ignore the seed")
+        assert self.drive(self._build(make_optimizer, 1), 10) != self.drive(self._build(make_optimizer, 2), 10)
+
+    def test_resume_from_history_continues_the_same_run(self, make_optimizer):
+        """An optimizer told a stored history suggests what the original would have next."""
+        original = self._build(make_optimizer, 5)
+        history = []  # what the history stores: parameters, results and lineage
+        for trial_id in range(25):
+            suggestion = original.ask(trial_id)
+            if suggestion is None:
+                break
+            history.append(self.finish(trial_id, suggestion, "completed"))
+            original.tell(history[-1])
+        resumed = self._build(make_optimizer, 5)
+        for trial in history:
+            resumed.tell(trial)
+        assert self.drive(resumed, 5, start=25) == self.drive(original, 5, start=25)
+
+    def test_failed_trials_are_tolerated(self, make_optimizer):
+        """Broken, timed-out and lost trials are told without harm."""
+        opt = self._build(make_optimizer)
+        for trial_id in range(12):
+            suggestion = opt.ask(trial_id)
+            status = ["broken", "timeout", "lost", "completed"][trial_id % 4]
+            value = self.objective(suggestion.params) if status == "completed" else math.nan
+            opt.tell(Trial(trial_id, suggestion.params, status, value))
+        self._valid(opt.ask(12).params)
+
+    def test_parallel_suggestions_are_distinct(self, make_optimizer):
+        """Eight asks with nothing told back (eight trials in flight) do not repeat a point."""
+        opt = self._build(make_optimizer, 11)
+        self.drive(opt, 20)
+        batch = [opt.ask(100 + i).params for i in range(8)]
+        keys = {json.dumps(p, sort_keys=True) for p in batch}
+        assert len(keys) == 8
+
+    def test_told_trials_it_never_suggested(self, make_optimizer):
+        """Resume and user-enqueued points tell trials the optimizer did not ask for.
+
+        They run at the lowest fidelity, if the space has a fidelity dimension, so that a
+        multi-fidelity algorithm has work left.
+        """
+        opt = self._build(make_optimizer, 2)
+        rng = np.random.default_rng(0)
+        for trial_id in range(15):
+            params = self.space.sample(rng)
+            for name, dim in self.space.items():
+                if isinstance(dim, Fidelity):
+                    params[name] = dim.cast(dim.low)
+            opt.tell(Trial(trial_id, params, "completed", self.objective(params)))
+        self._valid(opt.ask(15).params)
+
+    def test_config_is_json(self, make_optimizer):
+        """``config`` is a JSON-serializable dict and ``name`` a string."""
+        opt = self._build(make_optimizer)
+        assert isinstance(opt.config, dict)
+        json.dumps(opt.config)
+        assert isinstance(opt.name, str)
+
+    def test_report_decisions_are_plain_data(self, make_optimizer):
+        """Intermediate reports get "continue" or "prune"; pruned trials are then told."""
+        opt = self._build(make_optimizer, 4)
+        for trial_id in range(10):
+            suggestion = opt.ask(trial_id)
+            if suggestion is None:
+                break
+            assert suggestion.parent is None or isinstance(suggestion.parent, int)
+            assert suggestion.checkpoint is None or isinstance(suggestion.checkpoint, int)
+            value = self.objective(suggestion.params)
+            last = 0
+            for step in (1, 2, 3, 5, 9):
+                last = step
+                decision = opt.report(Report(trial_id, suggestion.params, step, value + 1 / step))
+                assert decision in (CONTINUE, PRUNE)
+                if decision == PRUNE:
+                    break
+            status = "pruned" if decision == PRUNE else "completed"
+            opt.tell(
+                Trial(
+                    trial_id,
+                    suggestion.params,
+                    status,
+                    value + 1 / last,
+                    last_step=float(last),
+                    parent=suggestion.parent,
+                    checkpoint=suggestion.checkpoint,
+                )
+            )
+        self._valid(opt.ask(10).params)
+
+    # -- asynchronous use ------------------------------------------------------------------
+    def _shuffled_run(self, make_optimizer: Factory, order_seed: int) -> list[dict]:
+        """Warm up, then three rounds: ask up to 8, tell them back shuffled, mixed statuses."""
+        opt = self._build(make_optimizer, 7)
+        suggested = self.drive(opt, 12)
+        trial_id = 12
+        for round_ in range(3):
+            batch = []
+            for _ in range(8):
+                suggestion = opt.ask(trial_id)
+                if suggestion is None:
+                    break
+                self._valid(suggestion.params)
+                batch.append((trial_id, suggestion))
+                trial_id += 1
+            order = np.random.default_rng([order_seed, round_]).permutation(len(batch))
+            for i in order:
+                tid, suggestion = batch[i]
+                opt.tell(self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)]))
+            suggested += [s.params for _, s in batch]
+        assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
+        self._valid(opt.ask(trial_id).params)
+        return suggested
+
+    def test_results_in_any_order(self, make_optimizer):
+        """Results come back in another order than asked, some failed: suggestions stay valid
+        and are the same for the same order."""
+        first = self._shuffled_run(make_optimizer, 0)
+        assert first == self._shuffled_run(make_optimizer, 0)
+        self._shuffled_run(make_optimizer, 1)
+
+    @pytest.mark.parametrize("status", ["completed", "broken"])
+    def test_defaults_first_trial(self, make_optimizer, status):
+        """Trial 0 is asked for, then runs the defaults instead of the suggestion."""
+
+        def run() -> list[dict]:
+            opt = self._build(make_optimizer, 9)
+            first = opt.ask(0)
+            assert first is not None
+            opt.tell(self.finish(0, first, status, params=self.default_params()))
+            suggested = self.drive(opt, 20, start=1, batch=4)
+            assert suggested, "no suggestion after the defaults ran as trial 0"
+            for params in suggested:
+                self._valid(params)
+            assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
+            return suggested
+
+        assert run() == run()
+
+    def test_pending_trials_are_cleaned_up(self, make_optimizer):
+        """``pending`` lists only trials in flight, and nothing once all of them were told."""
+        opt = self._build(make_optimizer, 6)
+        self.drive(opt, 12)
+        assert opt.pending == ()
+        with pytest.raises(AttributeError):
+            opt.pending = ()  # read-only
+        asked = {}
+        for trial_id in range(12, 20):
+            suggestion = opt.ask(trial_id)
+            if suggestion is None:
+                break
+            asked[trial_id] = suggestion
+        pending = opt.pending
+        assert isinstance(pending, tuple) and set(pending) <= set(asked), pending
+        for i, (trial_id, suggestion) in enumerate(asked.items()):
+            opt.tell(self.finish(trial_id, suggestion, ["broken", "lost", "timeout", "pruned", "completed"][i % 5]))
+            assert trial_id not in opt.pending
+            assert set(opt.pending) <= set(asked)
+        assert opt.pending == ()
