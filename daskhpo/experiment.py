@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import xarray as xr
@@ -19,7 +19,7 @@ from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .results import RESERVED
 from .space import Dimension, Space
 
-__all__ = ["Experiment", "build_experiment", "load_experiment"]
+__all__ = ["Experiment", "build_experiment", "create_experiment", "load_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Experiment:
         #: callables receiving each finished trial's record (dashboards, loggers)
         self.listeners: list[Callable[[dict], None]] = []
         self._dashboard = None
+        #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
+        self.max_trials: int | None = None
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -73,6 +75,10 @@ class Experiment:
             return None
         best = min(done, key=lambda t: (t.objective, t.id))
         return {"params": dict(best.params), "objective": best.objective, "trial": best.id}
+
+    def trial_reports(self, trial_id: int) -> list[tuple[float, dict[str, float]]]:
+        """The intermediate reports of one trial: ``(step, {metric: value})`` in step order."""
+        return self._history.reports(trial_id)
 
     @property
     def plot(self) -> Any:
@@ -166,6 +172,8 @@ class Experiment:
         max_broken: int = 3,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
+        progress: bool | None = None,
+        callbacks: Sequence[Callable[[dict], Any]] | None = None,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -178,8 +186,9 @@ class Experiment:
             of ``{"name", "type", "value"}`` dicts with one entry of type ``"objective"``.
         max_trials : int, optional
             Finished (completed or pruned) trials in the whole experiment, stored ones
-            included.  Without it the search runs until the optimizer is exhausted (or
-            Ctrl-C).
+            included.  Default: the experiment's ``max_trials`` (see
+            :func:`create_experiment`); without either the search runs until the
+            optimizer is exhausted (or Ctrl-C).
         client : distributed.Client, optional
             Default: the client of :meth:`tmp_executor`, else the current Dask client, else
             a :class:`~distributed.LocalCluster` started and closed for this call.
@@ -203,6 +212,12 @@ class Experiment:
         dashboard : bool or int, default False
             Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
             URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
+        progress : bool, optional
+            A progress bar (tqdm; see :mod:`daskhpo.progress`).  ``None``: only when
+            standard error is a terminal or in a notebook; ``True``: always; ``False``: never.
+        callbacks : list of callables, optional
+            Each receives every finished trial's record (a dict; see
+            :func:`daskhpo.progress.attach`), e.g. :class:`daskhpo.callbacks.TensorBoard`.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -213,6 +228,8 @@ class Experiment:
         """
         if self.read_only:
             raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if max_trials is None:
+            max_trials = self.max_trials
         if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
             raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
         clash = sorted(set(fn_kwargs) & set(self.space))
@@ -242,8 +259,12 @@ class Experiment:
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self._next_id = self._history.next_trial_id
             logger.info("%s: running up to %s trials, %d in flight", self.name, budget, engine.n_workers)
+            from .progress import attach
+
             try:
-                engine.run(self._suggest, self._record, budget, on_report=self._on_report)
+                with attach(self, progress=progress, callbacks=callbacks, total=max_trials, done=done,
+                            n_workers=engine.n_workers):
+                    engine.run(self._suggest, self._record, budget, on_report=self._on_report)
             finally:
                 self._history.snapshot()
         return self
@@ -372,6 +393,51 @@ def build_experiment(
             optimizer.report(Report(trial.id, dict(trial.params), step, objective, values))
         optimizer.tell(trial)
     return Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+
+
+def create_experiment(
+    name: str,
+    space: Mapping[str, str | Dimension] | Space,
+    algorithm: Any = "random",
+    *,
+    max_trials: int | None = None,
+    storage: str | os.PathLike | None = None,
+    seed: int | None = None,
+    algorithms: Any = None,
+    **kwargs: Any,
+) -> Experiment:
+    """Like :func:`build_experiment`, with a default ``max_trials`` (as ``orion.client``).
+
+    Parameters
+    ----------
+    name, space, algorithm, storage, seed
+        As in :func:`build_experiment`.
+    max_trials : int, optional
+        The default of :meth:`Experiment.workon`'s ``max_trials``.
+    algorithms : str or dict, optional
+        Orion's spelling: ``"random"`` or ``{"tpe": {config}}``; overrides ``algorithm``.
+    **kwargs
+        Passed to :func:`build_experiment` (``snapshot_interval``).
+
+    Examples
+    --------
+    >>> experiment = create_experiment(name="dask", max_trials=200, space={"x": "uniform(0, 1)"})
+    >>> experiment.max_trials
+    200
+    """
+    if algorithms is not None:
+        if isinstance(algorithms, Mapping):
+            if len(algorithms) != 1:
+                raise ValueError(f"algorithms must name one algorithm, got {dict(algorithms)!r}")
+            ((algo_name, algo_config),) = algorithms.items()
+            algorithm = (algo_name, dict(algo_config or {}))
+        else:
+            algorithm = algorithms
+    if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+        raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+    experiment = build_experiment(name, space, algorithm, storage=storage, seed=seed, **kwargs)
+    experiment.max_trials = max_trials
+    return experiment
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:
