@@ -415,7 +415,8 @@ def create_experiment(
     max_trials : int, optional
         The default of :meth:`Experiment.workon`'s ``max_trials``.
     algorithms : str or dict, optional
-        Orion's spelling: ``"random"`` or ``{"tpe": {config}}``; overrides ``algorithm``.
+        Orion's spelling: ``"random"`` or ``{"tpe": {config}}`` (a ``seed`` in the
+        configuration is the experiment's ``seed``); overrides ``algorithm``.
     **kwargs
         Passed to :func:`build_experiment` (``snapshot_interval``).
 
@@ -430,7 +431,11 @@ def create_experiment(
             if len(algorithms) != 1:
                 raise ValueError(f"algorithms must name one algorithm, got {dict(algorithms)!r}")
             ((algo_name, algo_config),) = algorithms.items()
-            algorithm = (algo_name, dict(algo_config or {}))
+            algo_config = dict(algo_config or {})
+            if "seed" in algo_config:  # Orion puts the seed in the algorithm's configuration
+                config_seed = algo_config.pop("seed")
+                seed = config_seed if seed is None else seed
+            algorithm = (algo_name, algo_config)
         else:
             algorithm = algorithms
     if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
