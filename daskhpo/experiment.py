@@ -307,10 +307,12 @@ def _client_for(client: Any) -> Iterator[Any]:
     from distributed import Client, LocalCluster, default_client
 
     try:
-        yield default_client()
+        current = default_client()
+    except ValueError:  # no client: not an error of the block below
+        current = None
+    if current is not None:
+        yield current
         return
-    except ValueError:
-        pass
     logger.info("No Dask client: starting a LocalCluster for this run")
     with LocalCluster() as cluster, Client(cluster) as local:
         yield local

@@ -69,3 +69,11 @@ def test_create_experiment_holds_max_trials(client):
     assert experiment.optimizer.name == "tpe"
     experiment.workon(lambda x: x, client=client, progress=False)
     assert int((experiment.history["status"] == "completed").sum()) == 3
+
+
+def test_an_error_inside_workon_on_the_current_client_propagates(client):
+    # _client_for once caught it as "no current client", started a LocalCluster and failed
+    # with "generator didn't stop after throw()".
+    experiment = daskhpo.build_experiment("errors", {"x": "uniform(0, 1)"}, seed=3)
+    with client.as_current(), pytest.raises(ValueError, match="progress must be"):
+        experiment.workon(lambda x: x, max_trials=2, progress="yes")
