@@ -220,6 +220,13 @@ class _client:
         return self.client
 
     def __exit__(self, *exc: Any) -> None:
+        from .external import terminate_all
+
+        if self.cluster is not None:
+            # Cancelled tasks keep running in the in-process workers: stop their programs.
+            stopped = terminate_all()
+            if stopped:
+                logger.warning("terminated %d running trial program(s)", stopped)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

@@ -23,6 +23,7 @@ recorded ``broken`` with that text in the history's ``error``.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Command", "CommandFailed", "parse_command", "RESULTS_ENV", "TRIAL_ENV", "TRIAL_DIR_ENV"]
+__all__ = ["Command", "CommandFailed", "parse_command", "terminate_all", "RESULTS_ENV", "TRIAL_ENV", "TRIAL_DIR_ENV"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,28 @@ _PARAM = re.compile(r"^(-{1,2})([A-Za-z_][A-Za-z0-9_.-]*)~(.+)$", re.DOTALL)
 _REPORT = re.compile(r"^\s*report:\s*(\{.*\})\s*$")
 _OBJECTIVE = re.compile(r"^\s*objective:\s*(\S+)\s*$")
 _TAIL_LINES = 20
+
+
+#: programs of trials running in this process (terminated by terminate_all and at exit)
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def terminate_all() -> int:
+    """Terminate the programs of every trial running in this process; returns how many.
+
+    Called at interpreter exit, and by ``daskhpo hunt`` when it stops (Ctrl-C, too many
+    broken trials): cancelling a Dask task does not stop the thread running it, so the
+    programs of in-process workers would otherwise outlive the search.
+    """
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        _kill(proc, grace=2.0)
+    return len(live)
+
+
+atexit.register(terminate_all)
 
 
 class CommandFailed(RuntimeError):
@@ -221,10 +244,14 @@ class Command:
                 )
             except OSError as exc:
                 raise CommandFailed(f"cannot run {shlex.join(argv)}: {exc}") from None
+            with _LIVE_LOCK:
+                _LIVE.add(proc)
             try:
                 last = self._follow(proc, out, label)
             finally:
                 _kill(proc)  # on pruning, a time-out or an interrupt; a no-op once it exited
+                with _LIVE_LOCK:
+                    _LIVE.discard(proc)
         code = proc.returncode
         if code != 0:
             reason = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"

@@ -190,3 +190,23 @@ def test_direct_call_and_objective_line(tmp_path):
         assert Command(template, tmp_path / "runs")(x=0.25) == 0.25
     with pytest.raises(CommandFailed, match="cannot run"):
         Command(["/no/such/program"], tmp_path / "runs")()
+
+
+def test_terminate_all_stops_running_programs(tmp_path):
+    import threading
+    import time
+
+    from daskhpo import external
+
+    _, template = parse_command([sys.executable, "-c", "import time; time.sleep(60)", "--x~uniform(0, 1)"])
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(pytest.raises(CommandFailed, Command(template, tmp_path), x=0.5)))
+    thread.start()
+    for _ in range(100):
+        if external._LIVE:
+            break
+        time.sleep(0.05)
+    assert external.terminate_all() == 1
+    thread.join(10)
+    assert not thread.is_alive() and not external._LIVE
+    assert "killed by signal" in str(errors[0].value)
