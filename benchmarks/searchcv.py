@@ -2,7 +2,8 @@
 
 Every search tunes the same estimator on the same data with the same folds and the same
 number of candidates, on the same Dask cluster (scikit-learn's search through joblib's Dask
-backend, so that every contender uses the same workers).  Each prints one JSON line: the best
+backend, so that every contender uses the same workers); scikit-learn's search also runs
+as most users run it, on joblib's own process pool with as many processes as workers.  Each prints one JSON line: the best
 cross-validated score, the score of the refitted model on a held-out test set, wall time;
 a summary line gives daskhpo's ratios to RandomizedSearchCV (score difference, time ratio),
 averaged over the repeats (different seeds).
@@ -92,6 +93,9 @@ def main() -> None:
                     random_state=seed, n_workers=args.workers),
                 "sklearn.RandomizedSearchCV": lambda cv=cv, seed=seed: _JoblibDask(RandomizedSearchCV(
                     estimator(), distributions, n_iter=args.trials, cv=cv, random_state=seed, n_jobs=-1)),
+                # as most users run it: joblib's own process pool, as many processes as workers
+                "sklearn.RandomizedSearchCV(loky)": lambda cv=cv, seed=seed: RandomizedSearchCV(
+                    estimator(), distributions, n_iter=args.trials, cv=cv, random_state=seed, n_jobs=args.workers),
             }
             if DaskRandomizedSearchCV is not None:
                 contenders["dask_ml.RandomizedSearchCV"] = lambda cv=cv, seed=seed: DaskRandomizedSearchCV(
