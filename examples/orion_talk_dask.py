@@ -42,5 +42,6 @@ if __name__ == "__main__":
     with experiment.tmp_executor("dask", n_workers=N_WORKERS):
         experiment.workon(main, n_workers=IN_FLIGHT)
 
-    print(experiment.best)
     experiment.plot.regret().show()
+    print((experiment.history.status == "completed").sum().item(), "trials completed")
+    print(experiment.best)

@@ -210,3 +210,17 @@ def test_terminate_all_stops_running_programs(tmp_path):
     thread.join(10)
     assert not thread.is_alive() and not external._LIVE
     assert "killed by signal" in str(errors[0].value)
+
+
+def test_hunt_on_a_running_scheduler_with_worker_processes(tmp_path, process_client, monkeypatch, capsys):
+    _script(tmp_path / "obj.sh", SHELL_OBJECTIVE)
+    monkeypatch.chdir(tmp_path)
+    storage = tmp_path / "remote.nc"
+    assert main(["hunt", "-n", "remote", "--storage", str(storage), "--max-trials", "3", "--no-progress",
+                 "--scheduler", process_client.scheduler.address, "--algorithm", "tpe",
+                 "--", "./obj.sh", "--x~uniform(-2, 2)", "--layers~randint(1, 3)"]) == 0
+    ds = daskhpo.load_experiment(storage).history
+    assert list(ds["status"].values) == ["completed"] * 3
+    workers = set(process_client.scheduler_info()["workers"])
+    assert set(ds["worker"].values) <= workers
+    assert ds.attrs["algorithm"] == "tpe"
