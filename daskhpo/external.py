@@ -247,7 +247,7 @@ class Command:
             with _LIVE_LOCK:
                 _LIVE.add(proc)
             try:
-                last = self._follow(proc, out, label)
+                last = self._follow(proc, out, label, stderr_path)
             finally:
                 _kill(proc)  # on pruning, a time-out or an interrupt; a no-op once it exited
                 with _LIVE_LOCK:
@@ -274,7 +274,7 @@ class Command:
             f"stdout is not 'objective: <number>' (it is {last!r}); stderr ends with:\n{_tail(stderr_path)}"
         )
 
-    def _follow(self, proc: subprocess.Popen, out: Any, label: str) -> str | None:
+    def _follow(self, proc: subprocess.Popen, out: Any, label: str, stderr_path: str) -> str | None:
         """Relay reports until the program exits; return its last non-empty stdout line."""
         from .reporting import report
 
@@ -299,7 +299,7 @@ class Command:
                     _kill(proc)
                     raise CommandFailed(
                         f"trial exceeded the time-out of {self.timeout:g} s and was terminated; stderr ends with:\n"
-                        f"{_tail(out.name.replace('stdout.txt', 'stderr.txt'))}"
+                        f"{_tail(stderr_path)}"
                     ) from None
                 continue
             if line is None:

@@ -238,6 +238,11 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.sparse = sub.input_tags.sparse
         return tags
 
+    @property
+    def _estimator_type(self) -> str | None:
+        # scikit-learn < 1.6 reads this (is_classifier); later versions read the tags above
+        return getattr(self.estimator, "_estimator_type", None)
+
     # -- fitting ------------------------------------------------------------------------
     def _check_parameters(self) -> None:
         if not isinstance(self.space, Mapping) or not self.space:
