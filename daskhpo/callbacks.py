@@ -113,12 +113,15 @@ class TensorBoard:
                 for name, value in dict(values).items():
                     if value is not None and math.isfinite(float(value)):
                         writer.add_scalar(f"reported/{name}", float(value), _step(step))
-            experiment, start, _ = hparams(params, metrics)
+            # Only the session's start and end: TensorBoard builds the experiment (every
+            # hparam, every metric) from all the runs' sessions, whereas an experiment
+            # summary per run would make it pick one run's, arbitrarily.
+            _, start, _ = hparams(params, metrics)
             end = SessionEndInfo(status=Status.Value("STATUS_FAILURE" if status in _FAILED else "STATUS_SUCCESS"))
             content = HParamsPluginData(session_end_info=end, version=0).SerializeToString()
             metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
             end_summary = Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=metadata)])
-            for summary in (experiment, start, end_summary):
+            for summary in (start, end_summary):
                 writer.file_writer.add_summary(summary)
             for tag, value in metrics.items():
                 writer.add_scalar(tag, value, _step(last_step))

@@ -40,6 +40,8 @@ def summarize(run_dir):
         for value in event.summary.value:
             if value.metadata.plugin_data.plugin_name == "hparams":
                 content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                # no experiment summary per run: TensorBoard would take one run's as everyone's
+                assert not content.HasField("experiment")
                 if content.HasField("session_start_info"):
                     hparams = {k: v for k, v in content.session_start_info.hparams.items()}
                 if content.HasField("session_end_info"):
@@ -95,3 +97,32 @@ def test_tensorboard_callback_and_export(client, tmp_path, capsys):
         assert live[1] == exported[1] and live[2] == exported[2]
         for tag in live[0]:
             assert [v for _, v in live[0][tag]] == pytest.approx([v for _, v in exported[0][tag]], rel=1e-5)
+
+
+def test_tensorboards_hparams_plugin_sees_every_parameter_and_metric(tmp_path):
+    """With TensorBoard itself installed: its HParams backend reads what the callback wrote."""
+    pytest.importorskip("tensorboard.plugins.hparams.backend_context")
+    from tensorboard import context as tb_context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    callback = TensorBoard(tmp_path)
+    callback({"trial": 0, "params": {"lr": 0.1, "kind": "bad"}, "status": "broken", "objective": float("nan"),
+              "metrics": {}, "reports": [], "error": "diverged"})
+    for i in (1, 2):
+        callback({"trial": i, "params": {"lr": 0.1 * i, "kind": "good", **({"depth": 3} if i == 2 else {})},
+                  "status": "completed", "objective": 1.0 / i, "metrics": {"accuracy": 0.5 + 0.1 * i},
+                  "reports": [(1, {"objective": 2.0 / i})], "started": 0.0, "ended": 1.0})
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(tmp_path))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(tmp_path))
+    context = backend_context.Context(base_plugin.TBContext(logdir=str(tmp_path), multiplexer=mux,
+                                                            data_provider=provider))
+    ctx = tb_context.RequestContext()
+    metadata = context.hparams_metadata(ctx, "")
+    experiment = context.experiment_from_metadata(ctx, "", True, metadata, [])
+    assert sorted(h.name for h in experiment.hparam_infos) == ["depth", "kind", "lr"]
+    assert {"hparam/objective", "hparam/accuracy"} <= {m.name.tag for m in experiment.metric_infos}
+    assert len(metadata) == 3  # one session per trial
