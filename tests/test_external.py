@@ -71,7 +71,10 @@ def test_shell_script_objective_with_resume_status_list_and_plot(tmp_path, capsy
         assert "x is" in (workdir / "stderr.txt").read_text()
     # the same command again, with a larger budget, resumes (in-process for speed)
     monkeypatch.chdir(tmp_path)
-    assert main([*hunt[:5], "--max-trials", "6", *hunt[5:]]) == 0
+    capsys.readouterr()
+    progress = [a if a != "--no-progress" else "--progress" for a in hunt]
+    assert main([*progress[:5], "--max-trials", "6", *progress[5:]]) == 0
+    assert "6/6" in capsys.readouterr().err  # the progress bar, resumed at 4/6
     resumed = daskhpo.load_experiment(storage).history
     assert list(resumed["trial"].values) == list(range(6))
     np.testing.assert_array_equal(resumed["x"].values[:4], ds["x"].values)

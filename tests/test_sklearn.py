@@ -128,3 +128,30 @@ def test_without_a_client_it_starts_a_local_cluster(iris, tmp_path):
                       storage=tmp_path / "search.nc").fit(X, y)
     assert len(daskhpo.load_experiment(tmp_path / "search.nc").history["trial"]) == 2
     assert search.best_score_ > 0.8
+
+
+class Recorder(ClassifierMixin, BaseEstimator):
+    """Checks that sample-aligned fit parameters are split with the folds."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y, sample_weight=None, note="x"):
+        assert sample_weight is not None and len(sample_weight) == len(X) and note == "kept"
+        assert np.all(sample_weight == X[:, 0])  # the rows that go with X's
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_fit_params_and_groups_follow_the_folds(current, iris):
+    from sklearn.model_selection import GroupKFold
+
+    X, y = iris
+    X = X.copy()
+    groups = np.arange(len(X)) % 3
+    search = SearchCV(Recorder(), {"alpha": "uniform(0, 1)"}, max_trials=2, cv=GroupKFold(3), algorithm="random")
+    search.fit(X, y, groups=groups, sample_weight=X[:, 0].copy(), note="kept")
+    assert search.n_splits_ == 3 and not np.isnan(search.cv_results_["mean_test_score"]).any()
