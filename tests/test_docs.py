@@ -50,6 +50,6 @@ def test_code_examples_run(page, tmp_path):
     blocks = FENCE.findall((DOCS / page).read_text())
     script = tmp_path / "example.py"
     script.write_text(PRELUDE + "\n".join(blocks))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**ENV, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"{page}:\n{done.stderr[-4000:]}"

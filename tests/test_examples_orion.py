@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_example(name, tmp_path, **env):
     environ = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               "BROWSER": "true", **env}  # .show() opens the plot with `true`: nothing to see
+               "BROWSER": "true", "TMPDIR": str(tmp_path), **env}  # .show() opens the plot with `true`: nothing to see
     done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name)], cwd=tmp_path, env=environ,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

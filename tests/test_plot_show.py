@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import bokeh.io
 import pytest
 from bokeh.models import LayoutDOM
@@ -26,6 +28,7 @@ def test_every_plot_shows_saves_and_displays(experiment, kind, tmp_path, monkeyp
     monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     path = obj.show()
     assert opened == [f"file://{path}"] and "Bokeh" in open(path, encoding="utf-8").read()
+    os.remove(path)
     bundle = obj._repr_mimebundle_()
     assert bundle["text/html"].startswith("<iframe srcdoc=") and "bokeh" in bundle["text/html"].lower()
     # bokeh's own functions take it as before
