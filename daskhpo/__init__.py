@@ -10,7 +10,7 @@
 __version__ = "0.1.0"
 
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
-from .experiment import Experiment, build_experiment, load_experiment  # noqa: E402
+from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .reporting import TrialPruned, load_checkpoint, report  # noqa: E402
 from .space import (  # noqa: E402
@@ -26,6 +26,7 @@ from .space import (  # noqa: E402
 __all__ = [
     "__version__",
     "build_experiment",
+    "create_experiment",
     "load_experiment",
     "Experiment",
     "Space",

@@ -1,25 +1,103 @@
 """The ``daskhpo`` command line.
 
-``daskhpo dashboard PATH [--port N] [--address HOST]`` serves the live dashboard of a
-stored history, following the file while another process runs the experiment, until
-Ctrl-C (or SIGTERM).
+``daskhpo hunt -n NAME --storage PATH --max-trials N [options] -- COMMAND ... --lr~'loguniform(1e-5, 1)'``
+    tunes any program (see :mod:`daskhpo.external`); running it again resumes.
+``daskhpo status PATH``
+    counts by status, the best trial and a table of the last and best trials.
+``daskhpo list DIR``
+    the experiments stored in a directory.
+``daskhpo plot KIND PATH -o out.html``
+    one of the plots of :mod:`daskhpo.plot` as a standalone HTML file.
+``daskhpo export tensorboard PATH LOGDIR``
+    a stored experiment as TensorBoard event files (see :mod:`daskhpo.callbacks`).
+``daskhpo dashboard PATH [--port N] [--address HOST]``
+    serves the live dashboard of a stored history, following the file while another
+    process runs the experiment, until Ctrl-C (or SIGTERM).
+
+Bad input is reported as one line on standard error with exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
+logger = logging.getLogger(__name__)
+
+PLOTS = ("regret", "partial_dependencies", "parallel_coordinates", "importance", "timeline", "intermediate")
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="daskhpo", description="daskhpo: hyperparameter optimization on Dask")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="daskhpo", description="daskhpo: hyperparameter optimization on Dask")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    hunt = commands.add_parser(
+        "hunt",
+        help="tune a program: daskhpo hunt [options] -- COMMAND ... --lr~'loguniform(1e-5, 1)'",
+        description=(
+            "Run COMMAND as trials on Dask. Each argument --NAME~'PRIOR' defines a parameter and "
+            "becomes --NAME VALUE in a trial's command. The program writes its result as JSON to the "
+            "file in $DASKHPO_RESULTS, or prints a last line 'objective: <number>'; lines "
+            "'report: {\"step\": 3, \"objective\": 0.4}' are intermediate results. Running the same "
+            "command with the same --storage resumes."
+        ),
+        usage="daskhpo hunt -n NAME --storage PATH --max-trials N [options] -- COMMAND [ARG ...]",
+    )
+    hunt.add_argument("-n", "--name", required=True, help="the experiment's name")
+    hunt.add_argument("--storage", required=True, help="the history file (netCDF), e.g. exp.nc; trials run in PATH.trials/<id>/")
+    hunt.add_argument("--max-trials", type=int, required=True, help="finished trials of the experiment, stored ones included")
+    hunt.add_argument("--algorithm", default=None, help="algorithm name (default random); see daskhpo.optimizers.available()")
+    hunt.add_argument(
+        "--algorithm-config", default=None, metavar="JSON",
+        help="the algorithm's configuration: with --algorithm, a JSON object of options; without, {\"NAME\": {options}}",
+    )
+    where = hunt.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="trials in parallel on a local cluster (default: the CPU count)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
+    hunt.add_argument("--trial-timeout", type=float, default=None, metavar="S", help="seconds after which a trial's program is terminated")
+    hunt.add_argument("--max-broken", type=int, default=3, help="stop once more trials than this broke in this run (default 3)")
+    hunt.add_argument("--seed", type=int, default=None, help="the algorithm's seed (default: a fresh one, stored)")
+    hunt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: in a terminal)")
+    hunt.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+
+    status = commands.add_parser("status", help="summary of a stored experiment", description="Counts by status, the best trial, the last and best trials.")
+    status.add_argument("path", help="the experiment's storage path")
+    status.add_argument("--rows", type=int, default=5, help="rows of each table (default 5)")
+
+    lister = commands.add_parser("list", help="the experiments stored in a directory", description="The experiments (*.nc histories) in a directory.")
+    lister.add_argument("directory", nargs="?", default=".", help="default: the current directory")
+
+    plot = commands.add_parser("plot", help="write a plot to HTML", description="Write one plot of a stored experiment to a standalone HTML file.")
+    plot.add_argument("kind", help=f"one of {', '.join(PLOTS)} (dashes allowed)")
+    plot.add_argument("path", help="the experiment's storage path")
+    plot.add_argument("-o", "--output", default=None, help="the HTML file (default: KIND.html)")
+
+    export = commands.add_parser("export", help="export a stored experiment", description="Export a stored experiment.")
+    export.add_argument("format", choices=["tensorboard"], help="tensorboard: event files for TensorBoard's scalars and HParams dashboards")
+    export.add_argument("path", help="the experiment's storage path")
+    export.add_argument("logdir", help="the TensorBoard log directory to write")
+
     board = commands.add_parser(
         "dashboard",
         help="serve the live dashboard of a stored experiment",
@@ -35,15 +113,257 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] | None = None
+    if argv and argv[0] == "hunt":
+        if "--" in argv:
+            i = argv.index("--")
+            argv, command = argv[:i], argv[i + 1 :]
+        else:
+            command = []
+    parser = _parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run = {"hunt": _hunt, "status": _status, "list": _list, "plot": _plot, "export": _export, "dashboard": _dashboard}[args.command]
+    try:
+        return run(args, command) if args.command == "hunt" else run(args)
+    except UsageError as exc:
+        print(f"daskhpo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"daskhpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- hunt ----------------------------------------------------------------------------------------
+
+
+def _algorithm(args: argparse.Namespace) -> Any:
+    config = None
+    if args.algorithm_config is not None:
+        try:
+            config = json.loads(args.algorithm_config)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--algorithm-config is not JSON ({exc}): {args.algorithm_config!r}") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"--algorithm-config must be a JSON object, got {args.algorithm_config!r}")
+    if args.algorithm is not None:
+        return args.algorithm if config is None else (args.algorithm, config)
+    if config is None:
+        return "random"
+    if len(config) != 1 or not isinstance(next(iter(config.values())), (dict, type(None))):
+        raise UsageError('without --algorithm, --algorithm-config must be {"NAME": {options}}, e.g. {"tpe": {"n_initial": 5}}')
+    ((name, options),) = config.items()
+    return (name, options or {})
+
+
+def _hunt(args: argparse.Namespace, command: list[str]) -> int:
+    from . import TooManyBrokenTrials, build_experiment
+    from .external import Command, parse_command
+
+    if not command:
+        raise UsageError("no command given after '--' (daskhpo hunt [options] -- COMMAND ... --x~'uniform(0, 1)')")
+    if args.max_trials < 0:
+        raise UsageError(f"--max-trials must be non-negative, got {args.max_trials}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.trial_timeout is not None and not args.trial_timeout > 0:
+        raise UsageError(f"--trial-timeout must be positive, got {args.trial_timeout}")
+    try:
+        space, template = parse_command(command, cwd=os.getcwd())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not space:
+        raise UsageError("the command defines no parameter; add arguments like --lr~'loguniform(1e-5, 1)'")
+    storage = os.path.abspath(args.storage)
+    if not os.path.isdir(os.path.dirname(storage)):
+        raise UsageError(f"--storage: directory {os.path.dirname(storage)!r} does not exist")
+    if not os.path.exists(storage) and os.path.exists(f"{storage}.journal"):
+        raise UsageError(f"{storage}.journal exists without {storage}: another hunt may be writing it")
+    try:
+        experiment = build_experiment(args.name, space, _algorithm(args), storage=storage, seed=args.seed)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(str(exc).splitlines()[0] if "\n" not in str(exc) else str(exc).replace("\n", "; ")) from None
+    objective = Command(template, f"{storage}.trials", timeout=args.trial_timeout)
+    with _client(args) as client:
+        try:
+            experiment.workon(objective, args.max_trials, client=client, max_broken=args.max_broken, progress=args.progress)
+        except TooManyBrokenTrials as exc:
+            print(f"daskhpo hunt: stopped: {str(exc).splitlines()[0]}", file=sys.stderr)
+            _print_status(experiment.history, rows=3)
+            return 1
+    _print_status(experiment.history, rows=3)
+    return 0
+
+
+class _client:
+    """The Dask client of ``hunt``: the scheduler's, or a LocalCluster's (closed after)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.cluster = self.client = None
+
+    def __enter__(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.args.scheduler:
+            try:
+                self.client = Client(self.args.scheduler, timeout="20s")
+            except OSError as exc:
+                raise UsageError(f"cannot connect to --scheduler {self.args.scheduler!r}: {exc}") from None
+            return self.client
+        workers = self.args.workers or os.cpu_count() or 1
+        # Trials are subprocesses: worker threads in this process are enough, and start fast.
+        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None)
+        self.client = Client(self.cluster, set_as_default=False)
+        return self.client
+
+    def __exit__(self, *exc: Any) -> None:
+        from .external import terminate_all
+
+        if self.cluster is not None:
+            # Cancelled tasks keep running in the in-process workers: stop their programs.
+            stopped = terminate_all()
+            if stopped:
+                logger.warning("terminated %d running trial program(s)", stopped)
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# -- status, list, plot, export ----------------------------------------------------------------
+
+
+def _load(path: str) -> Any:
+    from . import load_experiment
+
+    if not os.path.exists(path):
+        raise UsageError(f"no experiment stored at {path!r}")
+    try:
+        return load_experiment(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"{path!r} is not a daskhpo history ({type(exc).__name__}: {exc})") from None
+
+
+def _fmt(value: Any) -> str:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _table(ds: Any, trials: Sequence[int], params: Sequence[str]) -> str:
+    columns = ["trial", "status", "objective", *params, "duration"]
+    rows = [columns]
+    for trial in trials:
+        row = ds.sel(trial=trial)
+        rows.append([str(trial), str(row["status"].item()), _fmt(row["objective"].values),
+                     *(_fmt(row[p].values) for p in params), _fmt(row["duration"].values)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows)
+
+
+def _print_status(ds: Any, rows: int = 5) -> None:
+    import numpy as np
+
+    space = json.loads(ds.attrs.get("space", "{}"))
+    params = [p for p in space if p in ds]
+    n = ds.sizes.get("trial", 0)
+    print(f"experiment {ds.attrs.get('name', '?')!r}: {n} trials, algorithm {ds.attrs.get('algorithm', '?')}")
+    if n == 0:
+        return
+    statuses, counts = np.unique(ds["status"].values.astype(str), return_counts=True)
+    print("  " + ", ".join(f"{s}: {c}" for s, c in zip(statuses, counts)))
+    done = ds.where(ds["status"] == "completed", drop=True) if "completed" in statuses else None
+    if done is not None and done.sizes["trial"]:
+        best = int(done["trial"].values[int(np.nanargmin(done["objective"].values))])
+        row = ds.sel(trial=best)
+        values = ", ".join(f"{p}={_fmt(row[p].values)}" for p in params)
+        print(f"best: trial {best}, objective {_fmt(row['objective'].values)} ({values})")
+        order = done["trial"].values[np.argsort(done["objective"].values, kind="stable")][:rows]
+        print(f"\nbest {len(order)} trials:\n{_table(ds, [int(t) for t in order], params)}")
+    last = [int(t) for t in ds["trial"].values[-rows:]]
+    print(f"\nlast {len(last)} trials:\n{_table(ds, last, params)}")
+    errors = [t for t in last if str(ds.sel(trial=t)["status"].item()) not in ("completed", "pruned")]
+    for t in errors[-1:]:
+        error = str(ds.sel(trial=t)["error"].item()).strip()
+        marker = "CommandFailed: "
+        lines = (error[error.rindex(marker) + len(marker):] if marker in error else error).splitlines()
+        print(f"\ntrial {t} ({ds.sel(trial=t)['status'].item()}):\n  " + "\n  ".join(lines[-6:]))
+
+
+def _status(args: argparse.Namespace) -> int:
+    experiment = _load(args.path)
+    _print_status(experiment.history, rows=args.rows)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    if not os.path.isdir(args.directory):
+        raise UsageError(f"{args.directory!r} is not a directory")
+    found = 0
+    for entry in sorted(os.listdir(args.directory)):
+        path = os.path.join(args.directory, entry)
+        if not entry.endswith(".nc") or not os.path.isfile(path):
+            continue
+        try:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                if "space" not in ds.attrs:
+                    continue
+                name, n = ds.attrs.get("name", "?"), ds.sizes.get("trial", 0)
+        except (OSError, ValueError):
+            continue
+        experiment = _load(path)  # with the journal: trials since the last snapshot
+        ds = experiment.history
+        n = ds.sizes.get("trial", 0)
+        completed = int((ds["status"] == "completed").sum()) if n else 0
+        best = experiment.best
+        best_text = "-" if best is None else f"{best['objective']:.6g}"
+        print(f"{entry}  name={name!r}  trials={n}  completed={completed}  best={best_text}")
+        found += 1
+    if not found:
+        print(f"no experiment in {args.directory}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    kind = args.kind.replace("-", "_")
+    if kind not in PLOTS:
+        raise UsageError(f"unknown plot {args.kind!r}; choose one of {', '.join(PLOTS)}")
+    experiment = _load(args.path)
+    from . import plot as plots
+
+    try:
+        obj = getattr(plots, kind)(experiment)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = args.output or f"{kind}.html"
+    plots.save_html(obj, out, title=f"{experiment.name}: {kind}")
+    print(out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    experiment = _load(args.path)
+    from .callbacks import export_tensorboard
+
+    n = export_tensorboard(experiment, args.logdir)
+    print(f"wrote {n} trials to {args.logdir} (tensorboard --logdir {args.logdir})")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve_history
 
     try:
         dashboard = serve_history(args.path, port=args.port, address=args.address, interval=args.interval)
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
-        print(f"daskhpo dashboard: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print(f"daskhpo dashboard of {args.path} at {dashboard.url}  (Ctrl-C to stop)", flush=True)

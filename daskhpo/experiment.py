@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import xarray as xr
@@ -22,7 +22,7 @@ from .records import ReportRecord, TrialRecord, TrialStarted
 from .results import RESERVED
 from .space import Dimension, Space
 
-__all__ = ["Experiment", "build_experiment", "load_experiment"]
+__all__ = ["Experiment", "build_experiment", "create_experiment", "load_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class Experiment:
         self._subscribers: list[Callable[[TrialRecord], None]] = []
         self._publish_lock = threading.Lock()
         self._dashboard = None
+        #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
+        self.max_trials: int | None = None
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -251,6 +253,8 @@ class Experiment:
         max_broken: int = 3,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
+        progress: bool | None = None,
+        callbacks: Sequence[Callable[[dict], Any]] | None = None,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -263,8 +267,9 @@ class Experiment:
             of ``{"name", "type", "value"}`` dicts with one entry of type ``"objective"``.
         max_trials : int, optional
             Finished (completed or pruned) trials in the whole experiment, stored ones
-            included.  Without it the search runs until the optimizer is exhausted (or
-            Ctrl-C).
+            included.  Default: the experiment's ``max_trials`` (see
+            :func:`create_experiment`); without either the search runs until the
+            optimizer is exhausted (or Ctrl-C).
         client : distributed.Client, optional
             Default: the client of :meth:`tmp_executor`, else the current Dask client, else
             a :class:`~distributed.LocalCluster` started and closed for this call.
@@ -288,6 +293,12 @@ class Experiment:
         dashboard : bool or int, default False
             Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
             URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
+        progress : bool, optional
+            A progress bar (tqdm; see :mod:`daskhpo.progress`).  ``None``: only when
+            standard error is a terminal or in a notebook; ``True``: always; ``False``: never.
+        callbacks : list of callables, optional
+            Each receives every finished trial's record (a dict; see
+            :func:`daskhpo.progress.attach`), e.g. :class:`daskhpo.callbacks.TensorBoard`.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -299,7 +310,7 @@ class Experiment:
         clash = sorted(set(fn_kwargs) & set(self.space))
         if clash:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
-        self._check_writable(max_trials)
+        max_trials = self._check_writable(max_trials)
         if self._budget(max_trials) == 0:
             return self
         with _client_for(client or self._client) as dask_client:
@@ -311,14 +322,19 @@ class Experiment:
                 board = self.dashboard(0 if dashboard is True else int(dashboard))
                 board.dask_link = dask_link(dask_client)
                 logger.info("%s: live dashboard at %s", self.name, board.url)
-            self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken)
+            self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
+                     progress=progress, callbacks=callbacks)
         return self
 
-    def _check_writable(self, max_trials: int | None) -> None:
+    def _check_writable(self, max_trials: int | None) -> int | None:
+        """``max_trials``, or the experiment's default, once checked."""
         if self.read_only:
             raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if max_trials is None:
+            max_trials = self.max_trials
         if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
             raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+        return max_trials
 
     def _budget(self, max_trials: int | None) -> int | None:
         return None if max_trials is None else max(max_trials - self._history.finished, 0)
@@ -331,6 +347,8 @@ class Experiment:
         n_workers: int | None = None,
         retries: int = 1,
         max_broken: int = 3,
+        progress: bool | None = False,
+        callbacks: Sequence[Callable[[dict], Any]] | None = None,
     ) -> Experiment:
         """Run trials on any executor until ``max_trials`` trials have finished.
 
@@ -340,23 +358,29 @@ class Experiment:
         Parameters
         ----------
         executor : daskhpo.engine.Executor
-        max_trials, n_workers, retries, max_broken
-            As for :meth:`workon`.
+        max_trials, n_workers, retries, max_broken, progress, callbacks
+            As for :meth:`workon` (``progress`` defaults to off here).
 
         Returns
         -------
         Experiment
             ``self``, for chaining.
         """
-        self._check_writable(max_trials)
+        from .progress import attach
+
+        max_trials = self._check_writable(max_trials)
         budget = self._budget(max_trials)
         if budget == 0:
             return self
+        if n_workers is None:
+            n_workers = executor.slots()
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
         self._next_id = self._history.next_trial_id
-        logger.info("%s: running up to %s more trials", self.name, budget)
+        logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
         try:
-            engine.run(self._suggest, self._record, budget, on_report=self._on_report, on_start=self._on_start)
+            with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
+                        done=self._history.finished, n_workers=n_workers):
+                engine.run(self._suggest, self._record, budget, on_report=self._on_report, on_start=self._on_start)
         finally:
             self._history.snapshot()
         return self
@@ -399,10 +423,12 @@ def _client_for(client: Any) -> Iterator[Any]:
     from distributed import Client, LocalCluster, default_client
 
     try:
-        yield default_client()
+        current = default_client()
+    except ValueError:  # no client: not an error of the block below
+        current = None
+    if current is not None:
+        yield current
         return
-    except ValueError:
-        pass
     logger.info("No Dask client: starting a LocalCluster for this run")
     with LocalCluster() as cluster, Client(cluster) as local:
         yield local
@@ -512,6 +538,56 @@ def build_experiment(
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     _replay(optimizer, history)
     return Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+
+
+def create_experiment(
+    name: str,
+    space: Mapping[str, str | Dimension] | Space,
+    algorithm: Any = "random",
+    *,
+    max_trials: int | None = None,
+    storage: str | os.PathLike | None = None,
+    seed: int | None = None,
+    algorithms: Any = None,
+    **kwargs: Any,
+) -> Experiment:
+    """Like :func:`build_experiment`, with a default ``max_trials`` (as ``orion.client``).
+
+    Parameters
+    ----------
+    name, space, algorithm, storage, seed
+        As in :func:`build_experiment`.
+    max_trials : int, optional
+        The default of :meth:`Experiment.workon`'s ``max_trials``.
+    algorithms : str or dict, optional
+        Orion's spelling: ``"random"`` or ``{"tpe": {config}}`` (a ``seed`` in the
+        configuration is the experiment's ``seed``); overrides ``algorithm``.
+    **kwargs
+        Passed to :func:`build_experiment` (``snapshot_interval``).
+
+    Examples
+    --------
+    >>> experiment = create_experiment(name="dask", max_trials=200, space={"x": "uniform(0, 1)"})
+    >>> experiment.max_trials
+    200
+    """
+    if algorithms is not None:
+        if isinstance(algorithms, Mapping):
+            if len(algorithms) != 1:
+                raise ValueError(f"algorithms must name one algorithm, got {dict(algorithms)!r}")
+            ((algo_name, algo_config),) = algorithms.items()
+            algo_config = dict(algo_config or {})
+            if "seed" in algo_config:  # Orion puts the seed in the algorithm's configuration
+                config_seed = algo_config.pop("seed")
+                seed = config_seed if seed is None else seed
+            algorithm = (algo_name, algo_config)
+        else:
+            algorithm = algorithms
+    if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+        raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+    experiment = build_experiment(name, space, algorithm, storage=storage, seed=seed, **kwargs)
+    experiment.max_trials = max_trials
+    return experiment
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:

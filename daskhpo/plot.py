@@ -955,3 +955,94 @@ class PlotAccessor:
     def save(obj: Model, path: str | os.PathLike, **kwargs: Any) -> str:
         """See :func:`daskhpo.plot.save_html`."""
         return save_html(obj, path, **kwargs)
+
+
+# -- showing: .show(), .save(path) and inline display in Jupyter --------------------------------
+
+#: BokehJS for inline notebook display: "cdn" (small outputs; the browser loads BokehJS from
+#: cdn.bokeh.org) or "inline" (works offline; about 1.5 MB per displayed plot)
+NOTEBOOK_RESOURCES = "cdn"
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _show(self: Any) -> str | None:
+    """Display the plot: inline in a notebook, else in a web browser (from a temporary HTML file).
+
+    Returns the path of the HTML file opened, or ``None`` in a notebook.
+    """
+    if _in_notebook():
+        from IPython.display import display  # type: ignore[import-not-found]
+
+        display(self)
+        return None
+    import tempfile
+    import webbrowser
+
+    fd, path = tempfile.mkstemp(prefix="daskhpo-", suffix=".html")
+    os.close(fd)
+    save_html(self, path)
+    webbrowser.open("file://" + os.path.abspath(path))
+    return path
+
+
+def _save(self: Any, path: str | os.PathLike, **kwargs: Any) -> str:
+    """Write the plot to a standalone HTML file (see :func:`save_html`); returns the path."""
+    return save_html(self, path, **kwargs)
+
+
+def _repr_mimebundle_(self: Any, include: Any = None, exclude: Any = None) -> dict[str, str]:
+    """Jupyter's rich display: the plot in an ``<iframe>`` (no ``output_notebook()`` needed)."""
+    import html
+
+    from bokeh.embed import file_html
+    from bokeh.resources import CDN, INLINE
+
+    page = file_html(self, INLINE if NOTEBOOK_RESOURCES == "inline" else CDN, "daskhpo")
+    width = (getattr(self, "width", None) or 900) + 40
+    height = (getattr(self, "height", None) or 420) + 40
+    frame = (
+        f'<iframe srcdoc="{html.escape(page, quote=True)}" style="border:none" '
+        f'width="{width}" height="{height}" sandbox="allow-scripts"></iframe>'
+    )
+    return {"text/html": frame, "text/plain": f"<daskhpo plot {type(self).__name__}: .show(), .save(path)>"}
+
+
+def displayable(obj: Any) -> Any:
+    """Give a Bokeh object ``.show()``, ``.save(path)`` and inline display in Jupyter.
+
+    The object stays the same Bokeh object (``bokeh.io.show(obj)``, embedding and
+    ``select`` work as before); the three methods are set on this instance only.
+    """
+    import types
+
+    for name, method in (("show", _show), ("save", _save), ("_repr_mimebundle_", _repr_mimebundle_)):
+        # Bokeh models refuse unknown attributes through their __setattr__; these are not
+        # properties (never serialized), only methods of this Python object.
+        object.__setattr__(obj, name, types.MethodType(method, obj))
+    return obj
+
+
+def _displayable_result(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return displayable(fn(*args, **kwargs))
+
+    return wrapper
+
+
+regret = _displayable_result(regret)
+partial_dependencies = _displayable_result(partial_dependencies)
+parallel_coordinates = _displayable_result(parallel_coordinates)
+importance = _displayable_result(importance)
+timeline = _displayable_result(timeline)
+intermediate = _displayable_result(intermediate)

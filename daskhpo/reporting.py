@@ -34,7 +34,7 @@ from typing import Any
 
 from .results import InvalidResult, _number
 
-__all__ = ["TrialPruned", "report", "load_checkpoint", "trial_context"]
+__all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "trial_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,12 @@ def report(step: float, objective: float | None = None, *, checkpoint: Any = Non
         ctx.worker.log_event(
             ctx.topic, {"trial": ctx.trial, "key": ctx.key, "worker": ctx.address, "step": step, "values": values}
         )
+
+
+def current_trial() -> int | None:
+    """The id of the trial running in this thread, or ``None`` outside a daskhpo trial."""
+    ctx = _CURRENT.get()
+    return None if ctx is None else ctx.trial
 
 
 def load_checkpoint() -> Any:

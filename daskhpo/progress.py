@@ -1,0 +1,179 @@
+"""A progress bar for :meth:`daskhpo.Experiment.workon`, and the wiring of callbacks.
+
+:class:`ProgressBar` is a subscriber of the experiment (fed each finished trial's record); it
+draws a `tqdm <https://tqdm.github.io>`_ bar (``tqdm.auto``: a text bar in a terminal, a
+widget in a notebook) with the finished trials against ``max_trials``, the trials in
+flight, the broken ones, the best objective so far and tqdm's ETA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .records import FINISHED, ReportRecord, TrialRecord
+
+__all__ = ["ProgressBar", "interactive", "attach", "as_callback_dict"]
+
+logger = logging.getLogger(__name__)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def interactive() -> bool:
+    """Whether a person is likely watching: standard error is a terminal, or a notebook runs this."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty or _in_notebook()
+
+
+class ProgressBar:
+    """A tqdm bar fed with finished trials.
+
+    Parameters
+    ----------
+    total : int, optional
+        ``max_trials`` (finished trials of the whole experiment); ``None`` for a bar
+        without an end.
+    done : int, default 0
+        Trials finished before this run (a resumed experiment).
+    n_workers : int, default 1
+        Trials kept in flight, shown as ``running`` while trials remain.
+    best : float, optional
+        The best objective before this run.
+    file : file, optional
+        Where to draw (default: standard error).
+    **tqdm_kwargs
+        Passed to ``tqdm.auto.tqdm``.
+    """
+
+    def __init__(
+        self,
+        total: int | None = None,
+        *,
+        done: int = 0,
+        n_workers: int = 1,
+        best: float | None = None,
+        file: Any = None,
+        **tqdm_kwargs: Any,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        self.total = total
+        self.finished = done
+        self.broken = 0
+        self.n_workers = n_workers
+        self.best = math.inf if best is None else best
+        tqdm_kwargs.setdefault("unit", "trial")
+        tqdm_kwargs.setdefault("dynamic_ncols", True)
+        self.bar = tqdm(total=total, initial=done, file=file, **tqdm_kwargs)
+        self._refresh()
+
+    @property
+    def running(self) -> int:
+        """Trials in flight (the engine keeps ``n_workers`` of them while trials remain)."""
+        if self.total is None:
+            return self.n_workers
+        return max(0, min(self.n_workers, self.total - self.finished))
+
+    def _refresh(self) -> None:
+        best = "-" if not math.isfinite(self.best) else f"{self.best:.4g}"
+        self.bar.set_postfix_str(f"running={self.running} broken={self.broken} best={best}", refresh=True)
+
+    def __call__(self, record: TrialRecord) -> None:
+        """Take one finished trial's record."""
+        if record.status in FINISHED:
+            self.finished += 1
+            self.bar.update(1)
+            if record.ok:
+                self.best = min(self.best, float(record.objective))
+        else:
+            self.broken += 1
+        self._refresh()
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self._refresh()
+        self.bar.close()
+
+
+def as_callback_dict(record: TrialRecord, reports: Sequence[ReportRecord]) -> dict[str, Any]:
+    """What a callback receives: the record's fields (same names), plus ``reports``.
+
+    ``reports`` is the trial's ``(step, values)`` intermediate reports in step order.
+    """
+    data = dataclasses.asdict(record)
+    data["reports"] = [(r.step, dict(r.values)) for r in reports]
+    return data
+
+
+class _Callback:
+    """A user callback as a subscriber: a plain-data copy of the record, with its reports."""
+
+    def __init__(self, experiment: Any, fn: Callable[[dict], Any]) -> None:
+        self.experiment, self.fn = experiment, fn
+
+    def __call__(self, record: TrialRecord) -> None:
+        self.fn(as_callback_dict(record, self.experiment.reports(record.trial)))
+
+
+@contextlib.contextmanager
+def attach(
+    experiment: Any,
+    *,
+    progress: bool | None,
+    callbacks: Sequence[Callable[[dict], Any]] | None,
+    total: int | None,
+    done: int,
+    n_workers: int,
+) -> Iterator[None]:
+    """Subscribe a progress bar and callbacks to ``experiment`` for the enclosed run.
+
+    Each callback receives a copy of each finished trial's record, with ``reports`` (the
+    trial's ``(step, values)`` intermediate reports) added; a callback that raises is
+    logged and the run goes on.  Callbacks with a ``close()`` method are closed at the end.
+    """
+    callbacks = list(callbacks or [])
+    for fn in callbacks:
+        if not callable(fn):
+            raise TypeError(f"callbacks must be callables receiving a trial record, got {fn!r}")
+    if progress not in (None, True, False):
+        raise ValueError(f"progress must be None, True or False, got {progress!r}")
+    added: list[Callable[[dict], None]] = [_Callback(experiment, fn) for fn in callbacks]
+    bar = None
+    if progress or (progress is None and interactive()):
+        best = experiment.best
+        bar = ProgressBar(
+            total, done=done, n_workers=n_workers, best=None if best is None else best["objective"],
+            desc=experiment.name or "trials",
+        )
+        added.append(bar)
+    unsubscribes = [experiment.subscribe(listener) for listener in added]
+    try:
+        yield
+    finally:
+        for unsubscribe in unsubscribes:
+            unsubscribe()
+        if bar is not None:
+            bar.close()
+        for fn in callbacks:
+            close = getattr(fn, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    logger.exception("closing callback %r failed", fn)
