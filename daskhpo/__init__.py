@@ -7,8 +7,7 @@
 >>> experiment.best                                            # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402

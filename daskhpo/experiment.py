@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from . import __version__
+from ._version import __version__
 from .checkpoints import CheckpointStore
 from .engine import DaskExecutor, Engine, Executor, Planned
 from .history import History, read_history
@@ -79,6 +79,16 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
+        state = dict(self.__dict__)
+        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._publish_lock = threading.Lock()
 
     # -- results -----------------------------------------------------------------------
     @property

@@ -139,6 +139,16 @@ class History:
         if self.path is not None:
             self.snapshot()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled history is a read-only copy: no lock, no journal writer.
+        state = dict(self.__dict__)
+        state["_lock"], state["_journal"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def _add(self, event: Event) -> Event:
         if event.seq < 0:
             event = event.replace(seq=self._next_seq)
@@ -215,14 +225,14 @@ class History:
         with self._lock:
             record = self._log(record)
             self._dataset = None
-            due = self.path is not None and time.monotonic() - self._last_snapshot > self.snapshot_interval
+            due = self._journal is not None and time.monotonic() - self._last_snapshot > self.snapshot_interval
         if due:
             self.snapshot()
         return record
 
     def snapshot(self) -> None:
         """Write the whole history to the storage path atomically, then empty the journal."""
-        if self.path is None:
+        if self._journal is None:  # in memory, or a read-only copy
             return
         with self._lock:
             tmp = f"{self.path}.tmp-{os.getpid()}"

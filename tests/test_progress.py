@@ -8,6 +8,7 @@ import math
 import pytest
 
 import daskhpo
+from daskhpo.records import TrialRecord
 from daskhpo.progress import ProgressBar
 
 
@@ -21,9 +22,9 @@ def objective(x):
 def test_bar_counts_finished_broken_and_best():
     out = io.StringIO()
     bar = ProgressBar(10, done=2, n_workers=4, best=0.5, file=out, mininterval=0)
-    bar({"status": "completed", "objective": 0.25})
-    bar({"status": "broken", "objective": math.nan})
-    bar({"status": "pruned", "objective": 0.1})  # pruned: counted, not a best
+    bar(TrialRecord(0, {}, "completed", 0.25))
+    bar(TrialRecord(1, {}, "broken", math.nan))
+    bar(TrialRecord(2, {}, "pruned", 0.1))  # pruned: counted, not a best
     assert (bar.finished, bar.broken, bar.best, bar.running) == (4, 1, 0.25, 4)
     bar.close()
     text = out.getvalue()

@@ -1,0 +1,124 @@
+"""The package's shape: no import cycle, and layers above the experiment use its public API."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "daskhpo"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_package(name: str) -> bool:
+    return (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()
+
+
+def exists(name: str) -> bool:
+    return is_package(name) or (PACKAGE.parent / (name.replace(".", "/") + ".py")).exists()
+
+
+class _Imports(ast.NodeVisitor):
+    """Every daskhpo module a module imports at run time (``if TYPE_CHECKING:`` excluded)."""
+
+    def __init__(self, name: str, package: str) -> None:
+        self.name, self.package, self.found = name, package, set()
+
+    def visit_If(self, node: ast.If) -> None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found.update(a.name for a in node.names if a.name.split(".")[0] == "daskhpo")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            base = self.package.split(".")
+            base = base[: len(base) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        if target.split(".")[0] != "daskhpo":
+            return
+        for alias in node.names:  # `from . import plot` imports the module daskhpo.plot
+            sub = f"{target}.{alias.name}"
+            self.found.add(sub if exists(sub) else target)
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        visitor = _Imports(name, package)
+        visitor.visit(ast.parse(path.read_text()))
+        graph[name] = {m for m in visitor.found if m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_the_graph_sees_imports():
+    graph = import_graph()
+    assert "daskhpo.records" in graph["daskhpo.history"]
+    assert "daskhpo.engine.executor" in graph["daskhpo.engine.loop"]
+    assert "daskhpo.plot" in graph["daskhpo.dashboard"]  # `from . import plot as _plot`
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_import_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_layers_depend_downwards():
+    """Storage knows records, not optimizers; the engine knows no algorithm; optimizers no Dask."""
+    graph = import_graph()
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    assert graph["daskhpo.records"] == set()
+    for store in ("daskhpo.history", "daskhpo.journal"):
+        assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.engine", "daskhpo.experiment")) for m in reach(store))
+    engine = {m for m in graph if m.startswith("daskhpo.engine")}
+    for module in engine:
+        assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.experiment")) for m in reach(module)), module
+    for module in (m for m in graph if m.startswith("daskhpo.optimizers")):
+        assert not any(m.startswith(("daskhpo.engine", "daskhpo.history", "daskhpo.experiment")) for m in reach(module)), module
+    for viz in ("daskhpo.plot", "daskhpo.dashboard"):
+        assert "daskhpo.experiment" not in reach(viz)
+
+
+def test_viz_and_tools_use_no_private_attribute_of_the_experiment():
+    for name in ("plot", "dashboard", "cli", "progress", "callbacks", "sklearn", "external"):
+        source = (PACKAGE / f"{name}.py").read_text()
+        for private in ("._history", "._client", "._checkpoints", "._subscribers", "._next_id"):
+            assert private not in source, (name, private)
