@@ -8,8 +8,8 @@ import math
 import pytest
 
 import daskhpo
-from daskhpo.records import TrialRecord
 from daskhpo.progress import ProgressBar
+from daskhpo.records import TrialRecord
 
 
 def objective(x):
