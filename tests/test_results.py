@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from daskhpo.results import InvalidResult, parse_result
+from daskhpo.results import RESERVED, InvalidResult, parse_result
 
 
 def test_number_dict_and_list_results():
@@ -215,9 +215,7 @@ def test_well_formed_results_are_read_exactly(objective, metrics):
     expected_ok = all(
         not isinstance(v, np.ndarray) or v.size == 1 for v in [objective, *metrics.values()]
     ) and all(_fits_float(v) for v in [objective, *metrics.values()] if isinstance(v, int))
-    names_ok = all(n not in params and n not in ("trial", "step", "status", "worker", "error", "gpu",
-                   "started", "ended", "submitted", "duration", "attempts", "parent",
-                   "checkpoint_from", "last_step") and not n.startswith("reported_") for n in metrics)
+    names_ok = all(n not in params and n not in RESERVED and not n.startswith("reported_") for n in metrics)
     if not (expected_ok and names_ok):
         with pytest.raises(InvalidResult):
             parse_result(value, params=params)
