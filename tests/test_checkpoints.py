@@ -94,7 +94,7 @@ def test_bad_policies_are_refused_by_name(keep, n_best):
         CheckpointStore(None, keep=keep, n_best=n_best)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(os.environ.get("DASKHPO_HYPOTHESIS_EXAMPLES", 60)), deadline=None)
 @given(
     ids=st.sets(st.integers(0, 30), max_size=12),
     needed=st.sets(st.integers(0, 35), max_size=6),
@@ -115,4 +115,4 @@ def test_needed_checkpoints_always_survive_and_the_policy_is_exact(ids, needed, 
         scored = sorted((objectives[i], i) for i in ids if math.isfinite(objectives[i]))
         assert survivors == (needed & ids) | {i for _, i in scored[:n_best]}
     else:
-        assert survivors == (needed & ids) | set(sorted(ids)[len(ids) - keep :] if keep else [])
+        assert survivors == (needed & ids) | set(sorted(ids)[-keep:] if keep else [])
