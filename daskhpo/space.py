@@ -126,6 +126,13 @@ class Dimension:
             prior = str(self)
             raise self._error(f"default_value={_show(default)} is not in {prior}")
 
+    def _unit(self, u: Any) -> float:
+        """A coordinate of the unit interval, clamped; ``ValueError`` for NaN or non-numbers."""
+        x = _as_float(u)
+        if x is None or math.isnan(x):
+            raise self._error(f"unit-interval coordinate {_show(u)} is not a number in [0, 1]")
+        return min(max(x, 0.0), 1.0)
+
     def _options(self) -> str:
         if self.default_value is None:
             return ""
@@ -240,6 +247,7 @@ class Real(Dimension):
         return float(special.ndtr((x - self.low) / self.high))
 
     def from_unit(self, u: float) -> float:
+        u = self._unit(u)
         if self.prior == "uniform":
             x = self.low + u * (self.high - self.low)
         elif self.prior == "loguniform":
@@ -326,6 +334,7 @@ class Integer(Dimension):
         return min(max((x - lo) / (hi - lo), 0.0), 1.0)
 
     def from_unit(self, u: float) -> int:
+        u = self._unit(u)
         lo, hi = self._edges()
         x = lo + u * (hi - lo)
         if self.is_log:
@@ -435,6 +444,7 @@ class Categorical(Dimension):
         return float((lo + self._cdf[i]) / 2)
 
     def from_unit(self, u: float) -> Any:
+        u = self._unit(u)
         i = int(np.searchsorted(self._cdf, u, side="right"))
         return self.choices[min(i, len(self.choices) - 1)]
 
@@ -495,6 +505,7 @@ class Fidelity(Dimension):
         return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
 
     def from_unit(self, u: float) -> Any:
+        u = self._unit(u)
         x = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         return self.cast(min(max(x, self.low), self.high))
 
@@ -720,10 +731,12 @@ class Space(Mapping[str, Dimension]):
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check a configuration; return it with values cast to their types."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"a configuration is a dict of parameter -> value, got {_show(params)}")
         missing = [n for n in self._dims if n not in params]
         extra = [n for n in params if n not in self._dims]
         if missing or extra:
-            raise ValueError(f"configuration {dict(params)!r}: missing {missing}, unknown {extra}")
+            raise ValueError(f"configuration {_show(dict(params))}: missing {missing}, unknown {extra}")
         return {n: d.validate(params[n]) for n, d in self._dims.items()}
 
     def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
@@ -734,7 +747,4 @@ class Space(Mapping[str, Dimension]):
         """Map a point of the unit cube to a valid configuration."""
         if len(point) != len(self._dims):
             raise ValueError(f"point has {len(point)} coordinates, the space {len(self._dims)}")
-        return {
-            n: d.from_unit(float(min(max(u, 0.0), 1.0)))
-            for (n, d), u in zip(self._dims.items(), point)
-        }
+        return {n: d.from_unit(u) for (n, d), u in zip(self._dims.items(), point)}

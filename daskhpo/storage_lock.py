@@ -65,6 +65,8 @@ class StorageLocked(RuntimeError):
                 f"host {h.get('host', '?')!s}, pid {h.get('pid', '?')!s}, since {h.get('since', '?')!s}"
                 f" (command: {h.get('command', '?')!s})"
             )
+            if h.get("host") == socket.gethostname() and h.get("pid") == os.getpid():
+                who += " -- this very process: close or release the other writer on this path first"
         else:
             who = "a process that has not (yet) recorded who it is"
         return (

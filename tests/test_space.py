@@ -254,6 +254,26 @@ def test_extreme_specs_raise_value_error_naming_the_parameter(spec, problem):
     assert len(str(info.value)) < 500
 
 
+@pytest.mark.parametrize("spec", SPECS)
+def test_from_unit_refuses_nan_naming_the_parameter_and_clamps_the_rest(spec):
+    dim = parse_dimension(spec, "knob")
+    for bad in (math.nan, np.float32("nan"), "0.5", None, 10**400):
+        with pytest.raises(ValueError, match="parameter 'knob': unit-interval coordinate"):
+            dim.from_unit(bad)
+    for u in (-math.inf, -1.0, 2.0, math.inf, np.float32(0.3), 1):
+        assert dim.contains(dim.from_unit(u))
+    space = Space({"knob": spec})
+    with pytest.raises(ValueError, match="parameter 'knob'"):
+        space.from_unit([math.nan])
+
+
+def test_space_validate_refuses_what_is_no_configuration():
+    space = Space({"x": "uniform(0, 1)"})
+    for bad in (None, [0.5], "x"):
+        with pytest.raises(ValueError, match="a configuration is a dict"):
+            space.validate(bad)
+
+
 def test_huge_values_in_messages_do_not_break_them():
     with pytest.raises(ValueError, match="parameter 'n'.*digits"):
         parse_dimension("randint(0, 10)", "n").validate(10**5000)

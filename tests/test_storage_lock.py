@@ -137,7 +137,7 @@ def test_a_second_lock_object_in_the_same_process_is_refused(tmp_path):
     first.acquire()
     first.acquire()  # idempotent for the holder itself
     try:
-        with pytest.raises(StorageLocked, match=f"pid {os.getpid()}"):
+        with pytest.raises(StorageLocked, match=f"pid {os.getpid()}.*this very process"):
             StorageLock(storage).acquire()
     finally:
         first.release()
