@@ -103,7 +103,7 @@ def test_loguniform_is_uniform_in_log_space():
 def test_weighted_choices_round_trip_whatever_the_weights():
     # 18% of random weight sets used to print probabilities that re-normalized one ulp off
     rng = np.random.default_rng(0)
-    for _ in range(2000):
+    for _ in range(500):
         weights = rng.choice([1, 2, 3, 7, 11, 13, 0.1, 0.3, 1e-3], size=rng.integers(2, 7))
         spec = "choices({" + ", ".join(f"'k{i}': {float(w)!r}" for i, w in enumerate(weights)) + "})"
         canonical = str(parse_dimension(spec, "c"))
