@@ -51,6 +51,25 @@ CONTENDER = textwrap.dedent(
 )
 
 
+RACER = textwrap.dedent(
+    """
+    import importlib.util, sys, time
+    spec = importlib.util.spec_from_file_location("storage_lock", sys.argv[2])
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    start = float(sys.argv[3])
+    while time.time() < start:
+        time.sleep(0.001)
+    try:
+        lock = mod.StorageLock(sys.argv[1]).acquire()
+    except mod.StorageLocked:
+        print("refused", flush=True)
+        sys.exit(0)
+    print("acquired", flush=True)
+    time.sleep(3)
+    """
+)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
@@ -166,3 +185,24 @@ def test_unreadable_sidecar_still_gives_a_clear_message(tmp_path):
         Path(f"{storage}.lock.json").write_text("{not json")
         with pytest.raises(StorageLocked, match="has not \\(yet\\) recorded who it is"):
             StorageLock(storage).acquire()
+
+
+def test_of_four_processes_starting_together_exactly_one_writes(tmp_path):
+    storage = tmp_path / "run.nc"
+    start = time.time() + 1.0
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(storage), MODULE, repr(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for _ in range(4)
+    ]
+    outcomes = []
+    for proc in racers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["acquired", "refused", "refused", "refused"]
