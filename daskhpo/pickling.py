@@ -157,14 +157,15 @@ def _parts(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f"attribute {key!r}", value
 
 
-def _culprit(obj: Any, depth: int = 0) -> list[str] | None:
+def _culprit(obj: Any, depth: int = 0, path: frozenset[int] = frozenset()) -> list[str] | None:
     """The path to the innermost part of ``obj`` that cannot be pickled, or ``None``."""
     if depth >= _MAX_DEPTH:
         return None
+    path = path | {id(obj)}
     for label, part in _parts(obj):
-        if _pickle_error(part) is None:
+        if id(part) in path or _pickle_error(part) is None:  # a recursive function: look elsewhere
             continue
-        deeper = _culprit(part, depth + 1)
+        deeper = _culprit(part, depth + 1, path)
         return [f"{label} ({_describe(part)})", *(deeper or [])]
     return None
 

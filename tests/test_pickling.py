@@ -33,6 +33,9 @@ def helper(x):
 def calls_helper(x):
     return helper(x) + 1
 
+def recursive(n):
+    return 1 if n <= 1 else n * recursive(n - 1) * (not LOCK.locked())
+
 def in_a_lambda(x):
     return (lambda: LOCK.locked())() or x
 
@@ -91,6 +94,7 @@ def _check(fn, **kwargs) -> UnpicklableObjective:
         ("objective", "global 'LOCK' (a _thread.lock)"),
         ("calls_helper", "global 'helper' (function helper) -> global 'LOCK' (a _thread.lock)"),
         ("in_a_lambda", "global 'LOCK' (a _thread.lock)"),
+        ("recursive", "global 'LOCK' (a _thread.lock)"),
         ("in_a_comprehension", "global 'LOCK' (a _thread.lock)"),
         ("via_a_dict", "global 'SETTINGS' (a dict) -> ['guard'] (a _thread.lock)"),
         ("with_default", "default of 'lock' (a _thread.lock)"),

@@ -51,6 +51,8 @@ def test_a_metric_named_like_a_parameter_is_refused_naming_the_clash():
         parse_result({"objective": 1.0, "x": 123.0}, params=["x", "y"])
     message = str(info.value)
     assert "'x'" in message and "parameter" in message and "nothing of it is stored" in message
+    with pytest.raises(InvalidResult, match="'x' has the name of a parameter"):
+        parse_result({"objective": 1.0, "x": 123.0}, params={"x": 0.5, "y": 1})  # the trial's params dict
     # the same result is fine for a space without x
     assert parse_result({"objective": 1.0, "x": 123.0}, params=["y"]) == (1.0, {"x": 123.0})
     listed = [{"name": "loss", "type": "objective", "value": 1}, {"name": "y", "type": "m", "value": 2}]
