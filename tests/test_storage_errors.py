@@ -57,3 +57,15 @@ def test_a_missing_file_is_not_corruption(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         open_snapshot(tmp_path / "nothing.nc")
     assert not isinstance(info.value, CorruptStorage)
+
+
+@pytest.mark.parametrize("error", [KeyError("Unable to synchronously open object"), RuntimeError("bad id")])
+def test_what_hdf5_raises_for_flipped_bytes_is_corrupt_storage_too(snapshot, monkeypatch, error):
+    # Flipping random bytes of a snapshot gives KeyError or RuntimeError from h5py (and, rarely,
+    # hangs HDF5): simulated here so that the test process stays safe.
+    def damaged(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(xr, "load_dataset", damaged)
+    with pytest.raises(CorruptStorage, match=type(error).__name__):
+        open_snapshot(snapshot)
