@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BOOKKEEPING", "RESERVED", "InvalidResult", "parse_result"]
+__all__ = ["BOOKKEEPING", "RESERVED", "RESERVED_PREFIXES", "InvalidResult", "name_problem", "parse_result"]
 
 #: bookkeeping variables of the history, one value per trial
 BOOKKEEPING = (
@@ -31,25 +31,91 @@ RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective", "report_order"
 
 
 class InvalidResult(ValueError):
-    """An objective returned something that is not a result."""
+    """An objective returned something that is not a result.
+
+    The engine records the trial as ``broken`` with this message; nothing is stored from it.
+    """
+
+
+#: prefixes of variable names the history derives from metric names (``reported_<metric>``
+#: holds a metric's intermediate reports); no metric may start with one
+RESERVED_PREFIXES = ("reported_",)
+
+_MAX_SHOWN = 120
+
+
+def _show(value: Any) -> str:
+    """A short ``repr`` that never raises (huge ints, broken ``__repr__``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an int of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
 def _number(name: str, value: Any) -> float:
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        value = value.reshape(()).item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
-        if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-            return float(value.reshape(()))
-        raise InvalidResult(f"metric {name!r} must be a real number, got {value!r}")
-    return float(value)
+        raise InvalidResult(f"metric {name!r} must be a real number, got {type(value).__name__} {_show(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidResult(
+            f"metric {name!r} is too large to be stored as a float64: {_show(value)}"
+        ) from None
 
 
-def parse_result(value: Any) -> tuple[float, dict[str, float]]:
+def name_problem(name: str, params: Collection[str] = ()) -> str | None:
+    """Why ``name`` cannot be a metric of a history, or ``None`` when it can.
+
+    Parameters
+    ----------
+    name : str
+        The metric name.
+    params : collection of str
+        The space's parameter names: a metric may not take one (it would overwrite the
+        parameter's values).
+    """
+    if name in params:
+        return f"metric {name!r} has the name of a parameter of the space"
+    if name in RESERVED:
+        return f"metric {name!r} has a name reserved by the history ({sorted(RESERVED)})"
+    for prefix in RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"metric {name!r} starts with {prefix!r}, reserved for intermediate reports"
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        return f"metric name {name!r} cannot be stored (empty, '.', '..', or contains '/' or NUL)"
+    return None
+
+
+def _name(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return str(key)
+    raise InvalidResult(f"metric names must be strings, got {type(key).__name__} {_show(key)}")
+
+
+def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[str, float]]:
     """Read an objective's return value.
 
-    Accepted: a number; a dict of metrics with the key ``"objective"``; or a list of
-    ``{"name", "type", "value"}`` dicts (Orion's format) with exactly one entry of type
-    ``"objective"``.
+    Accepted: a number (Python or numpy, or a one-element numeric array); a dict of metrics
+    with the key ``"objective"``; or a list of ``{"name", "type", "value"}`` dicts (Orion's
+    format) with exactly one entry of type ``"objective"``.
+
+    Parameters
+    ----------
+    value : object
+        What the objective returned.
+    params : collection of str, optional
+        The space's parameter names.  A metric named like a parameter is refused (it would
+        overwrite the parameter's values in the history), as are reserved names
+        (:data:`RESERVED`, :data:`RESERVED_PREFIXES`) and names that cannot be stored.
 
     Returns
     -------
@@ -61,36 +127,51 @@ def parse_result(value: Any) -> tuple[float, dict[str, float]]:
     Raises
     ------
     InvalidResult
-        With a message that says what was returned and what is expected.
+        With a message that says what was returned and what is expected, or which names
+        clash.  No other exception comes out of this function.
     """
     if isinstance(value, Mapping):
         if "objective" not in value:
-            raise InvalidResult(f"a dict result needs the key 'objective', got keys {sorted(map(str, value))}")
-        metrics = {str(k): _number(str(k), v) for k, v in value.items() if k != "objective"}
+            keys = sorted(_show(k) if not isinstance(k, str) else k for k in value)
+            raise InvalidResult(f"a dict result needs the key 'objective', got keys {keys}")
+        metrics: dict[str, float] = {}
+        for key, item in value.items():
+            if isinstance(key, str) and key == "objective":
+                continue
+            name = _name(key)
+            if name in metrics:
+                raise InvalidResult(f"metric {name!r} is given twice (as {_show(key)} and another key)")
+            metrics[name] = _number(name, item)
         objective = _number("objective", value["objective"])
     elif isinstance(value, (list, tuple)):
         objective, metrics, n_objectives = math.nan, {}, 0
         for entry in value:
             if not (isinstance(entry, Mapping) and {"name", "type", "value"} <= set(entry)):
                 raise InvalidResult(
-                    f"a list result holds {{'name', 'type', 'value'}} dicts, got {entry!r}"
+                    f"a list result holds {{'name', 'type', 'value'}} dicts, got {_show(entry)}"
                 )
-            number = _number(str(entry["name"]), entry["value"])
+            name = _name(entry["name"])
+            number = _number(name, entry["value"])
             if entry["type"] == "objective":
                 objective, n_objectives = number, n_objectives + 1
             else:
-                metrics[str(entry["name"])] = number
+                if name in metrics:
+                    raise InvalidResult(f"metric {name!r} is given twice in the list result")
+                metrics[name] = number
         if n_objectives != 1:
             raise InvalidResult(f"a list result needs exactly one entry of type 'objective', got {n_objectives}")
     else:
         try:
             objective, metrics = _number("objective", value), {}
-        except InvalidResult:
+        except InvalidResult as exc:
+            if "too large" in str(exc):
+                raise
             raise InvalidResult(
-                f"objective returned {type(value).__name__} {value!r}; expected a number, "
+                f"objective returned {type(value).__name__} {_show(value)}; expected a number, "
                 "a dict with key 'objective', or a list of {'name', 'type', 'value'} dicts"
             ) from None
-    clash = sorted(set(metrics) & RESERVED)
-    if clash:
-        raise InvalidResult(f"metric name(s) {clash} are reserved by the history")
+    params = frozenset(params)
+    problems = [p for p in (name_problem(n, params) for n in metrics) if p is not None]
+    if problems:
+        raise InvalidResult("; ".join(problems) + " (the trial is broken; nothing of it is stored)")
     return objective, metrics

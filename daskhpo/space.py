@@ -51,6 +51,49 @@ def _is_number(value: Any) -> bool:
     )
 
 
+#: integer values (bounds, choices) must fit the history's int64 variables
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: float64 has at most 17 significant decimal digits: more precision is no rounding
+_MAX_DIGITS = 17
+
+
+def _as_float(value: Any) -> float | None:
+    """``float(value)`` for a real number; ``None`` for anything else or one too large."""
+    if not _is_number(value):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return None
+
+
+def _is_finite_number(value: Any) -> bool:
+    x = _as_float(value)
+    return x is not None and math.isfinite(x)
+
+
+def _is_whole(value: Any) -> bool:
+    """Whether ``value`` is an integer, or a finite float with an integral value."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return True
+    return _is_finite_number(value) and float(value).is_integer()
+
+
+def _fits_int64(value: Any) -> bool:
+    return _INT64_MIN <= int(value) <= _INT64_MAX
+
+
+def _show(value: Any) -> str:
+    """A short ``repr`` for messages that never raises (huge ints, broken ``__repr__``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"<an int of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 class Dimension:
     """One named parameter of a search space.
 
@@ -79,7 +122,16 @@ class Dimension:
 
     def _check_default(self) -> None:
         if self.default_value is not None and not self.contains(self.default_value):
-            raise self._error(f"default_value={self.default_value!r} is not in {self}")
+            default, self.default_value = self.default_value, None  # describe the prior without it
+            prior = str(self)
+            raise self._error(f"default_value={_show(default)} is not in {prior}")
+
+    def _unit(self, u: Any) -> float:
+        """A coordinate of the unit interval, clamped; ``ValueError`` for NaN or non-numbers."""
+        x = _as_float(u)
+        if x is None or math.isnan(x):
+            raise self._error(f"unit-interval coordinate {_show(u)} is not a number in [0, 1]")
+        return min(max(x, 0.0), 1.0)
 
     def _options(self) -> str:
         if self.default_value is None:
@@ -109,7 +161,7 @@ class Dimension:
     def validate(self, value: Any) -> Any:
         """Return ``value`` cast to this dimension's type, or raise ``ValueError``."""
         if not self.contains(value):
-            raise self._error(f"{value!r} is not in {self}")
+            raise self._error(f"{_show(value)} is not in {self}")
         return self.cast(value)
 
     def cast(self, value: Any) -> Any:
@@ -154,21 +206,25 @@ class Real(Dimension):
         if prior not in ("uniform", "loguniform", "normal"):
             raise self._error(f"unknown real prior {prior!r}")
         if not (_is_number(low) and _is_number(high)):
-            raise self._error(f"{prior} bounds must be numbers, got {low!r}, {high!r}")
+            raise self._error(f"{prior} bounds must be numbers, got {_show(low)}, {_show(high)}")
+        if not (_is_finite_number(low) and _is_finite_number(high)):
+            raise self._error(f"{prior} bounds must be finite, got {_show(low)}, {_show(high)}")
         self.low, self.high = float(low), float(high)
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise self._error(f"{prior} bounds must be finite, got {low!r}, {high!r}")
         if prior == "normal":
             if self.high <= 0:
                 raise self._error(f"normal sigma must be positive, got {high!r}")
+            if not math.isfinite(abs(self.low) + 40 * self.high):
+                raise self._error(f"normal({low!r}, {high!r}) draws values beyond the float64 range")
         elif self.low >= self.high:
             raise self._error(f"low must be < high, got low={low!r}, high={high!r}")
+        elif prior == "uniform" and not math.isfinite(self.high - self.low):
+            raise self._error(f"uniform({low!r}, {high!r}) is wider than the float64 range")
         if prior == "loguniform" and self.low <= 0:
             raise self._error(f"loguniform bounds must be positive, got low={low!r}")
         if precision is not None and (
             not isinstance(precision, int) or isinstance(precision, bool) or precision < 1
         ):
-            raise self._error(f"precision must be a positive integer, got {precision!r}")
+            raise self._error(f"precision must be a positive integer, got {_show(precision)}")
         self.precision = precision
         self._check_default()
 
@@ -180,7 +236,7 @@ class Real(Dimension):
     def _round(self, x: float) -> float:
         if self.precision is None or x == 0 or not math.isfinite(x):
             return x
-        return float(f"{x:.{self.precision}g}")
+        return float(f"{x:.{min(self.precision, _MAX_DIGITS)}g}")
 
     def to_unit(self, value: Any) -> float:
         x = float(value)
@@ -191,6 +247,7 @@ class Real(Dimension):
         return float(special.ndtr((x - self.low) / self.high))
 
     def from_unit(self, u: float) -> float:
+        u = self._unit(u)
         if self.prior == "uniform":
             x = self.low + u * (self.high - self.low)
         elif self.prior == "loguniform":
@@ -212,9 +269,10 @@ class Real(Dimension):
         return [self._round(float(x)) for x in draws]
 
     def contains(self, value: Any) -> bool:
-        if not _is_number(value) or not math.isfinite(float(value)):
+        x = _as_float(value)
+        if x is None or not math.isfinite(x):
             return False
-        return self.prior == "normal" or self.low <= float(value) <= self.high
+        return self.prior == "normal" or self.low <= x <= self.high
 
     def cast(self, value: Any) -> float:
         return float(value)
@@ -247,8 +305,10 @@ class Integer(Dimension):
         if prior not in ("uniform", "loguniform"):
             raise self._error(f"unknown integer prior {prior!r}")
         for bound in (low, high):
-            if not _is_number(bound) or float(bound) != int(bound):
-                raise self._error(f"integer bounds must be whole numbers, got {low!r}, {high!r}")
+            if not _is_whole(bound):
+                raise self._error(f"integer bounds must be whole numbers, got {_show(low)}, {_show(high)}")
+            if not _fits_int64(bound):
+                raise self._error(f"integer bounds must fit in 64 bits, got {_show(low)}, {_show(high)}")
         self.low, self.high = int(low), int(high)
         if self.low >= self.high:
             raise self._error(f"low must be < high, got low={low!r}, high={high!r}")
@@ -274,6 +334,7 @@ class Integer(Dimension):
         return min(max((x - lo) / (hi - lo), 0.0), 1.0)
 
     def from_unit(self, u: float) -> int:
+        u = self._unit(u)
         lo, hi = self._edges()
         x = lo + u * (hi - lo)
         if self.is_log:
@@ -287,7 +348,7 @@ class Integer(Dimension):
         return int(draws) if size is None else [int(x) for x in draws]
 
     def contains(self, value: Any) -> bool:
-        return _is_number(value) and float(value) == int(value) and self.low <= value <= self.high
+        return _is_whole(value) and self.low <= int(value) <= self.high
 
     def cast(self, value: Any) -> int:
         return int(value)
@@ -318,8 +379,13 @@ class Categorical(Dimension):
         self.prior = "choices"
         if isinstance(choices, Mapping):
             values, weights = list(choices.keys()), list(choices.values())
-            if not all(_is_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-                raise self._error(f"choices probabilities must be non-negative numbers, got {weights!r}")
+            if not all(_is_finite_number(w) and w >= 0 for w in weights) or not (
+                0 < math.fsum(float(w) for w in weights) < math.inf
+            ):
+                raise self._error(
+                    f"choices probabilities must be finite non-negative numbers with a positive sum, "
+                    f"got {_show(weights)}"
+                )
             self._weighted = True
         elif isinstance(choices, (list, tuple)):
             values, weights = list(choices), [1.0] * len(choices)
@@ -330,13 +396,21 @@ class Categorical(Dimension):
             raise self._error("choices needs at least one value")
         for v in values:
             if not isinstance(v, (str, int, float, bool, type(None))):
-                raise self._error(f"choice {v!r} is not a literal (str, number, bool or None)")
+                raise self._error(f"choice {_show(v)} is not a literal (str, number, bool or None)")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise self._error(f"choice {v!r} is not a finite number")
+            if isinstance(v, int) and not _fits_int64(v):
+                raise self._error(f"choice {_show(v)} does not fit in 64 bits")
         keys = [repr(v) for v in values]
         if len(set(keys)) != len(keys):
             raise self._error(f"choices are not unique: {values!r}")
         self.choices = values
-        total = float(sum(weights))
-        self.probabilities = np.asarray(weights, dtype=float) / total
+        total = math.fsum(float(w) for w in weights)
+        self.probabilities = np.asarray([float(w) for w in weights], dtype=float)
+        # Weights that already are probabilities are kept as given: dividing them by a sum
+        # one ulp off 1 would change them, and the canonical string would not round-trip.
+        if abs(total - 1.0) > 1e-9:
+            self.probabilities = self.probabilities / total
         self._cdf = np.cumsum(self.probabilities)
         self._cdf[-1] = 1.0
         self._index = dict(zip(keys, range(len(values))))
@@ -361,7 +435,7 @@ class Categorical(Dimension):
         """Position of ``value`` among the choices."""
         key = repr(self.cast(value))
         if key not in self._index:
-            raise self._error(f"{value!r} is not one of {self.choices!r}")
+            raise self._error(f"{_show(value)} is not one of {_show(self.choices)}")
         return self._index[key]
 
     def to_unit(self, value: Any) -> float:
@@ -370,13 +444,14 @@ class Categorical(Dimension):
         return float((lo + self._cdf[i]) / 2)
 
     def from_unit(self, u: float) -> Any:
+        u = self._unit(u)
         i = int(np.searchsorted(self._cdf, u, side="right"))
         return self.choices[min(i, len(self.choices) - 1)]
 
     def contains(self, value: Any) -> bool:
         try:
             return repr(self.cast(value)) in self._index
-        except (TypeError, ValueError):
+        except Exception:  # a value whose repr or comparison fails is no choice
             return False
 
     def cast(self, value: Any) -> Any:
@@ -410,12 +485,16 @@ class Fidelity(Dimension):
         super().__init__(name=name)
         self.prior = "fidelity"
         if not (_is_number(low) and _is_number(high) and _is_number(base)):
-            raise self._error(f"fidelity takes numbers, got {low!r}, {high!r}, base={base!r}")
-        if low <= 0 or low >= high:
+            raise self._error(f"fidelity takes numbers, got {_show(low)}, {_show(high)}, base={_show(base)}")
+        if not all(_is_finite_number(x) for x in (low, high, base)):
+            raise self._error(f"fidelity takes finite numbers, got {_show(low)}, {_show(high)}, base={_show(base)}")
+        if not 0 < low < high:
             raise self._error(f"fidelity needs 0 < low < high, got low={low!r}, high={high!r}")
         if base <= 1:
             raise self._error(f"fidelity base must be > 1, got {base!r}")
         integral = all(float(x).is_integer() for x in (low, high))
+        if integral and not _fits_int64(high):
+            raise self._error(f"fidelity bounds must fit in 64 bits, got high={_show(high)}")
         self.dtype = "int64" if integral else "float64"
         self.low, self.high, self.base = low, high, base
 
@@ -426,11 +505,12 @@ class Fidelity(Dimension):
         return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
 
     def from_unit(self, u: float) -> Any:
+        u = self._unit(u)
         x = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         return self.cast(min(max(x, self.low), self.high))
 
     def contains(self, value: Any) -> bool:
-        return _is_number(value) and self.low <= value <= self.high
+        return _is_number(value) and self.low <= value <= self.high  # NaN compares False
 
     def cast(self, value: Any) -> Any:
         return int(round(value)) if self.dtype == "int64" else float(value)
@@ -442,6 +522,11 @@ class Fidelity(Dimension):
 # -- constructors (the same names as in prior strings) ---------------------------------------
 
 
+def _check_discrete(discrete: Any) -> None:
+    if not isinstance(discrete, (bool, np.bool_)):
+        raise ValueError(f"dimension: discrete= takes True or False, got {_show(discrete)}")
+
+
 def uniform(
     low: float,
     high: float,
@@ -451,6 +536,7 @@ def uniform(
     default_value: Any = None,
 ) -> Real | Integer:
     """Uniform on ``[low, high]``; with ``discrete=True``, integers ``low..high`` inclusive."""
+    _check_discrete(discrete)
     if discrete:
         if precision is not None:
             raise ValueError("dimension: precision= does not apply to discrete=True")
@@ -467,6 +553,7 @@ def loguniform(
     default_value: Any = None,
 ) -> Real | Integer:
     """Log-uniform on ``[low, high]`` (both positive); integers with ``discrete=True``."""
+    _check_discrete(discrete)
     if discrete:
         if precision is not None:
             raise ValueError("dimension: precision= does not apply to discrete=True")
@@ -536,23 +623,27 @@ def parse_dimension(spec: str | Dimension, name: str = "") -> Dimension:
         spec.name = name
         return spec
     if not isinstance(spec, str):
-        raise ValueError(f"{label}: expected a prior string or a Dimension, got {spec!r}")
+        raise ValueError(f"{label}: expected a prior string or a Dimension, got {_show(spec)}")
+    shown = _show(spec)
     try:
         tree = ast.parse(spec.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise ValueError(f"{label}: malformed prior {spec!r} ({exc.msg})") from None
+        raise ValueError(f"{label}: malformed prior {shown} ({exc.msg})") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        raise ValueError(f"{label}: malformed prior {shown} ({type(exc).__name__}: {exc})") from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
-        raise ValueError(f"{label}: {spec!r} is not a prior call like 'uniform(0, 1)'")
+        raise ValueError(f"{label}: {shown} is not a prior call like 'uniform(0, 1)'")
     prior = tree.func.id
     if prior not in _PRIORS:
-        raise ValueError(f"{label}: unknown prior {prior!r} in {spec!r}; known: {sorted(_PRIORS)}")
+        raise ValueError(f"{label}: unknown prior {prior!r} in {shown}; known: {sorted(_PRIORS)}")
+    if any(k.arg is None for k in tree.keywords):
+        raise ValueError(f"{label}: ** arguments are not allowed in {shown}")
     try:
         args = [ast.literal_eval(a) for a in tree.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
-    except ValueError:
-        raise ValueError(f"{label}: arguments of {spec!r} must be literals") from None
-    if any(k.arg is None for k in tree.keywords):
-        raise ValueError(f"{label}: ** arguments are not allowed in {spec!r}")
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        # TypeError: an unhashable literal such as {[1]: 2}
+        raise ValueError(f"{label}: arguments of {shown} must be literals") from None
     unknown = set(kwargs) - _OPTIONS[prior]
     if unknown:
         raise ValueError(
@@ -561,13 +652,13 @@ def parse_dimension(spec: str | Dimension, name: str = "") -> Dimension:
     arity = _ARITY[prior]
     allowed = arity if isinstance(arity, tuple) else (arity,)
     if len(args) not in allowed:
-        raise ValueError(f"{label}: {prior} takes {' or '.join(map(str, allowed))} arguments, got {len(args)} in {spec!r}")
+        raise ValueError(f"{label}: {prior} takes {' or '.join(map(str, allowed))} arguments, got {len(args)} in {shown}")
     try:
         dim = _PRIORS[prior](*args, **kwargs)
     except ValueError as exc:
         raise ValueError(str(exc).replace("dimension:", f"{label}:", 1)) from None
-    except TypeError as exc:
-        raise ValueError(f"{label}: {exc}") from None
+    except (TypeError, ArithmeticError) as exc:  # a safety net: always a ValueError naming the parameter
+        raise ValueError(f"{label}: invalid arguments in {shown} ({type(exc).__name__}: {exc})") from None
     dim.name = name
     return dim
 
@@ -640,10 +731,12 @@ class Space(Mapping[str, Dimension]):
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check a configuration; return it with values cast to their types."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"a configuration is a dict of parameter -> value, got {_show(params)}")
         missing = [n for n in self._dims if n not in params]
         extra = [n for n in params if n not in self._dims]
         if missing or extra:
-            raise ValueError(f"configuration {dict(params)!r}: missing {missing}, unknown {extra}")
+            raise ValueError(f"configuration {_show(dict(params))}: missing {missing}, unknown {extra}")
         return {n: d.validate(params[n]) for n, d in self._dims.items()}
 
     def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
@@ -654,7 +747,4 @@ class Space(Mapping[str, Dimension]):
         """Map a point of the unit cube to a valid configuration."""
         if len(point) != len(self._dims):
             raise ValueError(f"point has {len(point)} coordinates, the space {len(self._dims)}")
-        return {
-            n: d.from_unit(float(min(max(u, 0.0), 1.0)))
-            for (n, d), u in zip(self._dims.items(), point)
-        }
+        return {n: d.from_unit(u) for (n, d), u in zip(self._dims.items(), point)}

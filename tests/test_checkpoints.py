@@ -1,0 +1,118 @@
+"""Checkpoint retention: what a running or future trial may start from is never deleted."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daskhpo.checkpoints import CheckpointStore
+
+
+@pytest.fixture(params=["memory", "disk"])
+def make(request, tmp_path):
+    def factory(**kwargs):
+        path = None if request.param == "memory" else tmp_path / "exp.nc"
+        return CheckpointStore(path, **kwargs)
+
+    return factory
+
+
+def _fill(store, ids, objectives=None):
+    for i in ids:
+        objective = None if objectives is None else objectives[i]
+        store.put(i, ("object", {"weights": i}), objective=objective)
+
+
+def test_keep_all_deletes_nothing(make):
+    store = make()
+    _fill(store, range(5))
+    assert store.retain(needed=set()) == []
+    assert store.ids() == [0, 1, 2, 3, 4]
+
+
+def test_keep_n_most_recent_plus_needed(make):
+    store = make(keep=2)
+    _fill(store, range(6))
+    assert store.retain(needed={1}) == [0, 2, 3]
+    assert store.ids() == [1, 4, 5]
+    assert store.get(1) == ("object", {"weights": 1})
+    assert store.get(0) is None and 0 not in store
+    _fill(store, [6])
+    assert store.retain(needed={1, 4}) == []  # 5 and 6 are the two most recent
+    assert store.retain(needed={1}) == [4]
+    assert store.ids() == [1, 5, 6]
+
+
+def test_keep_zero_keeps_only_the_needed(make):
+    store = make(keep=0)
+    _fill(store, range(4))
+    assert store.retain(needed=[2, 99]) == [0, 1, 3]
+    assert store.ids() == [2]
+
+
+def test_keep_best_by_objective_plus_needed(make):
+    store = make(keep="best")
+    objectives = {0: 0.5, 1: 0.1, 2: math.nan, 3: 0.3, 4: 0.9}
+    _fill(store, range(5), objectives)
+    assert store.retain(needed={4}) == [0, 2, 3]
+    assert store.ids() == [1, 4]
+    two = make(keep="best", n_best=2)
+    _fill(two, range(5), objectives)
+    two.retain(needed=())
+    assert set(two.ids()) >= {1, 3}
+
+
+def test_unknown_needs_delete_nothing(make):
+    store = make(keep=0)
+    _fill(store, range(3))
+    assert store.retain(needed=None) == []
+    assert store.ids() == [0, 1, 2]
+
+
+def test_best_after_a_resume_uses_the_given_objectives(tmp_path):
+    first = CheckpointStore(tmp_path / "exp.nc", keep="best")
+    _fill(first, range(4))  # objectives not known to this store
+    second = CheckpointStore(tmp_path / "exp.nc", keep="best")
+    assert second.ids() == [0, 1, 2, 3]
+    deleted = second.retain(needed={0}, objectives={0: 1.0, 1: 3.0, 2: -1.0, 3: 2.0})
+    assert deleted == [1, 3]
+    assert second.ids() == [0, 2]
+    # a leftover temporary file of a crashed write is no checkpoint
+    open(os.path.join(second.directory, "trial-7.pkl.tmp-123"), "wb").close()
+    assert second.ids() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    "keep, n_best", [("some", 1), (-1, 1), (True, 1), (1.5, 1), ("best", 0), ("best", True)]
+)
+def test_bad_policies_are_refused_by_name(keep, n_best):
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        CheckpointStore(None, keep=keep, n_best=n_best)
+
+
+@settings(max_examples=int(os.environ.get("DASKHPO_HYPOTHESIS_EXAMPLES", 60)), deadline=None)
+@given(
+    ids=st.sets(st.integers(0, 30), max_size=12),
+    needed=st.sets(st.integers(0, 35), max_size=6),
+    keep=st.one_of(st.just("all"), st.just("best"), st.integers(0, 5)),
+    n_best=st.integers(1, 3),
+    objectives=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=31, max_size=31),
+)
+def test_needed_checkpoints_always_survive_and_the_policy_is_exact(ids, needed, keep, n_best, objectives):
+    store = CheckpointStore(None, keep=keep, n_best=n_best)
+    _fill(store, sorted(ids), dict(enumerate(objectives)))
+    deleted = store.retain(needed=needed)
+    survivors = set(store.ids())
+    assert needed & ids <= survivors
+    assert survivors | set(deleted) == ids and not survivors & set(deleted)
+    if keep == "all":
+        assert survivors == ids
+    elif keep == "best":
+        scored = sorted((objectives[i], i) for i in ids if math.isfinite(objectives[i]))
+        assert survivors == (needed & ids) | {i for _, i in scored[:n_best]}
+    else:
+        assert survivors == (needed & ids) | set(sorted(ids)[-keep:] if keep else [])
