@@ -11,6 +11,8 @@ from ._version import __version__  # noqa: E402
 from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
+from .pickling import UnpicklableObjective  # noqa: E402
+from .records import ReportRecord, TrialRecord  # noqa: E402
 from .reporting import TrialPruned, load_checkpoint, report  # noqa: E402
 from .space import (  # noqa: E402
     Space,
@@ -21,6 +23,8 @@ from .space import (  # noqa: E402
     randint,
     uniform,
 )
+from .storage_errors import CorruptStorage  # noqa: E402
+from .storage_lock import StorageLocked  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -45,6 +49,11 @@ __all__ = [
     "report",
     "load_checkpoint",
     "TrialPruned",
+    "TrialRecord",
+    "ReportRecord",
+    "StorageLocked",
+    "CorruptStorage",
+    "UnpicklableObjective",
 ]
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted
 from .results import RESERVED
 from .space import Dimension, Space
+from .storage_lock import StorageLock
 
 __all__ = ["Experiment", "build_experiment", "create_experiment", "load_experiment"]
 
@@ -74,16 +76,46 @@ class Experiment:
         self._subscribers: list[Callable[[TrialRecord], None]] = []
         self._publish_lock = threading.Lock()
         self._dashboard = None
+        #: the storage's writer lock, while this object writes the storage
+        self._lock: StorageLock | None = None
+        self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
 
+    def _take_lock(self, lock: StorageLock) -> None:
+        self._lock = lock
+        _WRITERS[os.path.realpath(lock.path)] = self
+
+    def _release_storage(self, superseded: bool = False) -> None:
+        self._history.detach()
+        self._lock = None
+        self._superseded = superseded
+
+    def close(self) -> None:
+        """Write the history, stop writing to the storage and release its lock.
+
+        The experiment stays readable.  Also called when leaving a ``with`` block.
+        """
+        lock = self._lock
+        self._history.close()
+        self._release_storage()
+        if lock is not None:
+            _WRITERS.pop(os.path.realpath(lock.path), None)
+            lock.release()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __getstate__(self) -> dict[str, Any]:
         # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
         state = dict(self.__dict__)
-        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None)
+        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None, _lock=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -340,6 +372,9 @@ class Experiment:
         """``max_trials``, or the experiment's default, once checked."""
         if self.read_only:
             raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if self._superseded:
+            raise RuntimeError(f"experiment {self.name!r}: its storage {self.storage!r} was opened again by a later "
+                               "build_experiment in this process; use that experiment object")
         if max_trials is None:
             max_trials = self.max_trials
         if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
@@ -454,6 +489,26 @@ def _space_diff(stored: Space, given: Space) -> str:
     return "\n".join(lines)
 
 
+#: the experiment of this process that writes each storage path (by its real path)
+_WRITERS: weakref.WeakValueDictionary[str, Experiment] = weakref.WeakValueDictionary()
+
+
+def _storage_lock(storage: str | os.PathLike) -> StorageLock:
+    """The storage's writer lock: taken from another process's hands never, from ours over.
+
+    A second :func:`build_experiment` of the same path in this process (a notebook cell run
+    again, a script resuming what it just ran) takes over from the first experiment object,
+    which stops writing; another process holding it raises
+    :class:`~daskhpo.storage_lock.StorageLocked`.
+    """
+    previous = _WRITERS.pop(os.path.realpath(storage), None)
+    if previous is not None and previous._lock is not None:
+        lock = previous._lock
+        previous._release_storage(superseded=True)
+        return lock
+    return StorageLock(storage).acquire()
+
+
 def _replay(optimizer: Optimizer, history: History) -> None:
     """Tell ``optimizer`` every stored event in the order the live optimizer saw them."""
     params = {r.trial: r.params for r in history.records}
@@ -504,6 +559,11 @@ def build_experiment(
     ValueError
         For an invalid space or algorithm, a reserved parameter name, or a ``storage``
         holding an experiment with another space (the message shows both).
+    daskhpo.storage_lock.StorageLocked
+        When another process writes ``storage`` (the message names its host and pid).
+        One process writes a storage path at a time; the lock is the operating system's
+        (``flock`` on ``<storage>.lock``), released when the holder exits or dies, even
+        by SIGKILL.  :meth:`Experiment.close` releases it earlier.
     """
     space = Space(space)
     reserved = sorted(set(space) & RESERVED)
@@ -511,6 +571,8 @@ def build_experiment(
         raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
     events: list = []
     stored: dict[str, Any] = {}
+    # Taken before the history is read, so that what is read stays the truth.
+    lock = None if storage is None else _storage_lock(storage)
     if storage is not None and os.path.exists(storage):
         stored_space, stored, events = read_history(storage)
         if stored_space != space:
@@ -547,7 +609,10 @@ def build_experiment(
     attrs["algorithm_history"] = json.dumps(changes)
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     _replay(optimizer, history)
-    return Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+    experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+    if lock is not None:
+        experiment._take_lock(lock)
+    return experiment
 
 
 def create_experiment(

@@ -67,17 +67,16 @@ import xarray as xr
 
 from .journal import Journal, journal_path, read_journal
 from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
-from .results import BOOKKEEPING
+from .results import BOOKKEEPING, RESERVED_PREFIXES
 from .space import Categorical, Space
+from .storage_errors import ENGINE, open_snapshot
 
 __all__ = ["History", "load_history", "read_history", "read_snapshot", "REPORTED"]
 
 logger = logging.getLogger(__name__)
 
-#: the netCDF engine of every snapshot (netCDF-4: int64, strings, datetimes)
-ENGINE = "h5netcdf"
 #: prefix of the history's variables of intermediate reports
-REPORTED = "reported_"
+REPORTED = RESERVED_PREFIXES[0]
 _TIMES = ("submitted", "started", "ended")
 _STRINGS = ("status", "worker", "gpu", "error")
 _IDS = ("parent", "checkpoint_from")
@@ -148,6 +147,13 @@ class History:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+    def detach(self) -> None:
+        """Stop writing: release the journal file without a snapshot (a read-only copy remains)."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def _add(self, event: Event) -> Event:
         if event.seq < 0:
@@ -366,19 +372,12 @@ def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecor
     ------
     FileNotFoundError
         If there is no file at ``path``.
-    OSError
-        Naming the file, when it is not a readable netCDF-4 history (truncated, say).
+    daskhpo.storage_errors.CorruptStorage
+        An ``OSError`` naming the file, when it is not a readable netCDF-4 file
+        (truncated, say); the file is left untouched.
     """
     path = os.fspath(path)
-    try:
-        ds = xr.load_dataset(path, engine=ENGINE)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise OSError(
-            f"{path} is not a readable daskhpo history ({type(exc).__name__}: {exc}); it may be "
-            f"truncated: trials since its last snapshot are in {journal_path(path)}"
-        ) from exc
+    ds = open_snapshot(path, journal=journal_path(path))
     if "space" not in ds.attrs:
         raise OSError(f"{path} is a netCDF file but not a daskhpo history (no 'space' attribute)")
     space = Space(json.loads(ds.attrs["space"]))

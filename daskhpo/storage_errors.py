@@ -9,6 +9,7 @@ import xarray as xr
 __all__ = ["CorruptStorage", "open_snapshot"]
 
 #: the engine every snapshot is written with
+#: the netCDF engine of every snapshot (netCDF-4: int64, strings, datetimes)
 ENGINE = "h5netcdf"
 
 

@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from distributed import Client, Future, as_completed
-from distributed.client import FutureCancelledError
 
+from ..pickling import check_picklable, classify_failure, failure_reason
 from ..reporting import _stop_trial
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun
 from .worker import TrialTask, run_trial
@@ -139,7 +139,17 @@ class DaskExecutor:
 
     # -- a run -------------------------------------------------------------------------
     def open(self) -> None:
-        """Subscribe to the run's topic and start the pump and the watchdog."""
+        """Check that the objective can travel, subscribe to the run's topic, start the threads.
+
+        Raises
+        ------
+        daskhpo.pickling.UnpicklableObjective
+            Naming the objective and, where it can be found, what in it cannot be pickled.
+        """
+        size = check_picklable(self.fn, self.fn_kwargs)
+        if size > 10 * 2**20:
+            logger.warning("the objective and its fixed arguments pickle to %.0f MB, sent with every trial; "
+                           "scatter large data (client.scatter) and pass the future instead", size / 2**20)
         self._inbox: queue.SimpleQueue[ExecutorEvent] = queue.SimpleQueue()
         self._futures, self._starts = {}, {}
         self._closed = threading.Event()
@@ -221,11 +231,8 @@ class DaskExecutor:
                     self._inbox.put(Completed(future.key, result))
                     continue
                 error = result if isinstance(result, BaseException) else result[1]
-                if isinstance(error, FutureCancelledError) and getattr(error, "reason", None) is None:
-                    reason = "trial was cancelled outside daskhpo"
-                else:
-                    reason = f"{type(error).__name__}: {error}"
-                self._inbox.put(Failed(future.key, reason, error))
+                lost = classify_failure(error) == "lost"
+                self._inbox.put(Failed(future.key, failure_reason(error), error, lost))
 
     def _on_topic(self, event: tuple[float, dict]) -> None:
         # On the client's event loop thread: only counting and queueing here.

@@ -40,11 +40,17 @@ class Completed:
 
 @dataclass(frozen=True)
 class Failed:
-    """Attempt ``key`` failed outside the objective: ``reason`` says why, as text."""
+    """Attempt ``key`` failed outside the objective: ``reason`` says why, as text.
+
+    ``lost`` is true when its worker (or the connection to it) was lost, and running it
+    again elsewhere may succeed; false for anything else (an objective that cannot be
+    unpickled on the worker, a result that cannot travel back): the trial is broken.
+    """
 
     key: str
     reason: str
     error: BaseException | None = None
+    lost: bool = True
 
 
 @dataclass(frozen=True)

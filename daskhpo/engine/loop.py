@@ -241,15 +241,18 @@ class Engine:
                 trial = trial.replace(last_step=max(job.seen))
             self._late_reports(job, outcome.reports)
             return trial, outcome.checkpoint
+        status = "lost"
         if job.exhausted:
             reason = f"its worker left mid-trial in each of {job.attempts} attempts (retries={self.retries})"
+        elif not event.lost:  # running it again would fail the same way
+            status, reason = "broken", event.reason
         elif job.attempts <= self.retries:
             logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason, job.attempts + 1)
             submit(_Job(plan, job.submitted, attempts=job.attempts + 1, seen=job.seen))
             return None
         else:
             reason = f"{event.reason} (after {job.attempts} attempts)"
-        lost = TrialRecord(plan.trial, dict(plan.params), "lost", ended=time.time(), error=reason, **base)
+        lost = TrialRecord(plan.trial, dict(plan.params), status, ended=time.time(), error=reason, **base)
         if job.seen:
             lost = lost.replace(last_step=max(job.seen))
         return lost, None

@@ -182,7 +182,7 @@ def run_trial(
                     value = fn(**task.params, **fn_kwargs)
                 finally:
                     deadline.disarm()
-            objective, metrics = parse_result(value)
+            objective, metrics = parse_result(value, params=task.params)
             record = record.replace(objective=objective, metrics=metrics)
             if math.isfinite(objective):
                 record = record.replace(status="completed")
