@@ -48,6 +48,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import transform
 
+from ._notebook import in_notebook
 from .records import TrialRecord
 from .space import Categorical, Dimension, Fidelity, Space
 
@@ -964,21 +965,12 @@ class PlotAccessor:
 NOTEBOOK_RESOURCES = "cdn"
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
 def _show(self: Any) -> str | None:
     """Display the plot: inline in a notebook, else in a web browser (from a temporary HTML file).
 
     Returns the path of the HTML file opened, or ``None`` in a notebook.
     """
-    if _in_notebook():
+    if in_notebook():
         from IPython.display import display  # type: ignore[import-not-found]
 
         display(self)

@@ -16,20 +16,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._notebook import in_notebook
 from .records import FINISHED, ReportRecord, TrialRecord
 
 __all__ = ["ProgressBar", "interactive", "attach", "as_callback_dict"]
 
 logger = logging.getLogger(__name__)
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def interactive() -> bool:
@@ -38,7 +30,7 @@ def interactive() -> bool:
         tty = sys.stderr.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return tty or _in_notebook()
+    return tty or in_notebook()
 
 
 class ProgressBar:
