@@ -118,9 +118,12 @@ class TrialFeed:
 class _Info:
     """What every session of one dashboard shares: the feed, the space, the title."""
 
-    def __init__(self, name: str, space: Space, feed: TrialFeed, source: str, dask_link: str | None = None) -> None:
+    def __init__(self, name: str, space: Space, feed: TrialFeed, source: str, dask_link: str | None = None,
+                 direction: str = "minimize") -> None:
         self.name = name
         self.space = space
+        #: "minimize" or "maximize": which way the best so far goes
+        self.direction = direction
         self.feed = feed
         self.source = source
         self.dask_link = dask_link
@@ -249,6 +252,7 @@ class _Session:
         best: dict[str, list] = {"order": [], "best": []}
         lines: dict[str, list] = {"trial": [], "objective": [], "xs": [], "ys": []}
         lo, hi = self.lo, self.hi
+        maximize = self.info.direction == "maximize"
         for r in new:
             status = r.status
             self.counts[status] = self.counts.get(status, 0) + 1
@@ -264,7 +268,8 @@ class _Session:
             if status != "completed" or not math.isfinite(objective):
                 continue
             self.n_completed += 1
-            if self.best is None or objective < self.best["objective"]:
+            best_value = None if self.best is None else self.best["objective"]
+            if best_value is None or (objective > best_value if maximize else objective < best_value):
                 self.best = {"objective": objective, "trial": r.trial, "params": dict(r.params)}
             points["order"].append(self.n_completed)
             points["trial"].append(r.trial)
@@ -305,7 +310,8 @@ def _array(values: Sequence[Any]) -> Any:
     return list(values)
 
 
-def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask_link: str | None = None) -> tuple[Callable[[Document], None], _Info]:
+def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask_link: str | None = None,
+             direction: str = "minimize") -> tuple[Callable[[Document], None], _Info]:
     """The Bokeh application function of a dashboard, and its shared state.
 
     Parameters
@@ -319,8 +325,10 @@ def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask
         What is shown (a path, "live"), for the header.
     dask_link : str, optional
         URL of the Dask dashboard.
+    direction : {"minimize", "maximize"}, default "minimize"
+        The experiment's direction: the best so far is the lowest or the highest objective.
     """
-    info = _Info(name, space, feed, source, dask_link)
+    info = _Info(name, space, feed, source, dask_link, direction)
 
     def make_document(doc: Document) -> None:
         _Session(info, doc)
@@ -485,7 +493,8 @@ def serve_experiment(experiment: Experiment, *, port: int = 0, address: str = "l
     unsubscribe = experiment.subscribe(feed.add, replay=True)
     if dask_link is None:
         dask_link = _current_dask_link(experiment)
-    make_document, info = make_app(experiment.name, experiment.space, feed, source="live", dask_link=dask_link)
+    make_document, info = make_app(experiment.name, experiment.space, feed, source="live", dask_link=dask_link,
+                                     direction=experiment.direction)
     return Dashboard(make_document, port=port, address=address, info=info, on_stop=unsubscribe)
 
 
@@ -606,7 +615,8 @@ def serve_history(path: str | os.PathLike, *, port: int = 0, address: str = "loc
     feed = TrialFeed()
     follower = FileFollower(path, feed, interval)
     follower.poll()
-    make_document, info = make_app(str(attrs.get("name", "")), space, feed, source=path)
+    make_document, info = make_app(str(attrs.get("name", "")), space, feed, source=path,
+                                     direction=str(attrs.get("direction", "minimize")))
     follower.start()
     started = time.monotonic()
     dashboard = Dashboard(make_document, port=port, address=address, info=info, on_stop=follower.stop)

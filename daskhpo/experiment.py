@@ -29,13 +29,39 @@ __all__ = ["Experiment", "build_experiment", "create_experiment", "load_experime
 logger = logging.getLogger(__name__)
 
 
-def as_trial(record: TrialRecord) -> Trial:
-    """A finished trial's record as the optimizers see it."""
+#: the values of ``direction``
+DIRECTIONS = ("minimize", "maximize")
+
+
+def _sign(direction: str) -> float:
+    """+1 for ``"minimize"``, -1 for ``"maximize"``: optimizers always minimize ``sign * value``."""
+    return -1.0 if direction == "maximize" else 1.0
+
+
+def check_direction(direction: Any) -> str:
+    """``direction`` once checked.
+
+    Raises
+    ------
+    ValueError
+        Naming ``direction``, for anything but ``"minimize"`` or ``"maximize"``.
+    """
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+    return direction
+
+
+def as_trial(record: TrialRecord, sign: float = 1.0) -> Trial:
+    """A finished trial's record as the optimizers see it.
+
+    ``sign`` is -1 for a maximized experiment: optimizers always minimize, so they are told
+    the negated objective (the history keeps the user's own value).
+    """
     return Trial(
         record.trial,
         dict(record.params),
         record.status,
-        record.objective,
+        sign * record.objective,
         dict(record.metrics),
         parent=record.parent,
         checkpoint=record.checkpoint_from,
@@ -43,9 +69,9 @@ def as_trial(record: TrialRecord) -> Trial:
     )
 
 
-def as_report(report: ReportRecord, params: Mapping[str, Any]) -> Report:
-    """A report as the optimizers see it."""
-    return Report(report.trial, dict(params), report.step, report.objective, report.metrics)
+def as_report(report: ReportRecord, params: Mapping[str, Any], sign: float = 1.0) -> Report:
+    """A report as the optimizers see it (its objective times ``sign``, see :func:`as_trial`)."""
+    return Report(report.trial, dict(params), report.step, sign * report.objective, report.metrics)
 
 
 class Experiment:
@@ -81,6 +107,15 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
+
+    @property
+    def direction(self) -> str:
+        """``"minimize"`` or ``"maximize"`` (the history's attr ``direction``)."""
+        return str(self._history.attrs.get("direction", "minimize"))
+
+    @property
+    def _sign(self) -> float:
+        return _sign(self.direction)
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -202,11 +237,16 @@ class Experiment:
 
     @property
     def best(self) -> dict[str, Any] | None:
-        """The best completed trial: ``{"params", "objective", "trial"}``, or ``None``."""
+        """The best completed trial: ``{"params", "objective", "trial"}``, or ``None``.
+
+        The lowest objective, or the highest for ``direction="maximize"``; ties go to the
+        earliest trial.
+        """
         done = [r for r in self._history.records if r.ok]
         if not done:
             return None
-        best = min(done, key=lambda r: (r.objective, r.trial))
+        sign = self._sign
+        best = min(done, key=lambda r: (sign * r.objective, r.trial))
         return {"params": dict(best.params), "objective": best.objective, "trial": best.trial}
 
     @property
@@ -270,7 +310,7 @@ class Experiment:
     def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
         # Journaled before the optimizer decides on it, like a finished trial.
         report = self._history.append_report(report)
-        return self.optimizer.report(as_report(report, params))
+        return self.optimizer.report(as_report(report, params, self._sign))
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
@@ -278,7 +318,7 @@ class Experiment:
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
-        self.optimizer.tell(as_trial(record))
+        self.optimizer.tell(as_trial(record, self._sign))
         for callback in subscribers:
             self._call(callback, record)
 
@@ -512,11 +552,12 @@ def _storage_lock(storage: str | os.PathLike) -> StorageLock:
 def _replay(optimizer: Optimizer, history: History) -> None:
     """Tell ``optimizer`` every stored event in the order the live optimizer saw them."""
     params = {r.trial: r.params for r in history.records}
+    sign = _sign(str(history.attrs.get("direction", "minimize")))
     for event in history.events():
         if isinstance(event, TrialRecord):
-            optimizer.tell(as_trial(event))
+            optimizer.tell(as_trial(event, sign))
         else:
-            optimizer.report(as_report(event, params[event.trial]))
+            optimizer.report(as_report(event, params[event.trial], sign))
 
 
 def build_experiment(
@@ -527,6 +568,7 @@ def build_experiment(
     seed: int | None = None,
     snapshot_interval: float = 30.0,
     fsync: bool = False,
+    direction: str | None = None,
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -553,18 +595,28 @@ def build_experiment(
     fsync : bool, default False
         Force each journal line to the disk before the optimizer hears of it (survives a
         node's crash or power cut, not only the process's; costs a disk flush per event).
+    direction : {"minimize", "maximize"}, optional
+        Whether the objective is minimized or maximized.  Default: the stored one when
+        resuming, else ``"minimize"``.  Optimizers always minimize: for ``"maximize"`` the
+        experiment tells them the negated objective (and negated intermediate reports, so
+        ASHA, Hyperband and PBT decisions follow), while the history, :attr:`Experiment.best`,
+        the plots and the dashboard show the values the objective returned.  Stored in the
+        history's attr ``direction``.
 
     Raises
     ------
     ValueError
-        For an invalid space or algorithm, a reserved parameter name, or a ``storage``
-        holding an experiment with another space (the message shows both).
+        For an invalid space, algorithm or ``direction``, a reserved parameter name, a
+        ``storage`` holding an experiment with another space (the message shows both) or
+        stored with the other direction.
     daskhpo.storage_lock.StorageLocked
         When another process writes ``storage`` (the message names its host and pid).
         One process writes a storage path at a time; the lock is the operating system's
         (``flock`` on ``<storage>.lock``), released when the holder exits or dies, even
         by SIGKILL.  :meth:`Experiment.close` releases it earlier.
     """
+    if direction is not None:
+        check_direction(direction)
     space = Space(space)
     reserved = sorted(set(space) & RESERVED)
     if reserved:
@@ -580,6 +632,13 @@ def build_experiment(
                 f"storage {os.fspath(storage)!r} holds experiment {stored.get('name')!r} with "
                 f"another space:\n{_space_diff(stored_space, space)}"
             )
+        stored_direction = str(stored.get("direction", "minimize"))
+        if direction is not None and direction != stored_direction:
+            raise ValueError(
+                f"direction={direction!r}, but storage {os.fspath(storage)!r} holds an experiment that "
+                f"{stored_direction[:-1]}es its objective; leave direction out to resume it"
+            )
+        direction = stored_direction
         if seed is None:
             seed = int(stored["seed"])
         if algorithm is None and "algorithm" in stored:
@@ -595,6 +654,7 @@ def build_experiment(
         "algorithm_config": json.dumps(optimizer.config),
         "seed": int(optimizer.seed),
         "daskhpo_version": __version__,
+        "direction": direction or "minimize",
     }
     changes = json.loads(stored.get("algorithm_history", "[]"))
     if not changes and stored.get("algorithm"):

@@ -111,6 +111,18 @@ def is_log(dim: Dimension) -> bool:
     return isinstance(dim, Fidelity) or bool(getattr(dim, "is_log", False))
 
 
+def direction(history: xr.Dataset | Experiment) -> str:
+    """``"minimize"`` or ``"maximize"``: the ``direction`` attr of a history (default minimize)."""
+    ds = history if isinstance(history, xr.Dataset) else history.history
+    return "maximize" if ds.attrs.get("direction") == "maximize" else "minimize"
+
+
+def best_so_far(values: np.ndarray, direction: str = "minimize") -> np.ndarray:
+    """The running best of ``values``: a running minimum, or maximum for ``"maximize"``."""
+    values = np.asarray(values, dtype=float)
+    return (np.maximum if direction == "maximize" else np.minimum).accumulate(values)
+
+
 def _completed(ds: xr.Dataset) -> np.ndarray:
     status = ds["status"].values.astype(str)
     objective = ds["objective"].values.astype(float)
@@ -219,7 +231,9 @@ def _axis_type(dim: Dimension) -> str:
 def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int = 480, height: int = 320) -> Any:
     """Objective of every completed trial and the best so far.
 
-    Two panels: against trial order (the trial id), and against wall time (seconds from the
+    The best so far is a running minimum, or a running maximum when the history's attr
+    ``direction`` is ``"maximize"``.  Two panels: against trial order (the trial id), and
+    against wall time (seconds from the
     first submission to each trial's end).
 
     Parameters
@@ -243,6 +257,7 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
     """
     ds, _ = _resolve(history)
     mask = _need_completed(ds, 1, "regret()")
+    way = direction(ds)
     trial = ds["trial"].values[mask].astype(int)
     objective = ds["objective"].values[mask].astype(float)
     ended = _ms(ds["ended"].values)
@@ -254,14 +269,16 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
         {"trial": trial, "objective": objective, "elapsed": elapsed}, name="trials"
     )
     best = ColumnDataSource(
-        {"trial": trial[by_trial], "best": np.minimum.accumulate(objective[by_trial])}, name="best"
+        {"trial": trial[by_trial], "best": best_so_far(objective[by_trial], way)}, name="best"
     )
     best_time = ColumnDataSource(
-        {"elapsed": elapsed[by_time], "best": np.minimum.accumulate(objective[by_time])}, name="best_time"
+        {"elapsed": elapsed[by_time], "best": best_so_far(objective[by_time], way)}, name="best_time"
     )
     y_type = "log" if log_y else "linear"
-    left = regret_figure(trials, best, x="trial", y_axis_type=y_type, width=width, height=height)
-    right = regret_figure(trials, best_time, x="elapsed", y_axis_type=y_type, width=width, height=height)
+    legend = "bottom_right" if way == "maximize" else "top_right"
+    left = regret_figure(trials, best, x="trial", y_axis_type=y_type, width=width, height=height, legend_location=legend)
+    right = regret_figure(trials, best_time, x="elapsed", y_axis_type=y_type, width=width, height=height,
+                          legend_location=legend)
     return row(left, right, name="regret")
 
 
@@ -274,6 +291,7 @@ def regret_figure(
     y_axis_type: str = "linear",
     width: int = 480,
     height: int = 320,
+    legend_location: str = "top_right",
     **kwargs: Any,
 ) -> Any:
     """A regret panel drawn from a source of trials and a source of the best so far."""
@@ -291,7 +309,7 @@ def regret_figure(
     points = fig.scatter(x, "objective", source=trials, size=5, alpha=0.5, color="#1f77b4", legend_label="trial")
     fig.step(x, "best", source=best, mode="after", line_width=2, color="#d62728", legend_label="best so far", name="best_line")
     fig.add_tools(HoverTool(renderers=[points], tooltips=[("trial", "@trial"), ("objective", "@objective{0.0000g}")]))
-    fig.legend.location = "top_right"
+    fig.legend.location = legend_location
     fig.legend.click_policy = "hide"
     return fig
 
