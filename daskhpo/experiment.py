@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 #: the values of ``direction``
 DIRECTIONS = ("minimize", "maximize")
+#: the id of the first trial of a ``warm_start`` as the optimizer is told it (the k-th
+#: completed trial of the other experiment is ``WARM_START_ID + k``): far above any id of
+#: this experiment, so that no optimizer mistakes one for a trial of its own
+WARM_START_ID = 2**40
 
 
 def _sign(direction: str) -> float:
@@ -107,6 +111,11 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
+        #: configurations to run next (see :meth:`enqueue`); the space's defaults first
+        self._queue: list[dict[str, Any]] = []
+        defaults = space.defaults()
+        if optimizer is not None and defaults is not None and history.next_trial_id == 0:
+            self._queue.append(defaults)
 
     @property
     def direction(self) -> str:
@@ -286,23 +295,60 @@ class Experiment:
         return self._dashboard
 
     # -- running -----------------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Run this configuration next, before the optimizer's own suggestions.
+
+        Enqueued configurations run in the order given, each in the place of the next
+        *new* configuration the optimizer suggests (a promotion or a continuation of a
+        running lineage, as ASHA or PBT ask for, keeps its turn).  A partial configuration
+        is completed with that suggestion's values of the parameters it leaves out.  The
+        optimizer learns what ran when the trial is told, as for every trial.
+
+        The space's defaults (when every dimension has one) are the first enqueued
+        configuration of a new experiment.  The queue lives in this object, not in the
+        storage: configurations not yet submitted when the process ends are not resumed
+        (enqueue them again); those submitted are trials like any other.
+
+        Parameters
+        ----------
+        params : dict
+            Parameter name -> value; every value is checked against its prior.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter, for an unknown name or a value its prior cannot take.
+        """
+        if self.read_only:
+            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if not isinstance(params, Mapping):
+            raise ValueError(f"enqueue takes a dict of parameter -> value, got {type(params).__name__}")
+        unknown = [n for n in params if n not in self.space]
+        if unknown:
+            raise ValueError(f"enqueue: unknown parameter(s) {unknown}; the space has {list(self.space)}")
+        self._queue.append({n: self.space[n].validate(v) for n, v in params.items()})
+
+    @property
+    def enqueued(self) -> list[dict[str, Any]]:
+        """The configurations waiting to run (see :meth:`enqueue`), in order."""
+        return [dict(p) for p in self._queue]
+
     def _suggest(self) -> Planned | None:
         trial_id = self._next_id
         suggestion = self.optimizer.ask(trial_id)
         if suggestion is None:
             return None
-        defaults = self.space.defaults() if trial_id == 0 else None
-        if defaults is not None:
-            # The defaults run first; the optimizer learns what ran when it is told.
-            params = defaults
-        else:
-            try:
-                params = self.space.validate(suggestion.params)
-            except ValueError as exc:
-                raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+        parent, checkpoint = suggestion.parent, suggestion.checkpoint
+        try:
+            params = self.space.validate(suggestion.params)
+        except ValueError as exc:
+            raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+        if self._queue and parent is None and checkpoint is None:
+            # An enqueued configuration (first, the defaults) takes the place of a new one,
+            # completed by the suggestion; the optimizer learns what ran when it is told.
+            params = {**params, **self._queue.pop(0)}
         self._next_id += 1
-        return Planned(trial_id, params, suggestion.parent, suggestion.checkpoint,
-                       self._checkpoints.get(suggestion.checkpoint))
+        return Planned(trial_id, params, parent, checkpoint, self._checkpoints.get(checkpoint))
 
     def _on_start(self, plan: Planned, attempt: int) -> None:
         self._history.append_start(TrialStarted(plan.trial, plan.params, attempt, time.time()))
@@ -560,6 +606,35 @@ def _replay(optimizer: Optimizer, history: History) -> None:
             optimizer.report(as_report(event, params[event.trial], sign))
 
 
+def _warm_start_trials(path: str | os.PathLike, space: Space, direction: str) -> list[TrialRecord]:
+    """The completed trials of the experiment stored at ``path``, as this space's warm start.
+
+    In the order they finished there, renumbered from :data:`WARM_START_ID`, without lineage.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"warm_start: no experiment stored at {os.fspath(path)!r}")
+    other, attrs, events = read_history(path)
+    if set(other) != set(space):
+        raise ValueError(
+            f"warm_start {os.fspath(path)!r} has parameters {sorted(other)}, this space {sorted(space)}; "
+            "a warm start needs the same parameter names"
+        )
+    other_direction = str(attrs.get("direction", "minimize"))
+    if other_direction != direction:
+        raise ValueError(f"warm_start {os.fspath(path)!r} was run with direction={other_direction!r}, "
+                         f"this experiment with direction={direction!r}")
+    done = sorted((e for e in events if isinstance(e, TrialRecord) and e.ok), key=lambda r: r.seq)
+    out = []
+    for k, record in enumerate(done):
+        try:
+            params = space.validate(record.params)
+        except ValueError as exc:
+            raise ValueError(f"warm_start {os.fspath(path)!r}, trial {record.trial}: {exc}") from None
+        out.append(record.replace(trial=WARM_START_ID + k, params=params, parent=None, checkpoint_from=None))
+    logger.info("warm start from %s: %d completed trials", path, len(out))
+    return out
+
+
 def build_experiment(
     name: str,
     space: Mapping[str, str | Dimension] | Space,
@@ -569,6 +644,7 @@ def build_experiment(
     snapshot_interval: float = 30.0,
     fsync: bool = False,
     direction: str | None = None,
+    warm_start: str | os.PathLike | None = None,
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -602,13 +678,22 @@ def build_experiment(
         ASHA, Hyperband and PBT decisions follow), while the history, :attr:`Experiment.best`,
         the plots and the dashboard show the values the objective returned.  Stored in the
         history's attr ``direction``.
+    warm_start : path, optional
+        The storage of another experiment over the same parameters (each completed trial's
+        values within this space's priors; same direction).  Its completed trials are told
+        to the optimizer before anything else, in the order they finished there, as trials
+        ``WARM_START_ID + k`` (k = 0, 1, ...) without lineage; they are not copied into this
+        history and do not count towards ``max_trials``.  Only when the experiment is
+        created: the path is stored in the attr ``warm_start`` and the trials are told
+        again on every resume (the file must still be there).  Not for ``pbt``, whose
+        population is made of its own lineages.
 
     Raises
     ------
     ValueError
         For an invalid space, algorithm or ``direction``, a reserved parameter name, a
         ``storage`` holding an experiment with another space (the message shows both) or
-        stored with the other direction.
+        stored with the other direction, or a ``warm_start`` that is not compatible.
     daskhpo.storage_lock.StorageLocked
         When another process writes ``storage`` (the message names its host and pid).
         One process writes a storage path at a time; the lock is the operating system's
@@ -639,6 +724,14 @@ def build_experiment(
                 f"{stored_direction[:-1]}es its objective; leave direction out to resume it"
             )
         direction = stored_direction
+        stored_warm = stored.get("warm_start") or None
+        if warm_start is not None and (stored_warm is None or os.path.abspath(warm_start) != stored_warm):
+            raise ValueError(
+                f"warm_start={os.fspath(warm_start)!r}: storage {os.fspath(storage)!r} holds an experiment "
+                f"created with warm_start={stored_warm!r}; a warm start is given only when an experiment is "
+                "created (leave it out to resume)"
+            )
+        warm_start = stored_warm
         if seed is None:
             seed = int(stored["seed"])
         if algorithm is None and "algorithm" in stored:
@@ -656,6 +749,12 @@ def build_experiment(
         "daskhpo_version": __version__,
         "direction": direction or "minimize",
     }
+    warm: list[TrialRecord] = []
+    if warm_start is not None:
+        if optimizer.name == "pbt":
+            raise ValueError("warm_start is not supported by the 'pbt' algorithm (its population is its own lineages)")
+        attrs["warm_start"] = os.path.abspath(warm_start)
+        warm = _warm_start_trials(warm_start, space, attrs["direction"])
     changes = json.loads(stored.get("algorithm_history", "[]"))
     if not changes and stored.get("algorithm"):
         changes = [{"algorithm": stored["algorithm"], "config": json.loads(stored.get("algorithm_config", "{}")), "from_trial": 0}]
@@ -668,6 +767,9 @@ def build_experiment(
         changes.append({**current, "from_trial": from_trial})
     attrs["algorithm_history"] = json.dumps(changes)
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
+    sign = _sign(attrs["direction"])
+    for record in warm:  # before this experiment's own events, on resume as when it was created
+        optimizer.tell(as_trial(record, sign))
     _replay(optimizer, history)
     experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
     if lock is not None:
