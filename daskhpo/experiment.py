@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -20,7 +22,7 @@ from .engine import DaskExecutor, Engine, Executor, Planned
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted
-from .results import RESERVED
+from .results import CONSTRAINT, RESERVED, split_constraints
 from .space import Dimension, Space
 from .storage_lock import StorageLock
 
@@ -61,12 +63,16 @@ def as_trial(record: TrialRecord, sign: float = 1.0) -> Trial:
     ``sign`` is -1 for a maximized experiment: optimizers always minimize, so they are told
     the negated objective (the history keeps the user's own value).
     """
+    metrics = dict(record.metrics)
+    if record.constraints:
+        metrics.update({f"{CONSTRAINT}{i}": c for i, c in enumerate(record.constraints)})
+        metrics["feasible"] = float(record.feasible)
     return Trial(
         record.trial,
         dict(record.params),
         record.status,
         sign * record.objective,
-        dict(record.metrics),
+        metrics,
         parent=record.parent,
         checkpoint=record.checkpoint_from,
         last_step=record.last_step,
@@ -76,6 +82,37 @@ def as_trial(record: TrialRecord, sign: float = 1.0) -> Trial:
 def as_report(report: ReportRecord, params: Mapping[str, Any], sign: float = 1.0) -> Report:
     """A report as the optimizers see it (its objective times ``sign``, see :func:`as_trial`)."""
     return Report(report.trial, dict(params), report.step, sign * report.objective, report.metrics)
+
+
+class _Teller:
+    """What the optimizer is told: the experiment's boundary between the user's values and
+    the minimized ones.
+
+    * Objectives (and reported ones) are multiplied by the direction's sign.
+    * A completed trial that is infeasible (a constraint ``> 0``) is told as completed with a
+      penalized objective: the worst (signed) objective of every completed trial told so far,
+      this one included, plus the sum of its constraint violations.  So every algorithm
+      ranks it below every trial told before it, without knowing of constraints; its
+      metrics carry ``constraint_<i>`` and ``feasible`` (0.0) for algorithms that do.
+      Deterministic in the order of events, so resume (which tells the same events in the
+      same order) rebuilds the same values.
+    """
+
+    def __init__(self, direction: str) -> None:
+        self.sign = _sign(direction)
+        self.worst = -math.inf
+
+    def trial(self, record: TrialRecord) -> Trial:
+        trial = as_trial(record, self.sign)
+        if record.status == "completed" and math.isfinite(trial.objective):
+            self.worst = max(self.worst, trial.objective)
+            if not record.feasible:
+                violation = sum(max(c, 0.0) for c in record.constraints)
+                trial = dataclasses.replace(trial, objective=self.worst + violation)
+        return trial
+
+    def report(self, report: ReportRecord, params: Mapping[str, Any]) -> Report:
+        return as_report(report, params, self.sign)
 
 
 class Experiment:
@@ -111,6 +148,7 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
+        self._teller = _Teller(self.direction)
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue: list[dict[str, Any]] = []
         defaults = space.defaults()
@@ -246,12 +284,14 @@ class Experiment:
 
     @property
     def best(self) -> dict[str, Any] | None:
-        """The best completed trial: ``{"params", "objective", "trial"}``, or ``None``.
+        """The best feasible completed trial: ``{"params", "objective", "trial"}``, or ``None``.
 
         The lowest objective, or the highest for ``direction="maximize"``; ties go to the
-        earliest trial.
+        earliest trial.  Only feasible trials count (every constraint the objective
+        returned ``<= 0``; a trial without constraints is feasible): ``None`` when no
+        completed trial is.
         """
-        done = [r for r in self._history.records if r.ok]
+        done = [r for r in self._history.records if r.ok and r.feasible]
         if not done:
             return None
         sign = self._sign
@@ -356,15 +396,18 @@ class Experiment:
     def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
         # Journaled before the optimizer decides on it, like a finished trial.
         report = self._history.append_report(report)
-        return self.optimizer.report(as_report(report, params, self._sign))
+        return self.optimizer.report(self._teller.report(report, params))
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
         self._checkpoints.put(record.trial, checkpoint)
+        metrics, constraints = split_constraints(record.metrics)
+        if constraints:  # parse_result sends them among the metrics
+            record = record.replace(metrics=metrics, constraints=constraints)
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
-        self.optimizer.tell(as_trial(record, self._sign))
+        self.optimizer.tell(self._teller.trial(record))
         for callback in subscribers:
             self._call(callback, record)
 
@@ -595,15 +638,14 @@ def _storage_lock(storage: str | os.PathLike) -> StorageLock:
     return StorageLock(storage).acquire()
 
 
-def _replay(optimizer: Optimizer, history: History) -> None:
+def _replay(optimizer: Optimizer, history: History, teller: _Teller) -> None:
     """Tell ``optimizer`` every stored event in the order the live optimizer saw them."""
     params = {r.trial: r.params for r in history.records}
-    sign = _sign(str(history.attrs.get("direction", "minimize")))
     for event in history.events():
         if isinstance(event, TrialRecord):
-            optimizer.tell(as_trial(event, sign))
+            optimizer.tell(teller.trial(event))
         else:
-            optimizer.report(as_report(event, params[event.trial], sign))
+            optimizer.report(teller.report(event, params[event.trial]))
 
 
 def _warm_start_trials(path: str | os.PathLike, space: Space, direction: str) -> list[TrialRecord]:
@@ -767,11 +809,10 @@ def build_experiment(
         changes.append({**current, "from_trial": from_trial})
     attrs["algorithm_history"] = json.dumps(changes)
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
-    sign = _sign(attrs["direction"])
-    for record in warm:  # before this experiment's own events, on resume as when it was created
-        optimizer.tell(as_trial(record, sign))
-    _replay(optimizer, history)
     experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+    for record in warm:  # before this experiment's own events, on resume as when it was created
+        optimizer.tell(experiment._teller.trial(record))
+    _replay(optimizer, history, experiment._teller)
     if lock is not None:
         experiment._take_lock(lock)
     return experiment

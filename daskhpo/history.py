@@ -14,6 +14,11 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
 * lineage: ``parent`` (the trial this one continues, e.g. the trial an ASHA promotion
   promotes or a PBT member's previous segment) and ``checkpoint_from`` (the trial whose
   checkpoint it started from), ``int64`` with ``-1`` for none;
+* constraints, once some trial returned ``{"objective": v, "constraints": [c0, c1, ...]}``:
+  ``constraint_0``, ``constraint_1``, ... (``float64``, NaN where a trial has no such
+  constraint) and ``feasible`` (``bool``, never missing: every constraint of the trial is
+  ``<= 0``, so a trial without constraints, whatever its status, is feasible; filter on
+  ``status`` as well);
 * order: ``order`` (``int64``), the sequence number of the event that recorded the trial
   in the experiment's event log; sorting by it gives the order in which trials finished;
 * intermediate results sent with :func:`daskhpo.report`: one ``float64`` variable
@@ -67,7 +72,7 @@ import xarray as xr
 
 from .journal import Journal, journal_path, read_journal
 from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
-from .results import BOOKKEEPING, RESERVED_PREFIXES
+from .results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
 from .space import Categorical, Space
 from .storage_errors import ENGINE, open_snapshot
 
@@ -294,6 +299,12 @@ class History:
             data[key] = ("trial", np.array([_id_or_minus(getattr(r, key)) for r in records], dtype="int64"))
         data["last_step"] = ("trial", np.array([r.last_step for r in records], dtype="float64"))
         data["order"] = ("trial", np.array([r.seq for r in records], dtype="int64"))
+        n_constraints = max((len(r.constraints) for r in records), default=0)
+        for i in range(n_constraints):
+            data[f"{CONSTRAINT}{i}"] = ("trial", np.array(
+                [r.constraints[i] if i < len(r.constraints) else math.nan for r in records], dtype="float64"))
+        if n_constraints:
+            data["feasible"] = ("trial", np.array([r.feasible for r in records], dtype=bool))
         coords: dict[str, Any] = {"trial": ids}
         reports = [self._reports.get(int(t), {}) for t in ids]
         steps = sorted({s for per_trial in reports for s in per_trial})
@@ -322,7 +333,11 @@ def _id_or_minus(value: int | None) -> int:
 def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | ReportRecord]:
     """Decode a stored dataset back into its events (Python values)."""
     per_trial = [v for v in ds.data_vars if ds[v].dims == ("trial",)]
-    metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"]
+    constraint_names = []
+    while f"{CONSTRAINT}{len(constraint_names)}" in per_trial:
+        constraint_names.append(f"{CONSTRAINT}{len(constraint_names)}")
+    metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"
+               and v not in constraint_names]
     columns = {name: ds[name].values for name in per_trial}
     reported = {
         str(name)[len(REPORTED):]: ds[name].values
@@ -355,6 +370,7 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
             metrics={m: float(columns[m][i]) for m in metrics if not math.isnan(columns[m][i])},
             attempts=int(columns["attempts"][i]),
             seq=int(columns["order"][i]) if "order" in columns else -1,
+            constraints=tuple(float(columns[c][i]) for c in constraint_names if not math.isnan(columns[c][i])),
             **fields,
         ))
         for j, step in enumerate(steps):

@@ -68,6 +68,9 @@ class TrialRecord:
         The last step it reported (NaN when it reported nothing).
     seq : int
         Position of this event in the experiment's event log (-1 until recorded).
+    constraints : tuple of float
+        The constraint values the objective returned (``{"objective": v, "constraints":
+        [...]}``); the trial is feasible when every one is ``<= 0`` (see :attr:`feasible`).
     """
 
     kind: ClassVar[str] = "trial"
@@ -88,11 +91,17 @@ class TrialRecord:
     checkpoint_from: int | None = None
     last_step: float = math.nan
     seq: int = -1
+    constraints: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
         """Whether the trial completed with a finite objective."""
         return self.status == "completed" and math.isfinite(self.objective)
+
+    @property
+    def feasible(self) -> bool:
+        """Whether every constraint is ``<= 0`` (so, true for a trial without constraints)."""
+        return all(c <= 0 for c in self.constraints)
 
     @property
     def duration(self) -> float:
@@ -110,6 +119,10 @@ class TrialRecord:
         out = {"event": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "constraints":
+                if value:  # left out when empty: journal lines of unconstrained trials are unchanged
+                    out[f.name] = list(value)
+                continue
             out[f.name] = None if isinstance(value, float) and math.isnan(value) else value
         return out
 
@@ -123,6 +136,7 @@ class TrialRecord:
                 kwargs.pop(key, None)
         kwargs["params"] = dict(kwargs.get("params") or {})
         kwargs["metrics"] = dict(kwargs.get("metrics") or {})
+        kwargs["constraints"] = tuple(float(c) for c in kwargs.get("constraints") or ())
         return cls(**kwargs)
 
 

@@ -8,7 +8,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BOOKKEEPING", "RESERVED", "RESERVED_PREFIXES", "InvalidResult", "name_problem", "parse_result"]
+__all__ = [
+    "BOOKKEEPING",
+    "CONSTRAINT",
+    "RESERVED",
+    "RESERVED_PREFIXES",
+    "InvalidResult",
+    "name_problem",
+    "parse_result",
+    "split_constraints",
+]
 
 #: bookkeeping variables of the history, one value per trial
 BOOKKEEPING = (
@@ -25,6 +34,7 @@ BOOKKEEPING = (
     "checkpoint_from",
     "last_step",
     "order",
+    "feasible",
 )
 #: names no parameter may take (metrics may use ``objective``, which is the point)
 RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective", "report_order"))
@@ -37,9 +47,11 @@ class InvalidResult(ValueError):
     """
 
 
+#: prefix of the history's constraint variables (``constraint_0``, ``constraint_1``, ...)
+CONSTRAINT = "constraint_"
 #: prefixes of variable names the history derives from metric names (``reported_<metric>``
-#: holds a metric's intermediate reports); no metric may start with one
-RESERVED_PREFIXES = ("reported_",)
+#: holds a metric's intermediate reports) or keeps for constraints; no metric may start with one
+RESERVED_PREFIXES = ("reported_", CONSTRAINT)
 
 _MAX_SHOWN = 120
 
@@ -87,7 +99,8 @@ def name_problem(name: str, params: Collection[str] = ()) -> str | None:
         return f"metric {name!r} has a name reserved by the history ({sorted(RESERVED)})"
     for prefix in RESERVED_PREFIXES:
         if name.startswith(prefix):
-            return f"metric {name!r} starts with {prefix!r}, reserved for intermediate reports"
+            what = "constraints" if prefix == CONSTRAINT else "intermediate reports"
+            return f"metric {name!r} starts with {prefix!r}, reserved for {what}"
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         return f"metric name {name!r} cannot be stored (empty, '.', '..', or contains '/' or NUL)"
     return None
@@ -101,12 +114,55 @@ def _name(key: Any) -> str:
     raise InvalidResult(f"metric names must be strings, got {type(key).__name__} {_show(key)}")
 
 
+def _constraints(value: Any) -> list[float]:
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = list(value)
+    if not isinstance(value, (list, tuple)):
+        raise InvalidResult(
+            f"'constraints' must be a list of finite numbers (feasible when every one is <= 0), "
+            f"got {type(value).__name__} {_show(value)}"
+        )
+    out = []
+    for i, item in enumerate(value):
+        try:
+            number = _number(f"constraints[{i}]", item)
+        except InvalidResult as exc:
+            raise InvalidResult(f"'constraints' must be a list of finite numbers: {exc}") from None
+        if not math.isfinite(number):
+            raise InvalidResult(f"'constraints' must be a list of finite numbers: constraints[{i}] is {number}")
+        out.append(number)
+    return out
+
+
+def split_constraints(metrics: Mapping[str, float]) -> tuple[dict[str, float], tuple[float, ...]]:
+    """Separate the constraints :func:`parse_result` put among the metrics.
+
+    Returns
+    -------
+    metrics : dict
+        The metrics without ``constraint_<i>``.
+    constraints : tuple of float
+        ``constraint_0``, ``constraint_1``, ... in order (empty when there are none).
+    """
+    rest = {k: v for k, v in metrics.items() if not k.startswith(CONSTRAINT)}
+    constraints = []
+    while f"{CONSTRAINT}{len(constraints)}" in metrics:
+        constraints.append(float(metrics[f"{CONSTRAINT}{len(constraints)}"]))
+    return rest, tuple(constraints)
+
+
 def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[str, float]]:
     """Read an objective's return value.
 
     Accepted: a number (Python or numpy, or a one-element numeric array); a dict of metrics
-    with the key ``"objective"``; or a list of ``{"name", "type", "value"}`` dicts (Orion's
-    format) with exactly one entry of type ``"objective"``.
+    with the key ``"objective"`` (and optionally ``"constraints"``); or a list of
+    ``{"name", "type", "value"}`` dicts (Orion's format) with exactly one entry of type
+    ``"objective"`` (and any number of type ``"constraint"``, in order).
+
+    Constraints (Optuna's convention) are a list of finite numbers, the trial being feasible
+    when every one is ``<= 0``.  They travel among the returned metrics as ``constraint_0``,
+    ``constraint_1``, ... (a prefix no metric may use); :func:`split_constraints` takes them
+    out again, and the experiment keeps them in :attr:`TrialRecord.constraints`.
 
     Parameters
     ----------
@@ -122,7 +178,7 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
     objective : float
         The value to minimize (may be NaN or infinite: the caller decides what that means).
     metrics : dict
-        Every other metric, by name.
+        Every other metric, by name, and the constraints as ``constraint_<i>``.
 
     Raises
     ------
@@ -130,13 +186,16 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
         With a message that says what was returned and what is expected, or which names
         clash.  No other exception comes out of this function.
     """
+    constraints: list[float] = []
     if isinstance(value, Mapping):
         if "objective" not in value:
             keys = sorted(_show(k) if not isinstance(k, str) else k for k in value)
             raise InvalidResult(f"a dict result needs the key 'objective', got keys {keys}")
         metrics: dict[str, float] = {}
+        if "constraints" in value:
+            constraints = _constraints(value["constraints"])
         for key, item in value.items():
-            if isinstance(key, str) and key == "objective":
+            if isinstance(key, str) and key in ("objective", "constraints"):
                 continue
             name = _name(key)
             if name in metrics:
@@ -152,7 +211,9 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
                 )
             name = _name(entry["name"])
             number = _number(name, entry["value"])
-            if entry["type"] == "objective":
+            if entry["type"] == "constraint":
+                constraints.extend(_constraints([number]))
+            elif entry["type"] == "objective":
                 objective, n_objectives = number, n_objectives + 1
             else:
                 if name in metrics:
@@ -174,4 +235,6 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
     problems = [p for p in (name_problem(n, params) for n in metrics) if p is not None]
     if problems:
         raise InvalidResult("; ".join(problems) + " (the trial is broken; nothing of it is stored)")
+    for i, c in enumerate(constraints):
+        metrics[f"{CONSTRAINT}{i}"] = c
     return objective, metrics

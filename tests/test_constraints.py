@@ -1,0 +1,135 @@
+"""Constraints: ``{"objective": v, "constraints": [...]}``, feasible when every value is <= 0."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import daskhpo
+from daskhpo.engine import FakeExecutor
+from daskhpo.history import load_history
+from daskhpo.optimizers.random import RandomSearch
+from daskhpo.records import TrialRecord
+from daskhpo.results import InvalidResult, parse_result, split_constraints
+
+SPACE = {"x": "uniform(-2, 2)", "y": "uniform(-2, 2)"}
+
+
+def constrained(x, y):
+    # The unconstrained minimum (0, 0) is infeasible: feasible points have x + y >= 1.
+    return {"objective": x**2 + y**2, "constraints": [1 - x - y], "aux": x}
+
+
+class Recording(RandomSearch):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.told = []
+
+    def tell(self, trial):
+        self.told.append(trial)
+        super().tell(trial)
+
+
+def test_parse_result_reads_constraints_and_refuses_bad_ones():
+    objective, metrics = parse_result({"objective": 1, "constraints": [0.5, -1], "acc": 2})
+    assert objective == 1.0 and split_constraints(metrics) == ({"acc": 2.0}, (0.5, -1.0))
+    _, metrics = parse_result([{"name": "o", "type": "objective", "value": 1.0},
+                               {"name": "c", "type": "constraint", "value": -2.0}])
+    assert split_constraints(metrics) == ({}, (-2.0,))
+    assert split_constraints(parse_result({"objective": 1, "constraints": ()})[1]) == ({}, ())
+    for bad, message in [
+        (3.0, "must be a list of finite numbers"),
+        ([math.nan], r"constraints\[0\] is nan"),
+        ([1.0, math.inf], r"constraints\[1\] is inf"),
+        (["a"], "must be a real number"),
+        ("c", "got str"),
+    ]:
+        with pytest.raises(InvalidResult, match=message):
+            parse_result({"objective": 1.0, "constraints": bad})
+    with pytest.raises(InvalidResult, match="reserved for constraints"):
+        parse_result({"objective": 1.0, "constraint_0": 1.0})
+
+
+def test_record_round_trips_its_constraints_through_json():
+    record = TrialRecord(3, {"x": 1.0}, "completed", 2.0, constraints=(0.5, -1.0))
+    assert not record.feasible and TrialRecord(0, {}, "completed").feasible
+    data = json.loads(json.dumps(record.to_json()))
+    assert TrialRecord.from_json(data) == record
+    assert "constraints" not in TrialRecord(0, {}, "completed").to_json()
+
+
+def test_history_best_and_optimizer_see_constraints(tmp_path):
+    path = tmp_path / "c.nc"
+    recording = Recording(daskhpo.Space(SPACE), seed=0)
+    exp = daskhpo.build_experiment("c", SPACE, algorithm=recording, storage=path)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=40)
+    ds = exp.history
+    assert ds["feasible"].dtype == bool and "constraint_0" in ds and "aux" in ds
+    assert "constraints" not in ds and "constraint_0" not in {m for r in exp.records() for m in r.metrics}
+    c = ds["constraint_0"].values
+    np.testing.assert_allclose(c, 1 - ds["x"].values - ds["y"].values)
+    np.testing.assert_array_equal(ds["feasible"].values, c <= 0)
+    assert 0 < ds["feasible"].sum() < 40
+    feasible = ds.where(ds["feasible"], drop=True)
+    assert exp.best["objective"] == float(feasible["objective"].min())
+    assert exp.best["objective"] > float(ds["objective"].min())  # the overall minimum is infeasible
+    # The optimizer: feasible trials as they are; infeasible ones completed, penalized
+    # below every trial told before them; constraints among the metrics.
+    worst = -math.inf
+    for trial, record in zip(recording.told, sorted(exp.records(), key=lambda r: r.seq)):
+        assert trial.id == record.trial and trial.status == "completed"
+        worst = max(worst, record.objective)
+        assert trial.metrics["constraint_0"] == record.constraints[0]
+        if record.feasible:
+            assert trial.objective == record.objective and trial.metrics["feasible"] == 1.0
+        else:
+            assert trial.objective == pytest.approx(worst + record.constraints[0])
+            assert trial.metrics["feasible"] == 0.0
+    exp.close()
+    # stored, loaded and resumed: the same records, and the same values told
+    def key(records):
+        return [(r.trial, r.constraints, r.feasible, r.metrics) for r in records]
+
+    assert key(load_history(path).records) == key(exp.records())
+    again_rec = Recording(daskhpo.Space(SPACE), seed=0)
+    daskhpo.build_experiment("c", SPACE, algorithm=again_rec, storage=path).close()
+    assert [t.objective for t in again_rec.told] == [t.objective for t in recording.told]
+
+
+def test_best_is_none_without_a_feasible_trial():
+    exp = daskhpo.build_experiment("none", SPACE, seed=0)
+    exp.run(FakeExecutor(lambda x, y: {"objective": x, "constraints": [1.0]}), max_trials=4)
+    assert exp.best is None and not exp.history["feasible"].any()
+
+
+def test_maximize_with_constraints_penalizes_downwards():
+    recording = Recording(daskhpo.Space(SPACE), seed=1)
+    exp = daskhpo.build_experiment("max", SPACE, algorithm=recording, direction="maximize")
+    exp.run(FakeExecutor(constrained, slots=1), max_trials=20)
+    records = sorted(exp.records(), key=lambda r: r.seq)
+    told = [t.objective for t in recording.told]
+    for i, record in enumerate(records):
+        if not record.feasible:  # told worse (higher, as it minimizes -objective) than all before
+            assert told[i] > max(-r.objective for r in records[: i + 1])
+    best = exp.best
+    assert best["objective"] == max(r.objective for r in records if r.feasible)
+
+
+def test_invalid_constraints_break_the_trial_with_a_clear_message():
+    exp = daskhpo.build_experiment("bad", SPACE, seed=0)
+    with pytest.raises(daskhpo.TooManyBrokenTrials, match="'constraints' must be a list of finite numbers"):
+        exp.run(FakeExecutor(lambda x, y: {"objective": x, "constraints": [math.nan]}), max_trials=2, max_broken=1)
+    broken = [r for r in exp.records() if r.status == "broken"]
+    assert len(broken) == 2 and "constraints[0] is nan" in broken[0].error
+
+
+def test_constrained_tpe_finds_a_good_feasible_point():
+    exp = daskhpo.build_experiment("tpe", SPACE, algorithm=("tpe", {"n_initial": 10}), seed=0)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=60)
+    ds = exp.history
+    late = ds.isel(trial=slice(30, None))
+    assert float(late["feasible"].mean()) > float(ds.isel(trial=slice(0, 10))["feasible"].mean())
+    assert exp.best["objective"] < 0.8  # the constrained optimum is 0.5 at (0.5, 0.5)
