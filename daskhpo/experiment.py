@@ -379,14 +379,16 @@ class Experiment:
         if suggestion is None:
             return None
         parent, checkpoint = suggestion.parent, suggestion.checkpoint
-        try:
-            params = self.space.validate(suggestion.params)
-        except ValueError as exc:
-            raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+        params = dict(suggestion.params)
         if self._queue and parent is None and checkpoint is None:
             # An enqueued configuration (first, the defaults) takes the place of a new one,
             # completed by the suggestion; the optimizer learns what ran when it is told.
-            params = {**params, **self._queue.pop(0)}
+            params.update(self._queue.pop(0))
+        try:
+            # (in a conditional space this also leaves out the parameters made inactive)
+            params = self.space.validate(params)
+        except ValueError as exc:
+            raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
         self._next_id += 1
         return Planned(trial_id, params, parent, checkpoint, self._checkpoints.get(checkpoint))
 

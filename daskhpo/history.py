@@ -278,8 +278,11 @@ class History:
         ids = np.array([r.trial for r in records], dtype="int64")
         data: dict[str, Any] = {}
         for name, dim in self.space.items():
-            values = [r.params[name] for r in records]
             attrs = {"prior": str(dim)}
+            if dim.when is not None:
+                data[name] = ("trial", _conditional_column(dim, [r.params.get(name, _INACTIVE) for r in records]), attrs)
+                continue
+            values = [r.params[name] for r in records]
             if dim.dtype == "repr":
                 data[name] = ("trial", np.array([repr(v) for v in values], dtype=object), attrs)
             elif dim.dtype == "str":
@@ -326,6 +329,39 @@ class History:
         return xr.Dataset(data, coords=coords, attrs=self.attrs)
 
 
+#: a conditional parameter's value in a trial where it is inactive
+_INACTIVE = object()
+
+
+def _conditional_column(dim: Any, values: list) -> np.ndarray:
+    """A conditional parameter's column: numbers as float64 with NaN where inactive; other
+    values as strings (``str`` choices as they are, ``bool`` and mixed ones by ``repr``),
+    empty where inactive."""
+    if dim.dtype in ("float64", "int64"):
+        return np.array([math.nan if v is _INACTIVE else float(v) for v in values], dtype="float64")
+    if dim.dtype == "str":
+        return np.array(["" if v is _INACTIVE else v for v in values], dtype=object)
+    return np.array(["" if v is _INACTIVE else repr(v) for v in values], dtype=object)
+
+
+def _conditional_value(dim: Any, value: Any) -> Any:
+    """Read back :func:`_conditional_column`: the value, or ``_INACTIVE``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return _INACTIVE
+    if isinstance(value, str):
+        if value == "":
+            return _INACTIVE
+        if dim.dtype not in ("str", "float64", "int64"):
+            value = ast.literal_eval(value)
+    if dim.dtype == "int64" and isinstance(value, float):
+        value = int(value)  # stored as float64 to hold NaN
+    if isinstance(dim, Categorical):
+        return dim.choices[dim.index(value)]
+    return dim.cast(value)
+
+
 def _id_or_minus(value: int | None) -> int:
     return -1 if value is None else int(value)
 
@@ -352,6 +388,11 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
         params = {}
         for name, dim in space.items():
             value = columns[name][i]
+            if dim.when is not None:
+                value = _conditional_value(dim, value)
+                if value is not _INACTIVE:
+                    params[name] = value
+                continue
             if dim.dtype == "repr":
                 value = ast.literal_eval(str(value))
             elif isinstance(value, np.generic):

@@ -111,9 +111,27 @@ class Dimension:
     #: numpy dtype of the values in the history
     dtype: str = "float64"
 
-    def __init__(self, *, default_value: Any = None, name: str = "") -> None:
+    def __init__(self, *, default_value: Any = None, name: str = "", when: Any = None) -> None:
         self.name = name
         self.default_value = default_value
+        #: the conditions under which the parameter exists: parent name -> the parent's
+        #: values that activate it (every one must hold); ``None`` for an unconditional one
+        self.when: dict[str, list[Any]] | None = None
+        if when is not None:
+            self.when = self._check_when(when)
+
+    def _check_when(self, when: Any) -> dict[str, list[Any]]:
+        if not isinstance(when, Mapping) or not when:
+            raise self._error(f"when= takes a non-empty dict of parent name -> value(s), got {_show(when)}")
+        out = {}
+        for parent, values in when.items():
+            if not isinstance(parent, str):
+                raise self._error(f"when= parent names must be strings, got {_show(parent)}")
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            if not values:
+                raise self._error(f"when={{{parent!r}: []}} can never hold")
+            out[parent] = values
+        return out
 
     # -- helpers shared by subclasses -------------------------------------------------
     def _error(self, problem: str) -> ValueError:
@@ -134,9 +152,10 @@ class Dimension:
         return min(max(x, 0.0), 1.0)
 
     def _options(self) -> str:
-        if self.default_value is None:
-            return ""
-        return f", default_value={_fmt(self.default_value)}"
+        text = "" if self.default_value is None else f", default_value={_fmt(self.default_value)}"
+        if self.when is not None:
+            text += f", when={_fmt(self.when)}"
+        return text
 
     # -- interface -------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
@@ -200,8 +219,9 @@ class Real(Dimension):
         precision: int | None = None,
         default_value: float | None = None,
         name: str = "",
+        when: Any = None,
     ) -> None:
-        super().__init__(default_value=default_value, name=name)
+        super().__init__(default_value=default_value, name=name, when=when)
         self.prior = prior
         if prior not in ("uniform", "loguniform", "normal"):
             raise self._error(f"unknown real prior {prior!r}")
@@ -299,8 +319,9 @@ class Integer(Dimension):
         *,
         default_value: int | None = None,
         name: str = "",
+        when: Any = None,
     ) -> None:
-        super().__init__(default_value=default_value, name=name)
+        super().__init__(default_value=default_value, name=name, when=when)
         self.prior = prior
         if prior not in ("uniform", "loguniform"):
             raise self._error(f"unknown integer prior {prior!r}")
@@ -374,8 +395,9 @@ class Categorical(Dimension):
         *,
         default_value: Any = None,
         name: str = "",
+        when: Any = None,
     ) -> None:
-        super().__init__(default_value=default_value, name=name)
+        super().__init__(default_value=default_value, name=name, when=when)
         self.prior = "choices"
         if isinstance(choices, Mapping):
             values, weights = list(choices.keys()), list(choices.values())
@@ -534,14 +556,19 @@ def uniform(
     discrete: bool = False,
     precision: int | None = None,
     default_value: Any = None,
+    when: Mapping[str, Any] | None = None,
 ) -> Real | Integer:
-    """Uniform on ``[low, high]``; with ``discrete=True``, integers ``low..high`` inclusive."""
+    """Uniform on ``[low, high]``; with ``discrete=True``, integers ``low..high`` inclusive.
+
+    ``when`` (every prior takes it) makes the parameter conditional: ``{"kernel": "poly"}``
+    or ``{"kernel": ["poly", "rbf"]}``; see :class:`Space`.
+    """
     _check_discrete(discrete)
     if discrete:
         if precision is not None:
             raise ValueError("dimension: precision= does not apply to discrete=True")
-        return Integer(low, high, default_value=default_value)
-    return Real(low, high, "uniform", precision=precision, default_value=default_value)
+        return Integer(low, high, default_value=default_value, when=when)
+    return Real(low, high, "uniform", precision=precision, default_value=default_value, when=when)
 
 
 def loguniform(
@@ -551,31 +578,35 @@ def loguniform(
     discrete: bool = False,
     precision: int | None = None,
     default_value: Any = None,
+    when: Mapping[str, Any] | None = None,
 ) -> Real | Integer:
     """Log-uniform on ``[low, high]`` (both positive); integers with ``discrete=True``."""
     _check_discrete(discrete)
     if discrete:
         if precision is not None:
             raise ValueError("dimension: precision= does not apply to discrete=True")
-        return Integer(low, high, "loguniform", default_value=default_value)
-    return Real(low, high, "loguniform", precision=precision, default_value=default_value)
+        return Integer(low, high, "loguniform", default_value=default_value, when=when)
+    return Real(low, high, "loguniform", precision=precision, default_value=default_value, when=when)
 
 
 def normal(
-    mu: float, sigma: float, *, precision: int | None = None, default_value: Any = None
+    mu: float, sigma: float, *, precision: int | None = None, default_value: Any = None,
+    when: Mapping[str, Any] | None = None,
 ) -> Real:
     """Normal with mean ``mu`` and standard deviation ``sigma`` (unbounded)."""
-    return Real(mu, sigma, "normal", precision=precision, default_value=default_value)
+    return Real(mu, sigma, "normal", precision=precision, default_value=default_value, when=when)
 
 
-def randint(low: int, high: int, *, default_value: Any = None) -> Integer:
+def randint(low: int, high: int, *, default_value: Any = None, when: Mapping[str, Any] | None = None) -> Integer:
     """Integers ``low..high``, **both inclusive** (unlike :func:`numpy.random.randint`)."""
-    return Integer(low, high, default_value=default_value)
+    return Integer(low, high, default_value=default_value, when=when)
 
 
-def choices(options: Sequence[Any] | Mapping[Any, float], *, default_value: Any = None) -> Categorical:
+def choices(
+    options: Sequence[Any] | Mapping[Any, float], *, default_value: Any = None, when: Mapping[str, Any] | None = None
+) -> Categorical:
     """One of ``options``; a dict gives each option's probability."""
-    return Categorical(options, default_value=default_value)
+    return Categorical(options, default_value=default_value, when=when)
 
 
 def fidelity(low: float, high: float, base: float = 2) -> Fidelity:
@@ -593,11 +624,11 @@ _PRIORS = {
 }
 _ARITY = {"uniform": 2, "loguniform": 2, "normal": 2, "randint": 2, "choices": 1, "fidelity": (2, 3)}
 _OPTIONS = {
-    "uniform": {"discrete", "precision", "default_value"},
-    "loguniform": {"discrete", "precision", "default_value"},
-    "normal": {"precision", "default_value"},
-    "randint": {"default_value"},
-    "choices": {"default_value"},
+    "uniform": {"discrete", "precision", "default_value", "when"},
+    "loguniform": {"discrete", "precision", "default_value", "when"},
+    "normal": {"precision", "default_value", "when"},
+    "randint": {"default_value", "when"},
+    "choices": {"default_value", "when"},
     "fidelity": {"base"},
 }
 
@@ -663,6 +694,53 @@ def parse_dimension(spec: str | Dimension, name: str = "") -> Dimension:
     return dim
 
 
+def _check_conditions(dims: Mapping[str, Dimension]) -> list[str]:
+    """Check every ``when=`` of a space; return its names with every parent before its children.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter: an unknown parent, a parent that is not categorical, a value the
+        parent cannot take, or a cycle of conditions.
+    """
+    for name, dim in dims.items():
+        if dim.when is None:
+            continue
+        if isinstance(dim, Fidelity):
+            raise ValueError(f"parameter {name!r}: a fidelity dimension cannot be conditional")
+        for parent, values in dim.when.items():
+            if parent not in dims:
+                raise ValueError(f"parameter {name!r}: when= names {parent!r}, which is not a parameter of the space")
+            if parent == name:
+                raise ValueError(f"parameter {name!r}: when= names the parameter itself (a cycle)")
+            prior = dims[parent]
+            if not isinstance(prior, Categorical):
+                raise ValueError(f"parameter {name!r}: when= parent {parent!r} must be categorical (choices), "
+                                 f"it is {prior}")
+            for value in values:
+                if not prior.contains(value):
+                    raise ValueError(f"parameter {name!r}: when={{{parent!r}: {_show(value)}}} can never hold: "
+                                     f"{parent!r} is {prior}")
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*path[path.index(name):], name])
+            raise ValueError(f"parameter {name!r}: its when= conditions form a cycle ({cycle})")
+        state[name] = 1
+        for parent in dims[name].when or {}:
+            visit(parent, [*path, name])
+        state[name] = 2
+        order.append(name)
+
+    for name in dims:
+        visit(name, [])
+    return order
+
+
 class Space(Mapping[str, Dimension]):
     """An ordered mapping of parameter names to dimensions.
 
@@ -670,6 +748,17 @@ class Space(Mapping[str, Dimension]):
     ----------
     spec : mapping of str to (str or Dimension)
         For example ``{"x": "uniform(-5, 5)", "kernel": "choices(['rbf', 'linear'])"}``.
+
+    Notes
+    -----
+    **Conditional parameters.**  Every prior but ``fidelity`` takes ``when=``, a dict of
+    parent names to a value or a list of values: ``"randint(2, 5, when={'kernel': 'poly'})"``
+    exists only while ``kernel`` is ``'poly'`` (all the conditions of a ``when`` must hold,
+    and its parents must themselves be active: conditions nest).  A parent must be a
+    categorical parameter of the space that can take every value named, and conditions must
+    not form a cycle; otherwise ``ValueError`` naming the parameter.  :meth:`sample` and
+    :meth:`validate` leave inactive parameters out of a configuration (the objective is not
+    given them), and the history stores NaN (numbers) or an empty string for them.
     """
 
     def __init__(self, spec: Mapping[str, str | Dimension]) -> None:
@@ -683,6 +772,9 @@ class Space(Mapping[str, Dimension]):
                 raise ValueError(f"parameter {name!r}: names must be Python identifiers")
             dims[name] = parse_dimension(item, name)
         self._dims = dims
+        #: names, every parent before its children (the order of the spec otherwise)
+        self._order = _check_conditions(dims)
+        self.conditional = any(d.when is not None for d in dims.values())
 
     def __getitem__(self, name: str) -> Dimension:
         return self._dims[name]
@@ -715,8 +807,29 @@ class Space(Mapping[str, Dimension]):
         return None
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        """Draw one configuration."""
-        return {name: dim.sample(rng) for name, dim in self._dims.items()}
+        """Draw one configuration (without the parameters its values make inactive)."""
+        params = {name: dim.sample(rng) for name, dim in self._dims.items()}
+        return self._active_only(params) if self.conditional else params
+
+    def is_active(self, name: str, params: Mapping[str, Any]) -> bool:
+        """Whether parameter ``name`` exists in configuration ``params`` (see ``when=``)."""
+        when = self._dims[name].when
+        if when is None:
+            return True
+        for parent, values in when.items():
+            if parent not in params or not self.is_active(parent, params):
+                return False
+            dim = self._dims[parent]
+            try:
+                index = dim.index(params[parent])
+            except ValueError:
+                return False
+            if index not in {dim.index(v) for v in values}:
+                return False
+        return True
+
+    def _active_only(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {n: v for n, v in params.items() if n in self._dims and self.is_active(n, params)}
 
     def defaults(self) -> dict[str, Any] | None:
         """The configuration of default values, when every searched dimension has one."""
@@ -727,17 +840,34 @@ class Space(Mapping[str, Dimension]):
         fid = self.fidelity
         if fid is not None:
             params[fid.name] = fid.high
-        return params
+        return self._active_only(params) if self.conditional else params
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Check a configuration; return it with values cast to their types."""
+        """Check a configuration; return it with values cast to their types.
+
+        In a conditional space, the values of parameters that the configuration makes
+        inactive are left out of what is returned (given or not); active ones are required.
+        """
         if not isinstance(params, Mapping):
             raise ValueError(f"a configuration is a dict of parameter -> value, got {_show(params)}")
-        missing = [n for n in self._dims if n not in params]
         extra = [n for n in params if n not in self._dims]
+        if not self.conditional:
+            missing = [n for n in self._dims if n not in params]
+            if missing or extra:
+                raise ValueError(f"configuration {_show(dict(params))}: missing {missing}, unknown {extra}")
+            return {n: d.validate(params[n]) for n, d in self._dims.items()}
+        out: dict[str, Any] = {}
+        missing = []
+        for name in self._order:  # parents first: a child's activity reads validated values
+            if not self.is_active(name, out):
+                continue
+            if name in params:
+                out[name] = self._dims[name].validate(params[name])
+            else:
+                missing.append(name)
         if missing or extra:
             raise ValueError(f"configuration {_show(dict(params))}: missing {missing}, unknown {extra}")
-        return {n: d.validate(params[n]) for n, d in self._dims.items()}
+        return {n: out[n] for n in self._dims if n in out}
 
     def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
         """Map a configuration to a point of the unit cube (one coordinate per dimension)."""

@@ -1,0 +1,118 @@
+"""Conditional spaces (``when=``): parsing, validation, sampling and the history.
+
+Only what needs no optimizer change: random search runs conditional spaces; model-based
+algorithms do not handle inactive dimensions yet.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import daskhpo
+from daskhpo.engine import FakeExecutor
+from daskhpo.history import load_history
+
+SPACE = {
+    "kernel": "choices(['rbf', 'poly', 'linear'])",
+    "degree": "choices([2, 3, 4], when={'kernel': 'poly'})",
+    "coef0": "uniform(0, 1, when={'degree': [3, 4]})",  # nested: only for poly of degree 3 or 4
+    "gamma": "loguniform(1e-4, 1, when={'kernel': ['rbf', 'poly']})",
+    "shrink": "choices([True, False], when={'kernel': 'linear'})",
+    "C": "loguniform(1e-3, 1e3)",
+}
+
+
+def test_strings_and_objects_round_trip():
+    space = daskhpo.Space(SPACE)
+    assert space["degree"].when == {"kernel": ["poly"]}
+    assert str(space["gamma"]) == "loguniform(0.0001, 1.0, when={'kernel': ['rbf', 'poly']})"
+    assert daskhpo.Space(space.to_dict()) == space
+    objects = daskhpo.Space({"kernel": daskhpo.choices(["rbf", "poly"]),
+                             "degree": daskhpo.randint(2, 5, when={"kernel": "poly"})})
+    assert objects.to_dict()["degree"] == "randint(2, 5, when={'kernel': ['poly']})"
+    assert not daskhpo.Space({"x": "uniform(0, 1)"}).conditional and space.conditional
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"d": "randint(2, 5, when={'kernel': 'poly'})"}, "parameter 'd': when= names 'kernel', which is not"),
+    ({"k": "uniform(0, 1)", "d": "randint(2, 5, when={'k': 0.5})"}, "parameter 'd': when= parent 'k' must be categorical"),
+    ({"k": "choices(['a', 'b'])", "d": "randint(2, 5, when={'k': 'c'})"}, r"parameter 'd': when=\{'k': 'c'\} can never hold"),
+    ({"k": "choices(['a', 'b'])", "d": "randint(2, 5, when={'k': ['a', 3]})"}, "can never hold"),
+    ({"a": "choices([1, 2], when={'b': 1})", "b": "choices([1, 2], when={'a': 1})"}, r"cycle \(a -> b -> a\)"),
+    ({"a": "choices([1, 2], when={'a': 1})"}, "parameter 'a': when= names the parameter itself"),
+    ({"k": "choices(['a'])", "d": "randint(2, 5, when='k')"}, "parameter 'd': when= takes a non-empty dict"),
+    ({"k": "choices(['a'])", "d": "randint(2, 5, when={'k': []})"}, "can never hold"),
+    ({"k": "choices(['a'])", "e": "fidelity(1, 8, when={'k': 'a'})"}, "unknown option"),
+])
+def test_invalid_conditions_name_the_parameter(spec, message):
+    with pytest.raises(ValueError, match=message):
+        daskhpo.Space(spec)
+
+
+def test_sample_and_validate_leave_inactive_parameters_out():
+    space = daskhpo.Space(SPACE)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        params = space.sample(rng)
+        seen.add(tuple(sorted(params)))
+        assert ("degree" in params) == (params["kernel"] == "poly")
+        assert ("coef0" in params) == (params.get("degree") in (3, 4))
+        assert ("gamma" in params) == (params["kernel"] in ("rbf", "poly"))
+        assert ("shrink" in params) == (params["kernel"] == "linear")
+        assert space.validate(params) == params
+    assert len(seen) == 4  # rbf; poly/2; poly/3-4; linear
+    full = {"kernel": "rbf", "degree": 3, "coef0": 0.5, "gamma": 0.1, "shrink": True, "C": 1.0}
+    assert space.validate(full) == {"kernel": "rbf", "gamma": 0.1, "C": 1.0}  # inactive values dropped
+    with pytest.raises(ValueError, match=r"missing \['degree'\]"):
+        space.validate({"kernel": "poly", "gamma": 0.1, "C": 1.0})
+    with pytest.raises(ValueError, match="parameter 'degree'"):
+        space.validate({"kernel": "poly", "degree": 7, "gamma": 0.1, "C": 1.0})
+    # unconditional spaces draw exactly what they drew before
+    plain = daskhpo.Space({"x": "uniform(0, 1)", "k": "choices(['a', 'b'])"})
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    assert plain.sample(rng_a) == {"x": plain["x"].sample(rng_b), "k": plain["k"].sample(rng_b)}
+
+
+def test_defaults_of_a_conditional_space_leave_inactive_ones_out():
+    space = daskhpo.Space({"k": "choices(['a', 'b'], default_value='a')",
+                           "d": "randint(1, 3, default_value=2, when={'k': 'b'})"})
+    assert space.defaults() == {"k": "a"}
+
+
+def svc(kernel, C, degree=None, coef0=None, gamma=None, shrink=None):
+    assert (degree is not None) == (kernel == "poly")
+    return {"rbf": 1.0, "poly": 0.5, "linear": 2.0}[kernel] + C / 1e3 + (coef0 or 0.0)
+
+
+def test_random_search_runs_and_the_history_stores_nan_and_empty_for_inactive(tmp_path):
+    path = tmp_path / "cond.nc"
+    exp = daskhpo.build_experiment("cond", SPACE, storage=path, seed=0)
+    exp.run(FakeExecutor(svc, slots=3), max_trials=30)
+    ds = exp.history
+    assert set(ds["status"].values) == {"completed"}  # the objective got only active parameters
+    kernel = ds["kernel"].values.astype(str)
+    assert ds["degree"].dtype == "float64" and ds["coef0"].dtype == "float64"
+    assert np.isnan(ds["degree"].values[kernel != "poly"]).all()
+    assert not np.isnan(ds["degree"].values[kernel == "poly"]).any()
+    assert set(ds["shrink"].values[kernel != "linear"]) == {""}
+    assert set(ds["shrink"].values[kernel == "linear"]) <= {"True", "False"}
+    exp.close()
+    loaded = load_history(path).records
+    assert [r.params for r in loaded] == [r.params for r in exp.records()]
+    assert all(isinstance(r.params.get("degree", 2), int) for r in loaded)
+    assert all(isinstance(r.params.get("shrink", True), bool) for r in loaded)
+    resumed = daskhpo.build_experiment("cond", SPACE, storage=path)
+    resumed.run(FakeExecutor(svc), max_trials=35)
+    assert len(resumed.records()) == 35 and math.isfinite(resumed.best["objective"])
+    resumed.close()
+
+
+def test_enqueue_in_a_conditional_space():
+    exp = daskhpo.build_experiment("q", SPACE, seed=0)
+    exp.enqueue({"kernel": "poly", "degree": 3, "coef0": 0.25, "gamma": 0.01, "C": 1.0})
+    exp.run(FakeExecutor(svc), max_trials=1)
+    assert exp.records()[0].params == {"kernel": "poly", "degree": 3, "coef0": 0.25, "gamma": 0.01, "C": 1.0}
