@@ -793,6 +793,8 @@ def build_experiment(
         "daskhpo_version": __version__,
         "direction": direction or "minimize",
     }
+    if space.conditional and optimizer.name == "grid":
+        raise ValueError("the 'grid' algorithm does not search conditional spaces (when=) yet; use 'random'")
     warm: list[TrialRecord] = []
     if warm_start is not None:
         if optimizer.name == "pbt":

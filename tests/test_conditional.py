@@ -116,3 +116,8 @@ def test_enqueue_in_a_conditional_space():
     exp.enqueue({"kernel": "poly", "degree": 3, "coef0": 0.25, "gamma": 0.01, "C": 1.0})
     exp.run(FakeExecutor(svc), max_trials=1)
     assert exp.records()[0].params == {"kernel": "poly", "degree": 3, "coef0": 0.25, "gamma": 0.01, "C": 1.0}
+
+
+def test_grid_refuses_a_conditional_space():
+    with pytest.raises(ValueError, match="'grid' algorithm does not search conditional spaces"):
+        daskhpo.build_experiment("g", SPACE, algorithm="grid")

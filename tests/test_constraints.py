@@ -133,3 +133,13 @@ def test_constrained_tpe_finds_a_good_feasible_point():
     late = ds.isel(trial=slice(30, None))
     assert float(late["feasible"].mean()) > float(ds.isel(trial=slice(0, 10))["feasible"].mean())
     assert exp.best["objective"] < 0.8  # the constrained optimum is 0.5 at (0.5, 0.5)
+
+
+def test_constraints_and_maximize_through_a_dask_cluster(client):
+    exp = daskhpo.build_experiment("dask", SPACE, seed=0, direction="maximize")
+    exp.workon(lambda x, y: {"objective": x + y, "constraints": [x + y - 1]}, max_trials=8, client=client)
+    ds = exp.history
+    assert "constraint_0" in ds and ds["feasible"].dtype == bool
+    np.testing.assert_array_equal(ds["feasible"].values, ds["objective"].values <= 1)
+    best = exp.best
+    assert best["objective"] == float(ds["objective"].where(ds["feasible"]).max()) and best["objective"] <= 1
