@@ -203,6 +203,9 @@ class Experiment:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._publish_lock = threading.Lock()
+        # pickled before these existed
+        self.__dict__.setdefault("_queue", [])
+        self.__dict__.setdefault("_teller", _Teller(self.direction))
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -383,7 +386,13 @@ class Experiment:
         if self._queue and parent is None and checkpoint is None:
             # An enqueued configuration (first, the defaults) takes the place of a new one,
             # completed by the suggestion; the optimizer learns what ran when it is told.
-            params.update(self._queue.pop(0))
+            queued = self._queue.pop(0)
+            if self.space.conditional:
+                # It may activate parameters the suggestion left out: those are drawn from
+                # their priors (a draw that depends only on the seed and the trial id).
+                rng = self.optimizer.rng_for(trial_id, stream="enqueue")
+                params = {**{n: d.sample(rng) for n, d in self.space.items()}, **params}
+            params.update(queued)
         try:
             # (in a conditional space this also leaves out the parameters made inactive)
             params = self.space.validate(params)

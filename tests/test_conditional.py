@@ -121,3 +121,13 @@ def test_enqueue_in_a_conditional_space():
 def test_grid_refuses_a_conditional_space():
     with pytest.raises(ValueError, match="'grid' algorithm does not search conditional spaces"):
         daskhpo.build_experiment("g", SPACE, algorithm="grid")
+
+
+def test_an_enqueued_parent_value_activates_children_the_suggestion_left_out():
+    exp = daskhpo.build_experiment("q", SPACE, seed=0)
+    for _ in range(3):
+        exp.enqueue({"kernel": "poly", "degree": 4})  # coef0 and gamma: drawn, as random search gave none
+    exp.run(FakeExecutor(svc), max_trials=3)
+    for record in exp.records():
+        assert set(record.params) == {"kernel", "degree", "coef0", "gamma", "C"}
+        assert record.params["degree"] == 4 and 0 <= record.params["coef0"] <= 1
