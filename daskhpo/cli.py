@@ -279,11 +279,15 @@ def _print_status(ds: Any, rows: int = 5) -> None:
     print("  " + ", ".join(f"{s}: {c}" for s, c in zip(statuses, counts)))
     done = ds.where(ds["status"] == "completed", drop=True) if "completed" in statuses else None
     if done is not None and done.sizes["trial"]:
-        best = int(done["trial"].values[int(np.nanargmin(done["objective"].values))])
+        if "feasible" in done:
+            done = done.where(done["feasible"].astype(bool), drop=True)
+        sign = -1.0 if ds.attrs.get("direction") == "maximize" else 1.0
+        order = done["trial"].values[np.argsort(sign * done["objective"].values, kind="stable")][:rows]
+    if done is not None and done.sizes["trial"]:
+        best = int(order[0])
         row = ds.sel(trial=best)
         values = ", ".join(f"{p}={_fmt(row[p].values)}" for p in params)
         print(f"best: trial {best}, objective {_fmt(row['objective'].values)} ({values})")
-        order = done["trial"].values[np.argsort(done["objective"].values, kind="stable")][:rows]
         print(f"\nbest {len(order)} trials:\n{_table(ds, [int(t) for t in order], params)}")
     last = [int(t) for t in ds["trial"].values[-rows:]]
     print(f"\nlast {len(last)} trials:\n{_table(ds, last, params)}")

@@ -47,6 +47,8 @@ class ProgressBar:
         Trials kept in flight, shown as ``running`` while trials remain.
     best : float, optional
         The best objective before this run.
+    direction : {"minimize", "maximize"}, default "minimize"
+        Which objective is best.
     file : file, optional
         Where to draw (default: standard error).
     **tqdm_kwargs
@@ -60,6 +62,7 @@ class ProgressBar:
         done: int = 0,
         n_workers: int = 1,
         best: float | None = None,
+        direction: str = "minimize",
         file: Any = None,
         **tqdm_kwargs: Any,
     ) -> None:
@@ -69,7 +72,8 @@ class ProgressBar:
         self.finished = done
         self.broken = 0
         self.n_workers = n_workers
-        self.best = math.inf if best is None else best
+        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.best = math.inf * self.sign if best is None else best
         tqdm_kwargs.setdefault("unit", "trial")
         tqdm_kwargs.setdefault("dynamic_ncols", True)
         self.bar = tqdm(total=total, initial=done, file=file, **tqdm_kwargs)
@@ -91,8 +95,8 @@ class ProgressBar:
         if record.status in FINISHED:
             self.finished += 1
             self.bar.update(1)
-            if record.ok:
-                self.best = min(self.best, float(record.objective))
+            if record.ok and record.feasible and self.sign * record.objective < self.sign * self.best:
+                self.best = float(record.objective)
         else:
             self.broken += 1
         self._refresh()
@@ -151,7 +155,7 @@ def attach(
         best = experiment.best
         bar = ProgressBar(
             total, done=done, n_workers=n_workers, best=None if best is None else best["objective"],
-            desc=experiment.name or "trials",
+            direction=experiment.direction, desc=experiment.name or "trials",
         )
         added.append(bar)
     unsubscribes = [experiment.subscribe(listener) for listener in added]

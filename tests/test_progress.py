@@ -78,3 +78,15 @@ def test_an_error_inside_workon_on_the_current_client_propagates(client):
     experiment = daskhpo.build_experiment("errors", {"x": "uniform(0, 1)"}, seed=3)
     with client.as_current(), pytest.raises(ValueError, match="progress must be"):
         experiment.workon(lambda x: x, max_trials=2, progress="yes")
+
+
+def test_bar_best_follows_direction_and_feasibility():
+    out = io.StringIO()
+    bar = ProgressBar(5, direction="maximize", file=out, mininterval=0)
+    bar(TrialRecord(0, {}, "completed", 0.25))
+    bar(TrialRecord(1, {}, "completed", 0.75))
+    bar(TrialRecord(2, {}, "completed", 0.5))
+    bar(TrialRecord(3, {}, "completed", 9.0, constraints=(0.5,)))  # infeasible: not a best
+    assert bar.best == 0.75
+    bar.close()
+    assert "best=0.75" in out.getvalue()
