@@ -15,7 +15,7 @@ import xarray as xr
 
 from . import __version__
 from .checkpoints import CheckpointStore
-from .engine import DaskExecutor, Engine, Executor, Planned
+from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted
@@ -74,6 +74,8 @@ class Experiment:
         self._subscribers: list[Callable[[TrialRecord], None]] = []
         self._publish_lock = threading.Lock()
         self._dashboard = None
+        #: the suggester (model thread) of the run under way, if it suggests in the background
+        self._model: Suggester | None = None
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -203,10 +205,15 @@ class Experiment:
 
     # -- running -----------------------------------------------------------------------
     def _suggest(self) -> Planned | None:
+        suggestion = self.optimizer.ask(self._next_id)
+        return None if suggestion is None else self._plan(suggestion)
+
+    def _suggest_batch(self, k: int) -> list[Planned]:
+        # On the suggester's model thread (background suggestions): one batch per request.
+        return [self._plan(s) for s in self.optimizer.ask_batch(list(range(self._next_id, self._next_id + k)))]
+
+    def _plan(self, suggestion: Any) -> Planned:
         trial_id = self._next_id
-        suggestion = self.optimizer.ask(trial_id)
-        if suggestion is None:
-            return None
         defaults = self.space.defaults() if trial_id == 0 else None
         if defaults is not None:
             # The defaults run first; the optimizer learns what ran when it is told.
@@ -226,6 +233,8 @@ class Experiment:
     def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
         # Journaled before the optimizer decides on it, like a finished trial.
         report = self._history.append_report(report)
+        if self._model is not None:  # the model thread decides, ahead of any queued batch
+            return self._model.call(self.optimizer.report, as_report(report, params))
         return self.optimizer.report(as_report(report, params))
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
@@ -234,7 +243,10 @@ class Experiment:
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
-        self.optimizer.tell(as_trial(record))
+        if self._model is not None:  # told on the model thread, in this order, before its next batch
+            self._model.post(self.optimizer.tell, as_trial(record))
+        else:
+            self.optimizer.tell(as_trial(record))
         for callback in subscribers:
             self._call(callback, record)
 
@@ -355,9 +367,13 @@ class Experiment:
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials", self.name, budget)
+        # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
+        self._model = Suggester(self._suggest_batch) if callable(getattr(executor, "wake", None)) else None
         try:
-            engine.run(self._suggest, self._record, budget, on_report=self._on_report, on_start=self._on_start)
+            engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
+                       on_start=self._on_start)
         finally:
+            self._model = None
             self._history.snapshot()
         return self
 

@@ -6,6 +6,17 @@ into a queue that :meth:`Executor.next_event` reads, so a slow ``suggest`` or ``
 (a model fit, a snapshot) never keeps results or reports from being received: they wait,
 in order, for the loop's next turn.
 
+Suggestions off the critical path: when ``suggest`` is a
+:class:`~daskhpo.engine.suggester.Suggester` (the experiment passes one when the executor
+has ``wake()``, as the Dask one does), the optimizer runs on the suggester's model thread:
+the loop *requests* as many trials as it has free slots, goes on receiving and recording
+events, and submits the suggested trials when the model thread wakes it (a
+:class:`~daskhpo.engine.executor.Wake` event).  One request serves every slot that is
+free when the model thread gets to it (one batch, one fit), so the cost of a model is paid
+once per batch rather than once per slot; the loop itself waits for the model only when
+nothing at all is running.  With a plain callable (and with the fake executor) ``suggest``
+runs on the loop thread, deterministically, as before.
+
 The loop knows trials, attempts, retries and the stopping rules; it knows nothing of any
 algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 ``on_report``) nor of Dask (see :mod:`daskhpo.engine.dask_executor`).
@@ -22,7 +33,8 @@ from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
 from .dask_executor import NoWorkersError
-from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
+from .suggester import Suggester
 from .worker import TrialTask
 
 __all__ = ["Engine", "Planned", "TooManyBrokenTrials"]
@@ -105,7 +117,7 @@ class Engine:
 
     def run(
         self,
-        suggest: Callable[[], Planned | None],
+        suggest: Callable[[], Planned | None] | Suggester,
         record: Callable[[TrialRecord, Any], None],
         budget: int | None = None,
         on_report: Callable[[ReportRecord, dict], str] | None = None,
@@ -115,8 +127,11 @@ class Engine:
 
         Parameters
         ----------
-        suggest : callable
-            Returns the next :class:`Planned` trial, or ``None`` for nothing now.
+        suggest : callable or Suggester
+            Returns the next :class:`Planned` trial, or ``None`` for nothing now; or a
+            :class:`~daskhpo.engine.suggester.Suggester` (started and closed here) that
+            suggests on its own thread and wakes the loop through the executor's
+            ``wake()``.
         record : callable
             Receives each finished trial's :class:`~daskhpo.records.TrialRecord` and its
             last checkpoint (or ``None``), before the next trial is suggested.
@@ -148,18 +163,46 @@ class Engine:
                 on_start(job.plan, job.attempts)
             executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
 
+        model = suggest if isinstance(suggest, Suggester) else None
+        #: the optimizer had nothing more to suggest: ask again after the next real event
+        hold = False
+
         def fill() -> None:
-            while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
-                plan = suggest()
-                if plan is None:
-                    return
+            nonlocal hold
+            if model is None:
+                while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
+                    plan = suggest()
+                    if plan is None:
+                        return
+                    submit(_Job(plan, time.time()))
+                return
+            for plan in model.take():
                 submit(_Job(plan, time.time()))
+            hold = hold or model.nothing_now()
+            if not hold:
+                taken = len(self._jobs) + model.outstanding
+                free = n_workers - taken
+                if budget is not None:
+                    free = min(free, budget - finished - taken)
+                model.request(free)
 
         executor.open()
+        if model is not None:
+            model.on_ready = executor.wake
+            model.on_busy = getattr(executor, "model_busy", None)
+            model.start()
         try:
             fill()
-            while self._jobs:
+            while self._jobs or (model is not None and model.outstanding):
+                if not self._jobs:  # nothing runs: only the model can move things on
+                    model.wait()
+                    fill()
+                    continue
                 event = executor.next_event()
+                if isinstance(event, Wake):
+                    fill()
+                    continue
+                hold = False
                 if isinstance(event, Reported):
                     self._report(event)
                     continue
@@ -192,6 +235,8 @@ class Engine:
                 fill()
             return finished
         finally:
+            if model is not None:
+                model.close()
             executor.close()
             self._jobs, self._on_report = {}, None
 
