@@ -12,17 +12,15 @@ threads); each trial sleeps ``duration`` seconds +- 50 % (drawn from its paramet
 return, so the tail (the last wave draining) counts as idle time: use several waves
 (``--waves``) for steady-state numbers.
 
-**Simulated mode** (``--mode sim``): :class:`~daskhpo.engine.FakeExecutor` in virtual time,
-no Dask and no sleeping, for thousands of slots.  What the loop costs in reality is charged
-to the virtual clock: every real second that passes on the loop's side between two calls
-into the executor (suggesting, recording, telling the optimizer, waiting for a
-suggestion) advances the clock by that second before the next trial is submitted or event
-delivered; the executor's own bookkeeping is not charged.  A slow model therefore shows up
-as slots idling in virtual time, exactly as it would on a cluster where the model is the
-bottleneck.  (Work a background thread does while the loop is busy elsewhere is not
-charged; while the loop waits for it, it is.  Because the virtual clock jumps over the
-time during which every slot is merely running, a background thread gets *less* real time
-per virtual second than on a real cluster: the simulation is pessimistic for it.)  With
+**Simulated mode** (``--mode sim``): :class:`~daskhpo.engine.simulate.ModelClockExecutor`,
+the fake executor in virtual time (no Dask, no sleeping) for thousands of slots, whose
+clock is charged with real work: every real second the loop spends between two calls into
+the executor (recording, telling, waiting for a suggestion) moves the clock on by that
+second; and while the model thread works on a batch, virtual time passes at the speed of
+real time (results due meanwhile are delivered and recorded, the freed slots wait for the
+batch).  A slow model therefore shows up as slots idling in virtual time, as it would on
+a cluster where the model is the bottleneck.  ``--loop-suggests`` runs without the model
+thread (the loop suggests, charged), as the engine did before.  With
 ``--max-seconds`` a run stops submitting after that much real time, and utilization is
 measured over the virtual window up to that point (no tail), so slow baselines stay
 measurable.
@@ -56,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 import daskhpo
-from daskhpo.engine import FakeExecutor
+from daskhpo.engine.simulate import ModelClockExecutor
 
 ALGORITHMS = ["random", "tpe", "gp", "evolution", "asha", "pbt"]
 SPACE = {
@@ -121,10 +119,33 @@ def latency(samples: list[float]) -> dict:
 
 
 def instrument(exp) -> tuple[list, list]:
+    """Time each suggestion (an ask, or a batch's time shared by its suggestions) and tell."""
     asks: list[float] = []
     tells: list[float] = []
     opt = exp.optimizer
-    opt.ask = timed(opt.ask, asks)
+    ask, ask_batch = opt.ask, opt.ask_batch
+    depth = [0]
+
+    def timed_ask(trial_id):
+        t0 = time.perf_counter()
+        try:
+            return ask(trial_id)
+        finally:
+            if not depth[0]:
+                asks.append(time.perf_counter() - t0)
+
+    def timed_batch(trial_ids):
+        t0 = time.perf_counter()
+        depth[0] += 1
+        try:
+            out = ask_batch(trial_ids)
+        finally:
+            depth[0] -= 1
+        took = time.perf_counter() - t0
+        asks.extend([took / max(len(out), 1)] * len(out))
+        return out
+
+    opt.ask, opt.ask_batch = timed_ask, timed_batch
     opt.tell = timed(opt.tell, tells)
     return asks, tells
 
@@ -161,51 +182,13 @@ def run_real(algorithm: str, slots: int, duration: float, trials: int, client, s
 
 
 # -- simulated mode --------------------------------------------------------------------------
-class ChargedFakeExecutor(FakeExecutor):
-    """A fake executor whose virtual clock is also advanced by the loop's real time.
-
-    Every real second spent outside the executor (in the loop, the optimizer, the
-    history), between two calls into it, moves :attr:`now` forward before the call is
-    served, so that it delays submissions and results as it would on a cluster.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.charged = 0.0
-        self._left: float | None = None
-
-    def _charge(self) -> None:
-        t = time.perf_counter()
-        if self._left is not None:
-            self.now += t - self._left
-            self.charged += t - self._left
-
-    def _leave(self) -> None:
-        self._left = time.perf_counter()
-
-    def open(self) -> None:
-        super().open()
-        self._leave()
-
-    def submit(self, task) -> None:
-        self._charge()
-        try:
-            super().submit(task)
-        finally:
-            self._leave()
-
-    def next_event(self):
-        self._charge()
-        try:
-            return super().next_event()
-        finally:
-            self._leave()
-
-
-def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int, max_seconds: float | None) -> dict:
+def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int, max_seconds: float | None,
+            background: bool = True) -> dict:
     exp = daskhpo.build_experiment(f"sim-{algorithm}", SPACE, algorithm=algorithm_spec(algorithm, slots), seed=seed)
     asks, tells = instrument(exp)
-    executor = ChargedFakeExecutor(lambda **p: value(p), duration=lambda p: duration * jitter(p), slots=slots)
+    executor = ModelClockExecutor(lambda **p: value(p), duration=lambda p: duration * jitter(p), slots=slots)
+    if not background:
+        executor.wake = None  # no model thread: the loop suggests, and its time is charged
     stopped_at: list[float] = []
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     if deadline is not None:
@@ -229,7 +212,8 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
     return {
         "mode": "sim", "algorithm": algorithm, "slots": slots, "duration_s": duration, "trials": len(records),
         "truncated": bool(stopped_at), "virtual_s": round(executor.now, 1), "real_s": round(real, 2),
-        "charged_s": round(executor.charged, 2),
+        "charged_s": round(executor.charged, 2), "model_s": round(executor.model_seconds, 2),
+        "suggest": "background" if background else "loop",
         "utilization": round(busy_time(records, until=last) / (slots * last), 4),
         "utilization_with_tail": round(busy_time(records) / (slots * executor.now), 4),
         "suggestions_per_s": round(len(asks) / last, 2), "ask": latency(asks), "tell": latency(tells),
@@ -246,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=None, help="sim mode: trials (default 3000; the goal uses 10000)")
     parser.add_argument("--max-seconds", type=float, default=None, help="sim mode: stop submitting after this real time")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loop-suggests", action="store_true",
+                        help="sim mode: no model thread, the loop suggests (as before this change)")
     parser.add_argument("--label", default="", help="stored with each result (e.g. baseline)")
     parser.add_argument("--output", default=str(RESULTS / "utilization.jsonl"))
     args = parser.parse_args(argv)
@@ -274,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         duration = args.duration or 60.0
         for slots in args.slots or [1000]:
             for algorithm in args.algorithms:
-                emit(run_sim(algorithm, slots, duration, args.trials or 3000, args.seed, args.max_seconds))
+                emit(run_sim(algorithm, slots, duration, args.trials or 3000, args.seed, args.max_seconds,
+                             background=not args.loop_suggests))
     if out:
         out.close()
 

@@ -65,8 +65,9 @@ class Suggester:
     on_ready : callable, optional
         Called (from the model thread) after each batch, and after an error.
     on_busy : callable, optional
-        ``on_busy(True)`` before and ``on_busy(False)`` after each batch (simulations
-        use it to let virtual time pass at the speed of the model while it works).
+        ``on_busy(True)`` when trials are requested, ``on_busy(False)`` when a batch
+        leaves nothing requested (simulations use it to let virtual time pass at the
+        speed of the model while it has work).
     """
 
     def __init__(
@@ -109,6 +110,8 @@ class Suggester:
             self._wanted += n
             self._nothing = False
             self._cv.notify_all()
+        if self.on_busy is not None:
+            self.on_busy(True)  # the model has work from now on (not from when its thread wakes up)
 
     @property
     def outstanding(self) -> int:
@@ -207,8 +210,6 @@ class Suggester:
                     k = min(self._wanted, self.max_batch)
                     if self._closed or not k or self._error is not None:
                         continue
-                if self.on_busy is not None:
-                    self.on_busy(True)
                 t0 = time.perf_counter()
                 try:
                     plans = list(self._suggest_batch(k))
@@ -226,8 +227,9 @@ class Suggester:
                         self._wanted, self._nothing = 0, True
                     else:
                         self._wanted -= k
+                    idle = not self._wanted
                     self._cv.notify_all()
-                if self.on_busy is not None:
-                    self.on_busy(False)
             if self.on_ready is not None:
                 self.on_ready()
+            if idle and self.on_busy is not None:
+                self.on_busy(False)
