@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("daskhpo").setLevel(logging.WARNING)
     table: dict[tuple[str, int], float] = {}
     for n in args.histories:
-        for algorithm in args.algorithms:
+        # peers first, so that each of ours is printed with its ratio
+        for algorithm in sorted(args.algorithms, key=lambda a: not a.startswith("optuna")):
             if algorithm == "optuna-gp" and n > args.optuna_gp_max:
                 continue
             try:
