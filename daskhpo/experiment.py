@@ -16,6 +16,7 @@ import xarray as xr
 from . import __version__
 from .checkpoints import CheckpointStore
 from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
+from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted
@@ -263,6 +264,7 @@ class Experiment:
         max_broken: int = 3,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
+        trials_per_task: int = 1,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -300,6 +302,11 @@ class Experiment:
         dashboard : bool or int, default False
             Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
             URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
+        trials_per_task : int, default 1
+            Trials run one after the other in each Dask task (opt-in, for trials of a few
+            milliseconds, whose time Dask's per-task overhead dominates; see
+            :mod:`daskhpo.engine.packed`).  The default ``n_workers`` is then the workers'
+            threads times this.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -315,8 +322,11 @@ class Experiment:
         if self._budget(max_trials) == 0:
             return self
         with _client_for(client or self._client) as dask_client:
-            executor = DaskExecutor(dask_client, fn, fn_kwargs=fn_kwargs, resources=resources,
-                                    trial_timeout=trial_timeout, worker_timeout=worker_timeout)
+            # short trials: several per Dask task (daskhpo.engine.packed)
+            packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
+            executor = (PackedDaskExecutor if packing else DaskExecutor)(
+                dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
+                worker_timeout=worker_timeout, **packing)
             if dashboard:
                 from .dashboard import dask_link
 
