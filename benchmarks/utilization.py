@@ -32,6 +32,11 @@ the simulation the charged real seconds.
     python benchmarks/utilization.py --mode real                         # 64 slots x 1 s
     python benchmarks/utilization.py --mode real --slots 256 --duration 10 --waves 10
     python benchmarks/utilization.py --mode sim --slots 1000 --trials 10000
+    python benchmarks/utilization.py --mode short --trials 2000 --packs 1 4 16 64   # trials/s
+
+**Short mode** (``--mode short``): trials/s of a trivial objective, a bare Dask
+``as_completed`` loop (``benchmarks/overhead.py``) against ``workon(trials_per_task=k)``,
+on one in-process worker with ``--slots`` threads (default 2).
 """
 
 from __future__ import annotations
@@ -220,9 +225,36 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
     }
 
 
+# -- short trials (packing) ----------------------------------------------------------------
+def run_short(trials: int, packs: list[int], threads: int) -> list[dict]:
+    """Trials/s of a trivial objective: a bare Dask loop against daskhpo with k trials per task."""
+    from distributed import Client, LocalCluster
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from overhead import bare_dask, noop
+
+    out = []
+    with LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        bare_dask(client, 100, threads)  # warm up
+        t = bare_dask(client, trials, threads)["seconds"]
+        base = trials / t
+        out.append({"mode": "short", "loop": "bare_dask", "in_flight": threads, "trials": trials,
+                    "trials_per_s": round(base, 1)})
+        for k in packs:
+            exp = daskhpo.build_experiment(f"short-{k}", {"x": "uniform(-5, 5)"}, seed=0)
+            t0 = time.perf_counter()
+            exp.workon(noop, max_trials=trials, client=client, trials_per_task=k)
+            rate = trials / (time.perf_counter() - t0)
+            out.append({"mode": "short", "loop": "daskhpo", "trials_per_task": k, "in_flight": threads * k,
+                        "trials": trials, "trials_per_s": round(rate, 1), "ratio_to_bare_dask": round(rate / base, 3)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["real", "sim"], default="real")
+    parser.add_argument("--mode", choices=["real", "sim", "short"], default="real")
+    parser.add_argument("--packs", type=int, nargs="+", default=[1, 4, 16, 64], help="short mode: trials per task")
     parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=ALGORITHMS)
     parser.add_argument("--slots", type=int, nargs="+", default=None, help="default: 64 (real), 1000 (sim)")
     parser.add_argument("--duration", type=float, default=None, help="trial seconds; default 1 (real), 60 (sim)")
@@ -247,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
             out.write(line + "\n")
             out.flush()
 
-    if args.mode == "real":
+    if args.mode == "short":
+        for result in run_short(args.trials or 2000, args.packs, (args.slots or [2])[0]):
+            emit(result)
+    elif args.mode == "real":
         from distributed import Client, LocalCluster
 
         duration = args.duration or 1.0
