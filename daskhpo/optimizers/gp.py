@@ -359,11 +359,14 @@ class GP(Optimizer):
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
         cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length)
-        values, _ = _log_ei(post, cands, best)
-        starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
-        optimized = self._maximize(post, best, starts) if refine else starts[:0]
-        # Round to valid points, and keep the best rounded one not already taken.
-        num, cat = self._round(np.concatenate([optimized, starts, cands]))
+        if refine:
+            values, _ = _log_ei(post, cands, best)
+            starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
+            optimized = self._maximize(post, best, starts)
+            # Round to valid points, and keep the best rounded one not already taken.
+            num, cat = self._round(np.concatenate([optimized, starts, cands]))
+        else:  # later suggestions of a batch: the best valid candidate, one evaluation
+            num, cat = self._round(cands)
         points = self._features(num, cat)
         values, _ = _log_ei(post, points, best)
         taken = x
