@@ -199,16 +199,17 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
     if deadline is not None:
         # stop submitting after max_seconds of real time; measure up to that virtual moment
         optimizer = exp.optimizer
-        ask = optimizer.ask
+        ask, ask_batch = optimizer.ask, optimizer.ask_batch
 
-        def bounded_ask(trial_id):
+        def over() -> bool:
             if time.perf_counter() > deadline:
                 if not stopped_at:
                     stopped_at.append(executor.now)
-                return None
-            return ask(trial_id)
+                return True
+            return False
 
-        optimizer.ask = bounded_ask
+        optimizer.ask = lambda trial_id: None if over() else ask(trial_id)
+        optimizer.ask_batch = lambda trial_ids: [] if over() else ask_batch(trial_ids)
     t0 = time.perf_counter()
     exp.run(executor, max_trials=trials, n_workers=slots)
     real = time.perf_counter() - t0
