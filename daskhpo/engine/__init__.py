@@ -6,6 +6,8 @@
 :mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
 :mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests
 :mod:`.suggester`           :class:`Suggester`: the optimizer on a thread of its own
+:mod:`.packed`              ``PackedDaskExecutor``: several short trials per Dask task
+:mod:`.simulate`            ``ModelClockExecutor``: fake executor charged with real work
 :mod:`.worker`              :func:`run_trial`: one attempt on a worker, deadlines, reports
 ==========================  ==============================================================
 """
