@@ -231,12 +231,25 @@ class Experiment:
     def _on_start(self, plan: Planned, attempt: int) -> None:
         self._history.append_start(TrialStarted(plan.trial, plan.params, attempt, time.time()))
 
-    def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
+    def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str | None:
         # Journaled before the optimizer decides on it, like a finished trial.
         report = self._history.append_report(report)
-        if self._model is not None:  # the model thread decides, ahead of any queued batch
-            return self._model.call(self.optimizer.report, as_report(report, params))
+        if self._model is not None:
+            # decided after the tells posted before it, at once if the model is free, else by the
+            # model thread before its next batch; the loop goes on receiving meanwhile
+            self._model.post(self._decide, as_report(report, params))
+            return None
         return self.optimizer.report(as_report(report, params))
+
+    def _decide(self, report: Report) -> None:
+        try:
+            decision = self.optimizer.report(report)
+        except Exception:
+            logger.exception("handling a report of trial %d failed", report.trial_id)
+            return
+        self._engine.decide_later(report.trial_id, decision)
+        if self._model is not None and self._model.on_ready is not None:
+            self._model.on_ready()  # wake the loop to apply it
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
@@ -379,6 +392,7 @@ class Experiment:
         logger.info("%s: running up to %s more trials", self.name, budget)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
         self._model = Suggester(self._suggest_batch) if callable(getattr(executor, "wake", None)) else None
+        self._engine = engine
         try:
             engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
                        on_start=self._on_start)

@@ -154,3 +154,20 @@ def test_plain_fake_executor_still_suggests_on_the_loop_thread():
     exp = daskhpo.build_experiment("plain", SPACE, seed=0)
     exp.run(FakeExecutor(square, duration=1.0, slots=3), max_trials=9)
     assert len(exp.records()) == 9
+
+
+def test_reports_are_decided_off_the_loop_and_prune():
+    """Reports go through the model thread too: decisions arrive later and still prune."""
+
+    def reporting(x):
+        for step in (1, 3, 9):
+            daskhpo.report(step, x**2 + 1 / step)
+        return x**2
+
+    exp = daskhpo.build_experiment(
+        "asha-bg", SPACE, algorithm=("asha", {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}), seed=0
+    )
+    exp.run(ModelClockExecutor(reporting, duration=1.0, slots=6), max_trials=40)
+    statuses = [r.status for r in exp.records()]
+    assert set(statuses) <= {"completed", "pruned"} and statuses.count("pruned") >= 10
+    assert all(len(exp.reports(r.trial)) >= 1 for r in exp.records())

@@ -25,8 +25,10 @@ algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +80,8 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
+    #: the worker of its last report (where a prune is sent)
+    worker: str | None = None
 
 
 def _last_line(text: str | None) -> str:
@@ -139,7 +143,9 @@ class Engine:
             Finished (completed or pruned) trials after which no more are submitted.
         on_report : callable, optional
             Receives each intermediate report (a :class:`~daskhpo.records.ReportRecord`)
-            with the trial's params, and returns ``"continue"`` or ``"prune"``.  Reports
+            with the trial's params, and returns ``"continue"`` or ``"prune"``, or ``None``
+            when the decision comes later through :meth:`decide_later` (the experiment's
+            model thread decides reports so, after the results told before them).  Reports
             that had not arrived when their trial ended are given (in step order) just
             before its ``record``.  Without it, reports only reach the record.
         on_start : callable, optional
@@ -154,6 +160,7 @@ class Engine:
         n_workers = self.n_workers if self.n_workers is not None else executor.slots()
         self._jobs: dict[str, _Job] = {}
         self._on_report = on_report
+        self._decisions: deque[tuple[int, str]] = deque()
         finished = broken = 0
 
         def submit(job: _Job) -> None:
@@ -200,11 +207,13 @@ class Engine:
                     continue
                 event = executor.next_event()
                 if isinstance(event, Wake):
+                    self._apply_decisions()
                     fill()
                     continue
                 hold = False
                 if isinstance(event, Reported):
                     self._report(event)
+                    self._apply_decisions()
                     continue
                 if isinstance(event, Rerun):
                     self._rerun(event.key)
@@ -249,15 +258,35 @@ class Engine:
         if job is None or event.step in job.seen:
             return  # a trial already recorded, a lost attempt, or a repeated step
         job.seen.add(event.step)
+        job.worker = event.worker
         try:
             decision = on_report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params)
         except Exception:
             logger.exception("handling a report of trial %d failed", job.plan.trial)
             return
+        self._decide(job, decision)
+
+    def decide_later(self, trial: int, decision: str) -> None:
+        """Hand in the decision on a report for which ``on_report`` returned ``None``.
+
+        Callable from any thread (the suggester's model thread decides reports while the
+        loop goes on); the loop applies it at its next turn, which the caller makes come
+        soon (the suggester wakes the loop through the executor).
+        """
+        self._decisions.append((trial, decision))
+
+    def _apply_decisions(self) -> None:
+        while self._decisions:
+            trial, decision = self._decisions.popleft()
+            job = next((j for j in self._jobs.values() if j.plan.trial == trial), None)
+            if job is not None:
+                self._decide(job, decision)
+
+    def _decide(self, job: _Job, decision: str | None) -> None:
         if decision == "prune" and not job.stopping:
             job.stopping = True
-            logger.debug("pruning trial %d at step %g", job.plan.trial, event.step)
-            self.executor.stop(job.key, event.worker)
+            logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
+            self.executor.stop(job.key, job.worker)
 
     def _rerun(self, key: str) -> None:
         """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""

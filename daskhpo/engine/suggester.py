@@ -13,9 +13,12 @@ given.  The loop thread never waits on a model fit:
   ``k`` free slots, the optimizer's :meth:`~daskhpo.optimizers.Optimizer.ask_batch`
   accounting for the ones it has just suggested, e.g. kriging-believer fantasies), and
   wakes the loop (``on_ready``) for each batch;
-* **reports** need a decision (continue or prune): the loop takes the model (after the
-  posted tells) for that one call (:meth:`Suggester.call`), waiting at most for a batch
-  already under way.
+* **reports** need a decision (continue or prune): the experiment posts the decision like a
+  tell (after the results recorded before the report); it is made at once if the model is
+  free, else by the model thread before its next batch, and handed to the loop
+  (:meth:`~daskhpo.engine.Engine.decide_later`), which stops the trial if it is pruned.
+  The loop never waits for it.  (:meth:`Suggester.call` runs a call synchronously, under
+  the model lock, for callers that must have the answer.)
 
 A lock (the *model lock*) is held by whichever thread calls into the optimizer, so it is
 touched by one thread at a time, and posted calls always run before anything after them.
