@@ -264,11 +264,13 @@ class GP(Optimizer):
         return self._ask(trial_id, refine=True)
 
     def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
-        """Suggest several trials with one model: the kernel fit is shared, each suggestion is
-        a fantasy (pending point) for the next ones, and only the first is refined by
-        L-BFGS-B; the others are the best of the candidates under the fantasies (a few ms
-        each instead of tens)."""
-        return [self._ask(trial_id, refine=i == 0) for i, trial_id in enumerate(trial_ids)]
+        """Suggest several trials with one model: the kernel fit is shared and each suggestion
+        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`; in a
+        larger batch (slots are waiting) no suggestion is refined by L-BFGS-B: each is the
+        best of a quarter of ``n_candidates`` random and local candidates under the
+        fantasies (a few ms instead of tens)."""
+        refine = len(trial_ids) == 1
+        return [self._ask(trial_id, refine=refine) for trial_id in trial_ids]
 
     def _ask(self, trial_id: int, refine: bool) -> Suggestion:
         rng = self.rng_for(trial_id)
@@ -368,7 +370,9 @@ class GP(Optimizer):
             x = np.concatenate([x, pending])
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
-        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length)
+        # a batch's unrefined suggestions look at a quarter of the candidates (cost ~ candidates x trials)
+        count = self.n_candidates if refine else max(64, self.n_candidates // 4)
+        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length, count)
         if refine:
             values, _ = _log_ei(post, cands, best)
             starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
@@ -386,9 +390,12 @@ class GP(Optimizer):
         num, cat = self._enc.random(rng, 1)
         return self._features(num, cat)[0]
 
-    def _candidates(self, rng: np.random.Generator, best_x: np.ndarray, length: np.ndarray) -> np.ndarray:
-        n_local = self.n_candidates // 2
-        num, cat = self._enc.random(rng, self.n_candidates - n_local)
+    def _candidates(
+        self, rng: np.random.Generator, best_x: np.ndarray, length: np.ndarray, count: int | None = None
+    ) -> np.ndarray:
+        count = self.n_candidates if count is None else count
+        n_local = count // 2
+        num, cat = self._enc.random(rng, count - n_local)
         uniform = self._features(num, cat)
         # Local moves around the best points, at a few scales relative to the length scales.
         centers = best_x[rng.integers(len(best_x), size=n_local)]
