@@ -18,7 +18,8 @@ import xarray as xr
 
 from ._version import __version__
 from .checkpoints import CheckpointStore
-from .engine import DaskExecutor, Engine, Executor, Planned
+from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
+from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted
@@ -154,6 +155,9 @@ class Experiment:
         defaults = space.defaults()
         if optimizer is not None and defaults is not None and history.next_trial_id == 0:
             self._queue.append(defaults)
+
+        #: the suggester (model thread) of the run under way, if it suggests in the background
+        self._model: Suggester | None = None
 
     @property
     def direction(self) -> str:
@@ -377,10 +381,15 @@ class Experiment:
         return [dict(p) for p in self._queue]
 
     def _suggest(self) -> Planned | None:
+        suggestion = self.optimizer.ask(self._next_id)
+        return None if suggestion is None else self._plan(suggestion)
+
+    def _suggest_batch(self, k: int) -> list[Planned]:
+        # On the suggester's model thread (background suggestions): one batch per request.
+        return [self._plan(s) for s in self.optimizer.ask_batch(list(range(self._next_id, self._next_id + k)))]
+
+    def _plan(self, suggestion: Any) -> Planned:
         trial_id = self._next_id
-        suggestion = self.optimizer.ask(trial_id)
-        if suggestion is None:
-            return None
         parent, checkpoint = suggestion.parent, suggestion.checkpoint
         params = dict(suggestion.params)
         if self._queue and parent is None and checkpoint is None:
@@ -404,10 +413,25 @@ class Experiment:
     def _on_start(self, plan: Planned, attempt: int) -> None:
         self._history.append_start(TrialStarted(plan.trial, plan.params, attempt, time.time()))
 
-    def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str:
+    def _on_report(self, report: ReportRecord, params: Mapping[str, Any]) -> str | None:
         # Journaled before the optimizer decides on it, like a finished trial.
         report = self._history.append_report(report)
+        if self._model is not None:
+            # decided after the tells posted before it, at once if the model is free, else by the
+            # model thread before its next batch; the loop goes on receiving meanwhile
+            self._model.post(self._decide, self._teller.report(report, params))
+            return None
         return self.optimizer.report(self._teller.report(report, params))
+
+    def _decide(self, report: Report) -> None:
+        try:
+            decision = self.optimizer.report(report)
+        except Exception:
+            logger.exception("handling a report of trial %d failed", report.trial_id)
+            return
+        self._engine.decide_later(report.trial_id, decision)
+        if self._model is not None and self._model.on_ready is not None:
+            self._model.on_ready()  # wake the loop to apply it
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
@@ -418,7 +442,11 @@ class Experiment:
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
-        self.optimizer.tell(self._teller.trial(record))
+        told = self._teller.trial(record)
+        if self._model is not None:  # told on the model thread, in this order, before its next batch
+            self._model.post(self.optimizer.tell, told)
+        else:
+            self.optimizer.tell(told)
         for callback in subscribers:
             self._call(callback, record)
 
@@ -437,6 +465,7 @@ class Experiment:
         dashboard: bool | int = False,
         progress: bool | None = None,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
+        trials_per_task: int = 1,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -481,6 +510,11 @@ class Experiment:
         callbacks : list of callables, optional
             Each receives every finished trial's record (a dict; see
             :func:`daskhpo.progress.attach`), e.g. :class:`daskhpo.callbacks.TensorBoard`.
+        trials_per_task : int, default 1
+            Trials run one after the other in each Dask task (opt-in, for trials of a few
+            milliseconds, whose time Dask's per-task overhead dominates; see
+            :mod:`daskhpo.engine.packed`).  The default ``n_workers`` is then the workers'
+            threads times this.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -496,8 +530,11 @@ class Experiment:
         if self._budget(max_trials) == 0:
             return self
         with _client_for(client or self._client) as dask_client:
-            executor = DaskExecutor(dask_client, fn, fn_kwargs=fn_kwargs, resources=resources,
-                                    trial_timeout=trial_timeout, worker_timeout=worker_timeout)
+            # short trials: several per Dask task (daskhpo.engine.packed)
+            packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
+            executor = (PackedDaskExecutor if packing else DaskExecutor)(
+                dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
+                worker_timeout=worker_timeout, **packing)
             if dashboard:
                 from .dashboard import dask_link
 
@@ -562,11 +599,16 @@ class Experiment:
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
+        # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
+        self._model = Suggester(self._suggest_batch) if callable(getattr(executor, "wake", None)) else None
+        self._engine = engine
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
                         done=self._history.finished, n_workers=n_workers):
-                engine.run(self._suggest, self._record, budget, on_report=self._on_report, on_start=self._on_start)
+                engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
+                           on_start=self._on_start)
         finally:
+            self._model = None
             self._history.snapshot()
         return self
 

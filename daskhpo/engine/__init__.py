@@ -5,14 +5,18 @@
 :mod:`.executor`            the executor interface and the events it emits
 :mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
 :mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests
+:mod:`.suggester`           :class:`Suggester`: the optimizer on a thread of its own
+:mod:`.packed`              ``PackedDaskExecutor``: several short trials per Dask task
+:mod:`.simulate`            ``ModelClockExecutor``: fake executor charged with real work
 :mod:`.worker`              :func:`run_trial`: one attempt on a worker, deadlines, reports
 ==========================  ==============================================================
 """
 
 from .dask_executor import DaskExecutor, NoWorkersError
-from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
 from .fake import FakeExecutor
 from .loop import Engine, Planned, TooManyBrokenTrials
+from .suggester import Suggester
 from .worker import TrialOutcome, TrialTask, TrialTimeout, run_trial
 
 __all__ = [
@@ -28,6 +32,8 @@ __all__ = [
     "Reported",
     "Rerun",
     "NoWorkers",
+    "Wake",
+    "Suggester",
     "TrialTask",
     "TrialOutcome",
     "TrialTimeout",

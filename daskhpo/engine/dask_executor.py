@@ -29,7 +29,7 @@ from distributed import Client, Future, as_completed
 
 from ..pickling import check_picklable, classify_failure, failure_reason
 from ..reporting import _stop_trial
-from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun
+from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import TrialTask, run_trial
 
 __all__ = ["DaskExecutor", "NoWorkersError"]
@@ -178,6 +178,10 @@ class DaskExecutor:
     def next_event(self) -> ExecutorEvent:
         """The next completion, failure, report, re-run or loss of every worker."""
         return self._inbox.get()
+
+    def wake(self) -> None:
+        """Make :meth:`next_event` return a :class:`Wake` (from any thread): suggestions are ready."""
+        self._inbox.put(Wake())
 
     def cancel(self, key: str) -> None:
         """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event)."""

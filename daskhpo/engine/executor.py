@@ -14,6 +14,9 @@ what happened, one event at a time, from :meth:`Executor.next_event`:
     The cluster started an attempt again by itself (its worker left mid-trial).
 :class:`NoWorkers`
     No worker has been connected for the executor's ``worker_timeout``.
+:class:`Wake`
+    Only from an executor with the optional ``wake()`` method (callable from any thread):
+    the loop should look at its suggestions again.
 
 Two executors implement it: :class:`~daskhpo.engine.dask.DaskExecutor` (a Dask client)
 and :class:`~daskhpo.engine.fake.FakeExecutor` (in-process, deterministic, virtual time,
@@ -27,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from .worker import TrialOutcome, TrialTask
 
-__all__ = ["Executor", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers"]
+__all__ = ["Executor", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers", "Wake"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,17 @@ class NoWorkers:
     waited: float
 
 
-ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers
+@dataclass(frozen=True)
+class Wake:
+    """Nothing happened to any attempt: the loop was woken (by :meth:`wake`) to look again.
+
+    Only executors with the optional ``wake()`` method emit it; the engine then runs the
+    optimizer on a background thread (:class:`~daskhpo.engine.suggester.Suggester`),
+    which wakes the loop when suggestions are ready.
+    """
+
+
+ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers | Wake
 
 
 @runtime_checkable

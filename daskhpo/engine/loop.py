@@ -6,6 +6,17 @@ into a queue that :meth:`Executor.next_event` reads, so a slow ``suggest`` or ``
 (a model fit, a snapshot) never keeps results or reports from being received: they wait,
 in order, for the loop's next turn.
 
+Suggestions off the critical path: when ``suggest`` is a
+:class:`~daskhpo.engine.suggester.Suggester` (the experiment passes one when the executor
+has ``wake()``, as the Dask one does), the optimizer runs on the suggester's model thread:
+the loop *requests* as many trials as it has free slots, goes on receiving and recording
+events, and submits the suggested trials when the model thread wakes it (a
+:class:`~daskhpo.engine.executor.Wake` event).  One request serves every slot that is
+free when the model thread gets to it (one batch, one fit), so the cost of a model is paid
+once per batch rather than once per slot; the loop itself waits for the model only when
+nothing at all is running.  With a plain callable (and with the fake executor) ``suggest``
+runs on the loop thread, deterministically, as before.
+
 The loop knows trials, attempts, retries and the stopping rules; it knows nothing of any
 algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 ``on_report``) nor of Dask (see :mod:`daskhpo.engine.dask_executor`).
@@ -14,15 +25,18 @@ algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
 from .dask_executor import NoWorkersError
-from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
+from .suggester import Suggester
 from .worker import TrialTask
 
 __all__ = ["Engine", "Planned", "TooManyBrokenTrials"]
@@ -66,6 +80,8 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
+    #: the worker of its last report (where a prune is sent)
+    worker: str | None = None
 
 
 def _last_line(text: str | None) -> str:
@@ -105,7 +121,7 @@ class Engine:
 
     def run(
         self,
-        suggest: Callable[[], Planned | None],
+        suggest: Callable[[], Planned | None] | Suggester,
         record: Callable[[TrialRecord, Any], None],
         budget: int | None = None,
         on_report: Callable[[ReportRecord, dict], str] | None = None,
@@ -115,8 +131,11 @@ class Engine:
 
         Parameters
         ----------
-        suggest : callable
-            Returns the next :class:`Planned` trial, or ``None`` for nothing now.
+        suggest : callable or Suggester
+            Returns the next :class:`Planned` trial, or ``None`` for nothing now; or a
+            :class:`~daskhpo.engine.suggester.Suggester` (started and closed here) that
+            suggests on its own thread and wakes the loop through the executor's
+            ``wake()``.
         record : callable
             Receives each finished trial's :class:`~daskhpo.records.TrialRecord` and its
             last checkpoint (or ``None``), before the next trial is suggested.
@@ -124,7 +143,9 @@ class Engine:
             Finished (completed or pruned) trials after which no more are submitted.
         on_report : callable, optional
             Receives each intermediate report (a :class:`~daskhpo.records.ReportRecord`)
-            with the trial's params, and returns ``"continue"`` or ``"prune"``.  Reports
+            with the trial's params, and returns ``"continue"`` or ``"prune"``, or ``None``
+            when the decision comes later through :meth:`decide_later` (the experiment's
+            model thread decides reports so, after the results told before them).  Reports
             that had not arrived when their trial ended are given (in step order) just
             before its ``record``.  Without it, reports only reach the record.
         on_start : callable, optional
@@ -139,6 +160,7 @@ class Engine:
         n_workers = self.n_workers if self.n_workers is not None else executor.slots()
         self._jobs: dict[str, _Job] = {}
         self._on_report = on_report
+        self._decisions: deque[tuple[int, str]] = deque()
         finished = broken = 0
 
         def submit(job: _Job) -> None:
@@ -148,20 +170,50 @@ class Engine:
                 on_start(job.plan, job.attempts)
             executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
 
+        model = suggest if isinstance(suggest, Suggester) else None
+        #: the optimizer had nothing more to suggest: ask again after the next real event
+        hold = False
+
         def fill() -> None:
-            while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
-                plan = suggest()
-                if plan is None:
-                    return
+            nonlocal hold
+            if model is None:
+                while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
+                    plan = suggest()
+                    if plan is None:
+                        return
+                    submit(_Job(plan, time.time()))
+                return
+            for plan in model.take():
                 submit(_Job(plan, time.time()))
+            hold = hold or model.nothing_now()
+            if not hold:
+                taken = len(self._jobs) + model.outstanding
+                free = n_workers - taken
+                if budget is not None:
+                    free = min(free, budget - finished - taken)
+                model.request(free)
 
         executor.open()
+        if model is not None:
+            model.on_ready = executor.wake
+            model.on_busy = getattr(executor, "model_busy", None)
+            model.start()
         try:
             fill()
-            while self._jobs:
+            while self._jobs or (model is not None and model.outstanding):
+                if not self._jobs:  # nothing runs: only the model can move things on
+                    model.wait()
+                    fill()
+                    continue
                 event = executor.next_event()
+                if isinstance(event, Wake):
+                    self._apply_decisions()
+                    fill()
+                    continue
+                hold = False
                 if isinstance(event, Reported):
                     self._report(event)
+                    self._apply_decisions()
                     continue
                 if isinstance(event, Rerun):
                     self._rerun(event.key)
@@ -192,6 +244,8 @@ class Engine:
                 fill()
             return finished
         finally:
+            if model is not None:
+                model.close()
             executor.close()
             self._jobs, self._on_report = {}, None
 
@@ -204,15 +258,35 @@ class Engine:
         if job is None or event.step in job.seen:
             return  # a trial already recorded, a lost attempt, or a repeated step
         job.seen.add(event.step)
+        job.worker = event.worker
         try:
             decision = on_report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params)
         except Exception:
             logger.exception("handling a report of trial %d failed", job.plan.trial)
             return
+        self._decide(job, decision)
+
+    def decide_later(self, trial: int, decision: str) -> None:
+        """Hand in the decision on a report for which ``on_report`` returned ``None``.
+
+        Callable from any thread (the suggester's model thread decides reports while the
+        loop goes on); the loop applies it at its next turn, which the caller makes come
+        soon (the suggester wakes the loop through the executor).
+        """
+        self._decisions.append((trial, decision))
+
+    def _apply_decisions(self) -> None:
+        while self._decisions:
+            trial, decision = self._decisions.popleft()
+            job = next((j for j in self._jobs.values() if j.plan.trial == trial), None)
+            if job is not None:
+                self._decide(job, decision)
+
+    def _decide(self, job: _Job, decision: str | None) -> None:
         if decision == "prune" and not job.stopping:
             job.stopping = True
-            logger.debug("pruning trial %d at step %g", job.plan.trial, event.step)
-            self.executor.stop(job.key, event.worker)
+            logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
+            self.executor.stop(job.key, job.worker)
 
     def _rerun(self, key: str) -> None:
         """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""

@@ -405,6 +405,24 @@ class Optimizer(ABC):
     def tell(self, trial: Trial) -> None:
         """Learn the outcome of a finished trial."""
 
+    def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
+        """Suggest several trials at once (the engine's model thread serves free slots so).
+
+        The default asks for each in turn, stopping at the first ``None``; it returns the
+        suggestions of a prefix of ``trial_ids``.  A model-based optimizer may override it
+        to fit its model once for the whole batch (each suggestion still counting the
+        previous ones as pending).  The result must be what the same calls of :meth:`ask`
+        in order would decide, or at least as reproducible: a function of the seed, the
+        ids and what the optimizer was told.
+        """
+        out = []
+        for trial_id in trial_ids:
+            suggestion = self.ask(trial_id)
+            if suggestion is None:
+                break
+            out.append(suggestion)
+        return out
+
     def report(self, report: Report) -> str:
         """Decide whether a running trial that reported ``report`` goes on.
 

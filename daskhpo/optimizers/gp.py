@@ -18,7 +18,10 @@ out instead of piling onto one point.
 
 Bounded cost: with more than ``max_train`` completed trials the GP is fitted on a subset of
 ``max_train`` of them (the best half of that size, plus a seeded random sample of the rest),
-so the cost of a suggestion stops growing with the history.
+so the cost of a suggestion stops growing with the history; the kernel is refitted on a
+schedule that spaces fits out as the history grows (``refit_growth``); at most
+``max_pending`` pending trials enter the posterior; and :meth:`GP.ask_batch` serves several
+free slots with one model, refining only the first suggestion by L-BFGS-B.
 """
 
 from __future__ import annotations
@@ -127,8 +130,12 @@ class GP(Optimizer):
         Suggestions drawn at random from the priors before the GP is used (in parallel runs
         the GP starts once half of them have completed).
     max_train : int, default 150
-        Most completed trials the GP is fitted on; beyond it, the best ``max_train // 2``
+        Most completed trials the GP is conditioned on; beyond it, the best ``max_train // 2``
         plus a seeded random sample of the others (this bounds the suggestion time).
+    fit_max : int, default 64
+        Most completed trials the kernel hyperparameters are fitted on (chosen by the same
+        rule): the marginal-likelihood fit costs ``O(n^3)`` per iteration and dominated the
+        suggestion time (about 5x less at 64 than at 150 trials here).
     n_candidates : int, default 1000
         Random and local candidates on which the acquisition is evaluated.
     n_starts : int, default 5
@@ -136,12 +143,21 @@ class GP(Optimizer):
     fit_restarts : int, default 0
         Extra random restarts of the marginal-likelihood fit.
     refit_every : int, default 1
-        Refit the kernel hyperparameters when this many new trials have completed since
-        the last fit (the posterior always uses every trial).  The fit is a function of the
-        history only (the first ``n_initial + k * refit_every`` trials), so runs stay
-        reproducible and resumable.
+        Refit the kernel hyperparameters when at least this many new trials have completed
+        since the last fit (the posterior always uses every trial).
+    refit_growth : float, default 0.1
+        ... and when the history has grown by at least this fraction since the last fit:
+        fits happen at ``p_0 = n_initial``, ``p_{k+1} = p_k + max(refit_every,
+        floor(refit_growth * p_k))`` completed trials (20, 22, 24, 26, 28, 30, 33, ...,
+        every 100th around 1,000), so the cost of fitting per suggestion falls as the
+        history grows.
+        The fit is a function of the history only (its first ``p_k`` trials), so runs stay
+        reproducible and resumable.  ``0`` refits every ``refit_every`` trials.
     constant_liar : bool, default True
         Put pending trials into the posterior with a lie for their value.
+    max_pending : int, default 100
+        Most pending trials put into the posterior (the most recently asked ones), which
+        bounds its size with a thousand trials in flight.
     liar : {"believer", "min", "mean", "max"}, default "believer"
         The lie: the posterior mean at the pending point ("kriging believer": it removes the
         uncertainty there without inventing good or bad regions, and a believed improvement
@@ -167,8 +183,11 @@ class GP(Optimizer):
         n_starts: int = 5,
         fit_restarts: int = 0,
         refit_every: int = 1,
+        refit_growth: float = 0.1,
+        fit_max: int = 64,
         constant_liar: bool = True,
         liar: str = "believer",
+        max_pending: int = 100,
     ) -> None:
         super().__init__(space, seed)
         check_option("gp", "n_initial", n_initial, "int", low=1)
@@ -177,6 +196,12 @@ class GP(Optimizer):
         check_option("gp", "n_starts", n_starts, "int", low=1)
         check_option("gp", "fit_restarts", fit_restarts, "int", low=0)
         check_option("gp", "refit_every", refit_every, "int", low=1)
+        check_option("gp", "refit_growth", refit_growth, low=0)
+        check_option("gp", "fit_max", fit_max, "int", low=2)
+        self.fit_max = fit_max
+        check_option("gp", "max_pending", max_pending, "int", low=0)
+        self.max_pending = max_pending
+        self.refit_growth = float(refit_growth)
         check_option("gp", "constant_liar", constant_liar, "bool")
         check_option("gp", "liar", liar, "choice", choices=_LIARS)
         self.n_initial = n_initial
@@ -211,8 +236,11 @@ class GP(Optimizer):
             "n_starts": self.n_starts,
             "fit_restarts": self.fit_restarts,
             "refit_every": self.refit_every,
+            "refit_growth": self.refit_growth,
+            "fit_max": self.fit_max,
             "constant_liar": self.constant_liar,
             "liar": self.liar,
+            "max_pending": self.max_pending,
         }
 
     # -- encoding --------------------------------------------------------------------------
@@ -233,13 +261,25 @@ class GP(Optimizer):
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
         """Suggest trial ``trial_id``: a prior draw at first, then the maximum of log EI."""
+        return self._ask(trial_id, refine=True)
+
+    def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
+        """Suggest several trials with one model: the kernel fit is shared and each suggestion
+        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`; in a
+        larger batch (slots are waiting) no suggestion is refined by L-BFGS-B: each is the
+        best of a quarter of ``n_candidates`` random and local candidates under the
+        fantasies (a few ms instead of tens)."""
+        refine = len(trial_ids) == 1
+        return [self._ask(trial_id, refine=refine) for trial_id in trial_ids]
+
+    def _ask(self, trial_id: int, refine: bool) -> Suggestion:
         rng = self.rng_for(trial_id)
         n = len(self._y)
         if not model_ready(n, len(self._pending), self.n_initial):
             num, cat = self._enc.random(rng, 1)
             x = self._features(num, cat)[0]
         else:
-            x = self._suggest(rng)
+            x = self._suggest(rng, refine)
             num, cat = self._round(x[None, :])
         self._pending.add(trial_id, x)
         return Suggestion(self._enc.decode(num[0], cat[0]))
@@ -257,27 +297,38 @@ class GP(Optimizer):
         self._y.append(float(trial.objective))
 
     # -- model -----------------------------------------------------------------------------
-    def training_set(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def training_set(self, n: int | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and outputs of the first ``n`` (default all) completed trials that the GP
-        is fitted on: at most ``max_train`` of them."""
+        is conditioned on: at most ``limit`` (default ``max_train``) of them."""
         n = len(self._y) if n is None else n
+        limit = self.max_train if limit is None else limit
         x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
-        if n <= self.max_train:
+        if n <= limit:
             return x, y
         order = np.argsort(y, kind="stable")
-        n_best = self.max_train // 2
-        rest = self.rng_for(n, stream="gp-train-subset").choice(order[n_best:], self.max_train - n_best, replace=False)
+        n_best = limit // 2
+        rest = self.rng_for(n, stream="gp-train-subset").choice(order[n_best:], limit - n_best, replace=False)
         keep = np.sort(np.concatenate([order[:n_best], rest]))
         return x[keep], y[keep]
 
     def hyperparameters(self) -> tuple[float, np.ndarray, float]:
         """Amplitude, length scales and noise of the kernel (refitted every ``refit_every`` trials)."""
-        n = len(self._y)
-        n_fit = n - (n - self.n_initial) % self.refit_every if n >= self.n_initial else n
+        n_fit = self._refit_point(len(self._y))
         if self._fitted is None or self._fitted[0] != n_fit:
-            x, y = self.training_set(n_fit)
+            x, y = self.training_set(n_fit, min(self.fit_max, self.max_train))
             self._fitted = (n_fit, self._fit(x, _standardize(y)[0], n_fit))
         return self._fitted[1]
+
+    def _refit_point(self, n: int) -> int:
+        """The history size of the last scheduled fit at ``n`` completed trials."""
+        if n < self.n_initial:
+            return n
+        point = self.n_initial
+        while True:
+            following = point + max(self.refit_every, int(self.refit_growth * point))
+            if following > n:
+                return point
+            point = following
 
     def _fit(self, x: np.ndarray, y: np.ndarray, n: int) -> tuple[float, np.ndarray, float]:
         from sklearn.exceptions import ConvergenceWarning
@@ -300,15 +351,15 @@ class GP(Optimizer):
         noise = float(fitted.k2.noise_level)
         return amplitude, length, noise
 
-    def _suggest(self, rng: np.random.Generator) -> np.ndarray:
+    def _suggest(self, rng: np.random.Generator, refine: bool = True) -> np.ndarray:
         amplitude, length, noise = self.hyperparameters()
         x, y = self.training_set()
         self.last_train_size = len(y)
         ys = _standardize(y)[0]
         best = float(ys.min())
         post = _Posterior(x, ys, amplitude, length, noise)
-        if self.constant_liar and self._pending:
-            pending = np.array(self._pending.values())
+        if self.constant_liar and self._pending and self.max_pending:
+            pending = np.array(self._pending.values()[-self.max_pending :])
             if self.liar == "believer":
                 lies = post.predict(pending)[0]
                 # the fantasies count as data, for the incumbent too: otherwise a pending point
@@ -319,12 +370,17 @@ class GP(Optimizer):
             x = np.concatenate([x, pending])
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
-        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length)
-        values, _ = _log_ei(post, cands, best)
-        starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
-        optimized = self._maximize(post, best, starts)
-        # Round to valid points, and keep the best rounded one not already taken.
-        num, cat = self._round(np.concatenate([optimized, starts, cands]))
+        # a batch's unrefined suggestions look at a quarter of the candidates (cost ~ candidates x trials)
+        count = self.n_candidates if refine else max(64, self.n_candidates // 4)
+        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length, count)
+        if refine:
+            values, _ = _log_ei(post, cands, best)
+            starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
+            optimized = self._maximize(post, best, starts)
+            # Round to valid points, and keep the best rounded one not already taken.
+            num, cat = self._round(np.concatenate([optimized, starts, cands]))
+        else:  # later suggestions of a batch: the best valid candidate, one evaluation
+            num, cat = self._round(cands)
         points = self._features(num, cat)
         values, _ = _log_ei(post, points, best)
         taken = x
@@ -334,9 +390,12 @@ class GP(Optimizer):
         num, cat = self._enc.random(rng, 1)
         return self._features(num, cat)[0]
 
-    def _candidates(self, rng: np.random.Generator, best_x: np.ndarray, length: np.ndarray) -> np.ndarray:
-        n_local = self.n_candidates // 2
-        num, cat = self._enc.random(rng, self.n_candidates - n_local)
+    def _candidates(
+        self, rng: np.random.Generator, best_x: np.ndarray, length: np.ndarray, count: int | None = None
+    ) -> np.ndarray:
+        count = self.n_candidates if count is None else count
+        n_local = count // 2
+        num, cat = self._enc.random(rng, count - n_local)
         uniform = self._features(num, cat)
         # Local moves around the best points, at a few scales relative to the length scales.
         centers = best_x[rng.integers(len(best_x), size=n_local)]

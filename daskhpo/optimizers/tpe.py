@@ -173,12 +173,20 @@ class TPE(Optimizer):
         Weight of each pending trial in the bad group, relative to a completed one: enough
         to push parallel suggestions apart, not so much that eight trials in flight drive
         the search away from the good region.
+    max_bad : int, default 200
+        Most completed trials in the bad group's density: beyond it, a seeded random sample
+        of that size (a function of the history only), each weighted so that the group
+        keeps its total weight.  It bounds the cost of a suggestion (``O(n_candidates *
+        (max_good + max_bad + pending) * n_dims)``) whatever the history.
+    max_pending : int, default 256
+        Most pending trials counted as liars (the most recently asked ones).
 
     Notes
     -----
     Trials that did not complete (broken, timed out, lost) are not modelled; a pruned trial
     counts only if it carries a finite objective.  The cost of a suggestion is
-    ``O(n_candidates * n_trials * n_dims)`` numpy work, without Python loops over trials.
+    ``O(n_candidates * (max_good + max_bad + max_pending) * n_dims)`` numpy work, without
+    Python loops over trials: bounded, whatever the history.
     """
 
     name = "tpe"
@@ -195,6 +203,8 @@ class TPE(Optimizer):
         prior_weight: float = 1.0,
         constant_liar: bool = True,
         liar_weight: float = 0.25,
+        max_bad: int = 200,
+        max_pending: int = 256,
     ) -> None:
         super().__init__(space, seed)
         check_option("tpe", "n_initial", n_initial, "int", low=1)
@@ -204,6 +214,10 @@ class TPE(Optimizer):
         for option, value in (("bandwidth", bandwidth), ("prior_weight", prior_weight), ("liar_weight", liar_weight)):
             check_option("tpe", option, value, low=0, low_open=True)
         check_option("tpe", "constant_liar", constant_liar, "bool")
+        check_option("tpe", "max_bad", max_bad, "int", low=1)
+        check_option("tpe", "max_pending", max_pending, "int", low=0)
+        self.max_bad = max_bad
+        self.max_pending = max_pending
         self.n_initial = n_initial
         self.gamma = float(gamma)
         self.max_good = max_good
@@ -216,6 +230,7 @@ class TPE(Optimizer):
         self._num: list[np.ndarray] = []
         self._cat: list[np.ndarray] = []
         self._y: list[float] = []
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -229,6 +244,8 @@ class TPE(Optimizer):
             "prior_weight": self.prior_weight,
             "constant_liar": self.constant_liar,
             "liar_weight": self.liar_weight,
+            "max_bad": self.max_bad,
+            "max_pending": self.max_pending,
         }
 
     def n_good(self, n: int) -> int:
@@ -251,15 +268,19 @@ class TPE(Optimizer):
 
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
-        y = np.asarray(self._y)
-        num, cat = np.asarray(self._num).reshape(len(y), enc.n_num), np.asarray(self._cat).reshape(len(y), enc.n_cat)
+        num, cat, y = self._history_arrays()
         order = np.argsort(y, kind="stable")
         good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
-        bad_num, bad_cat = num[bad], cat[bad]
         bad_w = np.ones(len(bad))
-        if self.constant_liar and self._pending:
-            n_pending = len(self._pending)
-            points = self._pending.values()
+        if len(bad) > self.max_bad:
+            # a seeded sample of the bad group (a function of the history size only),
+            # weighted to keep the group's weight against the prior and the liars
+            keep = self.rng_for(len(y), stream="tpe-bad").choice(len(bad), self.max_bad, replace=False)
+            bad, bad_w = bad[np.sort(keep)], np.full(self.max_bad, len(bad) / self.max_bad)
+        bad_num, bad_cat = num[bad], cat[bad]
+        if self.constant_liar and self._pending and self.max_pending:
+            points = self._pending.values()[-self.max_pending :]
+            n_pending = len(points)
             pend_num = np.array([p[0] for p in points]).reshape(n_pending, enc.n_num)
             pend_cat = np.array([p[1] for p in points]).reshape(n_pending, enc.n_cat)
             bad_num = np.concatenate([bad_num, pend_num])
@@ -271,6 +292,22 @@ class TPE(Optimizer):
         score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
         best = int(np.argmax(score))
         return cand_num[best : best + 1], cand_cat[best : best + 1]
+
+    def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The modelled trials as arrays, extended (not rebuilt) as trials arrive."""
+        enc, n = self._enc, len(self._y)
+        arrays = self._arrays
+        have = 0 if arrays is None else len(arrays[2])
+        if have != n:
+            new_num = np.asarray(self._num[have:]).reshape(n - have, enc.n_num)
+            new_cat = np.asarray(self._cat[have:], dtype=np.int64).reshape(n - have, enc.n_cat)
+            new_y = np.asarray(self._y[have:], dtype=float)
+            if arrays is None:
+                arrays = (new_num, new_cat, new_y)
+            else:
+                arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (new_num, new_cat, new_y)))
+            self._arrays = arrays
+        return arrays
 
     def tell(self, trial: Trial) -> None:
         """Forget the trial as pending; model it if it completed with a finite objective."""

@@ -1,0 +1,118 @@
+"""Short trials: several trials per Dask task.
+
+A trial of a few milliseconds spends most of its time in Dask's per-task overhead
+(scheduling, serialization, a round trip to the scheduler).  :class:`PackedDaskExecutor`
+sends up to ``trials_per_task`` submitted trials as one task, which runs them one after
+the other on its worker (each through :func:`~daskhpo.engine.worker.run_trial`: its own
+record, reports, deadline, errors as data), and hands their outcomes to the loop one by one
+as if they had been separate tasks.
+
+Trials are packed as the loop submits them: a task leaves when it is full, or when the loop
+has nothing more to submit and waits for events (so a pack never waits for trials that
+will not come).  Its slots are the workers' threads times ``trials_per_task``, so that a
+thread receives a full pack whenever one ends.  Costs: a trial waits in its pack for the
+ones before it (fine for short trials, the only ones worth packing); suggestions are made
+``trials_per_task`` at a time, so a model learns from results one pack late; when a worker
+dies, every trial of its pack is lost (and retried, within ``retries``).
+
+Used by :meth:`daskhpo.Experiment.workon` with ``trials_per_task=k`` (opt-in).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .dask_executor import DaskExecutor
+from .executor import Completed, ExecutorEvent, Failed
+from .worker import TrialOutcome, TrialTask, run_trial
+
+__all__ = ["PackedDaskExecutor", "run_pack"]
+
+
+def run_pack(
+    fn: Callable[..., Any], tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
+) -> list[TrialOutcome]:
+    """Run the trials of one pack in order, on this worker; their outcomes, in the same order."""
+    return [run_trial(fn, task, fn_kwargs, timeout) for task in tasks]
+
+
+class PackedDaskExecutor(DaskExecutor):
+    """A :class:`~daskhpo.engine.DaskExecutor` that runs ``trials_per_task`` trials per task.
+
+    Parameters
+    ----------
+    client, fn, fn_kwargs, resources, trial_timeout, worker_timeout
+        As for :class:`~daskhpo.engine.DaskExecutor` (``trial_timeout`` applies to each
+        trial of a pack, from its own start).
+    trials_per_task : int
+        Most trials per Dask task.
+    """
+
+    def __init__(self, client: Any, fn: Callable[..., Any], *, trials_per_task: int = 8, **kwargs: Any) -> None:
+        if not isinstance(trials_per_task, int) or trials_per_task < 1:
+            raise ValueError(f"trials_per_task must be a positive integer, got {trials_per_task!r}")
+        super().__init__(client, fn, **kwargs)
+        self.trials_per_task = trials_per_task
+
+    def slots(self) -> int:
+        """The workers' threads (with the resources) times ``trials_per_task``."""
+        return super().slots() * self.trials_per_task
+
+    def open(self) -> None:
+        super().open()
+        self._buffer: list[TrialTask] = []
+        self._packs: dict[str, list[str]] = {}  # pack key -> its trials' attempt keys
+        self._in_pack: dict[str, str] = {}  # attempt key -> pack key
+        self._unpacked: deque[ExecutorEvent] = deque()
+
+    def submit(self, task: TrialTask) -> None:
+        """Add the attempt to the next pack; send the pack when it is full."""
+        self._buffer.append(TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint))
+        if len(self._buffer) >= self.trials_per_task:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        tasks, self._buffer = self._buffer, []
+        key = f"daskhpo-pack-{uuid.uuid4().hex}"
+        future = self.client.submit(
+            run_pack, self.fn, tasks, self.fn_kwargs, self.trial_timeout,
+            key=key, pure=False, resources=self.resources,
+        )
+        self._packs[key] = [t.key for t in tasks]
+        for t in tasks:
+            self._in_pack[t.key] = key
+        self._futures[key] = future
+        self._completions.add(future)
+        self._wake.set()
+
+    def next_event(self) -> ExecutorEvent:
+        """Send the partial pack, then the next event, a pack's completion unpacked per trial."""
+        self._flush()
+        while not self._unpacked:
+            event = super().next_event()
+            keys = self._packs.pop(getattr(event, "key", None), None)
+            if keys is None:
+                return event  # a report, a wake-up, a lost worker
+            for k in keys:
+                self._in_pack.pop(k, None)
+            if isinstance(event, Completed):
+                self._unpacked.extend(Completed(k, outcome) for k, outcome in zip(keys, event.outcome))
+            else:
+                self._unpacked.extend(Failed(k, event.reason, event.error) for k in keys)
+        return self._unpacked.popleft()
+
+    def cancel(self, key: str) -> None:
+        """Cancel the attempt's pack (its other trials are lost with it, and retried)."""
+        pending = [t for t in self._buffer if t.key == key]
+        if pending:
+            self._buffer = [t for t in self._buffer if t.key != key]
+            self._unpacked.append(Failed(key, "CancelledError: cancelled"))
+            return
+        pack = self._in_pack.get(key)
+        if pack is not None:
+            super().cancel(pack)

@@ -1,0 +1,238 @@
+"""Suggestions off the critical path: the model runs on a thread of its own.
+
+A :class:`Suggester` owns every call into the optimizer while a run lasts, on one
+background thread (the *model thread*), one call at a time and in the order they were
+given.  The loop thread never waits on a model fit:
+
+* **results** are made durable by the loop (journal, checkpoints, subscribers) and the
+  optimizer's ``tell`` is *posted* (:meth:`Suggester.post`): run at once on the loop
+  thread if the model is free, else by the model thread before its next batch, always in
+  the order the results were recorded;
+* **free slots** are *requested* (:meth:`Suggester.request`); the model thread answers
+  all outstanding requests with one batch (``suggest_batch(k)``: one model fit serves
+  ``k`` free slots, the optimizer's :meth:`~daskhpo.optimizers.Optimizer.ask_batch`
+  accounting for the ones it has just suggested, e.g. kriging-believer fantasies), and
+  wakes the loop (``on_ready``) for each batch;
+* **reports** need a decision (continue or prune): the experiment posts the decision like a
+  tell (after the results recorded before the report); it is made at once if the model is
+  free, else by the model thread before its next batch, and handed to the loop
+  (:meth:`~daskhpo.engine.Engine.decide_later`), which stops the trial if it is pruned.
+  The loop never waits for it.  (:meth:`Suggester.call` runs a call synchronously, under
+  the model lock, for callers that must have the answer.)
+
+A lock (the *model lock*) is held by whichever thread calls into the optimizer, so it is
+touched by one thread at a time, and posted calls always run before anything after them.
+
+So the optimizer is only ever touched by one thread; nothing is asked that no slot
+wants (no suggestion is thrown away at the end of a run); and a slow model costs the
+slots that wait for it, never the reception or recording of results.
+
+The engine uses a suggester when its executor can be woken from another thread (it has a
+``wake()`` method that makes :meth:`~daskhpo.engine.executor.Executor.next_event` return a
+:class:`~daskhpo.engine.executor.Wake`), as :class:`~daskhpo.engine.DaskExecutor` can;
+with other executors (the deterministic :class:`~daskhpo.engine.FakeExecutor`) it
+suggests on the loop thread, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Suggester"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Call:
+    __slots__ = ("fn", "args", "posted")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, posted: bool = False) -> None:
+        self.fn, self.args, self.posted = fn, args, posted
+
+
+class Suggester:
+    """One background thread that serializes every call into the model.
+
+    Parameters
+    ----------
+    suggest_batch : callable
+        ``suggest_batch(k) -> list[Planned]``: up to ``k`` trials to run (fewer, or none,
+        when the optimizer has nothing more right now).
+    max_batch : int, default 64
+        Most suggestions one call of ``suggest_batch`` is asked for.
+    on_ready : callable, optional
+        Called (from the model thread) after each batch, and after an error.
+    on_busy : callable, optional
+        ``on_busy(True)`` when trials are requested, ``on_busy(False)`` when a batch
+        leaves nothing requested (simulations use it to let virtual time pass at the
+        speed of the model while it has work).
+    """
+
+    def __init__(
+        self,
+        suggest_batch: Callable[[int], list[Any]],
+        *,
+        max_batch: int = 64,
+        on_ready: Callable[[], None] | None = None,
+        on_busy: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._suggest_batch = suggest_batch
+        self.max_batch = max_batch
+        self.on_ready = on_ready
+        self.on_busy = on_busy
+        self._cv = threading.Condition()
+        #: held by whichever thread is calling into the model
+        self._model_lock = threading.Lock()
+        self._tasks: deque[_Call] = deque()
+        self._wanted = 0
+        self._ready: deque[Any] = deque()
+        self._nothing = False
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: batches run, suggestions made, seconds spent suggesting, seconds in tells
+        self.stats = {"batches": 0, "suggestions": 0, "suggest_s": 0.0, "posted_s": 0.0}
+
+    # -- the loop's side -------------------------------------------------------------------
+    def start(self) -> Suggester:
+        """Start the model thread."""
+        self._thread = threading.Thread(target=self._run, name="daskhpo-suggester", daemon=True)
+        self._thread.start()
+        return self
+
+    def request(self, n: int) -> None:
+        """Want ``n`` more trials."""
+        if n <= 0:
+            return
+        with self._cv:
+            self._wanted += n
+            self._nothing = False
+            self._cv.notify_all()
+        if self.on_busy is not None:
+            self.on_busy(True)  # the model has work from now on (not from when its thread wakes up)
+
+    @property
+    def outstanding(self) -> int:
+        """Trials requested and not yet taken (being suggested, or ready)."""
+        with self._cv:
+            return self._wanted + len(self._ready)
+
+    def take(self) -> list[Any]:
+        """The trials suggested so far (and not yet taken); raises the model's error."""
+        with self._cv:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            plans = list(self._ready)
+            self._ready.clear()
+            return plans
+
+    def nothing_now(self) -> bool:
+        """Whether the optimizer answered a request with nothing (then the request is dropped)."""
+        with self._cv:
+            nothing, self._nothing = self._nothing, False
+            return nothing
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a trial is ready, every request is answered, or the model failed."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._ready or not self._wanted or self._error is not None, timeout)
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` after what was posted before, before the next batch.
+
+        At once on this thread when the model is free (no thread hop for a cheap
+        ``tell``); else the model thread runs it before its next batch.
+        """
+        with self._cv:
+            self._tasks.append(_Call(fn, args, posted=True))
+            self._cv.notify_all()
+        if self._model_lock.acquire(blocking=False):
+            try:
+                self._drain(raise_posted=True)
+            finally:
+                self._model_lock.release()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` after the posted calls, on this thread, and return its result.
+
+        Waits (only) for a batch already under way: the model is touched by one thread
+        at a time.
+        """
+        with self._model_lock:
+            self._drain(raise_posted=True)
+            return fn(*args)
+
+    def _drain(self, raise_posted: bool) -> None:
+        """Run the posted calls in order (the caller holds the model lock)."""
+        while True:
+            with self._cv:
+                if not self._tasks:
+                    return
+                item = self._tasks.popleft()
+            t0 = time.perf_counter()
+            try:
+                item.fn(*item.args)
+            except BaseException as exc:  # noqa: BLE001
+                if raise_posted:
+                    raise
+                with self._cv:  # nobody waits for it: the loop raises it at its next take()
+                    self._error = self._error or exc
+                    self._wanted = 0
+                    self._cv.notify_all()
+                if self.on_ready is not None:
+                    self.on_ready()
+                return
+            finally:
+                self.stats["posted_s"] += time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop the model thread (after the call under way) and drop what is not done."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    # -- the model thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._closed or (self._wanted and self._error is None))
+                if self._closed:
+                    return
+            with self._model_lock:
+                self._drain(raise_posted=False)
+                with self._cv:
+                    k = min(self._wanted, self.max_batch)
+                    if self._closed or not k or self._error is not None:
+                        continue
+                t0 = time.perf_counter()
+                try:
+                    plans = list(self._suggest_batch(k))
+                    error = None
+                except BaseException as exc:  # noqa: BLE001 - raised in the loop by take()
+                    plans, error = [], exc
+                self.stats["suggest_s"] += time.perf_counter() - t0
+                self.stats["batches"] += 1
+                self.stats["suggestions"] += len(plans)
+                with self._cv:
+                    self._ready.extend(plans)
+                    if error is not None:
+                        self._error, self._wanted = error, 0
+                    elif len(plans) < k:  # nothing more right now: drop the rest of the request
+                        self._wanted, self._nothing = 0, True
+                    else:
+                        self._wanted -= k
+                    idle = not self._wanted
+                    self._cv.notify_all()
+            if self.on_ready is not None:
+                self.on_ready()
+            if idle and self.on_busy is not None:
+                self.on_busy(False)
