@@ -134,6 +134,23 @@ class Experiment:
         return dict(self._history.attrs)
 
     @property
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Workers quarantined by this experiment's runs, oldest first.
+
+        Each is a plain dict: ``worker`` (its address), ``host``, ``when`` (epoch
+        seconds), ``why`` (the last error line of the trials that broke there) and
+        ``trials`` (those run again elsewhere).  Stored in the history's attrs (JSON,
+        ``quarantined``), so :func:`load_experiment` shows them too.
+        """
+        return json.loads(self._history.attrs.get("quarantined", "[]"))
+
+    def _on_quarantine(self, entry: dict[str, Any]) -> None:
+        self._history.attrs["quarantined"] = json.dumps([*self.quarantined, entry])
+        logger.warning("%s: worker %s (host %s) quarantined: %s", self.name, entry["worker"], entry["host"], entry["why"])
+        with contextlib.suppress(Exception):  # kept in memory at worst; written at the next snapshot
+            self._history.snapshot()
+
+    @property
     def storage(self) -> str | None:
         """Where the history is stored, or ``None`` for an in-memory experiment."""
         return self._history.path
@@ -293,6 +310,7 @@ class Experiment:
         retries: int = 1,
         trial_timeout: float | None = None,
         max_broken: int = 3,
+        quarantine_after: int | None = 3,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
         progress: bool | None = None,
@@ -328,6 +346,15 @@ class Experiment:
         max_broken : int, default 3
             Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
             this call.
+        quarantine_after : int or None, default 3
+            A worker on which this many distinct trials in a row broke (status
+            ``broken``, not ``timeout``) while trials finish on other workers is
+            quarantined: it is retired from the cluster and gets no further trial, the
+            trials that broke there run again elsewhere (one more ``attempts`` each, not
+            counted in ``max_broken``), and it is listed in :attr:`quarantined`.  A
+            configuration that breaks on every node is still ``broken`` and counted.
+            ``None`` turns it off.  On Slurm, see ``docs/slurm.md`` (a replacement job may
+            land on the same node).
         worker_timeout : float, default 60
             Seconds without any connected worker (at the start, or after every worker
             left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
@@ -365,7 +392,7 @@ class Experiment:
                 board.dask_link = dask_link(dask_client)
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
-                     progress=progress, callbacks=callbacks)
+                     quarantine_after=quarantine_after, progress=progress, callbacks=callbacks)
         return self
 
     def _check_writable(self, max_trials: int | None) -> int | None:
@@ -392,6 +419,7 @@ class Experiment:
         n_workers: int | None = None,
         retries: int = 1,
         max_broken: int = 3,
+        quarantine_after: int | None = 3,
         progress: bool | None = False,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
     ) -> Experiment:
@@ -403,7 +431,7 @@ class Experiment:
         Parameters
         ----------
         executor : daskhpo.engine.Executor
-        max_trials, n_workers, retries, max_broken, progress, callbacks
+        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks
             As for :meth:`workon` (``progress`` defaults to off here).
 
         Returns
@@ -419,7 +447,8 @@ class Experiment:
             return self
         if n_workers is None:
             n_workers = executor.slots()
-        engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
+        engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken,
+                        quarantine_after=quarantine_after, on_quarantine=self._on_quarantine)
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
         try:
@@ -607,6 +636,8 @@ def build_experiment(
         from_trial = max((e.trial + 1 for e in events if isinstance(e, TrialRecord)), default=0)
         changes.append({**current, "from_trial": from_trial})
     attrs["algorithm_history"] = json.dumps(changes)
+    if "quarantined" in stored:
+        attrs["quarantined"] = stored["quarantined"]
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     _replay(optimizer, history)
     experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))

@@ -96,6 +96,8 @@ class DaskExecutor:
         self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
         self._futures: dict[str, Future] = {}
         self._opened = False
+        #: workers quarantined (retired) by this executor
+        self._quarantined: set[str] = set()
 
     # -- sizing ------------------------------------------------------------------------
     def _workers(self) -> list[dict]:
@@ -195,6 +197,26 @@ class DaskExecutor:
             await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
         except Exception as exc:  # the worker left: its trial is lost anyway
             logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+
+    def quarantine(self, worker: str) -> None:
+        """Retire ``worker`` from the cluster, without waiting: it gets no further task.
+
+        ``Client.retire_workers(close_workers=True)``: the scheduler stops assigning it
+        tasks at once, moves the data it holds to other workers and closes it together
+        with its nanny (a nanny would otherwise restart it on the same node).  A trial
+        still running there is started again elsewhere by the scheduler (a re-run).  A
+        :class:`~distributed.SpecCluster` does not start it again; an adaptive cluster may
+        start a *new* worker, possibly on the same node (on Slurm: a new job, which
+        ``--exclude`` would keep off the node; see ``docs/slurm.md``).
+        """
+        self._quarantined.add(worker)
+        self.client.loop.add_callback(self._retire, worker)
+
+    async def _retire(self, worker: str) -> None:
+        try:
+            await self.client.retire_workers([worker], close_workers=True, asynchronous=True)
+        except Exception as exc:  # it may be gone already
+            logger.warning("could not retire quarantined worker %s: %s", worker, exc)
 
     def close(self) -> None:
         """Unsubscribe, stop the threads, cancel every future and hold none."""

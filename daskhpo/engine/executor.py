@@ -107,5 +107,8 @@ class Executor(Protocol):
     def stop(self, key: str, worker: str | None) -> None:
         """Ask the running attempt ``key`` to stop at its next report (a prune)."""
 
+    def quarantine(self, worker: str) -> None:
+        """Send no further attempt to ``worker`` (optional: the loop calls it when present)."""
+
     def close(self) -> None:
         """End the run: cancel what still runs, hold nothing."""

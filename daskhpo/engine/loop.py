@@ -23,6 +23,7 @@ from typing import Any
 from ..records import FINISHED, ReportRecord, TrialRecord
 from .dask_executor import NoWorkersError
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
+from .quarantine import Quarantine
 from .worker import TrialTask
 
 __all__ = ["Engine", "Planned", "TooManyBrokenTrials"]
@@ -66,6 +67,8 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
+    #: the quarantined worker it broke on, when it runs again because of that
+    quarantined_from: str | None = None
 
 
 def _last_line(text: str | None) -> str:
@@ -89,9 +92,17 @@ class Engine:
         trial is recorded ``lost``.
     max_broken : int
         The run stops with :class:`TooManyBrokenTrials` once more trials than this broke.
+    quarantine_after : int or None, default 3
+        Distinct trials in a row broken on one worker, while trials finish on others,
+        before that worker is quarantined (see :mod:`daskhpo.engine.quarantine`);
+        ``None``: never.
+    on_quarantine : callable, optional
+        Receives the record (a dict: worker, host, when, why, trials) of each worker
+        quarantined.
     """
 
-    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3) -> None:
+    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3,
+                 quarantine_after: int | None = 3, on_quarantine: Callable[[dict], None] | None = None) -> None:
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if not isinstance(retries, int) or retries < 0:
@@ -102,6 +113,9 @@ class Engine:
         self.n_workers = n_workers
         self.retries = retries
         self.max_broken = max_broken
+        Quarantine(quarantine_after)  # checks the value
+        self.quarantine_after = quarantine_after
+        self.on_quarantine = on_quarantine
 
     def run(
         self,
@@ -139,6 +153,8 @@ class Engine:
         n_workers = self.n_workers if self.n_workers is not None else executor.slots()
         self._jobs: dict[str, _Job] = {}
         self._on_report = on_report
+        guard = self.guard = Quarantine(self.quarantine_after)
+        self._told: set[str] = set()
         finished = broken = 0
 
         def submit(job: _Job) -> None:
@@ -149,16 +165,43 @@ class Engine:
             executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
 
         def fill() -> None:
-            while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
+            # Up to ``quarantine_after`` held trials leave their slot to another trial (so
+            # a streak can be seen); more occupy slots, so a fast-failing worker cannot
+            # churn through the search while it waits for its judgement.
+            while len(self._jobs) + max(0, guard.held - (self.quarantine_after or 0)) < n_workers and (
+                budget is None or finished + len(self._jobs) + guard.held < budget
+            ):
                 plan = suggest()
                 if plan is None:
                     return
                 submit(_Job(plan, time.time()))
 
+        def resolve(ready: list, again: list) -> None:
+            nonlocal finished, broken
+            self._quarantine()
+            for job in again:
+                self._run_again(job, submit)
+            last = None
+            for _job, trial, checkpoint in ready:  # all recorded, then judged
+                record(trial, checkpoint)
+                if trial.status in FINISHED:
+                    finished += 1
+                else:
+                    broken, last = broken + 1, trial
+            if last is not None and broken > self.max_broken:
+                raise TooManyBrokenTrials(
+                    f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                    f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
+                )
+
         executor.open()
         try:
             fill()
-            while self._jobs:
+            while self._jobs or guard.held:
+                if not self._jobs:  # every slot holds a broken trial: judge now
+                    resolve(*guard.settle())
+                    fill()
+                    continue
                 event = executor.next_event()
                 if isinstance(event, Reported):
                     self._report(event)
@@ -179,21 +222,41 @@ class Engine:
                 if outcome is None:
                     continue  # resubmitted
                 trial, checkpoint = outcome
-                record(trial, checkpoint)
-                if trial.status in FINISHED:
-                    finished += 1
-                else:
-                    broken += 1
-                    if broken > self.max_broken:
-                        raise TooManyBrokenTrials(
-                            f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                            f"trial {trial.trial} ({trial.status}): {_last_line(trial.error)}"
-                        )
+                resolve(*guard.judge(job, trial, checkpoint))
                 fill()
             return finished
         finally:
-            executor.close()
-            self._jobs, self._on_report = {}, None
+            try:
+                for _job, trial, checkpoint in guard.release():  # a run ending early: held ones are broken
+                    record(trial, checkpoint)
+            finally:
+                executor.close()
+                self._jobs, self._on_report = {}, None
+
+    def _quarantine(self) -> None:
+        """Tell the executor (and ``on_quarantine``) of workers quarantined since last time."""
+        for worker, entry in self.guard.quarantined.items():
+            if worker in self._told:
+                continue
+            self._told.add(worker)
+            try:
+                quarantine = getattr(self.executor, "quarantine", None)
+                if quarantine is not None:
+                    quarantine(worker)
+            except Exception:
+                logger.exception("could not quarantine worker %s", worker)
+            if self.on_quarantine is not None:
+                try:
+                    self.on_quarantine(dict(entry))
+                except Exception:
+                    logger.exception("on_quarantine failed")
+
+    def _run_again(self, job: _Job, submit: Callable[[_Job], None]) -> None:
+        """A trial that broke on a worker just quarantined: one more attempt, elsewhere."""
+        worker = next((w for w, e in self.guard.quarantined.items() if job.plan.trial in e["trials"]), "?")
+        logger.info("trial %d: running it again away from quarantined worker %s (attempt %d)",
+                    job.plan.trial, worker, job.attempts + 1)
+        submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen, quarantined_from=worker))
 
     # -- events ------------------------------------------------------------------------
     def _report(self, event: Reported) -> None:
