@@ -345,7 +345,9 @@ class Experiment:
             Seconds after which a trial is recorded as ``timeout``.
         max_broken : int, default 3
             Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
-            this call.
+            this call.  With quarantine on, the broken trials of a worker not yet judged
+            are counted when it is judged (or when nothing else runs), so the run may
+            stop a few trials later (at most ``quarantine_after + n_workers`` held).
         quarantine_after : int or None, default 3
             A worker on which this many distinct trials in a row broke (status
             ``broken``, not ``timeout``) while trials finish on other workers is
