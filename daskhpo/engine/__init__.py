@@ -9,7 +9,7 @@
 ==========================  ==============================================================
 """
 
-from .dask_executor import DaskExecutor, NoWorkersError
+from .dask_executor import DaskExecutor, NoWorkersError, SchedulerLostError
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
 from .fake import FakeExecutor
 from .loop import Engine, Planned, TooManyBrokenTrials
@@ -20,6 +20,7 @@ __all__ = [
     "Planned",
     "TooManyBrokenTrials",
     "NoWorkersError",
+    "SchedulerLostError",
     "Executor",
     "DaskExecutor",
     "FakeExecutor",

@@ -10,7 +10,11 @@
   trial's worker with ``Client.run`` (see :mod:`daskhpo.reporting`).
 * **Watchdog**: a thread that emits :class:`~daskhpo.engine.executor.NoWorkers` once no
   worker has been connected for ``worker_timeout`` seconds (jobs that never start, or
-  every job gone at its walltime), and cancels what waits.
+  every job gone at its walltime), or once the scheduler has been unreachable that long
+  (its process killed: ``NoWorkers.scheduler`` set, the loop raises
+  :class:`SchedulerLostError`).  While the scheduler is unreachable the pump forwards no
+  cancellation: the client cancels every future when it gives up reconnecting, and those
+  trials are not lost work to retry but a run to resume.
 
 Nothing here blocks the client's event loop: handlers only put events into a queue.
 """
@@ -32,13 +36,17 @@ from ..reporting import _stop_trial
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun
 from .worker import TrialTask, run_trial
 
-__all__ = ["DaskExecutor", "NoWorkersError"]
+__all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
 logger = logging.getLogger(__name__)
 
 
 class NoWorkersError(RuntimeError):
     """No Dask worker became available in time."""
+
+
+class SchedulerLostError(NoWorkersError):
+    """The connection to the Dask scheduler was lost for ``worker_timeout`` seconds."""
 
 
 class _Relay:
@@ -156,6 +164,8 @@ class DaskExecutor:
         self._futures, self._starts = {}, {}
         self._closed = threading.Event()
         self._wake = threading.Event()
+        self._scheduler_lost = threading.Event()
+        self._scheduler_address = getattr(self.client.scheduler, "address", None) or str(self.client)
         self._completions = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
         self._relay = _Relay(self._on_topic)
@@ -252,6 +262,11 @@ class DaskExecutor:
                 if future.status == "finished":
                     self._inbox.put(Completed(future.key, result))
                     continue
+                if self._scheduler_lost.is_set() or self.client.status != "running":
+                    # Cancelled because the client lost the scheduler: the watchdog ends the
+                    # run; retrying here would only submit to a dead connection.
+                    logger.debug("not forwarding %s (%s): the scheduler is unreachable", future.key, future.status)
+                    continue
                 error = result if isinstance(result, BaseException) else result[1]
                 lost = classify_failure(error) == "lost"
                 self._inbox.put(Failed(future.key, failure_reason(error), error, lost))
@@ -267,14 +282,37 @@ class DaskExecutor:
         if self._starts[key] > 1 and key in self._futures:
             self._inbox.put(Rerun(key))
 
+    def _scheduler_reachable(self) -> bool:
+        if self.client.status != "running":
+            return False
+        try:
+            self.client.nthreads()  # raises at once when the connection is closed
+        except Exception:
+            return False
+        return True
+
     def _watch(self) -> None:
-        last_seen = time.monotonic()
+        last_seen = last_contact = time.monotonic()
         had_workers = bool(self._workers())
         while not self._closed.wait(min(1.0, self.worker_timeout / 4)):
+            now = time.monotonic()
+            if not self._scheduler_reachable():
+                if not self._scheduler_lost.is_set():
+                    logger.warning("lost the connection to the Dask scheduler at %s: waiting up to %.0f s for it",
+                                   self._scheduler_address, self.worker_timeout)
+                    self._scheduler_lost.set()
+                if now - last_contact >= self.worker_timeout or self.client.status == "closed":
+                    self._inbox.put(NoWorkers(now - last_contact, scheduler=self._scheduler_address))
+                    return
+                continue
+            if self._scheduler_lost.is_set():
+                logger.warning("the Dask scheduler at %s is reachable again", self._scheduler_address)
+                self._scheduler_lost.clear()
+            last_contact = now
             try:
                 connected = bool(self.client.nthreads())
-            except Exception:  # the client is closing: the run ends anyway
-                return
+            except Exception:
+                continue
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True

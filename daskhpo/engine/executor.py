@@ -73,9 +73,14 @@ class Rerun:
 
 @dataclass(frozen=True)
 class NoWorkers:
-    """No worker has been connected for ``waited`` seconds."""
+    """No worker has been connected for ``waited`` seconds.
+
+    ``scheduler`` is set (to the scheduler's address) when the reason is that the
+    connection to the scheduler itself was lost (its process died, its node went away).
+    """
 
     waited: float
+    scheduler: str | None = None
 
 
 ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers

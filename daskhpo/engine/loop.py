@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
-from .dask_executor import NoWorkersError
+from .dask_executor import NoWorkersError, SchedulerLostError
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun
 from .quarantine import Quarantine
 from .worker import TrialTask
@@ -209,6 +209,13 @@ class Engine:
                 if isinstance(event, Rerun):
                     self._rerun(event.key)
                     continue
+                if isinstance(event, NoWorkers) and event.scheduler is not None:
+                    raise SchedulerLostError(
+                        f"lost the connection to the Dask scheduler at {event.scheduler} "
+                        f"{event.waited:.0f} s ago (its process or node died?) while {len(self._jobs)} trials "
+                        "ran; every finished trial is stored: start a scheduler and its workers again and "
+                        "run the same script to resume"
+                    )
                 if isinstance(event, NoWorkers):
                     raise NoWorkersError(
                         f"no Dask worker connected within {event.waited:.0f} s while {len(self._jobs)} "
