@@ -112,3 +112,166 @@ def test_scheduler_killed_mid_run_stops_within_worker_timeout_and_resumes(tmp_pa
         assert sum(r.status == "completed" for r in records) == done + 6
         assert Counter(r.trial for r in records).most_common(1)[0][1] == 1
         resumed.close()
+
+
+# -- worker processes killed mid-trial -----------------------------------------------------
+def test_worker_processes_sigkilled_mid_trial_several_times(tmp_path):
+    from distributed import Client
+
+    rng = random.Random(11)
+    kills: list[int] = []
+    with dask_processes(2) as (address, _), Client(address, timeout=20) as client:
+        client.wait_for_workers(2, timeout=30)
+        exp = build_experiment("kill", SPACE, storage=str(tmp_path / "kill.nc"), seed=0)
+        stop = threading.Event()
+
+        def killer():
+            while not stop.wait(rng.uniform(0.4, 1.2)) and len(kills) < 4:
+                try:
+                    pids = client.run(os.getpid, on_error="ignore")
+                except Exception:
+                    continue
+                if len(pids) < 2:
+                    continue  # a nanny still restarts its worker: never kill both
+                pid = pids[rng.choice(sorted(pids))]
+                os.kill(pid, signal.SIGKILL)  # a worker process, grandchild of this test
+                kills.append(pid)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        try:
+            exp.workon(slow_square, max_trials=40, client=client, retries=5, worker_timeout=30)
+        finally:
+            stop.set()
+            thread.join(10)
+        records = exp.records()
+        exp.close()
+    assert len(kills) >= 3, kills
+    counts = Counter(r.trial for r in records)
+    assert max(counts.values()) == 1  # every trial recorded once
+    assert sum(r.status == "completed" for r in records) == 40
+    assert sum(r.attempts > 1 for r in records) >= 1  # some trial did run again after a kill
+    stored = load_experiment(str(tmp_path / "kill.nc")).records()
+    assert [(r.trial, r.status) for r in stored] == [(r.trial, r.status) for r in records]
+
+
+# -- two processes on one storage path -----------------------------------------------------
+HOLDER = textwrap.dedent('''
+    import sys, time
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    def slow(x):
+        time.sleep(0.05)
+        return x * x
+
+    exp = daskhpo.build_experiment("two", {"x": "uniform(-1, 1)"}, storage=sys.argv[1], seed=0,
+                                   snapshot_interval=1e9)
+    print("RUNNING", flush=True)
+    exp.run(FakeExecutor(slow, slots=2), max_trials=100000)
+''')
+
+
+def start_script(tmp_path, source: str, *args: str, name: str = "script.py") -> subprocess.Popen:
+    script = tmp_path / name
+    script.write_text(source)
+    return subprocess.Popen([sys.executable, str(script), *args], env=child_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if text in line:
+            return
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"script exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+    raise AssertionError(f"no {text!r} within {timeout} s")
+
+
+def test_two_processes_on_one_storage_then_sigkill_and_resume(tmp_path):
+    path = str(tmp_path / "two.nc")
+    holder = start_script(tmp_path, HOLDER, path)
+    try:
+        wait_line(holder, "RUNNING")
+        time.sleep(1.0)  # some trials journaled
+        calls = []
+        with pytest.raises(daskhpo.storage_lock.StorageLocked) as info:
+            exp = build_experiment("two", SPACE, storage=path, seed=0)
+            exp.run(daskhpo.engine.FakeExecutor(lambda x: calls.append(x) or x), max_trials=5)
+        assert str(holder.pid) in str(info.value) and socket.gethostname() in str(info.value)
+        assert calls == []  # refused before running any trial
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    finally:
+        kill_group(holder)
+    third = build_experiment("two", SPACE, storage=path)
+    before = len(third.records())
+    assert before >= 5  # what the killed holder journaled
+    third.run(daskhpo.engine.FakeExecutor(lambda x: x * x), max_trials=before + 5)
+    records = third.records()
+    assert len(records) == before + 5 and max(Counter(r.trial for r in records).values()) == 1
+    third.close()
+
+
+# -- damaged files -------------------------------------------------------------------------
+CRASHER = textwrap.dedent('''
+    import os, signal, sys
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    crash, n = sys.argv[2] == "crash", int(sys.argv[3])
+    calls = []
+
+    def objective(x):
+        calls.append(x)
+        if crash and len(calls) > n:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-run: the events stay in the journal
+        return x * x
+
+    exp = daskhpo.build_experiment("crash", {"x": "uniform(-1, 1)"}, storage=sys.argv[1], seed=0,
+                                   snapshot_interval=1e9)
+    exp.run(FakeExecutor(objective, slots=2), max_trials=2 * n)
+    exp.close()
+''')
+
+
+def run_script(tmp_path, source: str, *args: str) -> int:
+    script = tmp_path / "crasher.py"
+    script.write_text(source)
+    return subprocess.run([sys.executable, str(script), *args], env=child_env(), timeout=120,
+                          capture_output=True).returncode
+
+
+def test_corrupt_journal_line_in_the_middle_is_a_clear_error_and_nothing_is_changed(tmp_path):
+    import hashlib
+
+    path = str(tmp_path / "j.nc")
+    assert run_script(tmp_path, CRASHER, path, "crash", "10") == -signal.SIGKILL
+    journal = tmp_path / "j.nc.journal"
+    lines = journal.read_bytes().split(b"\n")
+    assert len(lines) > 6
+    lines[4] = lines[4][: len(lines[4]) // 2] + b"\x00garbage"
+    journal.write_bytes(b"\n".join(lines))
+    data = [tmp_path / "j.nc", journal]  # (the lock's sidecar comes and goes with the lock)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data}
+    with pytest.raises(ValueError, match=r"j\.nc\.journal.*line 5"):
+        build_experiment("crash", SPACE, storage=path)
+    with pytest.raises(ValueError, match=r"line 5"):
+        load_experiment(path)
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data}
+    assert after == before  # file bytes untouched
+
+
+def test_truncated_snapshot_is_corrupt_storage_naming_the_file(tmp_path):
+    from daskhpo.storage_errors import CorruptStorage
+
+    path = tmp_path / "t.nc"
+    assert run_script(tmp_path, CRASHER, str(path), "clean", "10") == 0
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptStorage) as info:
+        build_experiment("crash", SPACE, storage=str(path))
+    assert repr(str(path)) in str(info.value)
+    assert path.read_bytes() == data[: len(data) // 2]
