@@ -275,3 +275,95 @@ def test_truncated_snapshot_is_corrupt_storage_naming_the_file(tmp_path):
         build_experiment("crash", SPACE, storage=str(path))
     assert repr(str(path)) in str(info.value)
     assert path.read_bytes() == data[: len(data) // 2]
+
+
+# -- the client killed three times, ASHA with 4 trials in flight ---------------------------
+ASHA_SPACE = {"x": "uniform(-1, 1)", "epochs": "fidelity(1, 9, base=3)"}
+ASHA = ("asha", {"min_resource": 1, "max_resource": 9, "reduction_factor": 3})
+ASHA_SCRIPT = textwrap.dedent('''
+    import json, sys, time
+    import daskhpo
+    from distributed import Client, LocalCluster
+
+    SPACE = {"x": "uniform(-1, 1)", "epochs": "fidelity(1, 9, base=3)"}
+    ASHA = ("asha", {"min_resource": 1, "max_resource": 9, "reduction_factor": 3})
+
+    def objective(x, epochs):
+        time.sleep(0.1 * epochs)
+        return (x - 0.3) ** 2 + 1.0 / epochs
+
+    if __name__ == "__main__":
+        path, max_trials, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+        with LocalCluster(n_workers=4, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \\
+                Client(cluster) as client:
+            exp = daskhpo.build_experiment("asha", SPACE, algorithm=ASHA, storage=path, seed=3,
+                                           snapshot_interval=0.3)
+            print("RUNNING", len(exp.records()), flush=True)
+            exp.workon(objective, max_trials=max_trials, client=client, n_workers=4)
+            bracket = exp.optimizer.brackets[0]
+            with open(out, "w") as fh:
+                json.dump({"results": [sorted([c, v[0], v[1]] for c, v in r.items()) for r in bracket.results],
+                           "promoted": [sorted(p) for p in bracket.promoted]}, fh)
+            exp.close()
+''')
+
+
+def rungs_of_fresh_asha(path: str) -> dict:
+    from daskhpo.experiment import as_report, as_trial
+    from daskhpo.history import read_history
+    from daskhpo.optimizers import make_optimizer
+    from daskhpo.records import TrialRecord
+
+    space, attrs, events = read_history(path)
+    fresh = make_optimizer(ASHA, space, int(attrs["seed"]))
+    params = {e.trial: e.params for e in events if isinstance(e, TrialRecord)}
+    for event in events:  # in the order the live optimizer saw them
+        if isinstance(event, TrialRecord):
+            fresh.tell(as_trial(event))
+        else:
+            fresh.report(as_report(event, params[event.trial]))
+    bracket = fresh.brackets[0]
+    return {"results": [sorted([c, v[0], v[1]] for c, v in r.items()) for r in bracket.results],
+            "promoted": [sorted(p) for p in bracket.promoted]}
+
+
+def test_client_sigkilled_three_times_with_asha_resumes_without_loss(tmp_path):
+    import json
+
+    path, out = str(tmp_path / "asha.nc"), str(tmp_path / "rungs.json")
+    rng = random.Random(5)
+    completed: set[int] = set()
+    history = []
+    for kill in range(3):
+        proc = start_script(tmp_path, ASHA_SCRIPT, path, "80", out, name="asha_client.py")
+        try:
+            wait_line(proc, "RUNNING")
+            time.sleep(rng.uniform(0.5, 1.2))
+            assert proc.poll() is None, "the run ended before the kill"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            kill_group(proc)
+        records = load_experiment(path).records()
+        counts = Counter(r.trial for r in records)
+        assert max(counts.values()) == 1, counts  # each trial once after every kill
+        done = {r.trial for r in records if r.status in ("completed", "pruned")}
+        assert completed <= done  # nothing completed before is lost
+        assert len(done) > len(completed)  # each run got somewhere
+        completed = done
+        history.append(len(done))
+    proc = start_script(tmp_path, ASHA_SCRIPT, path, "80", out, name="asha_client.py")
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, stderr[-3000:]
+    records = load_experiment(path).records()
+    assert max(Counter(r.trial for r in records).values()) == 1
+    assert completed <= {r.trial for r in records}
+    assert sum(r.status in ("completed", "pruned") for r in records) == 80
+    with open(out) as fh:
+        live = json.load(fh)
+    assert live == rungs_of_fresh_asha(path)  # the resumed ASHA decided as its event log says
+    assert any(live["promoted"])
+    assert history[0] < history[1] < history[2] < 80, history
