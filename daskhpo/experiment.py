@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -81,6 +82,8 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
+        #: running trial id -> the trial whose checkpoint it starts from
+        self._running_from: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -278,6 +281,8 @@ class Experiment:
             except ValueError as exc:
                 raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
         self._next_id += 1
+        if suggestion.checkpoint is not None:
+            self._running_from[trial_id] = suggestion.checkpoint
         return Planned(trial_id, params, suggestion.parent, suggestion.checkpoint,
                        self._checkpoints.get(suggestion.checkpoint))
 
@@ -291,13 +296,25 @@ class Experiment:
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
-        self._checkpoints.put(record.trial, checkpoint)
+        finite = record.status in ("completed", "pruned") and math.isfinite(record.objective)
+        self._checkpoints.put(record.trial, checkpoint, objective=record.objective if finite else None)
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
         self.optimizer.tell(as_trial(record))
+        self._running_from.pop(record.trial, None)
+        self._retain_checkpoints()
         for callback in subscribers:
             self._call(callback, record)
+
+    def _retain_checkpoints(self) -> None:
+        """Delete the checkpoints no one may start from again (``keep_checkpoints``)."""
+        if self._checkpoints.keep == "all":
+            return
+        needed = self.optimizer.needed_checkpoints()
+        if needed is None:
+            return  # the optimizer cannot tell: keep everything
+        self._checkpoints.retain(set(needed) | set(self._running_from.values()))
 
     def workon(
         self,
@@ -558,6 +575,7 @@ def build_experiment(
     seed: int | None = None,
     snapshot_interval: float = 30.0,
     fsync: bool = False,
+    keep_checkpoints: str | int = "all",
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -584,6 +602,14 @@ def build_experiment(
     fsync : bool, default False
         Force each journal line to the disk before the optimizer hears of it (survives a
         node's crash or power cut, not only the process's; costs a disk flush per event).
+    keep_checkpoints : {"all", "best"} or int, default "all"
+        Which trial checkpoints (:func:`daskhpo.report`'s ``checkpoint=``) are kept:
+        all; those of the best trial; or those of the ``N`` most recent trials.  Whatever
+        the choice, a checkpoint that a running trial starts from, or that the optimizer
+        may still start one from (:meth:`~daskhpo.optimizers.Optimizer.needed_checkpoints`:
+        each PBT member's last segment, ASHA's and Hyperband's results that may still be
+        promoted), is kept; an optimizer that cannot tell keeps all.  Checked after each
+        finished trial (files in ``<storage>.checkpoints/``, or the client's memory).
 
     Raises
     ------
@@ -642,7 +668,9 @@ def build_experiment(
         attrs["quarantined"] = stored["quarantined"]
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     _replay(optimizer, history)
-    experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+    checkpoints = CheckpointStore(storage, keep=keep_checkpoints)
+    checkpoints.retain(None, {r.trial: r.objective for r in history.records if r.ok})  # objectives for "best"
+    experiment = Experiment(name, space, optimizer, history, checkpoints=checkpoints)
     if lock is not None:
         experiment._take_lock(lock)
     return experiment
