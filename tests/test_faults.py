@@ -81,7 +81,7 @@ def test_scheduler_killed_mid_run_stops_within_worker_timeout_and_resumes(tmp_pa
 
     path = str(tmp_path / "sched.nc")
     with dask_processes(2) as (address, procs):
-        client = Client(address, timeout=20)
+        client = Client(address, timeout=6)  # also how long it tries to reconnect
         try:
             client.wait_for_workers(2, timeout=30)
             exp = build_experiment("sched", SPACE, storage=path, seed=0)
@@ -96,16 +96,23 @@ def test_scheduler_killed_mid_run_stops_within_worker_timeout_and_resumes(tmp_pa
             with pytest.raises(SchedulerLostError, match="lost the connection to the Dask scheduler"):
                 exp.workon(slow_square, max_trials=500, client=client, worker_timeout=4)
             waited = time.monotonic() - killed[0]
+            print(f"scheduler killed after {len(exp.records())} trials; workon raised {waited:.1f} s later")
             assert waited < 4 + 3, waited  # worker_timeout, plus a watchdog tick and the snapshot
             done = len([r for r in exp.records() if r.status == "completed"])
             exp.close()
         finally:
+            t = time.monotonic()
             with contextlib.suppress(Exception):
                 client.close(timeout=2)
+            print(f"client closed in {time.monotonic() - t:.1f} s")
     stored = load_experiment(path).records()
     assert len([r for r in stored if r.status == "completed"]) == done >= 6
     assert not [r for r in stored if r.status not in ("completed",)]
-    with dask_processes(2) as (address, _), Client(address, timeout=20) as client:
+    from distributed import LocalCluster
+
+    # a new cluster (in-process here: starting processes again only costs time)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
         resumed = build_experiment("sched", SPACE, storage=path)
         resumed.workon(slow_square, max_trials=done + 6, client=client)
         records = resumed.records()
@@ -146,6 +153,8 @@ def test_worker_processes_sigkilled_mid_trial_several_times(tmp_path):
             thread.join(10)
         records = exp.records()
         exp.close()
+    print(f"{len(kills)} worker kills; {sum(r.attempts > 1 for r in records)} trials ran again; "
+          f"{sum(r.status == 'completed' for r in records)} completed")
     assert len(kills) >= 3, kills
     counts = Counter(r.trial for r in records)
     assert max(counts.values()) == 1  # every trial recorded once
@@ -334,7 +343,7 @@ def test_client_sigkilled_three_times_with_asha_resumes_without_loss(tmp_path):
     rng = random.Random(5)
     completed: set[int] = set()
     history = []
-    for kill in range(3):
+    for _ in range(3):
         proc = start_script(tmp_path, ASHA_SCRIPT, path, "80", out, name="asha_client.py")
         try:
             wait_line(proc, "RUNNING")
@@ -364,6 +373,7 @@ def test_client_sigkilled_three_times_with_asha_resumes_without_loss(tmp_path):
     assert sum(r.status in ("completed", "pruned") for r in records) == 80
     with open(out) as fh:
         live = json.load(fh)
+    print(f"finished trials after each kill: {history}; final: {len(records)} trials")
     assert live == rungs_of_fresh_asha(path)  # the resumed ASHA decided as its event log says
     assert any(live["promoted"])
     assert history[0] < history[1] < history[2] < 80, history
