@@ -136,3 +136,22 @@ def test_real_cluster_with_one_faulty_worker_process(tmp_path):
         assert all(r.worker != bad_address for r in records if r.status == "completed")
         assert bad_address not in client.scheduler_info(n_workers=-1)["workers"]
         exp.close()
+
+
+def test_slurm_cluster_new_jobs_exclude_a_quarantined_node():
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue import SLURMCluster
+
+    from daskhpo.engine.dask_executor import _is_slurm, exclude_from_new_jobs
+
+    with SLURMCluster(cores=1, memory="1GB", job_extra_directives=["--exclude=old1", "--qos=normal"],
+                      scheduler_options={"dashboard_address": ":0"}) as cluster:
+        assert _is_slurm(cluster)
+        exclude_from_new_jobs(cluster, "gpu-node-7")
+        exclude_from_new_jobs(cluster, "gpu-node-7")
+        script = cluster.job_script()
+        assert "#SBATCH --exclude=old1,gpu-node-7" in script and script.count("--exclude") == 1
+        assert "#SBATCH --qos=normal" in script
+        # the jobs the cluster creates from now on are made from the same options
+        job = cluster.new_spec["cls"](**cluster.new_spec["options"])
+        assert "--exclude=old1,gpu-node-7" in job.job_script()

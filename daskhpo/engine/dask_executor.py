@@ -49,6 +49,33 @@ class SchedulerLostError(NoWorkersError):
     """The connection to the Dask scheduler was lost for ``worker_timeout`` seconds."""
 
 
+def _is_slurm(cluster: Any) -> bool:
+    return any(c.__name__ == "SLURMCluster" for c in type(cluster).__mro__) and hasattr(cluster, "_job_kwargs")
+
+
+def exclude_from_new_jobs(cluster: Any, host: str) -> None:
+    """Add ``host`` to ``--exclude`` of the new jobs of a dask-jobqueue ``SLURMCluster``.
+
+    Jobs already running or queued keep their script; ``scale`` and ``adapt`` submit the
+    new ones with it (``cluster.job_script()`` shows it).  The cluster's job options are
+    shared by every job it creates from now on (``_job_kwargs``, dask-jobqueue 0.8-0.9).
+    """
+    options = cluster._job_kwargs
+    directives = list(options.get("job_extra_directives") or [])
+    hosts: list[str] = []
+    kept = []
+    for directive in directives:
+        if directive.startswith(("--exclude=", "-x ")):
+            hosts += [h for h in directive.split("=", 1)[-1].split(" ", 1)[-1].split(",") if h]
+        else:
+            kept.append(directive)
+    if host not in hosts:
+        hosts.append(host)
+    options["job_extra_directives"] = [*kept, f"--exclude={','.join(hosts)}"]
+    logger.warning("node %s excluded from the new jobs of %s (--exclude=%s)", host, type(cluster).__name__,
+                   ",".join(hosts))
+
+
 class _Relay:
     """The topic handler of one run; detached (``target=None``) when the run ends.
 
@@ -106,6 +133,8 @@ class DaskExecutor:
         self._opened = False
         #: workers quarantined (retired) by this executor
         self._quarantined: set[str] = set()
+        #: Slurm node names excluded from the cluster's new jobs after a quarantine
+        self.excluded_hosts: list[str] = []
 
     # -- sizing ------------------------------------------------------------------------
     def _workers(self) -> list[dict]:
@@ -216,13 +245,29 @@ class DaskExecutor:
         with its nanny (a nanny would otherwise restart it on the same node).  A trial
         still running there is started again elsewhere by the scheduler (a re-run).  A
         :class:`~distributed.SpecCluster` does not start it again; an adaptive cluster may
-        start a *new* worker, possibly on the same node (on Slurm: a new job, which
-        ``--exclude`` would keep off the node; see ``docs/slurm.md``).
+        start a *new* worker.  When the client's cluster is a
+        :class:`dask_jobqueue.SLURMCluster` (e.g. :class:`daskhpo.SlurmGPUCluster`), the
+        worker's node name is first asked for and added to ``--exclude`` of the cluster's
+        *new* jobs (:attr:`excluded_hosts`), so that a replacement job does not land there.
         """
         self._quarantined.add(worker)
         self.client.loop.add_callback(self._retire, worker)
 
     async def _retire(self, worker: str) -> None:
+        import asyncio
+        import socket
+
+        cluster = getattr(self.client, "cluster", None)
+        if _is_slurm(cluster):
+            try:
+                names = await asyncio.wait_for(self.client.run(socket.gethostname, workers=[worker],
+                                                               on_error="ignore", asynchronous=True), 10)
+            except Exception as exc:
+                names = {}
+                logger.warning("could not ask quarantined worker %s for its node name: %s", worker, exc)
+            if names.get(worker):
+                exclude_from_new_jobs(cluster, names[worker])
+                self.excluded_hosts.append(names[worker])
         try:
             await self.client.retire_workers([worker], close_workers=True, asynchronous=True)
         except Exception as exc:  # it may be gone already
