@@ -72,20 +72,22 @@ def test_a_configuration_failing_everywhere_is_still_broken_and_counted():
     assert 4 <= len(exp.records()) <= 7 and all(r.status == "broken" for r in exp.records())
 
 
-def test_sporadic_bad_configurations_do_not_quarantine_healthy_workers():
+def test_sporadic_bad_configurations_do_not_quarantine_healthy_workers(caplog):
+    caplog.set_level("INFO", logger="daskhpo.engine.quarantine")
+
     def fails_for_large(x):
-        if x > 0.6:
+        if x > 0.2:
             raise ValueError("x too large")
         return x * x
 
     exp = build_experiment("q", SPACE, seed=4)
     executor = FakeExecutor(fails_for_large, duration=by_x, workers=3)
     exp.run(executor, max_trials=30, max_broken=100)
+    assert "also seen on other workers" in caplog.text  # streaks happened, judged as the configurations' fault
     broken = [r for r in exp.records() if r.status == "broken"]
-    assert broken and all(r.attempts == 1 or "x too large" in r.error for r in broken)
-    # any worker quarantined by an unlucky streak: its trials broke again elsewhere, recorded broken
+    assert len(broken) >= 10 and all("x too large" in r.error for r in broken)
     assert sum(r.status == "completed" for r in exp.records()) == 30
-    assert len(executor.quarantined) <= 1
+    assert executor.quarantined == []  # the same error on every worker: the configurations' fault
 
 
 def test_quarantine_off_keeps_the_old_behaviour():

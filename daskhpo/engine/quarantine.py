@@ -16,7 +16,10 @@ workers idle.  The rule, algorithm-agnostic:
   (:meth:`Executor.quarantine`), and its held trials run again elsewhere (one more
   attempt each, not counted in ``max_broken``).
 * A trial run again because of a quarantine that breaks again is recorded ``broken``:
-  the configuration fails on two nodes, it is its own fault.
+  the configuration fails on two nodes, it is its own fault.  And a streak whose error
+  (its last line) also broke trials on other workers is no node's fault either: recorded
+  ``broken``, no quarantine (an error that names values differs from trial to trial, so
+  this only catches the same message).
 * When nothing runs any more but trials are held (every slot held, or the run's end),
   the held trials of workers that may be quarantined are run again; the others are
   recorded ``broken``.  So a configuration (or objective) that fails on every node is
@@ -80,6 +83,8 @@ class Quarantine:
         self._healthy: set[str] = set()
         #: quarantined worker address -> its record
         self.quarantined: dict[str, dict[str, Any]] = {}
+        #: last error line of broken outcomes -> workers it happened on
+        self._errors: dict[str, set[str]] = {}
 
     @property
     def held(self) -> int:
@@ -112,6 +117,7 @@ class Quarantine:
             return [*released, (job, record, checkpoint)], again
         if record.status != "broken":
             return [(job, record, checkpoint)], []  # a timeout says nothing of the worker
+        self._errors.setdefault(_last_line(record.error), set()).add(worker)
         if worker in self.quarantined:
             # It was running on the worker when that was quarantined.
             self.quarantined[worker]["trials"].append(job.plan.trial)
@@ -131,6 +137,14 @@ class Quarantine:
         state = self._workers.get(worker)
         if state is None or len(state.held) < self.after or not self._elsewhere(worker):
             return [], []
+        shared = [h for h in state.held if self._errors.get(_last_line(h.record.error), set()) - {worker}]
+        if shared:
+            # The same error broke trials on other workers too: the configurations' fault.
+            self._workers.pop(worker)
+            logger.info("worker %s: %d trials in a row broke, with an error also seen on other workers (%s): "
+                        "recorded broken, no quarantine", worker, len(state.held),
+                        _last_line(shared[-1].record.error))
+            return [(h.job, h.record, h.checkpoint) for h in state.held], []
         self._workers.pop(worker)
         self.quarantined[worker] = {
             "worker": worker,
