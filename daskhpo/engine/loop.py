@@ -6,6 +6,10 @@ into a queue that :meth:`Executor.next_event` reads, so a slow ``suggest`` or ``
 (a model fit, a snapshot) never keeps results or reports from being received: they wait,
 in order, for the loop's next turn.
 
+Broken outcomes pass through a :class:`~daskhpo.engine.quarantine.Quarantine`, which may
+hold them until their worker is judged, and quarantine a faulty one (its trials then run
+again elsewhere).
+
 The loop knows trials, attempts, retries and the stopping rules; it knows nothing of any
 algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 ``on_report``) nor of Dask (see :mod:`daskhpo.engine.dask_executor`).
@@ -235,7 +239,10 @@ class Engine:
         finally:
             try:
                 for _job, trial, checkpoint in guard.release():  # a run ending early: held ones are broken
-                    record(trial, checkpoint)
+                    try:
+                        record(trial, checkpoint)
+                    except Exception:  # never hide why the run ended
+                        logger.exception("could not record held trial %d", trial.trial)
             finally:
                 executor.close()
                 self._jobs, self._on_report = {}, None
