@@ -24,6 +24,13 @@ workers idle.  The rule, algorithm-agnostic:
   the held trials of workers that may be quarantined are run again; the others are
   recorded ``broken``.  So a configuration (or objective) that fails on every node is
   still counted, and ``max_broken`` stops the run as before.
+
+Known limit: a configuration-dependent error whose message differs from trial to trial
+(it names the values) that hits one worker ``after`` times in a row while others succeed
+retires that healthy worker; its trials then break elsewhere and are recorded ``broken``,
+but the worker stays retired.  Confirming first (running the held trials elsewhere before
+retiring) needs per-task worker restrictions: Dask sends a queued trial to the idle
+worker, which is the fast-failing one.
 """
 
 from __future__ import annotations
