@@ -90,6 +90,25 @@ def test_sporadic_bad_configurations_do_not_quarantine_healthy_workers(caplog):
     assert executor.quarantined == []  # the same error on every worker: the configurations' fault
 
 
+def test_value_dependent_errors_with_distinct_messages_never_retire_a_worker(caplog):
+    caplog.set_level("INFO", logger="daskhpo.engine.quarantine")
+
+    def fails_naming_x(x):
+        if x > 0.0:
+            raise ValueError(f"x={x!r} diverged")
+        return x * x
+
+    exp = build_experiment("q", SPACE, seed=6)
+    executor = FakeExecutor(fails_naming_x, duration=by_x, workers=3)
+    exp.run(executor, max_trials=20, max_broken=1000)
+    assert executor.quarantined == [] and exp.quarantined == []
+    assert "not quarantined" in caplog.text  # a suspect was cleared (re-runs broke elsewhere, or it finished one)
+    records = exp.records()
+    assert sum(r.status == "completed" for r in records) == 20
+    assert all("diverged" in r.error for r in records if r.status == "broken")
+    assert max(r.attempts for r in records) == 2  # re-run once, elsewhere, then recorded broken
+
+
 def test_quarantine_off_keeps_the_old_behaviour():
     executor = FakeExecutor(square, duration=by_x, workers=3, faults=bad_node)
     exp = build_experiment("q", SPACE, seed=1)
@@ -137,6 +156,8 @@ def test_real_cluster_with_one_faulty_worker_process(tmp_path):
         assert "illegal memory access" in exp.quarantined[0]["why"]
         assert all(r.worker != bad_address for r in records if r.status == "completed")
         assert bad_address not in client.scheduler_info(n_workers=-1)["workers"]
+        again = {r.trial: r for r in records if r.trial in exp.quarantined[0]["trials"]}
+        assert len(again) >= 3 and all(r.status == "completed" and r.attempts >= 2 for r in again.values())
         exp.close()
 
 

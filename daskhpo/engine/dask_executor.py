@@ -205,12 +205,23 @@ class DaskExecutor:
         self._watch_thread.start()
         self._opened = True
 
-    def submit(self, task: TrialTask) -> None:
-        """Submit one attempt as a task with the attempt's key."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Submit one attempt as a task with the attempt's key.
+
+        ``avoid``: a worker it should not run on.  The task is restricted, loosely, to the
+        other connected workers (``allow_other_workers=True``: should they all leave, it
+        runs anywhere).
+        """
         task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
+        restrict = {}
+        if avoid is not None:
+            others = [w for w in self.client.scheduler_info(n_workers=-1)["workers"]
+                      if w != avoid and w not in self._quarantined]
+            if others:
+                restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
             run_trial, self.fn, task, self.fn_kwargs, self.trial_timeout,
-            key=task.key, pure=False, resources=self.resources,
+            key=task.key, pure=False, resources=self.resources, **restrict,
         )
         self._futures[task.key] = future
         self._completions.add(future)

@@ -100,8 +100,11 @@ class Executor(Protocol):
     def open(self) -> None:
         """Start a run: from now on, events are collected."""
 
-    def submit(self, task: TrialTask) -> None:
-        """Start an attempt (non-blocking)."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Start an attempt (non-blocking), if possible not on worker ``avoid``.
+
+        ``avoid`` is only given (by keyword) to executors that have :meth:`quarantine`.
+        """
 
     def next_event(self) -> ExecutorEvent:
         """Wait for the next event of a submitted attempt."""

@@ -93,6 +93,8 @@ class FakeExecutor:
         #: worker -> the attempt key it runs (pooled workers only)
         self._busy: dict[str, str] = {}
         self._queued: list[TrialTask] = []
+        #: attempt key -> a worker it should not run on (unless no other is left)
+        self._avoid: dict[str, str] = {}
         self._free_since: dict[str, float] = {w: 0.0 for w in self.workers}
         #: workers quarantined, in order
         self.quarantined: list[str] = []
@@ -118,7 +120,10 @@ class FakeExecutor:
     def _take_worker(self, key: str) -> str | None:
         if not self._pooled:
             return self.workers[0]
+        avoid = self._avoid.get(key)
         free = [w for w in self.workers if w not in self._busy]
+        if avoid is not None and any(w != avoid for w in self.workers):
+            free = [w for w in free if w != avoid]  # as Dask's loose worker restrictions
         if not free:
             return None
         worker = min(free, key=lambda w: (self._free_since[w], self.workers.index(w)))
@@ -148,9 +153,14 @@ class FakeExecutor:
     def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))
 
-    def submit(self, task: TrialTask) -> None:
-        """Run the attempt now; schedule its reports and completion."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Run the attempt now (or once a worker is free); schedule its reports and completion.
+
+        ``avoid``: a worker not to run it on, unless no other is left.
+        """
         self.submitted.append(task)
+        if avoid is not None:
+            self._avoid[task.key] = avoid
         worker = self._take_worker(task.key)
         if worker is None:  # every worker busy: it waits, as on a cluster
             self._queued.append(task)
@@ -195,11 +205,11 @@ class FakeExecutor:
         if isinstance(event, (Completed, Failed)):
             self._running.pop(key, None)
             self._free(key)
-            while self._queued:
-                worker = self._take_worker(self._queued[0].key)
-                if worker is None:
-                    break
-                self._start(self._queued.pop(0), worker)
+            for queued in list(self._queued):
+                worker = self._take_worker(queued.key)
+                if worker is not None:
+                    self._queued.remove(queued)
+                    self._start(queued, worker)
         return event
 
     def _drop(self, key: str, since: float = float("-inf")) -> None:

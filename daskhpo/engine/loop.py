@@ -71,7 +71,7 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
-    #: the quarantined worker it broke on, when it runs again because of that
+    #: the suspect or quarantined worker it broke on, when it runs again because of that
     quarantined_from: str | None = None
 
 
@@ -166,7 +166,11 @@ class Engine:
             self._jobs[job.key] = job
             if on_start is not None:
                 on_start(job.plan, job.attempts)
-            executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
+            task = TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint)
+            if job.quarantined_from is not None:
+                executor.submit(task, avoid=job.quarantined_from)
+            else:
+                executor.submit(task)
 
         def fill() -> None:
             # Up to ``quarantine_after`` held trials leave their slot to another trial (so
@@ -183,8 +187,8 @@ class Engine:
         def resolve(ready: list, again: list) -> None:
             nonlocal finished, broken
             self._quarantine()
-            for job in again:
-                self._run_again(job, submit)
+            for job, worker in again:
+                self._run_again(job, worker, submit)
             last = None
             for _job, trial, checkpoint in ready:  # all recorded, then judged
                 record(trial, checkpoint)
@@ -265,10 +269,9 @@ class Engine:
                 except Exception:
                     logger.exception("on_quarantine failed")
 
-    def _run_again(self, job: _Job, submit: Callable[[_Job], None]) -> None:
-        """A trial that broke on a worker just quarantined: one more attempt, elsewhere."""
-        worker = next((w for w, e in self.guard.quarantined.items() if job.plan.trial in e["trials"]), "?")
-        logger.info("trial %d: running it again away from quarantined worker %s (attempt %d)",
+    def _run_again(self, job: _Job, worker: str, submit: Callable[[_Job], None]) -> None:
+        """A trial that broke on a suspect or quarantined worker: one more attempt, elsewhere."""
+        logger.info("trial %d: running it again away from worker %s (attempt %d)",
                     job.plan.trial, worker, job.attempts + 1)
         submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen, quarantined_from=worker))
 

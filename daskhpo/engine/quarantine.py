@@ -6,31 +6,25 @@ module the run stops with :class:`~daskhpo.engine.loop.TooManyBrokenTrials` whil
 workers idle.  The rule, algorithm-agnostic:
 
 * A ``broken`` outcome (not ``timeout``, not ``lost``) on a worker not yet judged is
-  **held**: neither recorded nor told to the optimizer.  Held trials occupy their slot
-  (so a fast-failing worker cannot churn through the search: at most ``n_workers`` are
-  held at once).
+  **held**: neither recorded nor told to the optimizer.  Up to ``after`` held trials
+  leave their slot to another trial; more occupy slots (so a fast-failing worker cannot
+  churn through the search while it waits for its judgement).
 * A finished (completed or pruned) trial on that worker judges it **healthy**: what it
   held is recorded ``broken`` (the configurations' fault) and its streak starts again.
 * Once ``after`` distinct trials in a row broke on it while some *other* worker finished
-  a trial in this run, it is **quarantined**: the executor stops sending it trials
-  (:meth:`Executor.quarantine`), and its held trials run again elsewhere (one more
-  attempt each, not counted in ``max_broken``).
-* A trial run again because of a quarantine that breaks again is recorded ``broken``:
-  the configuration fails on two nodes, it is its own fault.  And a streak whose error
-  (its last line) also broke trials on other workers is no node's fault either: recorded
-  ``broken``, no quarantine (an error that names values differs from trial to trial, so
-  this only catches the same message).
+  a trial in this run, it is a **suspect**: its held trials run again, one more attempt
+  each (not counted in ``max_broken``), restricted (loosely) to the other workers.
+* As soon as one of them finishes on another worker, the suspect is **quarantined**: the
+  executor retires it (:meth:`Executor.quarantine`), and what broke there meanwhile runs
+  again elsewhere too.  If they all break elsewhere as well, the configurations are at
+  fault: recorded ``broken``, and the worker is no longer suspect (so an objective that
+  fails for some values never retires a healthy worker).
+* A streak whose error (its last line) also broke trials on other workers is the
+  configurations' fault at once: recorded ``broken``, no suspicion.
 * When nothing runs any more but trials are held (every slot held, or the run's end),
-  the held trials of workers that may be quarantined are run again; the others are
+  the held trials of workers that may become suspect are run again; the others are
   recorded ``broken``.  So a configuration (or objective) that fails on every node is
   still counted, and ``max_broken`` stops the run as before.
-
-Known limit: a configuration-dependent error whose message differs from trial to trial
-(it names the values) that hits one worker ``after`` times in a row while others succeed
-retires that healthy worker; its trials then break elsewhere and are recorded ``broken``,
-but the worker stays retired.  Confirming first (running the held trials elsewhere before
-retiring) needs per-task worker restrictions: Dask sends a queued trial to the idle
-worker, which is the fast-failing one.
 """
 
 from __future__ import annotations
@@ -90,6 +84,8 @@ class Quarantine:
         self._healthy: set[str] = set()
         #: quarantined worker address -> its record
         self.quarantined: dict[str, dict[str, Any]] = {}
+        #: suspect worker -> its record to be, with ``pending``: its trials running elsewhere
+        self.suspects: dict[str, dict[str, Any]] = {}
         #: last error line of broken outcomes -> workers it happened on
         self._errors: dict[str, set[str]] = {}
 
@@ -98,39 +94,57 @@ class Quarantine:
         """How many broken outcomes wait for their worker's judgement."""
         return sum(len(s.held) for s in self._workers.values())
 
-    def judge(self, job: Any, record: TrialRecord, checkpoint: Any) -> tuple[list[tuple[Any, TrialRecord, Any]], list[Any]]:
+    def judge(self, job: Any, record: TrialRecord, checkpoint: Any) -> tuple[list[tuple[Any, TrialRecord, Any]], list[tuple[Any, str]]]:
         """Take one finished attempt.
 
         Returns
         -------
         ready : list of (job, record, checkpoint)
             To record now, in this order.
-        again : list of jobs
-            Held trials of a worker just quarantined: to run again elsewhere.
+        again : list of (job, worker)
+            Held trials to run again away from ``worker`` (a suspect, or quarantined).
         """
         worker = record.worker
         if self.after is None or worker is None:
             return [(job, record, checkpoint)], []
+        source = getattr(job, "quarantined_from", None)
         if record.status in FINISHED:
+            again = []
+            if source in self.suspects and source != worker:
+                again += self._confirm(source)  # a trial that broke there finished elsewhere
+            if worker in self.suspects:
+                logger.info("suspect worker %s finished a trial: not quarantined", worker)
+                del self.suspects[worker]
             self._healthy.add(worker)
             state = self._workers.pop(worker, None)
             released = [] if state is None else [(h.job, h.record, h.checkpoint) for h in state.held]
             if released:
                 logger.info("worker %s finished a trial: the %d trials that broke there are the configurations' "
                             "fault (recorded broken)", worker, len(released))
-            again = []
             for other in list(self._workers):  # held ones waiting for a success elsewhere
                 again += self._decide(other)[1]
             return [*released, (job, record, checkpoint)], again
         if record.status != "broken":
-            return [(job, record, checkpoint)], []  # a timeout says nothing of the worker
+            if source in self.suspects:  # a timeout says nothing of the worker
+                self.suspects[source]["pending"].discard(job.plan.trial)
+                if not self.suspects[source]["pending"]:
+                    del self.suspects[source]
+            return [(job, record, checkpoint)], []
         self._errors.setdefault(_last_line(record.error), set()).add(worker)
         if worker in self.quarantined:
             # It was running on the worker when that was quarantined.
             self.quarantined[worker]["trials"].append(job.plan.trial)
-            return [], [job]
-        if getattr(job, "quarantined_from", None):
-            return [(job, record, checkpoint)], []  # broke on a second node: the configuration's fault
+            return [], [(job, worker)]
+        if source is not None and source != worker:
+            # Broke on a second node: the configuration's fault.
+            entry = self.suspects.get(source)
+            if entry is not None:
+                entry["pending"].discard(job.plan.trial)
+                if not entry["pending"]:
+                    logger.info("worker %s: the trials that broke there broke elsewhere too: not quarantined",
+                                source)
+                    del self.suspects[source]
+            return [(job, record, checkpoint)], []
         state = self._workers.setdefault(worker, _WorkerState())
         if any(h.job.plan.trial == job.plan.trial for h in state.held):
             return [(job, record, checkpoint)], []
@@ -141,8 +155,9 @@ class Quarantine:
         return any(w != worker and w not in self.quarantined for w in self._healthy)
 
     def _decide(self, worker: str) -> tuple[list, list]:
+        """Held trials of ``worker``: wait, release as broken, or run them elsewhere (suspect)."""
         state = self._workers.get(worker)
-        if state is None or len(state.held) < self.after or not self._elsewhere(worker):
+        if worker in self.suspects or state is None or len(state.held) < self.after or not self._elsewhere(worker):
             return [], []
         shared = [h for h in state.held if self._errors.get(_last_line(h.record.error), set()) - {worker}]
         if shared:
@@ -153,20 +168,34 @@ class Quarantine:
                         _last_line(shared[-1].record.error))
             return [(h.job, h.record, h.checkpoint) for h in state.held], []
         self._workers.pop(worker)
-        self.quarantined[worker] = {
+        trials = [h.job.plan.trial for h in state.held]
+        self.suspects[worker] = {
             "worker": worker,
             "host": worker_host(worker),
             "when": time.time(),
             "why": _last_line(state.held[-1].record.error),
-            "trials": [h.job.plan.trial for h in state.held],
+            "trials": list(trials),
+            "pending": set(trials),
         }
+        logger.warning("worker %s (host %s): %d trials in a row broke there (%s) while trials finish elsewhere; "
+                       "running trials %s again on other workers: if one finishes there, %s is quarantined",
+                       worker, worker_host(worker), len(trials), self.suspects[worker]["why"], trials, worker)
+        return [], [(h.job, worker) for h in state.held]
+
+    def _confirm(self, worker: str) -> list[tuple[Any, str]]:
+        """Quarantine a suspect: one of its trials finished elsewhere."""
+        entry = self.suspects.pop(worker)
+        del entry["pending"]
+        entry["when"] = time.time()
+        state = self._workers.pop(worker, None)
+        held = [] if state is None else state.held
+        entry["trials"] += [h.job.plan.trial for h in held]
+        self.quarantined[worker] = entry
         logger.warning(
-            "quarantining worker %s (host %s): %d trials in a row broke there (%s) while trials finish on other "
-            "workers; no further trial goes to it, trials %s run again elsewhere",
-            worker, worker_host(worker), len(state.held), self.quarantined[worker]["why"],
-            self.quarantined[worker]["trials"],
+            "quarantining worker %s (host %s): trials broke there (%s) and finish on other workers; no further "
+            "trial goes to it; trials %s run again elsewhere", worker, entry["host"], entry["why"], entry["trials"],
         )
-        return [], [h.job for h in state.held]
+        return [(h.job, worker) for h in held]
 
     def settle(self) -> tuple[list[tuple[Any, TrialRecord, Any]], list[Any]]:
         """Nothing runs: quarantine who may be, record the rest of what is held as broken."""
@@ -188,4 +217,5 @@ class Quarantine:
         """Everything held, to record as broken (the run ends)."""
         ready = [(h.job, h.record, h.checkpoint) for s in self._workers.values() for h in s.held]
         self._workers.clear()
+        self.suspects.clear()
         return ready
