@@ -158,6 +158,8 @@ class Experiment:
 
         #: the suggester (model thread) of the run under way, if it suggests in the background
         self._model: Suggester | None = None
+        #: running trial id -> the trial whose checkpoint it starts from
+        self._running_from: dict[int, int] = {}
 
     @property
     def direction(self) -> str:
@@ -221,6 +223,23 @@ class Experiment:
     def attrs(self) -> dict[str, Any]:
         """The experiment's stored attributes (name, space, algorithm, seed, version)."""
         return dict(self._history.attrs)
+
+    @property
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Workers quarantined by this experiment's runs, oldest first.
+
+        Each is a plain dict: ``worker`` (its address), ``host``, ``when`` (epoch
+        seconds), ``why`` (the last error line of the trials that broke there) and
+        ``trials`` (those run again elsewhere).  Stored in the history's attrs (JSON,
+        ``quarantined``), so :func:`load_experiment` shows them too.
+        """
+        return json.loads(self._history.attrs.get("quarantined", "[]"))
+
+    def _on_quarantine(self, entry: dict[str, Any]) -> None:
+        self._history.attrs["quarantined"] = json.dumps([*self.quarantined, entry])
+        logger.warning("%s: worker %s (host %s) quarantined: %s", self.name, entry["worker"], entry["host"], entry["why"])
+        with contextlib.suppress(Exception):  # kept in memory at worst; written at the next snapshot
+            self._history.snapshot()
 
     @property
     def storage(self) -> str | None:
@@ -408,6 +427,8 @@ class Experiment:
         except ValueError as exc:
             raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
         self._next_id += 1
+        if checkpoint is not None:
+            self._running_from[trial_id] = checkpoint
         return Planned(trial_id, params, parent, checkpoint, self._checkpoints.get(checkpoint))
 
     def _on_start(self, plan: Planned, attempt: int) -> None:
@@ -435,7 +456,9 @@ class Experiment:
 
     def _record(self, record: TrialRecord, checkpoint: Any) -> None:
         # On disk before the optimizer hears of it: nothing told is ever lost.
-        self._checkpoints.put(record.trial, checkpoint)
+        finite = record.status in ("completed", "pruned") and math.isfinite(record.objective)
+        # "best" keeps the lowest: the objective as the optimizer sees it (negated to maximize)
+        self._checkpoints.put(record.trial, checkpoint, objective=self._sign * record.objective if finite else None)
         metrics, constraints = split_constraints(record.metrics)
         if constraints:  # parse_result sends them among the metrics
             record = record.replace(metrics=metrics, constraints=constraints)
@@ -443,12 +466,24 @@ class Experiment:
             record = self._history.append(record)
             subscribers = self._subscribers
         told = self._teller.trial(record)
+        self._running_from.pop(record.trial, None)
         if self._model is not None:  # told on the model thread, in this order, before its next batch
             self._model.post(self.optimizer.tell, told)
+            self._model.post(self._retain_checkpoints)
         else:
             self.optimizer.tell(told)
+            self._retain_checkpoints()
         for callback in subscribers:
             self._call(callback, record)
+
+    def _retain_checkpoints(self) -> None:
+        """Delete the checkpoints no one may start from again (``keep_checkpoints``)."""
+        if self._checkpoints.keep == "all":
+            return
+        needed = self.optimizer.needed_checkpoints()
+        if needed is None:
+            return  # the optimizer cannot tell: keep everything
+        self._checkpoints.retain(set(needed) | set(list(self._running_from.values())))
 
     def workon(
         self,
@@ -461,6 +496,7 @@ class Experiment:
         retries: int = 1,
         trial_timeout: float | None = None,
         max_broken: int = 3,
+        quarantine_after: int | None = 3,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
         progress: bool | None = None,
@@ -496,7 +532,18 @@ class Experiment:
             Seconds after which a trial is recorded as ``timeout``.
         max_broken : int, default 3
             Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
-            this call.
+            this call.  With quarantine on, the broken trials of a worker not yet judged
+            are counted when it is judged (or when nothing else runs), so the run may
+            stop a few trials later (at most ``quarantine_after + n_workers`` held).
+        quarantine_after : int or None, default 3
+            A worker on which this many distinct trials in a row broke (status
+            ``broken``, not ``timeout``) while trials finish on other workers is
+            quarantined: it is retired from the cluster and gets no further trial, the
+            trials that broke there run again elsewhere (one more ``attempts`` each, not
+            counted in ``max_broken``), and it is listed in :attr:`quarantined`.  A
+            configuration that breaks on every node is still ``broken`` and counted.
+            ``None`` turns it off.  On Slurm, see ``docs/slurm.md`` (a replacement job may
+            land on the same node).
         worker_timeout : float, default 60
             Seconds without any connected worker (at the start, or after every worker
             left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
@@ -542,7 +589,7 @@ class Experiment:
                 board.dask_link = dask_link(dask_client)
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
-                     progress=progress, callbacks=callbacks)
+                     quarantine_after=quarantine_after, progress=progress, callbacks=callbacks)
         return self
 
     def _check_writable(self, max_trials: int | None) -> int | None:
@@ -569,6 +616,7 @@ class Experiment:
         n_workers: int | None = None,
         retries: int = 1,
         max_broken: int = 3,
+        quarantine_after: int | None = 3,
         progress: bool | None = False,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
     ) -> Experiment:
@@ -580,7 +628,7 @@ class Experiment:
         Parameters
         ----------
         executor : daskhpo.engine.Executor
-        max_trials, n_workers, retries, max_broken, progress, callbacks
+        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks
             As for :meth:`workon` (``progress`` defaults to off here).
 
         Returns
@@ -596,7 +644,8 @@ class Experiment:
             return self
         if n_workers is None:
             n_workers = executor.slots()
-        engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken)
+        engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken,
+                        quarantine_after=quarantine_after, on_quarantine=self._on_quarantine)
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
@@ -740,6 +789,7 @@ def build_experiment(
     fsync: bool = False,
     direction: str | None = None,
     warm_start: str | os.PathLike | None = None,
+    keep_checkpoints: str | int = "all",
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -782,6 +832,14 @@ def build_experiment(
         created: the path is stored in the attr ``warm_start`` and the trials are told
         again on every resume (the file must still be there).  Not for ``pbt``, whose
         population is made of its own lineages.
+    keep_checkpoints : {"all", "best"} or int, default "all"
+        Which trial checkpoints (:func:`daskhpo.report`'s ``checkpoint=``) are kept:
+        all; those of the best trial; or those of the ``N`` most recent trials.  Whatever
+        the choice, a checkpoint that a running trial starts from, or that the optimizer
+        may still start one from (:meth:`~daskhpo.optimizers.Optimizer.needed_checkpoints`:
+        each PBT member's last segment, ASHA's and Hyperband's results that may still be
+        promoted), is kept; an optimizer that cannot tell keeps all.  Checked after each
+        finished trial (files in ``<storage>.checkpoints/``, or the client's memory).
 
     Raises
     ------
@@ -863,11 +921,16 @@ def build_experiment(
         from_trial = max((e.trial + 1 for e in events if isinstance(e, TrialRecord)), default=0)
         changes.append({**current, "from_trial": from_trial})
     attrs["algorithm_history"] = json.dumps(changes)
+    if "quarantined" in stored:
+        attrs["quarantined"] = stored["quarantined"]
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
-    experiment = Experiment(name, space, optimizer, history, checkpoints=CheckpointStore(storage))
+    checkpoints = CheckpointStore(storage, keep=keep_checkpoints)
+    experiment = Experiment(name, space, optimizer, history, checkpoints=checkpoints)
     for record in warm:  # before this experiment's own events, on resume as when it was created
         optimizer.tell(experiment._teller.trial(record))
     _replay(optimizer, history, experiment._teller)
+    # objectives for "best", as the optimizer sees them
+    checkpoints.retain(None, {r.trial: experiment._sign * r.objective for r in history.records if r.ok})
     if lock is not None:
         experiment._take_lock(lock)
     return experiment

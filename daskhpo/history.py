@@ -67,6 +67,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -247,7 +248,11 @@ class History:
             return
         with self._lock:
             tmp = f"{self.path}.tmp-{os.getpid()}"
-            self.to_dataset().to_netcdf(tmp, engine=ENGINE)
+            # A local lock: with a default Dask client, xarray would take a distributed
+            # lock on the scheduler for each write (a round trip, and an error once the
+            # scheduler is gone: the very moment the history must reach the disk).
+            with dask.config.set(scheduler="threads"):
+                self.to_dataset().to_netcdf(tmp, engine=ENGINE)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

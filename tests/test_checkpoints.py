@@ -116,3 +116,96 @@ def test_needed_checkpoints_always_survive_and_the_policy_is_exact(ids, needed, 
         assert survivors == (needed & ids) | {i for _, i in scored[:n_best]}
     else:
         assert survivors == (needed & ids) | set(sorted(ids)[-keep:] if keep else [])
+
+
+# -- wired into experiments: keep_checkpoints= --------------------------------------------
+PBT_SPACE = {"q": "uniform(0, 1)", "epochs": "fidelity(1, 27, base=3)"}
+PBT = ("pbt", {"population_size": 4, "perturbation_interval": 3})
+
+
+class Segment:
+    """A PBT segment: trains from the loaded checkpoint to ``epochs``; Ctrl-C at a call."""
+
+    def __init__(self, interrupt_at=None):
+        self.interrupt_at, self.calls = interrupt_at, 0
+
+    def __call__(self, q, epochs):
+        import daskhpo
+
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        start = daskhpo.load_checkpoint()
+        started_from = -1.0 if start is None else float(start["epochs"])
+        daskhpo.report(epochs, objective=q + 1.0 / epochs, checkpoint={"epochs": epochs, "q": q})
+        return {"objective": q + 1.0 / epochs, "started_from": started_from}
+
+
+def test_pbt_with_keep_checkpoints_keeps_few_files_and_resumes(tmp_path):
+    import os
+
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    path = str(tmp_path / "pbt.nc")
+    directory = f"{path}.checkpoints"
+    peak = []
+
+    def build():
+        exp = daskhpo.build_experiment("pbt", PBT_SPACE, algorithm=PBT, storage=path, seed=2, keep_checkpoints=2)
+        exp.subscribe(lambda record: peak.append(len(os.listdir(directory))))
+        return exp
+
+    exp = build()
+    with pytest.raises(KeyboardInterrupt):
+        exp.run(FakeExecutor(Segment(interrupt_at=12), slots=4), max_trials=30)
+    exp.close()
+    resumed = build()
+    resumed.run(FakeExecutor(Segment(), slots=4), max_trials=30)
+    records = resumed.records()
+    assert sum(r.status in ("completed", "pruned") for r in records) == 30
+    epochs = {r.trial: r.params["epochs"] for r in records}
+    starts = [r for r in records if r.checkpoint_from is not None and r.status == "completed"]
+    assert len(starts) >= 20
+    for r in starts:  # every segment found the checkpoint it was told to start from
+        assert r.metrics["started_from"] == epochs[r.checkpoint_from], r
+    # 4 members' last segments, up to 4 running trials' sources, 2 most recent
+    assert max(peak) <= 4 + 4 + 2, peak
+    assert len(os.listdir(directory)) <= 4 + 2
+    resumed.close()
+
+
+def test_keep_checkpoints_is_checked_and_all_keeps_everything(tmp_path):
+    import os
+
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        daskhpo.build_experiment("pbt", PBT_SPACE, algorithm=PBT, keep_checkpoints="some")
+    path = str(tmp_path / "all.nc")
+    exp = daskhpo.build_experiment("pbt", PBT_SPACE, algorithm=PBT, storage=path, seed=2)
+    exp.run(FakeExecutor(Segment(), slots=4), max_trials=12)
+    assert len(os.listdir(f"{path}.checkpoints")) == 12
+    exp.close()
+
+
+def test_asha_promotions_find_their_checkpoints_with_keep_zero(tmp_path):
+    import os
+
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    space = {"q": "uniform(0, 1)", "epochs": "fidelity(1, 9, base=3)"}
+    path = str(tmp_path / "asha.nc")
+    exp = daskhpo.build_experiment("asha", space, algorithm="asha", storage=path, seed=4, keep_checkpoints=0)
+    exp.run(FakeExecutor(Segment(), slots=4), max_trials=40)
+    records = exp.records()
+    epochs = {r.trial: r.params["epochs"] for r in records}
+    promoted = [r for r in records if r.checkpoint_from is not None]
+    assert promoted
+    assert all(r.metrics["started_from"] == epochs[r.checkpoint_from] for r in promoted)
+    needed = exp.optimizer.needed_checkpoints()
+    assert set(exp._checkpoints.ids()) == needed  # nothing else kept with keep=0
+    assert len(os.listdir(f"{path}.checkpoints")) < 40
+    exp.close()

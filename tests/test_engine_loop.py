@@ -112,7 +112,7 @@ def broken_for_negative(x):
 def test_max_broken_stops_the_run_with_the_history_kept(tmp_path):
     exp = experiment(storage=tmp_path / "b.nc")
     with pytest.raises(TooManyBrokenTrials, match=r"3 trials broke \(max_broken=2\).*RuntimeError: CUDA error"):
-        exp.run(FakeExecutor(broken_for_negative), max_trials=50, max_broken=2)
+        exp.run(FakeExecutor(broken_for_negative), max_trials=50, max_broken=2, quarantine_after=None)
     stored = daskhpo.load_experiment(tmp_path / "b.nc").records()
     assert sum(r.status == "broken" for r in stored) == 3
     assert all("Traceback" in r.error for r in stored if r.status == "broken")

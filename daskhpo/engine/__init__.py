@@ -12,7 +12,7 @@
 ==========================  ==============================================================
 """
 
-from .dask_executor import DaskExecutor, NoWorkersError
+from .dask_executor import DaskExecutor, NoWorkersError, SchedulerLostError
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
 from .fake import FakeExecutor
 from .loop import Engine, Planned, TooManyBrokenTrials
@@ -24,6 +24,7 @@ __all__ = [
     "Planned",
     "TooManyBrokenTrials",
     "NoWorkersError",
+    "SchedulerLostError",
     "Executor",
     "DaskExecutor",
     "FakeExecutor",

@@ -10,7 +10,11 @@
   trial's worker with ``Client.run`` (see :mod:`daskhpo.reporting`).
 * **Watchdog**: a thread that emits :class:`~daskhpo.engine.executor.NoWorkers` once no
   worker has been connected for ``worker_timeout`` seconds (jobs that never start, or
-  every job gone at its walltime), and cancels what waits.
+  every job gone at its walltime), or once the scheduler has been unreachable that long
+  (its process killed: ``NoWorkers.scheduler`` set, the loop raises
+  :class:`SchedulerLostError`).  While the scheduler is unreachable the pump forwards no
+  cancellation: the client cancels every future when it gives up reconnecting, and those
+  trials are not lost work to retry but a run to resume.
 
 Nothing here blocks the client's event loop: handlers only put events into a queue.
 """
@@ -32,13 +36,44 @@ from ..reporting import _stop_trial
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import TrialTask, run_trial
 
-__all__ = ["DaskExecutor", "NoWorkersError"]
+__all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
 logger = logging.getLogger(__name__)
 
 
 class NoWorkersError(RuntimeError):
     """No Dask worker became available in time."""
+
+
+class SchedulerLostError(NoWorkersError):
+    """The connection to the Dask scheduler was lost for ``worker_timeout`` seconds."""
+
+
+def _is_slurm(cluster: Any) -> bool:
+    return any(c.__name__ == "SLURMCluster" for c in type(cluster).__mro__) and hasattr(cluster, "_job_kwargs")
+
+
+def exclude_from_new_jobs(cluster: Any, host: str) -> None:
+    """Add ``host`` to ``--exclude`` of the new jobs of a dask-jobqueue ``SLURMCluster``.
+
+    Jobs already running or queued keep their script; ``scale`` and ``adapt`` submit the
+    new ones with it (``cluster.job_script()`` shows it).  The cluster's job options are
+    shared by every job it creates from now on (``_job_kwargs``, dask-jobqueue 0.8-0.9).
+    """
+    options = cluster._job_kwargs
+    directives = list(options.get("job_extra_directives") or [])
+    hosts: list[str] = []
+    kept = []
+    for directive in directives:
+        if directive.startswith(("--exclude=", "-x ")):
+            hosts += [h for h in directive.split("=", 1)[-1].split(" ", 1)[-1].split(",") if h]
+        else:
+            kept.append(directive)
+    if host not in hosts:
+        hosts.append(host)
+    options["job_extra_directives"] = [*kept, f"--exclude={','.join(hosts)}"]
+    logger.warning("node %s excluded from the new jobs of %s (--exclude=%s)", host, type(cluster).__name__,
+                   ",".join(hosts))
 
 
 class _Relay:
@@ -96,6 +131,10 @@ class DaskExecutor:
         self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
         self._futures: dict[str, Future] = {}
         self._opened = False
+        #: workers quarantined (retired) by this executor
+        self._quarantined: set[str] = set()
+        #: Slurm node names excluded from the cluster's new jobs after a quarantine
+        self.excluded_hosts: list[str] = []
 
     # -- sizing ------------------------------------------------------------------------
     def _workers(self) -> list[dict]:
@@ -154,6 +193,8 @@ class DaskExecutor:
         self._futures, self._starts = {}, {}
         self._closed = threading.Event()
         self._wake = threading.Event()
+        self._scheduler_lost = threading.Event()
+        self._scheduler_address = getattr(self.client.scheduler, "address", None) or str(self.client)
         self._completions = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
         self._relay = _Relay(self._on_topic)
@@ -164,12 +205,23 @@ class DaskExecutor:
         self._watch_thread.start()
         self._opened = True
 
-    def submit(self, task: TrialTask) -> None:
-        """Submit one attempt as a task with the attempt's key."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Submit one attempt as a task with the attempt's key.
+
+        ``avoid``: a worker it should not run on.  The task is restricted, loosely, to the
+        other connected workers (``allow_other_workers=True``: should they all leave, it
+        runs anywhere).
+        """
         task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
+        restrict = {}
+        if avoid is not None:
+            others = [w for w in self.client.scheduler_info(n_workers=-1)["workers"]
+                      if w != avoid and w not in self._quarantined]
+            if others:
+                restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
             run_trial, self.fn, task, self.fn_kwargs, self.trial_timeout,
-            key=task.key, pure=False, resources=self.resources,
+            key=task.key, pure=False, resources=self.resources, **restrict,
         )
         self._futures[task.key] = future
         self._completions.add(future)
@@ -199,6 +251,42 @@ class DaskExecutor:
             await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
         except Exception as exc:  # the worker left: its trial is lost anyway
             logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+
+    def quarantine(self, worker: str) -> None:
+        """Retire ``worker`` from the cluster, without waiting: it gets no further task.
+
+        ``Client.retire_workers(close_workers=True)``: the scheduler stops assigning it
+        tasks at once, moves the data it holds to other workers and closes it together
+        with its nanny (a nanny would otherwise restart it on the same node).  A trial
+        still running there is started again elsewhere by the scheduler (a re-run).  A
+        :class:`~distributed.SpecCluster` does not start it again; an adaptive cluster may
+        start a *new* worker.  When the client's cluster is a
+        :class:`dask_jobqueue.SLURMCluster` (e.g. :class:`daskhpo.SlurmGPUCluster`), the
+        worker's node name is first asked for and added to ``--exclude`` of the cluster's
+        *new* jobs (:attr:`excluded_hosts`), so that a replacement job does not land there.
+        """
+        self._quarantined.add(worker)
+        self.client.loop.add_callback(self._retire, worker)
+
+    async def _retire(self, worker: str) -> None:
+        import asyncio
+        import socket
+
+        cluster = getattr(self.client, "cluster", None)
+        if _is_slurm(cluster):
+            try:
+                names = await asyncio.wait_for(self.client.run(socket.gethostname, workers=[worker],
+                                                               on_error="ignore", asynchronous=True), 10)
+            except Exception as exc:
+                names = {}
+                logger.warning("could not ask quarantined worker %s for its node name: %s", worker, exc)
+            if names.get(worker):
+                exclude_from_new_jobs(cluster, names[worker])
+                self.excluded_hosts.append(names[worker])
+        try:
+            await self.client.retire_workers([worker], close_workers=True, asynchronous=True)
+        except Exception as exc:  # it may be gone already
+            logger.warning("could not retire quarantined worker %s: %s", worker, exc)
 
     def close(self) -> None:
         """Unsubscribe, stop the threads, cancel every future and hold none."""
@@ -234,6 +322,11 @@ class DaskExecutor:
                 if future.status == "finished":
                     self._inbox.put(Completed(future.key, result))
                     continue
+                if self._scheduler_lost.is_set() or self.client.status != "running":
+                    # Cancelled because the client lost the scheduler: the watchdog ends the
+                    # run; retrying here would only submit to a dead connection.
+                    logger.debug("not forwarding %s (%s): the scheduler is unreachable", future.key, future.status)
+                    continue
                 error = result if isinstance(result, BaseException) else result[1]
                 lost = classify_failure(error) == "lost"
                 self._inbox.put(Failed(future.key, failure_reason(error), error, lost))
@@ -249,14 +342,37 @@ class DaskExecutor:
         if self._starts[key] > 1 and key in self._futures:
             self._inbox.put(Rerun(key))
 
+    def _scheduler_reachable(self) -> bool:
+        if self.client.status != "running":
+            return False
+        try:
+            self.client.nthreads()  # raises at once when the connection is closed
+        except Exception:
+            return False
+        return True
+
     def _watch(self) -> None:
-        last_seen = time.monotonic()
+        last_seen = last_contact = time.monotonic()
         had_workers = bool(self._workers())
         while not self._closed.wait(min(1.0, self.worker_timeout / 4)):
+            now = time.monotonic()
+            if not self._scheduler_reachable():
+                if not self._scheduler_lost.is_set():
+                    logger.warning("lost the connection to the Dask scheduler at %s: waiting up to %.0f s for it",
+                                   self._scheduler_address, self.worker_timeout)
+                    self._scheduler_lost.set()
+                if now - last_contact >= self.worker_timeout or self.client.status == "closed":
+                    self._inbox.put(NoWorkers(now - last_contact, scheduler=self._scheduler_address))
+                    return
+                continue
+            if self._scheduler_lost.is_set():
+                logger.warning("the Dask scheduler at %s is reachable again", self._scheduler_address)
+                self._scheduler_lost.clear()
+            last_contact = now
             try:
                 connected = bool(self.client.nthreads())
-            except Exception:  # the client is closing: the run ends anyway
-                return
+            except Exception:
+                continue
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True

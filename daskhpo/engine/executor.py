@@ -76,9 +76,14 @@ class Rerun:
 
 @dataclass(frozen=True)
 class NoWorkers:
-    """No worker has been connected for ``waited`` seconds."""
+    """No worker has been connected for ``waited`` seconds.
+
+    ``scheduler`` is set (to the scheduler's address) when the reason is that the
+    connection to the scheduler itself was lost (its process died, its node went away).
+    """
 
     waited: float
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,11 @@ class Executor(Protocol):
     def open(self) -> None:
         """Start a run: from now on, events are collected."""
 
-    def submit(self, task: TrialTask) -> None:
-        """Start an attempt (non-blocking)."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Start an attempt (non-blocking), if possible not on worker ``avoid``.
+
+        ``avoid`` is only given (by keyword) to executors that have :meth:`quarantine`.
+        """
 
     def next_event(self) -> ExecutorEvent:
         """Wait for the next event of a submitted attempt."""
@@ -119,6 +127,9 @@ class Executor(Protocol):
 
     def stop(self, key: str, worker: str | None) -> None:
         """Ask the running attempt ``key`` to stop at its next report (a prune)."""
+
+    def quarantine(self, worker: str) -> None:
+        """Send no further attempt to ``worker`` (optional: the loop calls it when present)."""
 
     def close(self) -> None:
         """End the run: cancel what still runs, hold nothing."""

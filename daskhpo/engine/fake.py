@@ -11,7 +11,15 @@ simulated (``benchmarks/``).
 Faults are injected per attempt with ``faults(trial, attempt)`` returning ``None``,
 ``"lose"`` (the worker dies mid-trial: a :class:`~daskhpo.engine.executor.Failed` event)
 or ``"rerun"`` (the cluster silently runs the attempt again: a
-:class:`~daskhpo.engine.executor.Rerun` event, then the completion half a duration later).
+:class:`~daskhpo.engine.executor.Rerun` event, then the completion half a duration later)
+or ``"break"`` (the attempt raises ``RuntimeError("CUDA error: an illegal memory access")``
+before the objective runs, as on a faulty node: a ``broken`` outcome).
+
+Worker identities: with ``workers=k`` there are ``k`` workers ``fake-worker-0`` ...; each
+attempt runs on the free one idle longest, and ``faults`` may take a third argument, the
+worker (``faults(trial, attempt, worker)``), to make one node faulty.
+:meth:`FakeExecutor.quarantine` removes a worker; :meth:`FakeExecutor.add_worker` adds one
+(an adaptive cluster growing).
 """
 
 from __future__ import annotations
@@ -42,7 +50,12 @@ class FakeExecutor:
     trial_timeout : float, optional
         Virtual seconds after which an attempt is recorded ``timeout``.
     faults : callable, optional
-        ``faults(trial, attempt) -> None | "lose" | "rerun"``.
+        ``faults(trial, attempt) -> None | "lose" | "rerun" | "break"``, or
+        ``faults(trial, attempt, worker)``.
+    workers : int, optional
+        Named workers ``fake-worker-<i>``, one attempt at a time each (then :meth:`slots`
+        is the number of workers left); default one worker, ``fake-worker``, running every
+        attempt at once.
     """
 
     def __init__(
@@ -53,7 +66,8 @@ class FakeExecutor:
         slots: int = 4,
         fn_kwargs: Mapping[str, Any] | None = None,
         trial_timeout: float | None = None,
-        faults: Callable[[int, int], str | None] | None = None,
+        faults: Callable[..., str | None] | None = None,
+        workers: int | None = None,
     ) -> None:
         if trial_timeout is not None and not trial_timeout > 0:
             raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
@@ -72,26 +86,98 @@ class FakeExecutor:
         self._order = itertools.count()
         #: attempt key -> its outcome, while it runs (what a prune rewrites)
         self._running: dict[str, TrialOutcome] = {}
+        #: the workers attempts may go to, in order; quarantined ones leave it
+        self.workers: list[str] = ["fake-worker"] if workers is None else [f"fake-worker-{i}" for i in range(workers)]
+        self._pooled = workers is not None
+        self._n_workers = len(self.workers)
+        #: worker -> the attempt key it runs (pooled workers only)
+        self._busy: dict[str, str] = {}
+        self._queued: list[TrialTask] = []
+        #: attempt key -> a worker it should not run on (unless no other is left)
+        self._avoid: dict[str, str] = {}
+        self._free_since: dict[str, float] = {w: 0.0 for w in self.workers}
+        #: workers quarantined, in order
+        self.quarantined: list[str] = []
+        if faults is not None:
+            import inspect
+
+            try:
+                n_args = len(inspect.signature(faults).parameters)
+            except (TypeError, ValueError):
+                n_args = 2
+            self._faults = faults if n_args >= 3 else (lambda trial, attempt, worker, f=faults: f(trial, attempt))
+        else:
+            self._faults = None
 
     def slots(self) -> int:
-        """The configured number of slots."""
-        return self._slots
+        """The configured number of slots (with ``workers=``: the workers left)."""
+        return len(self.workers) if self._pooled else self._slots
 
     def open(self) -> None:
         """Start a run with nothing scheduled."""
-        self._events, self._running = [], {}
+        self._events, self._running, self._busy, self._queued = [], {}, {}, []
+
+    def _take_worker(self, key: str) -> str | None:
+        if not self._pooled:
+            return self.workers[0]
+        avoid = self._avoid.get(key)
+        free = [w for w in self.workers if w not in self._busy]
+        if avoid is not None and any(w != avoid for w in self.workers):
+            free = [w for w in free if w != avoid]  # as Dask's loose worker restrictions
+        if not free:
+            return None
+        worker = min(free, key=lambda w: (self._free_since[w], self.workers.index(w)))
+        self._busy[worker] = key
+        return worker
+
+    def _free(self, key: str) -> None:
+        for worker, running in list(self._busy.items()):
+            if running == key:
+                del self._busy[worker]
+                self._free_since[worker] = self.now
+
+    def quarantine(self, worker: str) -> None:
+        """No further attempt goes to ``worker``."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+        self.quarantined.append(worker)
+
+    def add_worker(self) -> str:
+        """A new worker joins (as an adaptive cluster grows); returns its name."""
+        worker = f"fake-worker-{self._n_workers}"
+        self._n_workers += 1
+        self.workers.append(worker)
+        self._free_since[worker] = self.now
+        return worker
 
     def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))
 
-    def submit(self, task: TrialTask) -> None:
-        """Run the attempt now; schedule its reports and completion."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Run the attempt now (or once a worker is free); schedule its reports and completion.
+
+        ``avoid``: a worker not to run it on, unless no other is left.
+        """
         self.submitted.append(task)
+        if avoid is not None:
+            self._avoid[task.key] = avoid
+        worker = self._take_worker(task.key)
+        if worker is None:  # every worker busy: it waits, as on a cluster
+            self._queued.append(task)
+            return
+        self._start(task, worker)
+
+    def _start(self, task: TrialTask, worker: str) -> None:
         attempt = self._attempts[task.trial] = self._attempts.get(task.trial, 0) + 1
-        fault = self.faults(task.trial, attempt) if self.faults is not None else None
+        fault = self._faults(task.trial, attempt, worker) if self._faults is not None else None
         start, length = self.now, float(self.duration(task.params))
         if fault == "lose":
             self._at(start + length / 2, task.key, Failed(task.key, "KilledWorker: the worker died (simulated)"))
+            return
+        if fault == "break":
+            outcome = run_trial(_faulty_node, TrialTask(task.trial, task.params, task.key), {})
+            record = outcome.record.replace(started=start, ended=start + length / 10, worker=worker)
+            self._at(start + length / 10, task.key, Completed(task.key, TrialOutcome(record, [], None)))
             return
         outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs)
         record, reports = outcome.record, outcome.reports
@@ -102,11 +188,11 @@ class FakeExecutor:
             record = timed_out(record, self.trial_timeout)
         for i, (step, values) in enumerate(reports):
             self._at(start + length * (i + 1) / (len(reports) + 1), task.key,
-                     Reported(task.key, task.trial, step, values, "fake-worker"))
+                     Reported(task.key, task.trial, step, values, worker))
         if fault == "rerun":
             self._at(start + length / 2, task.key, Rerun(task.key))
             end += length / 2
-        outcome = TrialOutcome(record.replace(started=start, ended=end, worker="fake-worker"), reports, outcome.checkpoint)
+        outcome = TrialOutcome(record.replace(started=start, ended=end, worker=worker), reports, outcome.checkpoint)
         self._running[task.key] = outcome
         self._at(end, task.key, Completed(task.key, outcome))
 
@@ -118,6 +204,12 @@ class FakeExecutor:
         self.now = max(self.now, time)
         if isinstance(event, (Completed, Failed)):
             self._running.pop(key, None)
+            self._free(key)
+            for queued in list(self._queued):
+                worker = self._take_worker(queued.key)
+                if worker is not None:
+                    self._queued.remove(queued)
+                    self._start(queued, worker)
         return event
 
     def _drop(self, key: str, since: float = float("-inf")) -> None:
@@ -128,6 +220,7 @@ class FakeExecutor:
         """Drop the attempt's events; it fails now."""
         self._drop(key)
         self._running.pop(key, None)
+        self._queued = [t for t in self._queued if t.key != key]
         self._at(self.now, key, Failed(key, "CancelledError: cancelled"))
 
     def stop(self, key: str, worker: str | None) -> None:
@@ -146,4 +239,8 @@ class FakeExecutor:
 
     def close(self) -> None:
         """Forget everything still scheduled."""
-        self._events, self._running = [], {}
+        self._events, self._running, self._busy, self._queued = [], {}, {}, []
+
+
+def _faulty_node(**params: Any) -> float:
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")

@@ -17,6 +17,10 @@ once per batch rather than once per slot; the loop itself waits for the model on
 nothing at all is running.  With a plain callable (and with the fake executor) ``suggest``
 runs on the loop thread, deterministically, as before.
 
+Broken outcomes pass through a :class:`~daskhpo.engine.quarantine.Quarantine`, which may
+hold them until their worker is judged, and quarantine a faulty one (its trials then run
+again elsewhere).
+
 The loop knows trials, attempts, retries and the stopping rules; it knows nothing of any
 algorithm (trials come from ``suggest``, outcomes go to ``record``, reports to
 ``on_report``) nor of Dask (see :mod:`daskhpo.engine.dask_executor`).
@@ -34,8 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
-from .dask_executor import NoWorkersError
+from .dask_executor import NoWorkersError, SchedulerLostError
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
+from .quarantine import Quarantine
 from .suggester import Suggester
 from .worker import TrialTask
 
@@ -82,6 +87,8 @@ class _Job:
     stopping: bool = False
     #: the worker of its last report (where a prune is sent)
     worker: str | None = None
+    #: the suspect or quarantined worker it broke on, when it runs again because of that
+    quarantined_from: str | None = None
 
 
 def _last_line(text: str | None) -> str:
@@ -105,9 +112,17 @@ class Engine:
         trial is recorded ``lost``.
     max_broken : int
         The run stops with :class:`TooManyBrokenTrials` once more trials than this broke.
+    quarantine_after : int or None, default 3
+        Distinct trials in a row broken on one worker, while trials finish on others,
+        before that worker is quarantined (see :mod:`daskhpo.engine.quarantine`);
+        ``None``: never.
+    on_quarantine : callable, optional
+        Receives the record (a dict: worker, host, when, why, trials) of each worker
+        quarantined.
     """
 
-    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3) -> None:
+    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3,
+                 quarantine_after: int | None = 3, on_quarantine: Callable[[dict], None] | None = None) -> None:
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if not isinstance(retries, int) or retries < 0:
@@ -118,6 +133,9 @@ class Engine:
         self.n_workers = n_workers
         self.retries = retries
         self.max_broken = max_broken
+        Quarantine(quarantine_after)  # checks the value
+        self.quarantine_after = quarantine_after
+        self.on_quarantine = on_quarantine
 
     def run(
         self,
@@ -161,6 +179,8 @@ class Engine:
         self._jobs: dict[str, _Job] = {}
         self._on_report = on_report
         self._decisions: deque[tuple[int, str]] = deque()
+        guard = self.guard = Quarantine(self.quarantine_after)
+        self._told: set[str] = set()
         finished = broken = 0
 
         def submit(job: _Job) -> None:
@@ -168,16 +188,30 @@ class Engine:
             self._jobs[job.key] = job
             if on_start is not None:
                 on_start(job.plan, job.attempts)
-            executor.submit(TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint))
+            task = TrialTask(job.plan.trial, job.plan.params, job.key, checkpoint=job.plan.checkpoint)
+            if job.quarantined_from is not None:
+                executor.submit(task, avoid=job.quarantined_from)
+            else:
+                executor.submit(task)
 
         model = suggest if isinstance(suggest, Suggester) else None
         #: the optimizer had nothing more to suggest: ask again after the next real event
         hold = False
 
+        def free_slots() -> int:
+            # Up to ``quarantine_after`` held trials leave their slot to another trial (so
+            # a streak can be seen); more occupy slots, so a fast-failing worker cannot
+            # churn through the search while it waits for its judgement.
+            taken = len(self._jobs) + (model.outstanding if model is not None else 0)
+            free = n_workers - taken - max(0, guard.held - (self.quarantine_after or 0))
+            if budget is not None:
+                free = min(free, budget - finished - taken - guard.held)
+            return free
+
         def fill() -> None:
             nonlocal hold
             if model is None:
-                while len(self._jobs) < n_workers and (budget is None or finished + len(self._jobs) < budget):
+                while free_slots() > 0:
                     plan = suggest()
                     if plan is None:
                         return
@@ -187,11 +221,25 @@ class Engine:
                 submit(_Job(plan, time.time()))
             hold = hold or model.nothing_now()
             if not hold:
-                taken = len(self._jobs) + model.outstanding
-                free = n_workers - taken
-                if budget is not None:
-                    free = min(free, budget - finished - taken)
-                model.request(free)
+                model.request(free_slots())
+
+        def resolve(ready: list, again: list) -> None:
+            nonlocal finished, broken
+            self._quarantine()
+            for job, worker in again:
+                self._run_again(job, worker, submit)
+            last = None
+            for _job, trial, checkpoint in ready:  # all recorded, then judged
+                record(trial, checkpoint)
+                if trial.status in FINISHED:
+                    finished += 1
+                else:
+                    broken, last = broken + 1, trial
+            if last is not None and broken > self.max_broken:
+                raise TooManyBrokenTrials(
+                    f"{broken} trials broke (max_broken={self.max_broken}); last one, "
+                    f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
+                )
 
         executor.open()
         if model is not None:
@@ -200,9 +248,12 @@ class Engine:
             model.start()
         try:
             fill()
-            while self._jobs or (model is not None and model.outstanding):
-                if not self._jobs:  # nothing runs: only the model can move things on
-                    model.wait()
+            while self._jobs or guard.held or (model is not None and model.outstanding):
+                if not self._jobs:
+                    if guard.held:  # every slot holds a broken trial: judge now
+                        resolve(*guard.settle())
+                    else:  # nothing runs: only the model can move things on
+                        model.wait()
                     fill()
                     continue
                 event = executor.next_event()
@@ -218,6 +269,13 @@ class Engine:
                 if isinstance(event, Rerun):
                     self._rerun(event.key)
                     continue
+                if isinstance(event, NoWorkers) and event.scheduler is not None:
+                    raise SchedulerLostError(
+                        f"lost the connection to the Dask scheduler at {event.scheduler} "
+                        f"{event.waited:.0f} s ago (its process or node died?) while {len(self._jobs)} trials "
+                        "ran; every finished trial is stored: start a scheduler and its workers again and "
+                        "run the same script to resume"
+                    )
                 if isinstance(event, NoWorkers):
                     raise NoWorkersError(
                         f"no Dask worker connected within {event.waited:.0f} s while {len(self._jobs)} "
@@ -231,23 +289,45 @@ class Engine:
                 if outcome is None:
                     continue  # resubmitted
                 trial, checkpoint = outcome
-                record(trial, checkpoint)
-                if trial.status in FINISHED:
-                    finished += 1
-                else:
-                    broken += 1
-                    if broken > self.max_broken:
-                        raise TooManyBrokenTrials(
-                            f"{broken} trials broke (max_broken={self.max_broken}); last one, "
-                            f"trial {trial.trial} ({trial.status}): {_last_line(trial.error)}"
-                        )
+                resolve(*guard.judge(job, trial, checkpoint))
                 fill()
             return finished
         finally:
-            if model is not None:
-                model.close()
-            executor.close()
-            self._jobs, self._on_report = {}, None
+            try:
+                for _job, trial, checkpoint in guard.release():  # a run ending early: held ones are broken
+                    try:
+                        record(trial, checkpoint)
+                    except Exception:  # never hide why the run ended
+                        logger.exception("could not record held trial %d", trial.trial)
+            finally:
+                if model is not None:
+                    model.close()
+                executor.close()
+                self._jobs, self._on_report = {}, None
+
+    def _quarantine(self) -> None:
+        """Tell the executor (and ``on_quarantine``) of workers quarantined since last time."""
+        for worker, entry in self.guard.quarantined.items():
+            if worker in self._told:
+                continue
+            self._told.add(worker)
+            try:
+                quarantine = getattr(self.executor, "quarantine", None)
+                if quarantine is not None:
+                    quarantine(worker)
+            except Exception:
+                logger.exception("could not quarantine worker %s", worker)
+            if self.on_quarantine is not None:
+                try:
+                    self.on_quarantine(dict(entry))
+                except Exception:
+                    logger.exception("on_quarantine failed")
+
+    def _run_again(self, job: _Job, worker: str, submit: Callable[[_Job], None]) -> None:
+        """A trial that broke on a suspect or quarantined worker: one more attempt, elsewhere."""
+        logger.info("trial %d: running it again away from worker %s (attempt %d)",
+                    job.plan.trial, worker, job.attempts + 1)
+        submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen, quarantined_from=worker))
 
     # -- events ------------------------------------------------------------------------
     def _report(self, event: Reported) -> None:

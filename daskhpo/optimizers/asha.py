@@ -212,6 +212,16 @@ class SuccessiveHalving(Optimizer):
         own = tuple(self._pending)
         return own + tuple(t for t in self.sampler.pending if t not in own)
 
+    def needed_checkpoints(self) -> set[int]:
+        """Trials a promotion may still start from: unpromoted results below the top rung.
+
+        Without a fidelity dimension trials never start from a checkpoint: none.
+        """
+        if self.fidelity is None:
+            return set()
+        return {trial for b in self.brackets for k in range(len(b.rungs) - 1)
+                for cid, (_, trial) in b.results[k].items() if cid not in b.promoted[k]}
+
     def _resource(self, bracket: _Bracket, k: int) -> Any:
         return self.space[self.fidelity].cast(bracket.rungs[k])
 

@@ -423,6 +423,17 @@ class Optimizer(ABC):
             out.append(suggestion)
         return out
 
+    def needed_checkpoints(self) -> set[int] | None:
+        """Trial ids whose checkpoints a future suggestion may start from.
+
+        Read after each :meth:`tell`, for checkpoint retention (``keep_checkpoints=`` of
+        :func:`daskhpo.build_experiment`): every other stored checkpoint may be deleted,
+        unless a running trial starts from it.  The default, ``None``, means *unknown*:
+        nothing is deleted.  An algorithm that never starts a trial from a checkpoint
+        returns an empty set.
+        """
+        return None
+
     def report(self, report: Report) -> str:
         """Decide whether a running trial that reported ``report`` goes on.
 

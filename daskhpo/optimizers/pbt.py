@@ -203,6 +203,10 @@ class PBT(Optimizer):
         self._pending.add(trial_id, step)
         return Suggestion(params, parent=member.last_trial, checkpoint=source.last_trial)
 
+    def needed_checkpoints(self) -> set[int]:
+        """Each member's last trial: where its next segment (or an exploit) starts from."""
+        return {m.last_trial for m in self.members if m.last_trial is not None}
+
     def _member_for(self, trial: Trial) -> _Member:
         index = self._member_of.get(trial.id)
         if index is None:  # resume, or a trial this instance did not suggest
