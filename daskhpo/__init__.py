@@ -8,7 +8,7 @@
 """
 
 from ._version import __version__  # noqa: E402
-from .engine import NoWorkersError, TooManyBrokenTrials  # noqa: E402
+from .engine import NoWorkersError, SchedulerLostError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
@@ -45,6 +45,7 @@ __all__ = [
     "register_optimizer",
     "TooManyBrokenTrials",
     "NoWorkersError",
+    "SchedulerLostError",
     "SlurmGPUCluster",
     "report",
     "load_checkpoint",

@@ -68,8 +68,12 @@ class PackedDaskExecutor(DaskExecutor):
         self._in_pack: dict[str, str] = {}  # attempt key -> pack key
         self._unpacked: deque[ExecutorEvent] = deque()
 
-    def submit(self, task: TrialTask) -> None:
-        """Add the attempt to the next pack; send the pack when it is full."""
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Add the attempt to the next pack; send the pack when it is full.
+
+        ``avoid`` is not honoured per trial (a pack runs where Dask puts it); a quarantined
+        worker is retired all the same.
+        """
         self._buffer.append(TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint))
         if len(self._buffer) >= self.trials_per_task:
             self._flush()

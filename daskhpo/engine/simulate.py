@@ -51,7 +51,7 @@ class ModelClockExecutor(FakeExecutor):
         self.model_seconds = 0.0
         self._left: float | None = None
         self._cv = threading.Condition()
-        self._busy: tuple[float, float] | None = None  # (real start, virtual start) of a batch
+        self._model_batch: tuple[float, float] | None = None  # (real start, virtual start) of a batch
         self._woken: float | None = None  # virtual time of a pending wake-up
 
     # -- the loop's side ---------------------------------------------------------------
@@ -67,13 +67,13 @@ class ModelClockExecutor(FakeExecutor):
 
     def open(self) -> None:
         super().open()
-        self._busy = self._woken = None
+        self._model_batch = self._woken = None
         self._leave()
 
-    def submit(self, task: TrialTask) -> None:
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
         self._charge()
         try:
-            super().submit(task)
+            super().submit(task, avoid=avoid)
         finally:
             self._leave()
 
@@ -85,9 +85,9 @@ class ModelClockExecutor(FakeExecutor):
                     if self._woken is not None:
                         self.now, self._woken = max(self.now, self._woken), None
                         return Wake()
-                    if self._busy is None:
+                    if self._model_batch is None:
                         break
-                    real0, virtual0 = self._busy
+                    real0, virtual0 = self._model_batch
                     model_now = virtual0 + time.perf_counter() - real0
                     if self._events and self._events[0][0] <= model_now:
                         break  # happened while the model works
@@ -102,18 +102,18 @@ class ModelClockExecutor(FakeExecutor):
         """The model has work from now on (``True``), or none left (``False``)."""
         with self._cv:
             t = time.perf_counter()
-            if busy and self._busy is None:
-                self._busy = (t, self.now)
-            elif not busy and self._busy is not None:
-                self.model_seconds += t - self._busy[0]
-                self._busy = None
+            if busy and self._model_batch is None:
+                self._model_batch = (t, self.now)
+            elif not busy and self._model_batch is not None:
+                self.model_seconds += t - self._model_batch[0]
+                self._model_batch = None
             self._cv.notify_all()
 
     def wake(self) -> None:
         """Wake the loop, at the model's virtual time if it has work (a batch is ready)."""
         with self._cv:
             when = self.now
-            if self._busy is not None:
-                when = max(when, self._busy[1] + time.perf_counter() - self._busy[0])
+            if self._model_batch is not None:
+                when = max(when, self._model_batch[1] + time.perf_counter() - self._model_batch[0])
             self._woken = max(self._woken or 0.0, when)
             self._cv.notify_all()
