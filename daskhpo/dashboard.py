@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import math
 import os
@@ -119,8 +120,10 @@ class _Info:
     """What every session of one dashboard shares: the feed, the space, the title."""
 
     def __init__(self, name: str, space: Space, feed: TrialFeed, source: str, dask_link: str | None = None,
-                 direction: str = "minimize") -> None:
+                 direction: str = "minimize", quarantined: Callable[[], list[dict]] | None = None) -> None:
         self.name = name
+        #: the quarantined workers now (see :attr:`daskhpo.Experiment.quarantined`)
+        self.quarantined = quarantined or (lambda: [])
         self.space = space
         #: "minimize" or "maximize": which way the best so far goes
         self.direction = direction
@@ -227,6 +230,11 @@ class _Session:
                 f'<br>best so far: <b class="daskhpo-best">{self.best["objective"]:.6g}</b> '
                 f"at trial {self.best['trial']} ({params})"
             )
+        quarantined = self.info.quarantined()
+        if quarantined:
+            workers = "; ".join(f"{html.escape(str(q.get('host') or q.get('worker')))}: {html.escape(str(q.get('why', '')))}"
+                                for q in quarantined)
+            text += f'<br><span class="daskhpo-quarantined" style="color:#b2182b">quarantined: {workers}</span>'
         return text
 
     # -- streaming ---------------------------------------------------------------------
@@ -311,7 +319,8 @@ def _array(values: Sequence[Any]) -> Any:
 
 
 def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask_link: str | None = None,
-             direction: str = "minimize") -> tuple[Callable[[Document], None], _Info]:
+             direction: str = "minimize", quarantined: Callable[[], list[dict]] | None = None,
+             ) -> tuple[Callable[[Document], None], _Info]:
     """The Bokeh application function of a dashboard, and its shared state.
 
     Parameters
@@ -327,8 +336,10 @@ def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask
         URL of the Dask dashboard.
     direction : {"minimize", "maximize"}, default "minimize"
         The experiment's direction: the best so far is the lowest or the highest objective.
+    quarantined : callable, optional
+        Returns the quarantined workers now (shown under the counts).
     """
-    info = _Info(name, space, feed, source, dask_link, direction)
+    info = _Info(name, space, feed, source, dask_link, direction, quarantined)
 
     def make_document(doc: Document) -> None:
         _Session(info, doc)
@@ -494,7 +505,7 @@ def serve_experiment(experiment: Experiment, *, port: int = 0, address: str = "l
     if dask_link is None:
         dask_link = _current_dask_link(experiment)
     make_document, info = make_app(experiment.name, experiment.space, feed, source="live", dask_link=dask_link,
-                                     direction=experiment.direction)
+                                     direction=experiment.direction, quarantined=lambda: experiment.quarantined)
     return Dashboard(make_document, port=port, address=address, info=info, on_stop=unsubscribe)
 
 
@@ -542,6 +553,8 @@ class FileFollower:
         self.interval = interval
         self._snapshot_stamp: tuple | None = None
         self._tail = JournalTail(self.path)
+        #: the attrs of the last snapshot read
+        self.attrs: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -557,7 +570,7 @@ class FileFollower:
 
     def _read_snapshot(self) -> int:
         try:
-            _, _, events = read_snapshot(self.path)
+            _, self.attrs, events = read_snapshot(self.path)
         except OSError as exc:  # replaced while we read: next poll
             logger.debug("snapshot %s not readable yet: %s", self.path, exc)
             return 0
@@ -616,7 +629,8 @@ def serve_history(path: str | os.PathLike, *, port: int = 0, address: str = "loc
     follower = FileFollower(path, feed, interval)
     follower.poll()
     make_document, info = make_app(str(attrs.get("name", "")), space, feed, source=path,
-                                     direction=str(attrs.get("direction", "minimize")))
+                                     direction=str(attrs.get("direction", "minimize")),
+                                     quarantined=lambda: json.loads(follower.attrs.get("quarantined", "[]")))
     follower.start()
     started = time.monotonic()
     dashboard = Dashboard(make_document, port=port, address=address, info=info, on_stop=follower.stop)

@@ -283,3 +283,39 @@ def test_cli_serves_a_saved_history_and_follows_it_as_it_grows(browser, tmp_path
 def test_serve_history_of_a_missing_file_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no experiment stored"):
         serve_history(tmp_path / "nothing.nc")
+
+
+def test_quarantined_workers_are_listed_under_the_counts(tmp_path):
+    """From the experiment live, and from a stored history's attrs when following a file."""
+    from daskhpo.dashboard import make_app
+
+    entry = {"worker": "tcp://10.0.0.7:4000", "host": "gpu-node-7", "when": 1.7e9,
+             "why": "RuntimeError: CUDA error: an illegal memory access"}
+    experiment = make_experiment(6)
+    board = experiment.dashboard()
+    try:
+        assert "quarantined" not in _summary_text(board._info)
+        experiment._on_quarantine(dict(entry))  # what the engine calls
+        text = _summary_text(board._info)
+        assert "daskhpo-quarantined" in text and "gpu-node-7" in text and "illegal memory access" in text
+    finally:
+        board.stop()
+    path = str(tmp_path / "q.nc")
+    writer = make_experiment(0, path=path)
+    writer._history.attrs["quarantined"] = json.dumps([entry])
+    for record in make_records(3):
+        writer._history.append(record)
+    writer._history.snapshot()
+    feed = TrialFeed()
+    follower = FileFollower(path, feed)
+    follower.poll()
+    _, info = make_app("q", experiment.space, feed, quarantined=lambda: json.loads(follower.attrs.get("quarantined", "[]")))
+    assert "gpu-node-7" in _summary_text(info)
+
+
+def _summary_text(info) -> str:
+    from bokeh.document import Document
+
+    from daskhpo.dashboard import _Session
+
+    return _Session(info, Document()).summary.text
