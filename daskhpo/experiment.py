@@ -158,6 +158,7 @@ class Experiment:
 
         #: the suggester (model thread) of the run under way, if it suggests in the background
         self._model: Suggester | None = None
+        self._engine: Engine | None = None
         #: running trial id -> the trial whose checkpoint it starts from
         self._running_from: dict[int, int] = {}
 
@@ -203,7 +204,8 @@ class Experiment:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
         state = dict(self.__dict__)
-        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None, _lock=None)
+        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None, _lock=None,
+                     _engine=None, _model=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -450,7 +452,10 @@ class Experiment:
         except Exception:
             logger.exception("handling a report of trial %d failed", report.trial_id)
             return
-        self._engine.decide_later(report.trial_id, decision)
+        engine = self._engine
+        if engine is None:  # the run ended meanwhile
+            return
+        engine.decide_later(report.trial_id, decision)
         if self._model is not None and self._model.on_ready is not None:
             self._model.on_ready()  # wake the loop to apply it
 
@@ -657,7 +662,7 @@ class Experiment:
                 engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
                            on_start=self._on_start)
         finally:
-            self._model = None
+            self._model = self._engine = None  # hold no executor (nor its client) after the run
             self._history.snapshot()
         return self
 
