@@ -222,6 +222,9 @@ class Engine:
             hold = hold or model.nothing_now()
             if not hold:
                 model.request(free_slots())
+                for plan in model.take():  # suggested at once when the model is cheap
+                    submit(_Job(plan, time.time()))
+                hold = model.nothing_now()
 
         def resolve(ready: list, again: list) -> None:
             nonlocal finished, broken

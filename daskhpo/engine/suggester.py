@@ -71,6 +71,10 @@ class Suggester:
         ``on_busy(True)`` when trials are requested, ``on_busy(False)`` when a batch
         leaves nothing requested (simulations use it to let virtual time pass at the
         speed of the model while it has work).
+    inline_s : float, default 0.002
+        A model whose batches have taken less than this many seconds (moving average) is
+        asked on the loop's thread when it is free: for random search or a small TPE the
+        hop to the model thread and back costs more than the model.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Suggester:
         max_batch: int = 64,
         on_ready: Callable[[], None] | None = None,
         on_busy: Callable[[bool], None] | None = None,
+        inline_s: float = 0.002,
     ) -> None:
         self._suggest_batch = suggest_batch
         self.max_batch = max_batch
@@ -97,6 +102,9 @@ class Suggester:
         self._thread: threading.Thread | None = None
         #: batches run, suggestions made, seconds spent suggesting, seconds in tells
         self.stats = {"batches": 0, "suggestions": 0, "suggest_s": 0.0, "posted_s": 0.0}
+        #: a model whose batches take less than this (seconds, moving average) runs inline
+        self.inline_s = inline_s
+        self._batch_s: float | None = None
 
     # -- the loop's side -------------------------------------------------------------------
     def start(self) -> Suggester:
@@ -106,8 +114,15 @@ class Suggester:
         return self
 
     def request(self, n: int) -> None:
-        """Want ``n`` more trials."""
+        """Want ``n`` more trials.
+
+        When the model has been cheap (its batches took less than :attr:`inline_s` on
+        average) and is free, the batch runs at once on the calling thread: a thread hop
+        would cost more than the model.  Otherwise the model thread suggests them.
+        """
         if n <= 0:
+            return
+        if self._inline(n):
             return
         with self._cv:
             self._wanted += n
@@ -115,6 +130,35 @@ class Suggester:
             self._cv.notify_all()
         if self.on_busy is not None:
             self.on_busy(True)  # the model has work from now on (not from when its thread wakes up)
+
+    def _inline(self, n: int) -> bool:
+        cheap = self._batch_s is not None and self._batch_s < self.inline_s
+        if not cheap or not self._model_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._cv:
+                if self._wanted or self._error is not None or self._closed:
+                    return False  # the model thread has work queued: keep the order
+            self._drain(raise_posted=True)
+            k = min(n, self.max_batch)
+            plans = self._batch(k)
+            with self._cv:
+                self._ready.extend(plans)
+                self._nothing = self._nothing or len(plans) < k
+            return True
+        finally:
+            self._model_lock.release()
+
+    def _batch(self, k: int) -> list[Any]:
+        """One call of ``suggest_batch`` (the caller holds the model lock), timed."""
+        t0 = time.perf_counter()
+        try:
+            return list(self._suggest_batch(k))
+        finally:
+            took = time.perf_counter() - t0
+            self._batch_s = took if self._batch_s is None else 0.8 * self._batch_s + 0.2 * took
+            self.stats["suggest_s"] += took
+            self.stats["batches"] += 1
 
     @property
     def outstanding(self) -> int:
@@ -213,14 +257,11 @@ class Suggester:
                     k = min(self._wanted, self.max_batch)
                     if self._closed or not k or self._error is not None:
                         continue
-                t0 = time.perf_counter()
                 try:
-                    plans = list(self._suggest_batch(k))
+                    plans = self._batch(k)
                     error = None
                 except BaseException as exc:  # noqa: BLE001 - raised in the loop by take()
                     plans, error = [], exc
-                self.stats["suggest_s"] += time.perf_counter() - t0
-                self.stats["batches"] += 1
                 self.stats["suggestions"] += len(plans)
                 with self._cv:
                     self._ready.extend(plans)
