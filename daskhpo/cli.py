@@ -269,6 +269,8 @@ def _table(ds: Any, trials: Sequence[int], params: Sequence[str]) -> str:
 def _print_status(ds: Any, rows: int = 5) -> None:
     import numpy as np
 
+    from .records import direction_sign
+
     space = json.loads(ds.attrs.get("space", "{}"))
     params = [p for p in space if p in ds]
     n = ds.sizes.get("trial", 0)
@@ -281,7 +283,7 @@ def _print_status(ds: Any, rows: int = 5) -> None:
     if done is not None and done.sizes["trial"]:
         if "feasible" in done:
             done = done.where(done["feasible"].astype(bool), drop=True)
-        sign = -1.0 if ds.attrs.get("direction") == "maximize" else 1.0
+        sign = direction_sign(ds.attrs.get("direction"))
         order = done["trial"].values[np.argsort(sign * done["objective"].values, kind="stable")][:rows]
     if done is not None and done.sizes["trial"]:
         best = int(order[0])

@@ -22,7 +22,7 @@ from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
-from .records import ReportRecord, TrialRecord, TrialStarted
+from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
 from .results import CONSTRAINT, RESERVED, split_constraints
 from .space import Dimension, Space
 from .storage_lock import StorageLock
@@ -38,11 +38,6 @@ DIRECTIONS = ("minimize", "maximize")
 #: completed trial of the other experiment is ``WARM_START_ID + k``): far above any id of
 #: this experiment, so that no optimizer mistakes one for a trial of its own
 WARM_START_ID = 2**40
-
-
-def _sign(direction: str) -> float:
-    """+1 for ``"minimize"``, -1 for ``"maximize"``: optimizers always minimize ``sign * value``."""
-    return -1.0 if direction == "maximize" else 1.0
 
 
 def check_direction(direction: Any) -> str:
@@ -100,7 +95,7 @@ class _Teller:
     """
 
     def __init__(self, direction: str) -> None:
-        self.sign = _sign(direction)
+        self.sign = direction_sign(direction)
         self.worst = -math.inf
 
     def trial(self, record: TrialRecord) -> Trial:
@@ -169,7 +164,7 @@ class Experiment:
 
     @property
     def _sign(self) -> float:
-        return _sign(self.direction)
+        return direction_sign(self.direction)
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"

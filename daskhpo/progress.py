@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._notebook import in_notebook
-from .records import FINISHED, ReportRecord, TrialRecord
+from .records import FINISHED, ReportRecord, TrialRecord, direction_sign
 
 __all__ = ["ProgressBar", "interactive", "attach", "as_callback_dict"]
 
@@ -72,7 +72,7 @@ class ProgressBar:
         self.finished = done
         self.broken = 0
         self.n_workers = n_workers
-        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.sign = direction_sign(direction)
         self.best = math.inf * self.sign if best is None else best
         tqdm_kwargs.setdefault("unit", "trial")
         tqdm_kwargs.setdefault("dynamic_ncols", True)

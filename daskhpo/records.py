@@ -26,12 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-__all__ = ["TrialRecord", "ReportRecord", "TrialStarted", "FINISHED", "STATUSES", "event_from_json"]
+__all__ = ["TrialRecord", "ReportRecord", "TrialStarted", "FINISHED", "STATUSES", "direction_sign", "event_from_json"]
 
 #: statuses of a finished trial that count towards ``max_trials``
 FINISHED = ("completed", "pruned")
 #: every status a finished trial may have
 STATUSES = ("completed", "pruned", "broken", "timeout", "lost")
+
+
+def direction_sign(direction: str | None) -> float:
+    """1.0 to minimize, -1.0 to maximize: ``sign * objective`` is lower when better."""
+    return -1.0 if direction == "maximize" else 1.0
 
 
 @dataclass(frozen=True)
