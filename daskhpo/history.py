@@ -71,7 +71,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from .journal import Journal, journal_path, read_journal
+from .journal import Journal, read_journal
 from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
 from .results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
 from .space import Categorical, Space
@@ -439,7 +439,7 @@ def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecor
         (truncated, say); the file is left untouched.
     """
     path = os.fspath(path)
-    ds = open_snapshot(path, journal=journal_path(path))
+    ds = open_snapshot(path)
     if "space" not in ds.attrs:
         raise OSError(f"{path} is a netCDF file but not a daskhpo history (no 'space' attribute)")
     space = Space(json.loads(ds.attrs["space"]))

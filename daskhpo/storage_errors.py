@@ -6,6 +6,8 @@ import os
 
 import xarray as xr
 
+from .journal import journal_path
+
 __all__ = ["CorruptStorage", "open_snapshot"]
 
 #: the engine every snapshot is written with
@@ -80,7 +82,7 @@ def open_snapshot(path: str | os.PathLike, *, journal: str | os.PathLike | None 
     would detect the former.
     """
     path = os.fspath(path)
-    journal = f"{path}.journal" if journal is None else os.fspath(journal)
+    journal = journal_path(path) if journal is None else os.fspath(journal)
     try:
         return xr.load_dataset(path, engine=ENGINE)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
