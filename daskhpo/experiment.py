@@ -8,9 +8,11 @@ import json
 import logging
 import math
 import os
+import statistics
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -138,6 +140,8 @@ class Experiment:
         self._client = None
         self._subscribers: list[Callable[[TrialRecord], None]] = []
         self._publish_lock = threading.Lock()
+        #: guards trial ids and the enqueued configurations (the model thread and fills take them)
+        self._ids_lock = threading.Lock()
         self._dashboard = None
         #: the storage's writer lock, while this object writes the storage
         self._lock: StorageLock | None = None
@@ -156,6 +160,8 @@ class Experiment:
         self._engine: Engine | None = None
         #: running trial id -> the trial whose checkpoint it starts from
         self._running_from: dict[int, int] = {}
+        #: run times (s) of the last completed trials of this run
+        self._run_times: deque[float] = deque(maxlen=64)
 
     @property
     def direction(self) -> str:
@@ -199,13 +205,14 @@ class Experiment:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
         state = dict(self.__dict__)
-        state.update(_publish_lock=None, _subscribers=[], _dashboard=None, _client=None, _lock=None,
-                     _engine=None, _model=None)
+        state.update(_publish_lock=None, _ids_lock=None, _subscribers=[], _dashboard=None, _client=None,
+                     _lock=None, _engine=None, _model=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._publish_lock = threading.Lock()
+        self._ids_lock = threading.Lock()
         # pickled before these existed
         self.__dict__.setdefault("_queue", [])
         self.__dict__.setdefault("_teller", _Teller(self.direction))
@@ -397,21 +404,50 @@ class Experiment:
         return [dict(p) for p in self._queue]
 
     def _suggest(self) -> Planned | None:
-        suggestion = self.optimizer.ask(self._next_id)
-        return None if suggestion is None else self._plan(suggestion)
+        (trial_id,) = self._reserve_ids(1)
+        suggestion = self.optimizer.ask(trial_id)
+        if suggestion is None:
+            self._release_ids([trial_id])
+            return None
+        return self._plan(trial_id, suggestion)
 
     def _suggest_batch(self, k: int) -> list[Planned]:
         # On the suggester's model thread (background suggestions): one batch per request.
-        return [self._plan(s) for s in self.optimizer.ask_batch(list(range(self._next_id, self._next_id + k)))]
+        ids = self._reserve_ids(k)
+        suggestions = self.optimizer.ask_batch(ids)
+        self._release_ids(ids[len(suggestions):])
+        return [self._plan(i, s) for i, s in zip(ids, suggestions)]
 
-    def _plan(self, suggestion: Any) -> Planned:
-        trial_id = self._next_id
+    def _fill(self, k: int) -> list[Planned]:
+        # On the loop's thread while the model thread may be inside the optimizer: fill()
+        # touches only the space and the seed.
+        return [self._plan(i, self.optimizer.fill(i)) for i in self._reserve_ids(k)]
+
+    def _reserve_ids(self, k: int) -> list[int]:
+        # Ids are taken before the optimizer is asked (they seed its draws), by the model
+        # thread and by fills on the loop's thread: one counter, under a lock.
+        with self._ids_lock:
+            ids = list(range(self._next_id, self._next_id + k))
+            self._next_id += k
+            return ids
+
+    def _release_ids(self, ids: list[int]) -> None:
+        # A batch that suggested fewer trials gives its last ids back, unless a fill took
+        # the ids after them meanwhile (the history then skips those trial ids).
+        with self._ids_lock:
+            if ids and self._next_id == ids[-1] + 1:
+                self._next_id = ids[0]
+
+    def _plan(self, trial_id: int, suggestion: Any) -> Planned:
         parent, checkpoint = suggestion.parent, suggestion.checkpoint
         params = dict(suggestion.params)
-        if self._queue and parent is None and checkpoint is None:
+        queued = None
+        if parent is None and checkpoint is None:
+            with self._ids_lock:  # fills on the loop's thread take enqueued ones too
+                queued = self._queue.pop(0) if self._queue else None
+        if queued is not None:
             # An enqueued configuration (first, the defaults) takes the place of a new one,
             # completed by the suggestion; the optimizer learns what ran when it is told.
-            queued = self._queue.pop(0)
             if self.space.conditional:
                 # It may activate parameters the suggestion left out: those are drawn from
                 # their priors (a draw that depends only on the seed and the trial id).
@@ -423,7 +459,6 @@ class Experiment:
             params = self.space.validate(params)
         except ValueError as exc:
             raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
-        self._next_id += 1
         if checkpoint is not None:
             self._running_from[trial_id] = checkpoint
         return Planned(trial_id, params, parent, checkpoint, self._checkpoints.get(checkpoint))
@@ -467,6 +502,10 @@ class Experiment:
             subscribers = self._subscribers
         told = self._teller.trial(record)
         self._running_from.pop(record.trial, None)
+        if self._model is not None and record.status == "completed" and record.started and record.ended:
+            # a typical trial's run time: how long a slot may wait for the model (fill_idle)
+            self._run_times.append(record.ended - record.started)
+            self._model.trial_seconds = statistics.median(self._run_times)
         if self._model is not None:  # told on the model thread, in this order, before its next batch
             self._model.post(self.optimizer.tell, told)
             self._model.post(self._retain_checkpoints)
@@ -502,6 +541,7 @@ class Experiment:
         progress: bool | None = None,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
         trials_per_task: int = 1,
+        fill_idle: float = 0.25,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -562,6 +602,13 @@ class Experiment:
             milliseconds, whose time Dask's per-task overhead dominates; see
             :mod:`daskhpo.engine.packed`).  The default ``n_workers`` is then the workers'
             threads times this.
+        fill_idle : float, default 0.25
+            Most share of the trials that may run a draw from the prior (or the next
+            enqueued configuration) in a slot that would otherwise wait for a model-based
+            algorithm (gp, tpe): only while the model's batch under way has taken longer
+            than 2 % of a typical trial's run time, so trials of minutes never see it;
+            trials of a second on a slow model do (see ``docs/algorithms.md``).  ``0``:
+            slots wait for the model.
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -589,7 +636,8 @@ class Experiment:
                 board.dask_link = dask_link(dask_client)
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
-                     quarantine_after=quarantine_after, progress=progress, callbacks=callbacks)
+                     quarantine_after=quarantine_after, progress=progress, callbacks=callbacks,
+                     fill_idle=fill_idle)
         return self
 
     def _check_writable(self, max_trials: int | None) -> int | None:
@@ -619,6 +667,7 @@ class Experiment:
         quarantine_after: int | None = 3,
         progress: bool | None = False,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
+        fill_idle: float = 0.25,
     ) -> Experiment:
         """Run trials on any executor until ``max_trials`` trials have finished.
 
@@ -628,7 +677,7 @@ class Experiment:
         Parameters
         ----------
         executor : daskhpo.engine.Executor
-        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks
+        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks, fill_idle
             As for :meth:`workon` (``progress`` defaults to off here).
 
         Returns
@@ -639,6 +688,8 @@ class Experiment:
         from .progress import attach
 
         max_trials = self._check_writable(max_trials)
+        if not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1:
+            raise ValueError(f"fill_idle must be a share in [0, 1), got {fill_idle!r}")
         budget = self._budget(max_trials)
         if budget == 0:
             return self
@@ -649,13 +700,20 @@ class Experiment:
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
-        self._model = Suggester(self._suggest_batch) if callable(getattr(executor, "wake", None)) else None
+        self._model = None
+        if callable(getattr(executor, "wake", None)):
+            fill = self._fill if self.optimizer.fills_idle_slots and fill_idle else None
+            self._model = Suggester(self._suggest_batch, fill=fill, fill_share=float(fill_idle))
         self._engine = engine
+        self._run_times.clear()
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
                         done=self._history.finished, n_workers=n_workers):
                 engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
                            on_start=self._on_start)
+            if self._model is not None and self._model.stats["fills"]:
+                logger.info("%s: %d trials drawn from the prior while the model was busy (fill_idle=%s)",
+                            self.name, self._model.stats["fills"], fill_idle)
         finally:
             self._model = self._engine = None  # hold no executor (nor its client) after the run
             self._history.snapshot()

@@ -171,3 +171,66 @@ def test_reports_are_decided_off_the_loop_and_prune():
     statuses = [r.status for r in exp.records()]
     assert set(statuses) <= {"completed", "pruned"} and statuses.count("pruned") >= 10
     assert all(len(exp.reports(r.trial)) >= 1 for r in exp.records())
+
+
+class SlowFilling(Slow):
+    """The slow model, letting the engine fill waiting slots from the prior."""
+
+    fills_idle_slots = True
+
+
+def filled(exp, opt):
+    """Ids of the trials that ran a fill (a prior draw) rather than the model's suggestion."""
+    return [r.trial for r in exp.records() if r.params == opt.fill(r.trial).params]
+
+
+def run_filling(fill_idle, slots=20, trials=100, delay=0.2, duration=0.5):
+    opt = SlowFilling(daskhpo.space.Space(SPACE), delay=delay)
+    exp = daskhpo.build_experiment("filling", SPACE, algorithm=opt, seed=0)
+    executor = ModelClockExecutor(square, duration=lambda p: duration * (1.25 + p["x"] / 2), slots=slots)
+    exp.run(executor, max_trials=trials, fill_idle=fill_idle)
+    return exp, opt
+
+
+def test_slots_waiting_for_a_long_batch_are_filled_from_the_prior():
+    # each batch takes 0.2 s, 40 % of a trial: slots freed meanwhile run prior draws
+    exp, opt = run_filling(0.25)
+    records = exp.records()
+    fills = filled(exp, opt)
+    assert sorted(r.trial for r in records) == list(range(100))  # one counter, no id twice or skipped
+    assert 0 < len(fills) <= 0.25 * 100 + 1  # capped at the share
+    assert opt.overlaps == 0 and opt.pending == ()
+    assert sorted(opt.told) == list(range(100))  # fills are told like any trial
+    waiting, _ = run_filling(0.0)
+    assert filled(waiting, waiting.optimizer) == []
+    assert busy_fraction(records, 20) > busy_fraction(waiting.records(), 20)
+
+
+def test_a_model_faster_than_the_trials_is_never_replaced():
+    # batches of 5 ms against 2 s trials: no slot waits 2 % of a trial (40 ms)
+    exp, opt = run_filling(0.25, slots=10, trials=40, delay=0.005, duration=2.0)
+    assert filled(exp, opt) == []
+
+
+def test_fill_idle_is_checked():
+    exp = daskhpo.build_experiment("bad-fill", SPACE, seed=0)
+    for bad in (1.0, -0.1, "half"):
+        with pytest.raises(ValueError, match="fill_idle must be a share"):
+            exp.run(FakeExecutor(square, duration=1.0, slots=2), max_trials=2, fill_idle=bad)
+
+
+def napping(x):
+    time.sleep(0.05 * (1.5 + x / 2))
+    return x**2
+
+
+def test_fills_keep_a_dask_cluster_busy_while_the_model_fits(client):
+    """The same through the Dask executor: fills on the loop's thread, the model on its own."""
+    opt = SlowFilling(daskhpo.space.Space(SPACE), delay=0.15)
+    exp = daskhpo.build_experiment("filling-dask", SPACE, algorithm=opt, seed=0)
+    exp.workon(napping, max_trials=40, client=client, n_workers=4)
+    records = exp.records()
+    assert sorted(r.trial for r in records) == list(range(40))
+    assert {r.status for r in records} == {"completed"}
+    assert 0 < len(filled(exp, opt)) <= 0.25 * 40 + 1
+    assert opt.overlaps == 0 and opt.pending == ()

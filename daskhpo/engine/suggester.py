@@ -23,7 +23,16 @@ given.  The loop thread never waits on a model fit:
 A lock (the *model lock*) is held by whichever thread calls into the optimizer, so it is
 touched by one thread at a time, and posted calls always run before anything after them.
 
-So the optimizer is only ever touched by one thread; nothing is asked that no slot
+* **idle slots** while a batch runs long: requests that the batch under way does not
+  cover would wait for it and for the next one.  When that batch has already taken longer
+  than ``fill_after`` times a typical trial's run time (:attr:`Suggester.trial_seconds`),
+  they are served at once by ``fill(k)`` (a draw from the prior, never touching the model:
+  :meth:`~daskhpo.optimizers.Optimizer.fill`), up to a share ``fill_share`` of all
+  suggestions, like the random configurations SMAC interleaves.  With trials of minutes a
+  model never waits that long and nothing is filled; with one-second trials on a slow
+  model it is what keeps the slots busy.
+
+So the model is only ever touched by one thread; nothing is asked that no slot
 wants (no suggestion is thrown away at the end of a run); and a slow model costs the
 slots that wait for it, never the reception or recording of results.
 
@@ -75,6 +84,15 @@ class Suggester:
         A model whose batches have taken less than this many seconds (moving average) is
         asked on the loop's thread when it is free: for random search or a small TPE the
         hop to the model thread and back costs more than the model.
+    fill : callable, optional
+        ``fill(k) -> list[Planned]``: ``k`` trials that cost nothing to suggest and do
+        not touch the model (called on the loop's thread while the model thread works).
+        Without it, slots wait for the model.
+    fill_share : float, default 0.25
+        Most share of all suggestions that ``fill`` may make.
+    fill_after : float, default 0.02
+        Requests are filled once the batch under way has taken this share of
+        :attr:`trial_seconds`.
     """
 
     def __init__(
@@ -85,7 +103,12 @@ class Suggester:
         on_ready: Callable[[], None] | None = None,
         on_busy: Callable[[bool], None] | None = None,
         inline_s: float = 0.002,
+        fill: Callable[[int], list[Any]] | None = None,
+        fill_share: float = 0.25,
+        fill_after: float = 0.02,
     ) -> None:
+        if not 0.0 <= fill_share < 1.0:
+            raise ValueError(f"fill_share must be in [0, 1), got {fill_share!r}")
         self._suggest_batch = suggest_batch
         self.max_batch = max_batch
         self.on_ready = on_ready
@@ -100,8 +123,15 @@ class Suggester:
         self._error: BaseException | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
-        #: batches run, suggestions made, seconds spent suggesting, seconds in tells
-        self.stats = {"batches": 0, "suggestions": 0, "suggest_s": 0.0, "posted_s": 0.0}
+        #: batches run, suggestions made (by the model; by ``fill``), seconds spent
+        #: suggesting, seconds in tells
+        self.stats = {"batches": 0, "suggestions": 0, "fills": 0, "suggest_s": 0.0, "posted_s": 0.0}
+        self._fill, self.fill_share, self.fill_after = fill, fill_share, fill_after
+        #: a typical trial's run time in seconds (set by the caller as trials finish;
+        #: ``None``: unknown, nothing is filled)
+        self.trial_seconds: float | None = None
+        #: size and start (perf_counter) of the batch under way on the model thread
+        self._batch_k, self._batch_t0 = 0, 0.0
         #: a model whose batches take less than this (seconds, moving average) runs inline
         self.inline_s = inline_s
         self._batch_s: float | None = None
@@ -130,7 +160,32 @@ class Suggester:
             self._cv.notify_all()
         if self.on_busy is not None:
             self.on_busy(True)  # the model has work from now on (not from when its thread wakes up)
+        self._fill_idle()
 
+    def _fill_idle(self) -> None:
+        """Serve at once the requests that the (long) batch under way does not cover."""
+        if self._fill is None or not self.fill_share or not self.trial_seconds:
+            return
+        with self._cv:
+            uncovered = self._wanted - self._batch_k
+            if not self._batch_k or uncovered <= 0 or self._error is not None or self._closed:
+                return
+            if time.perf_counter() - self._batch_t0 < self.fill_after * self.trial_seconds:
+                return
+            # fills <= share x all suggestions, counting these
+            made, fills = self.stats["suggestions"], self.stats["fills"]
+            k = min(uncovered, int((self.fill_share * (made + fills) - fills) / (1.0 - self.fill_share)))
+            if k <= 0:
+                return
+            self._wanted -= k  # taken from the model's work before it can start on them
+        plans: list[Any] = []
+        try:
+            plans = list(self._fill(k))
+        finally:
+            with self._cv:
+                self._wanted += k - len(plans)
+                self._ready.extend(plans)
+                self.stats["fills"] += len(plans)
     def _inline(self, n: int) -> bool:
         cheap = self._batch_s is not None and self._batch_s < self.inline_s
         if not cheap or not self._model_lock.acquire(blocking=False):
@@ -143,6 +198,7 @@ class Suggester:
             k = min(n, self.max_batch)
             plans = self._batch(k)
             with self._cv:
+                self.stats["suggestions"] += len(plans)
                 self._ready.extend(plans)
                 self._nothing = self._nothing or len(plans) < k
             return True
@@ -168,6 +224,7 @@ class Suggester:
 
     def take(self) -> list[Any]:
         """The trials suggested so far (and not yet taken); raises the model's error."""
+        self._fill_idle()
         with self._cv:
             if self._error is not None:
                 error, self._error = self._error, None
@@ -257,13 +314,15 @@ class Suggester:
                     k = min(self._wanted, self.max_batch)
                     if self._closed or not k or self._error is not None:
                         continue
+                    self._batch_k, self._batch_t0 = k, time.perf_counter()
                 try:
                     plans = self._batch(k)
                     error = None
                 except BaseException as exc:  # noqa: BLE001 - raised in the loop by take()
                     plans, error = [], exc
-                self.stats["suggestions"] += len(plans)
                 with self._cv:
+                    self._batch_k = 0
+                    self.stats["suggestions"] += len(plans)
                     self._ready.extend(plans)
                     if error is not None:
                         self._error, self._wanted = error, 0

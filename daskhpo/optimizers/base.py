@@ -349,6 +349,9 @@ class Optimizer(ABC):
 
     #: registry name; set by subclasses
     name: ClassVar[str] = ""
+    #: whether the engine may run :meth:`fill` suggestions in slots that would otherwise
+    #: wait for this optimizer's model (set by model-based algorithms: gp, tpe)
+    fills_idle_slots: ClassVar[bool] = False
 
     def __init__(self, space: Space, seed: int | None = None) -> None:
         self.space = space if isinstance(space, Space) else Space(space)
@@ -422,6 +425,17 @@ class Optimizer(ABC):
                 break
             out.append(suggestion)
         return out
+
+    def fill(self, trial_id: int) -> Suggestion:
+        """A suggestion that costs nothing, for a slot that would otherwise wait for the model.
+
+        Asked only of optimizers with :attr:`fills_idle_slots`, by the engine's loop
+        thread *while the model thread may be inside* :meth:`ask_batch` or :meth:`tell`:
+        so it must not read or change the optimizer's state.  The default draws from the
+        prior (a function of the seed and ``trial_id`` only).  The trial is not pending:
+        the optimizer first hears of it when it is told, like a trial it never asked for.
+        """
+        return Suggestion(self.space.sample(self.rng_for(trial_id, stream="fill")))
 
     def needed_checkpoints(self) -> set[int] | None:
         """Trial ids whose checkpoints a future suggestion may start from.

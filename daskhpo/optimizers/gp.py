@@ -172,6 +172,7 @@ class GP(Optimizer):
     """
 
     name = "gp"
+    fills_idle_slots = True
 
     def __init__(
         self,

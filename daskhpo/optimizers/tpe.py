@@ -190,6 +190,7 @@ class TPE(Optimizer):
     """
 
     name = "tpe"
+    fills_idle_slots = True
 
     def __init__(
         self,
