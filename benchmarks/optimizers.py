@@ -46,7 +46,7 @@ from daskhpo.optimizers import Trial, make_optimizer
 from daskhpo.space import Categorical, Integer, Space
 
 DASKHPO = ["random", "tpe", "gp", "evolution"]
-PEERS = ["optuna-tpe", "hyperopt-tpe"]
+PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe"]
 
 
 # -- problems ------------------------------------------------------------------------------
@@ -165,8 +165,22 @@ PROBLEMS = {
 # -- drivers -------------------------------------------------------------------------------
 
 
+def daskhpo_spec(algorithm: str) -> str | tuple[str, dict]:
+    """``"gp"``, or a variant with options: ``"gp:n_starts=10,fit_restarts=2"``."""
+    name, _, options = algorithm.partition(":")
+    if not options:
+        return name
+    return name, {k: json.loads(v) for k, v in (item.split("=", 1) for item in options.split(","))}
+
+
+def algorithm_name(value: str) -> str:
+    if value.partition(":")[0] not in DASKHPO and value not in PEERS:
+        raise argparse.ArgumentTypeError(f"unknown algorithm {value!r}; one of {DASKHPO + PEERS} (or 'gp:opt=value,...')")
+    return value
+
+
 def run_daskhpo(algorithm: str, problem: Problem, seed: int, in_flight: int) -> list[float]:
-    opt = make_optimizer(algorithm, Space(problem.space), seed)
+    opt = make_optimizer(daskhpo_spec(algorithm), Space(problem.space), seed)
     values: list[float] = []
     queue: list[tuple[int, dict]] = []
     next_id = 0
@@ -195,17 +209,18 @@ def _optuna_distributions(space: Space) -> dict:
     return dists
 
 
-def _optuna_study(seed: int):
+def _optuna_study(seed: int, sampler: str = "tpe"):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}
+    return optuna.create_study(sampler=samplers[sampler](seed=seed))
 
 
-def run_optuna(problem: Problem, seed: int, in_flight: int) -> list[float]:
+def run_optuna(problem: Problem, seed: int, in_flight: int, sampler: str = "tpe") -> list[float]:
     dists = _optuna_distributions(Space(problem.space))
-    study = _optuna_study(seed)
+    study = _optuna_study(seed, sampler)
     values: list[float] = []
     queue: list = []
     asked = 0
@@ -273,8 +288,8 @@ def run_one(task: tuple[str, str, int, int]) -> dict:
     algorithm, problem_name, seed, in_flight = task
     problem = PROBLEMS[problem_name]
     start = time.perf_counter()
-    if algorithm == "optuna-tpe":
-        values = run_optuna(problem, seed, in_flight)
+    if algorithm in ("optuna-tpe", "optuna-gp"):
+        values = run_optuna(problem, seed, in_flight, algorithm.split("-")[1])
     elif algorithm == "hyperopt-tpe":
         values = run_hyperopt(problem, seed, in_flight)
     else:
@@ -395,9 +410,8 @@ def markdown(summary: list[dict], times: list[dict], algorithms: list[str], args
     for p in problems:
         seeds = max((table[k]["seeds"] for k in table if k[0] == p and k[2] == 1), default=0)
         lines.append(f"| {p} ({seeds}) | " + " | ".join(_cell(table.get((p, a, 1))) for a in algorithms) + " |")
-    flight = [k for k in table if k[2] > 1]
-    if flight:
-        n = max(k[2] for k in flight)
+    for n in sorted({k[2] for k in table if k[2] > 1}):
+        flight = [k for k in table if k[2] == n]
         algs = [a for a in algorithms if any(k[1] == a for k in flight)]
         lines += [
             "",
@@ -485,8 +499,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per problem (default 10; 5 for SVC)")
     parser.add_argument("--quick", action="store_true", help="3 seeds, Branin and Hartmann-6 only, short timings")
     parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=None)
-    parser.add_argument("--algorithms", nargs="+", choices=DASKHPO + PEERS, default=DASKHPO + PEERS)
-    parser.add_argument("--in-flight", type=int, default=8, help="trials in flight for the parallel runs")
+    parser.add_argument("--algorithms", nargs="+", type=algorithm_name, default=DASKHPO + ["optuna-tpe", "hyperopt-tpe"],
+                        help=f"of {DASKHPO + PEERS}; a daskhpo variant with options: 'gp:n_starts=10'")
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[8], help="trials in flight for the parallel runs")
     parser.add_argument("--parallel-problems", nargs="*", default=["branin", "hartmann6"])
     parser.add_argument("--histories", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--jobs", type=int, default=1, help="processes running seeds concurrently")
@@ -505,9 +520,10 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(n_seeds):
             for algorithm in args.algorithms:
                 tasks.append((algorithm, name, seed, 1))
-                if name in args.parallel_problems and algorithm != "hyperopt-tpe" and args.in_flight > 1:
-                    # Hyperopt's fmin has no ask/tell interface to keep trials in flight.
-                    tasks.append((algorithm, name, seed, args.in_flight))
+                for in_flight in args.in_flight:
+                    if name in args.parallel_problems and algorithm != "hyperopt-tpe" and in_flight > 1:
+                        # Hyperopt's fmin has no ask/tell interface to keep trials in flight.
+                        tasks.append((algorithm, name, seed, in_flight))
     # Slow runs first, so that a pool finishes evenly.
     tasks.sort(key=lambda t: (t[1] != "svc", t[0] != "gp"))
     runs = []

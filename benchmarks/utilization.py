@@ -166,12 +166,26 @@ def busy_time(records, until: float | None = None, origin: float = 0.0) -> float
 
 
 # -- real mode -------------------------------------------------------------------------------
-def run_real(algorithm: str, slots: int, duration: float, trials: int, client, seed: int) -> dict:
+def filled(exp, records) -> int:
+    """Trials that ran a prior draw while the model was busy (``fill_idle``)."""
+    opt = exp.optimizer
+    if not opt.fills_idle_slots:
+        return 0
+    return sum(r.params == opt.fill(r.trial).params for r in records)
+
+
+def best(records) -> float:
+    return round(min((r.objective for r in records if math.isfinite(r.objective)), default=math.nan), 4)
+
+
+def run_real(algorithm: str, slots: int, duration: float, trials: int, client, seed: int,
+             fill_idle: float = 0.25) -> dict:
     exp = daskhpo.build_experiment(f"util-{algorithm}", SPACE, algorithm=algorithm_spec(algorithm, slots), seed=seed)
     asks, tells = instrument(exp)
     steps = 9 if algorithm == "asha" else 0
     start = time.time()
-    exp.workon(sleeper, max_trials=trials, client=client, n_workers=slots, duration=duration, steps=steps)
+    exp.workon(sleeper, max_trials=trials, client=client, n_workers=slots, duration=duration, steps=steps,
+               fill_idle=fill_idle)
     wall = time.time() - start
     records = exp.records()
     last = max(r.started for r in records)
@@ -181,14 +195,14 @@ def run_real(algorithm: str, slots: int, duration: float, trials: int, client, s
         "utilization": round(busy_time(records, until=last, origin=start) / (slots * (last - start)), 4),
         "utilization_with_tail": round(busy_time(records) / (slots * wall), 4),
         "suggestions_per_s": round(len(asks) / wall, 1), "ask": latency(asks), "tell": latency(tells),
-        "pruned": sum(r.status == "pruned" for r in records),
-        "best": round(min((r.objective for r in records if math.isfinite(r.objective)), default=math.nan), 4),
+        "pruned": sum(r.status == "pruned" for r in records), "fill_idle": fill_idle,
+        "filled": filled(exp, records), "best": best(records),
     }
 
 
 # -- simulated mode --------------------------------------------------------------------------
 def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int, max_seconds: float | None,
-            background: bool = True) -> dict:
+            background: bool = True, fill_idle: float = 0.25) -> dict:
     exp = daskhpo.build_experiment(f"sim-{algorithm}", SPACE, algorithm=algorithm_spec(algorithm, slots), seed=seed)
     asks, tells = instrument(exp)
     executor = ModelClockExecutor(lambda **p: value(p), duration=lambda p: duration * jitter(p), slots=slots)
@@ -211,7 +225,7 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
         optimizer.ask = lambda trial_id: None if over() else ask(trial_id)
         optimizer.ask_batch = lambda trial_ids: [] if over() else ask_batch(trial_ids)
     t0 = time.perf_counter()
-    exp.run(executor, max_trials=trials, n_workers=slots)
+    exp.run(executor, max_trials=trials, n_workers=slots, fill_idle=fill_idle)
     real = time.perf_counter() - t0
     records = exp.records()
     last = max(r.started for r in records)
@@ -223,6 +237,7 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
         "utilization": round(busy_time(records, until=last) / (slots * last), 4),
         "utilization_with_tail": round(busy_time(records) / (slots * executor.now), 4),
         "suggestions_per_s": round(len(asks) / last, 2), "ask": latency(asks), "tell": latency(tells),
+        "fill_idle": fill_idle, "filled": filled(exp, records), "best": best(records),
     }
 
 
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loop-suggests", action="store_true",
                         help="sim mode: no model thread, the loop suggests (as before this change)")
+    parser.add_argument("--fill-idle", type=float, default=0.25,
+                        help="workon's fill_idle: most share of trials drawn from the prior while the model is busy")
     parser.add_argument("--label", default="", help="stored with each result (e.g. baseline)")
     parser.add_argument("--output", default=str(RESULTS / "utilization.jsonl"))
     args = parser.parse_args(argv)
@@ -291,13 +308,14 @@ def main(argv: list[str] | None = None) -> None:
             with LocalCluster(n_workers=1, threads_per_worker=slots, processes=False, dashboard_address=":0") as cluster, \
                     Client(cluster) as client:
                 for algorithm in args.algorithms:
-                    emit(run_real(algorithm, slots, duration, int(args.waves * slots), client, args.seed))
+                    emit(run_real(algorithm, slots, duration, int(args.waves * slots), client, args.seed,
+                                  args.fill_idle))
     else:
         duration = args.duration or 60.0
         for slots in args.slots or [1000]:
             for algorithm in args.algorithms:
                 emit(run_sim(algorithm, slots, duration, args.trials or 3000, args.seed, args.max_seconds,
-                             background=not args.loop_suggests))
+                             background=not args.loop_suggests, fill_idle=args.fill_idle))
     if out:
         out.close()
 

@@ -32,7 +32,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import linalg, optimize, special
+from scipy import linalg, optimize, special, stats
 
 from ..space import Space
 from ._encoding import Encoding, model_ready
@@ -44,6 +44,8 @@ _SQRT5 = math.sqrt(5.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _SQRT_HALF_PI = math.sqrt(math.pi / 2)
 _LIARS = ("believer", "min", "mean", "max")
+#: scheduled kernel fits per warm-started chain (the first of each starts from the default kernel)
+_SEGMENT = 8
 
 
 def log_h(z: np.ndarray) -> np.ndarray:
@@ -163,6 +165,10 @@ class GP(Optimizer):
         uncertainty there without inventing good or bad regions, and a believed improvement
         becomes the incumbent of the expected improvement), or the best, mean or worst
         completed value (a constant liar).
+    output_warping : bool, default False
+        Model Yeo-Johnson-transformed objectives (the power fitted by maximum likelihood on
+        each fit's data, as HEBO does), which helps when a few values are far worse than
+        the rest.
 
     Notes
     -----
@@ -189,6 +195,7 @@ class GP(Optimizer):
         constant_liar: bool = True,
         liar: str = "believer",
         max_pending: int = 100,
+        output_warping: bool = False,
     ) -> None:
         super().__init__(space, seed)
         check_option("gp", "n_initial", n_initial, "int", low=1)
@@ -202,6 +209,8 @@ class GP(Optimizer):
         self.fit_max = fit_max
         check_option("gp", "max_pending", max_pending, "int", low=0)
         self.max_pending = max_pending
+        check_option("gp", "output_warping", output_warping, "bool")
+        self.output_warping = output_warping
         self.refit_growth = float(refit_growth)
         check_option("gp", "constant_liar", constant_liar, "bool")
         check_option("gp", "liar", liar, "choice", choices=_LIARS)
@@ -242,6 +251,7 @@ class GP(Optimizer):
             "constant_liar": self.constant_liar,
             "liar": self.liar,
             "max_pending": self.max_pending,
+            "output_warping": self.output_warping,
         }
 
     # -- encoding --------------------------------------------------------------------------
@@ -316,29 +326,68 @@ class GP(Optimizer):
         """Amplitude, length scales and noise of the kernel (refitted every ``refit_every`` trials)."""
         n_fit = self._refit_point(len(self._y))
         if self._fitted is None or self._fitted[0] != n_fit:
-            x, y = self.training_set(n_fit, min(self.fit_max, self.max_train))
-            self._fitted = (n_fit, self._fit(x, _standardize(y)[0], n_fit))
+            start = None
+            chain = self._fit_chain(n_fit)
+            if self._fitted is not None and self._fitted[0] in chain[:-1]:
+                start = self._fitted[1]
+                chain = chain[chain.index(self._fitted[0]) + 1 :]
+            for point in chain:
+                x, y = self.training_set(point, self._fit_limit)
+                start = self._fit(x, self._targets(y), point, start)
+                self._fitted = (point, start)
         return self._fitted[1]
+
+    @property
+    def _fit_limit(self) -> int:
+        return min(self.fit_max, self.max_train)
+
+    def _fit_chain(self, n_fit: int) -> list[int]:
+        """The fits leading to the one at ``n_fit``: the first from the default kernel, each
+        next warm-started from the one before (a few L-BFGS-B steps instead of tens).
+
+        Warm starts begin once fits see ``fit_max`` trials (before, the data change too
+        fast between fits); a new cold fit every ``_SEGMENT`` scheduled fits bounds the
+        chain.  A function of the history only: a resumed optimizer runs the fits it
+        missed (at most ``_SEGMENT``) and reaches the same hyperparameters.
+        """
+        if n_fit < max(self._fit_limit, self.n_initial):
+            return [n_fit]
+        warm = [p for p in self._schedule(n_fit) if p >= self._fit_limit]
+        last = len(warm) - 1
+        return warm[last - last % _SEGMENT :]
+
+    def _schedule(self, n: int) -> list[int]:
+        """The history sizes (``>= n_initial``, ``<= n``) at which the kernel is refitted."""
+        points = [self.n_initial]
+        while True:
+            following = points[-1] + max(self.refit_every, int(self.refit_growth * points[-1]))
+            if following > n:
+                return points
+            points.append(following)
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        """What the GP models: standardised objectives (Yeo-Johnson-warped first, with
+        ``output_warping``, so that a few very bad values do not flatten the rest)."""
+        ys = _standardize(y)[0]
+        if self.output_warping and len(ys) > 2 and np.ptp(ys) > 0:
+            ys = _standardize(stats.yeojohnson(ys)[0])[0]
+        return ys
 
     def _refit_point(self, n: int) -> int:
         """The history size of the last scheduled fit at ``n`` completed trials."""
-        if n < self.n_initial:
-            return n
-        point = self.n_initial
-        while True:
-            following = point + max(self.refit_every, int(self.refit_growth * point))
-            if following > n:
-                return point
-            point = following
+        return n if n < self.n_initial else self._schedule(n)[-1]
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, n: int) -> tuple[float, np.ndarray, float]:
+    def _fit(
+        self, x: np.ndarray, y: np.ndarray, n: int, start: tuple[float, np.ndarray, float] | None = None
+    ) -> tuple[float, np.ndarray, float]:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
-            length_scale=np.full(self._dim, 0.5), length_scale_bounds=(1e-2, 20.0), nu=2.5
-        ) + WhiteKernel(1e-4, (1e-6, 1e-1))
+        amplitude, length, noise = (1.0, np.full(self._dim, 0.5), 1e-4) if start is None else start
+        kernel = ConstantKernel(amplitude, (1e-2, 1e2)) * Matern(
+            length_scale=length, length_scale_bounds=(1e-2, 20.0), nu=2.5
+        ) + WhiteKernel(noise, (1e-6, 1e-1))
         state = np.random.RandomState(self.rng_for(n, stream="gp-fit").integers(2**31))
         model = GaussianProcessRegressor(
             kernel, alpha=1e-10, normalize_y=False, n_restarts_optimizer=self.fit_restarts, random_state=state
@@ -356,7 +405,7 @@ class GP(Optimizer):
         amplitude, length, noise = self.hyperparameters()
         x, y = self.training_set()
         self.last_train_size = len(y)
-        ys = _standardize(y)[0]
+        ys = self._targets(y)
         best = float(ys.min())
         post = _Posterior(x, ys, amplitude, length, noise)
         if self.constant_liar and self._pending and self.max_pending:

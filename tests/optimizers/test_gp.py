@@ -116,3 +116,35 @@ def test_refitting_every_few_trials_stays_resumable():
         assert a == b
         original.tell(Trial(trial_id, a, "completed", branin(a)))
         resumed.tell(Trial(trial_id, b, "completed", branin(b)))
+
+
+def test_warm_started_kernel_fits_are_a_function_of_the_history():
+    """Fits warm-start from the previous scheduled fit; a resumed optimizer replays the chain."""
+    config = {**FAST, "fit_max": 8, "refit_growth": 0.0, "refit_every": 2}
+    original = make_optimizer(("gp", config), BRANIN_SPACE, 3)
+    history = []
+    for trial_id in range(30):
+        params = original.ask(trial_id).params
+        history.append(Trial(trial_id, params, "completed", branin(params)))
+        original.tell(history[-1])
+        if trial_id % 5 == 0:  # a few tells between fits too: the skipped ones are caught up
+            original.hyperparameters()
+    assert original._fit_chain(30) == [24, 26, 28, 30]  # a cold fit every 8 scheduled ones
+    resumed = make_optimizer(("gp", config), BRANIN_SPACE, 3)
+    for trial in history:
+        resumed.tell(trial)
+    a, b = original.hyperparameters(), resumed.hyperparameters()
+    assert a[0] == b[0] and a[2] == b[2] and np.array_equal(a[1], b[1])
+    assert original.ask(30).params == resumed.ask(30).params
+
+
+def test_output_warping_spreads_the_good_values():
+    opt = make_optimizer(("gp", {**FAST, "output_warping": True}), BRANIN_SPACE, 0)
+    y = np.array([0.0, 0.1, 0.2, 0.3, 50.0])  # one value far worse than the rest
+    plain, warped = GP(Space(BRANIN_SPACE), 0)._targets(y), opt._targets(y)
+    assert np.argsort(warped).tolist() == np.argsort(y).tolist()  # monotone
+    assert warped[3] - warped[0] > 3 * (plain[3] - plain[0])
+    assert opt.config["output_warping"] is True
+    with pytest.raises(ValueError, match="output_warping"):
+        make_optimizer(("gp", {"output_warping": "yes"}), BRANIN_SPACE, 0)
+    assert best_regret(("gp", {**FAST, "output_warping": True}), BRANIN_SPACE, branin, 25, 0, BRANIN_MIN) < 1.0
