@@ -123,8 +123,8 @@ def latency(samples: list[float]) -> dict:
             "p99_ms": round(1e3 * float(np.percentile(samples, 99)), 3)}
 
 
-def instrument(exp) -> tuple[list, list]:
-    """Time each suggestion (an ask, or a batch's time shared by its suggestions) and tell."""
+def instrument(exp, fills: list) -> tuple[list, list]:
+    """Time each suggestion (an ask, or a batch's time shared by its suggestions), tell and fill."""
     asks: list[float] = []
     tells: list[float] = []
     opt = exp.optimizer
@@ -152,6 +152,8 @@ def instrument(exp) -> tuple[list, list]:
 
     opt.ask, opt.ask_batch = timed_ask, timed_batch
     opt.tell = timed(opt.tell, tells)
+    # the trials that ran a fill while the model was busy (fill_idle): len(fills)
+    opt.fill = timed(opt.fill, fills)
     return asks, tells
 
 
@@ -166,14 +168,6 @@ def busy_time(records, until: float | None = None, origin: float = 0.0) -> float
 
 
 # -- real mode -------------------------------------------------------------------------------
-def filled(exp, records) -> int:
-    """Trials that ran a prior draw while the model was busy (``fill_idle``)."""
-    opt = exp.optimizer
-    if not opt.fills_idle_slots:
-        return 0
-    return sum(r.params == opt.fill(r.trial).params for r in records)
-
-
 def best(records) -> float:
     return round(min((r.objective for r in records if math.isfinite(r.objective)), default=math.nan), 4)
 
@@ -181,7 +175,8 @@ def best(records) -> float:
 def run_real(algorithm: str, slots: int, duration: float, trials: int, client, seed: int,
              fill_idle: float = 0.25) -> dict:
     exp = daskhpo.build_experiment(f"util-{algorithm}", SPACE, algorithm=algorithm_spec(algorithm, slots), seed=seed)
-    asks, tells = instrument(exp)
+    fills: list[float] = []
+    asks, tells = instrument(exp, fills)
     steps = 9 if algorithm == "asha" else 0
     start = time.time()
     exp.workon(sleeper, max_trials=trials, client=client, n_workers=slots, duration=duration, steps=steps,
@@ -196,7 +191,7 @@ def run_real(algorithm: str, slots: int, duration: float, trials: int, client, s
         "utilization_with_tail": round(busy_time(records) / (slots * wall), 4),
         "suggestions_per_s": round(len(asks) / wall, 1), "ask": latency(asks), "tell": latency(tells),
         "pruned": sum(r.status == "pruned" for r in records), "fill_idle": fill_idle,
-        "filled": filled(exp, records), "best": best(records),
+        "filled": len(fills), "best": best(records),
     }
 
 
@@ -204,7 +199,8 @@ def run_real(algorithm: str, slots: int, duration: float, trials: int, client, s
 def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int, max_seconds: float | None,
             background: bool = True, fill_idle: float = 0.25) -> dict:
     exp = daskhpo.build_experiment(f"sim-{algorithm}", SPACE, algorithm=algorithm_spec(algorithm, slots), seed=seed)
-    asks, tells = instrument(exp)
+    fills: list[float] = []
+    asks, tells = instrument(exp, fills)
     executor = ModelClockExecutor(lambda **p: value(p), duration=lambda p: duration * jitter(p), slots=slots)
     if not background:
         executor.wake = None  # no model thread: the loop suggests, and its time is charged
@@ -237,7 +233,7 @@ def run_sim(algorithm: str, slots: int, duration: float, trials: int, seed: int,
         "utilization": round(busy_time(records, until=last) / (slots * last), 4),
         "utilization_with_tail": round(busy_time(records) / (slots * executor.now), 4),
         "suggestions_per_s": round(len(asks) / last, 2), "ask": latency(asks), "tell": latency(tells),
-        "fill_idle": fill_idle, "filled": filled(exp, records), "best": best(records),
+        "fill_idle": fill_idle, "filled": len(fills), "best": best(records),
     }
 
 

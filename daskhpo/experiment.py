@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import json
 import logging
 import math
@@ -32,6 +33,8 @@ from .storage_lock import StorageLock
 __all__ = ["Experiment", "build_experiment", "create_experiment", "load_experiment"]
 
 logger = logging.getLogger(__name__)
+#: best completed configurations that fills (workon's fill_idle) start from
+_INCUMBENTS = 5
 
 
 #: the values of ``direction``
@@ -162,6 +165,8 @@ class Experiment:
         self._running_from: dict[int, int] = {}
         #: run times (s) of the last completed trials of this run
         self._run_times: deque[float] = deque(maxlen=64)
+        #: (minimized objective, trial, params) of the best completed trials, best first
+        self._incumbents: list[tuple[float, int, dict[str, Any]]] = []
 
     @property
     def direction(self) -> str:
@@ -421,7 +426,8 @@ class Experiment:
     def _fill(self, k: int) -> list[Planned]:
         # On the loop's thread while the model thread may be inside the optimizer: fill()
         # touches only the space and the seed.
-        return [self._plan(i, self.optimizer.fill(i)) for i in self._reserve_ids(k)]
+        incumbents = [params for _, _, params in self._incumbents]
+        return [self._plan(i, self.optimizer.fill(i, incumbents)) for i in self._reserve_ids(k)]
 
     def _reserve_ids(self, k: int) -> list[int]:
         # Ids are taken before the optimizer is asked (they seed its draws), by the model
@@ -506,6 +512,7 @@ class Experiment:
             # a typical trial's run time: how long a slot may wait for the model (fill_idle)
             self._run_times.append(record.ended - record.started)
             self._model.trial_seconds = statistics.median(self._run_times)
+            self._keep_incumbent(record)
         if self._model is not None:  # told on the model thread, in this order, before its next batch
             self._model.post(self.optimizer.tell, told)
             self._model.post(self._retain_checkpoints)
@@ -514,6 +521,12 @@ class Experiment:
             self._retain_checkpoints()
         for callback in subscribers:
             self._call(callback, record)
+
+    def _keep_incumbent(self, record: TrialRecord) -> None:
+        """Keep the best completed feasible configurations (what fills start from), best first."""
+        if record.status == "completed" and record.feasible and math.isfinite(record.objective):
+            entry = (self._sign * record.objective, record.trial, record.params)
+            self._incumbents = heapq.nsmallest(_INCUMBENTS, [*self._incumbents, entry], key=lambda e: e[:2])
 
     def _retain_checkpoints(self) -> None:
         """Delete the checkpoints no one may start from again (``keep_checkpoints``)."""
@@ -706,6 +719,9 @@ class Experiment:
             self._model = Suggester(self._suggest_batch, fill=fill, fill_share=float(fill_idle))
         self._engine = engine
         self._run_times.clear()
+        self._incumbents = []
+        for record in self._history.records:
+            self._keep_incumbent(record)
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
                         done=self._history.finished, n_workers=n_workers):

@@ -275,6 +275,22 @@ class OptimizerConformance:
             opt.tell(Trial(trial_id, params, "completed", self.objective(params)))
         self._valid(opt.ask(15).params)
 
+    def test_fills_leave_the_optimizer_alone(self, make_optimizer):
+        """``fill`` (for idle slots, from another thread) is valid and changes no state."""
+        opt, twin = self._build(make_optimizer, 4), self._build(make_optimizer, 4)
+        if not opt.fills_idle_slots:
+            return
+        done = self.drive(opt, 12)
+        self.drive(twin, 12)
+        assert opt.ask(12).params == twin.ask(12).params  # one trial in flight
+        incumbents = sorted(done, key=self.objective)[:3]
+        fills = [opt.fill(100 + i, incumbents).params for i in range(6)]
+        for params in fills:
+            self._valid(params)
+        assert [opt.fill(100 + i, incumbents).params for i in range(6)] == fills  # seeded by the trial id
+        assert opt.pending == twin.pending
+        assert opt.ask(13).params == twin.ask(13).params
+
     def test_config_is_json(self, make_optimizer):
         """``config`` is a JSON-serializable dict and ``name`` a string."""
         opt = self._build(make_optimizer)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -426,16 +426,35 @@ class Optimizer(ABC):
             out.append(suggestion)
         return out
 
-    def fill(self, trial_id: int) -> Suggestion:
+    def fill(self, trial_id: int, incumbents: Sequence[Mapping[str, Any]] = ()) -> Suggestion:
         """A suggestion that costs nothing, for a slot that would otherwise wait for the model.
 
         Asked only of optimizers with :attr:`fills_idle_slots`, by the engine's loop
         thread *while the model thread may be inside* :meth:`ask_batch` or :meth:`tell`:
-        so it must not read or change the optimizer's state.  The default draws from the
-        prior (a function of the seed and ``trial_id`` only).  The trial is not pending:
+        so it must not read or change the optimizer's state.  The trial is not pending:
         the optimizer first hears of it when it is told, like a trial it never asked for.
+
+        Parameters
+        ----------
+        trial_id : int
+        incumbents : sequence of dict
+            The best completed configurations so far, best first (from the history).
+
+        Returns
+        -------
+        Suggestion
+            The default (a function of the seed, ``trial_id`` and ``incumbents``): half
+            of the time a draw from the prior, else one of the incumbents moved by a
+            Gaussian step (sd 0.1 of each dimension's range, reflected at the bounds);
+            always a prior draw in a conditional space.
         """
-        return Suggestion(self.space.sample(self.rng_for(trial_id, stream="fill")))
+        rng = self.rng_for(trial_id, stream="fill")
+        if not incumbents or self.space.conditional or rng.random() < 0.5:
+            return Suggestion(self.space.sample(rng))
+        point = self.space.to_unit(incumbents[rng.integers(len(incumbents))])
+        point = np.abs(point + rng.normal(scale=0.1, size=point.shape))
+        point = np.minimum(point, 2.0 - point).clip(0.0, 1.0)  # reflected into [0, 1]
+        return Suggestion(self.space.from_unit(point))
 
     def needed_checkpoints(self) -> set[int] | None:
         """Trial ids whose checkpoints a future suggestion may start from.
