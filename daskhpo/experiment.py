@@ -16,9 +16,11 @@ from typing import Any
 
 import xarray as xr
 
+from . import sessions
 from ._version import __version__
 from .checkpoints import CheckpointStore
 from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
+from .engine.drain import drain_requested
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
@@ -237,6 +239,11 @@ class Experiment:
         logger.warning("%s: worker %s (host %s) quarantined: %s", self.name, entry["worker"], entry["host"], entry["why"])
         with contextlib.suppress(Exception):  # kept in memory at worst; written at the next snapshot
             self._history.snapshot()
+
+    def _end_session(self, reason: str) -> None:
+        """Record why this process's session stopped (``driver_sessions``; see :mod:`daskhpo.sessions`)."""
+        if self._lock is not None:  # only the writer of a storage has a session
+            self._history.attrs[sessions.ATTR] = sessions.end(self._history.attrs, reason)
 
     @property
     def storage(self) -> str | None:
@@ -575,6 +582,8 @@ class Experiment:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
         max_trials = self._check_writable(max_trials)
         if self._budget(max_trials) == 0:
+            self._end_session("nothing to do")
+            self._history.snapshot()
             return self
         with _client_for(client or self._client) as dask_client:
             # short trials: several per Dask task (daskhpo.engine.packed)
@@ -640,7 +649,12 @@ class Experiment:
 
         max_trials = self._check_writable(max_trials)
         budget = self._budget(max_trials)
-        if budget == 0:
+        request = drain_requested()
+        if budget == 0 or request is not None:  # a drain asked for before the run: run nothing
+            if request is not None:
+                logger.warning("%s: not starting: drained (%s)", self.name, request.reason)
+            self._end_session("nothing to do" if budget == 0 else f"drained: {request.reason}")
+            self._history.snapshot()
             return self
         if n_workers is None:
             n_workers = executor.slots()
@@ -651,13 +665,26 @@ class Experiment:
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
         self._model = Suggester(self._suggest_batch) if callable(getattr(executor, "wake", None)) else None
         self._engine = engine
+        ended = "completed"
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
                         done=self._history.finished, n_workers=n_workers):
                 engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
                            on_start=self._on_start)
+            if engine.drained is not None:
+                ended = f"drained: {engine.drained.reason}"
+                logger.warning("%s: drained (%s) after %d finished trials; %d abandoned, to be run again on "
+                               "resume", self.name, engine.drained.reason, self._history.finished,
+                               len(engine.abandoned))
+        except KeyboardInterrupt:
+            ended = "interrupted"
+            raise
+        except BaseException as exc:
+            ended = f"error: {type(exc).__name__}: {str(exc).strip().split(chr(10), 1)[0]}"
+            raise
         finally:
             self._model = self._engine = None  # hold no executor (nor its client) after the run
+            self._end_session(ended)
             self._history.snapshot()
         return self
 
@@ -923,6 +950,8 @@ def build_experiment(
     attrs["algorithm_history"] = json.dumps(changes)
     if "quarantined" in stored:
         attrs["quarantined"] = stored["quarantined"]
+    if storage is not None:  # this process writes it from now on (daskhpo.sessions)
+        attrs[sessions.ATTR] = sessions.begin(stored)
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     checkpoints = CheckpointStore(storage, keep=keep_checkpoints)
     experiment = Experiment(name, space, optimizer, history, checkpoints=checkpoints)
