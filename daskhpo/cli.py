@@ -391,8 +391,10 @@ def _print_sessions(attrs: dict, path: str) -> None:
         print(f"  {state}: {where}, since {last['start']}")
     else:
         print(f"  last: {where}, {last['start']} to {last['end']}: {last['reason']}")
-    if last.get("successor"):
-        print(f"  successor job: {last['successor']} (queued with --dependency=afterany)")
+    if last.get("successor") and last.get("end") is None:
+        print(f"  successor job: {last['successor']} (queued with --dependency=afterany: starts when this one ends)")
+    elif last.get("successor") and str(last.get("reason")).startswith("drained"):
+        print(f"  successor job: {last['successor']} (resumes the search)")
 
 
 def _list(args: argparse.Namespace) -> int:
