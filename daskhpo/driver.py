@@ -228,6 +228,7 @@ class DriverJob:
             f"# (--dependency=afterany), and on SIGUSR1, {self.lead} s before the walltime, hands over:",
             f"# trials in flight get {self.grace:g} s, the history is written, the worker jobs cancelled.",
             f"cd {shlex.quote(self.workdir)}",
+            "export PYTHONUNBUFFERED=1  # the script's prints reach the job's output as they happen",
             f"exec {shlex.quote(self.python)} -m daskhpo.driver {shlex.quote(self.to_json())}",
         ]
         return "\n".join(lines) + "\n"
@@ -339,6 +340,8 @@ def run(job: DriverJob) -> int:
     from .engine import NoWorkersError
     from .engine.drain import drain_requested, install_signal_handlers
 
+    # First of all: from now on the hand-over signal drains instead of killing the process.
+    install_signal_handlers({signal.SIGUSR1: job.grace, signal.SIGTERM: 0.0})
     own = os.environ.get("SLURM_JOB_ID")
     successor = None
     if own is None:
@@ -354,7 +357,6 @@ def run(job: DriverJob) -> int:
     os.environ["DASKHPO_DRIVER_RESTART"] = str(job.restart)  # read into the history's driver sessions
     if successor:
         os.environ["DASKHPO_DRIVER_SUCCESSOR"] = successor
-    install_signal_handlers({signal.SIGUSR1: job.grace, signal.SIGTERM: 0.0})
     logger.info("driver job %s (restart %d of at most %d) runs %s %s", own, job.restart, job.max_restarts,
                 job.script, " ".join(job.args))
     sys.argv = [job.script, *job.args]

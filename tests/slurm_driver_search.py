@@ -28,7 +28,7 @@ if __name__ == "__main__":
     os.environ["DASKHPO_TEST_DRIVER_JOB"] = os.environ["SLURM_JOB_ID"]
     cluster = daskhpo.SlurmGPUCluster(
         gpus_per_job=1, cores=1, processes=1, memory="1GB", walltime="00:10:00", interface="lo",
-        log_directory=logs, death_timeout=5, scheduler_options={"dashboard_address": ":0"},
+        log_directory=logs, death_timeout=float(os.environ.get("DEATH_TIMEOUT", 5)), scheduler_options={"dashboard_address": ":0"},
     )
     cluster.scale(jobs=1)
     with Client(cluster) as client:
