@@ -196,12 +196,25 @@ def running_driver(name: str, timeout: float = 60) -> str:
     return found[0]
 
 
-def start_chain(tmp_path: Path, name: str, n: int, max_restarts: int) -> tuple[Path, str]:
+@contextlib.contextmanager
+def chain(tmp_path: Path, name: str, n: int, max_restarts: int):
+    """Submit the search script's first driver job; yields (storage, job id).
+
+    On a failure the driver jobs' output is printed; whatever happens, the chain is stopped
+    and the queue emptied.
+    """
     storage = tmp_path / "search.nc"
     job = daskhpo.submit(SEARCH, [str(storage), str(n), "0.4", str(tmp_path / "logs")], walltime="00:10:00",
                          max_restarts=max_restarts, grace=10, memory="1G", job_name=name,
                          log_directory=str(tmp_path / "logs"), workdir=str(tmp_path))
-    return storage, job
+    try:
+        yield storage, job
+    except BaseException:
+        print(logs(tmp_path))
+        raise
+    finally:
+        subprocess.run(["scancel", "-n", name], check=False, timeout=30)
+        slurm_local.cancel_all_jobs()
 
 
 def logs(tmp_path: Path) -> str:
@@ -214,8 +227,7 @@ slurm_timeout = pytest.mark.timeout(240)
 @slurm_timeout
 def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_path):
     name, n = "daskhpo-handover", 12
-    storage, first = start_chain(tmp_path, name, n, max_restarts=4)
-    try:
+    with chain(tmp_path, name, n, max_restarts=4) as (storage, first):
         drivers, handovers = [], []
         for _ in range(2):  # two hand-overs, each after a few trials of the job in charge
             driver = running_driver(name)
@@ -230,12 +242,6 @@ def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_pa
             assert successor != driver
         drivers.append(running_driver(name))
         wait(lambda: not slurm_local.jobs(), 120, "the chain to end and the queue to empty")
-    except BaseException:
-        print(logs(tmp_path))
-        raise
-    finally:
-        subprocess.run(["scancel", "-n", name], check=False, timeout=30)
-        slurm_local.cancel_all_jobs()
     assert drivers[0] == first
     exp = daskhpo.load_experiment(storage)
     ds = exp.history
@@ -257,8 +263,7 @@ def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_pa
 @slurm_timeout
 def test_killed_driver_is_resumed_by_its_successor_and_leaves_no_job(slurm, tmp_path):
     name, n = "daskhpo-killed", 8
-    storage, first = start_chain(tmp_path, name, n, max_restarts=2)
-    try:
+    with chain(tmp_path, name, n, max_restarts=2) as (storage, first):
         assert running_driver(name) == first
         wait(lambda: completed(storage) >= 3, 90, "3 trials before the kill")
         before = {r.trial: r for r in daskhpo.load_experiment(storage).records()}
@@ -272,12 +277,6 @@ def test_killed_driver_is_resumed_by_its_successor_and_leaves_no_job(slurm, tmp_
         wait(lambda: not slurm_local.jobs(), 120, "the successor to finish and the queue to empty")
         print(f"\nkilled driver: its worker job left the queue {orphan:.1f} s after the kill, "
               f"the search ended {time.monotonic() - killed:.1f} s after it")
-    except BaseException:
-        print(logs(tmp_path))
-        raise
-    finally:
-        subprocess.run(["scancel", "-n", name], check=False, timeout=30)
-        slurm_local.cancel_all_jobs()
     exp = daskhpo.load_experiment(storage)
     ds = exp.history
     assert ds.sizes["trial"] == n and set(ds["status"].values) == {"completed"}

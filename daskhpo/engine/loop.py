@@ -207,8 +207,8 @@ class Engine:
         executor = self.executor
         self.drained, self.abandoned = None, []
         _drain._register(self)  # before reading the process-wide request: none is missed
-        if _drain.drain_requested() is not None:
-            request = _drain.drain_requested()
+        request = _drain.drain_requested()
+        if request is not None:
             self._drains.append(request)
         try:
             n_workers = self.n_workers if self.n_workers is not None else executor.slots()
@@ -291,11 +291,6 @@ class Engine:
                     f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
                 )
 
-        executor.open()
-        if model is not None:
-            model.on_ready = executor.wake
-            model.on_busy = getattr(executor, "model_busy", None)
-            model.start()
         def draining() -> bool:
             """Whether to stop now; starts the deadline when a drain is first seen."""
             nonlocal deadline
@@ -309,7 +304,7 @@ class Engine:
                 if self._jobs and grace > 0 and alarm is not None:
                     alarm(grace)  # wakes the loop at the deadline if nothing else does
                 if first:
-                    logger.warning("draining (%s): submitting nothing more; %d trial(s) in flight get %.0f s",
+                    logger.warning("draining (%s): submitting nothing more; %d trial(s) in flight get %g s",
                                    self._drains[0].reason, len(self._jobs), grace)
             if self._jobs and clock() < deadline - 0.01:  # a timer may fire a hair early
                 return False
@@ -323,6 +318,11 @@ class Engine:
             self._jobs.clear()
             return True
 
+        executor.open()
+        if model is not None:
+            model.on_ready = executor.wake
+            model.on_busy = getattr(executor, "model_busy", None)
+            model.start()
         try:
             fill()
             while self._jobs or guard.held or (model is not None and model.outstanding) or self._drains:
