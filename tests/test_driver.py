@@ -226,7 +226,7 @@ slurm_timeout = pytest.mark.timeout(240)
 
 @slurm_timeout
 def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_path):
-    name, n = "daskhpo-handover", 12
+    name, n = "daskhpo-handover", 10
     with chain(tmp_path, name, n, max_restarts=4) as (storage, first):
         drivers, handovers = [], []
         for _ in range(2):  # two hand-overs, each after a few trials of the job in charge
@@ -262,7 +262,7 @@ def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_pa
 
 @slurm_timeout
 def test_killed_driver_is_resumed_by_its_successor_and_leaves_no_job(slurm, tmp_path):
-    name, n = "daskhpo-killed", 8
+    name, n = "daskhpo-killed", 7
     with chain(tmp_path, name, n, max_restarts=2) as (storage, first):
         assert running_driver(name) == first
         wait(lambda: completed(storage) >= 3, 90, "3 trials before the kill")
@@ -288,3 +288,27 @@ def test_killed_driver_is_resumed_by_its_successor_and_leaves_no_job(slurm, tmp_
     # the successor took the storage lock of a process killed while holding it
     assert [(s["job"], s["reason"]) for s in sessions] == [(first, "died"), (successor, "completed")]
     assert sessions[0]["end"] is None
+
+
+@slurm_timeout
+def test_a_failing_script_ends_the_chain_unless_the_cluster_failed(slurm, tmp_path):
+    """A script error would fail again: its successor is cancelled.  A cluster error
+    (NoWorkersError: worker jobs stuck in the queue) may not: the successor tries again."""
+    (tmp_path / "bug.py").write_text("raise ValueError('a bug in the script')\n")
+    (tmp_path / "stuck.py").write_text("import daskhpo\nraise daskhpo.NoWorkersError('no worker within 60 s')\n")
+    options = dict(walltime="00:10:00", max_restarts=1, memory="500M", log_directory=str(tmp_path / "logs"),
+                   workdir=str(tmp_path))
+    try:
+        bug = daskhpo.submit(tmp_path / "bug.py", job_name="daskhpo-bug", **options)
+        stuck = daskhpo.submit(tmp_path / "stuck.py", job_name="daskhpo-stuck", **options)
+        wait(lambda: not slurm_local.jobs(), 60, "both chains to end")
+    finally:
+        subprocess.run(["scancel", "-n", "daskhpo-bug,daskhpo-stuck"], check=False, timeout=30)
+        slurm_local.cancel_all_jobs()
+    out = {p.name: p.read_text() for p in (tmp_path / "logs").iterdir()}
+    assert "ValueError: a bug in the script" in out[f"daskhpo-bug-{bug}.out"]
+    assert "the script failed (ValueError): successor job" in out[f"daskhpo-bug-{bug}.out"]
+    assert len([n for n in out if n.startswith("daskhpo-bug-")]) == 1  # its successor never ran
+    assert "the cluster failed (NoWorkersError): successor job" in out[f"daskhpo-stuck-{stuck}.out"]
+    second = [n for n in out if n.startswith("daskhpo-stuck-") and n != f"daskhpo-stuck-{stuck}.out"]
+    assert len(second) == 1 and "restart 1 = max_restarts: no successor" in out[second[0]]
