@@ -1,8 +1,10 @@
 """A search script as a user writes it, run unchanged in Slurm driver jobs by tests/test_driver.py.
 
-``python slurm_driver_search.py STORAGE N DELAY LOG_DIRECTORY``: N trials of DELAY seconds on
-GPU worker jobs (1 core, 1 fake GPU, 1 GB each; their Dask workers give up 5 s after losing
-the scheduler, so a killed driver leaves no job behind for long).
+``python slurm_driver_search.py STORAGE N DELAYS LOG_DIRECTORY``: N trials on GPU worker jobs
+(1 core, 1 fake GPU, 1 GB each; their Dask workers give up 5 s after failing to reach the
+scheduler).  DELAYS is a comma-separated list of trial seconds, one per driver job of the
+chain (the last one for the rest): slow first drivers leave the test time to signal or kill
+them mid-search even on a loaded machine.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def trial(x: float, delay: float) -> dict:
 
 
 if __name__ == "__main__":
-    storage, n, delay, logs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    storage, n, delays, logs = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), sys.argv[4]
+    restart = int(os.environ.get("DASKHPO_DRIVER_RESTART", 0))  # set by the driver job
+    delay = float(delays[min(restart, len(delays) - 1)])
     # The worker jobs inherit this environment: each trial can tell which driver ran it.
     os.environ["DASKHPO_TEST_DRIVER_JOB"] = os.environ["SLURM_JOB_ID"]
     cluster = daskhpo.SlurmGPUCluster(

@@ -197,14 +197,14 @@ def running_driver(name: str, timeout: float = 60) -> str:
 
 
 @contextlib.contextmanager
-def chain(tmp_path: Path, name: str, n: int, max_restarts: int):
+def chain(tmp_path: Path, name: str, n: int, max_restarts: int, delays: str):
     """Submit the search script's first driver job; yields (storage, job id).
 
     On a failure the driver jobs' output is printed; whatever happens, the chain is stopped
     and the queue emptied.
     """
     storage = tmp_path / "search.nc"
-    job = daskhpo.submit(SEARCH, [str(storage), str(n), "0.4", str(tmp_path / "logs")], walltime="00:10:00",
+    job = daskhpo.submit(SEARCH, [str(storage), str(n), delays, str(tmp_path / "logs")], walltime="00:10:00",
                          max_restarts=max_restarts, grace=10, memory="1G", job_name=name,
                          log_directory=str(tmp_path / "logs"), workdir=str(tmp_path))
     try:
@@ -227,7 +227,8 @@ slurm_timeout = pytest.mark.timeout(240)
 @slurm_timeout
 def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_path):
     name, n = "daskhpo-handover", 10
-    with chain(tmp_path, name, n, max_restarts=4) as (storage, first):
+    # trials of 1 s in the first two drivers, so each is signalled mid-search; 0.3 s after
+    with chain(tmp_path, name, n, max_restarts=4, delays="1,1,0.3") as (storage, first):
         drivers, handovers = [], []
         for _ in range(2):  # two hand-overs, each after a few trials of the job in charge
             driver = running_driver(name)
@@ -263,7 +264,8 @@ def test_search_spans_three_driver_jobs_handing_over_on_the_signal(slurm, tmp_pa
 @slurm_timeout
 def test_killed_driver_is_resumed_by_its_successor_and_leaves_no_job(slurm, tmp_path):
     name, n = "daskhpo-killed", 7
-    with chain(tmp_path, name, n, max_restarts=2) as (storage, first):
+    # trials of 1.5 s in the first driver, so it is killed mid-search; 0.3 s in its successor
+    with chain(tmp_path, name, n, max_restarts=2, delays="1.5,0.3") as (storage, first):
         assert running_driver(name) == first
         wait(lambda: completed(storage) >= 3, 90, "3 trials before the kill")
         before = {r.trial: r for r in daskhpo.load_experiment(storage).records()}
