@@ -47,6 +47,8 @@ __all__ = [
     "NoWorkersError",
     "SchedulerLostError",
     "SlurmGPUCluster",
+    "submit",
+    "DriverJob",
     "report",
     "load_checkpoint",
     "TrialPruned",
@@ -64,4 +66,8 @@ def __getattr__(name: str):
         from .cluster import SlurmGPUCluster
 
         return SlurmGPUCluster
+    if name in ("submit", "DriverJob"):  # the Slurm driver job (daskhpo.driver), on first use too
+        from . import driver
+
+        return getattr(driver, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

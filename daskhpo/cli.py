@@ -2,8 +2,11 @@
 
 ``daskhpo hunt -n NAME --storage PATH --max-trials N [options] -- COMMAND ... --lr~'loguniform(1e-5, 1)'``
     tunes any program (see :mod:`daskhpo.external`); running it again resumes.
+``daskhpo submit SCRIPT.py [--walltime HH:MM:SS] [--max-restarts N] [...] [-- SBATCH_OPTION ...]``
+    runs a search script as a chain of Slurm driver jobs (see :mod:`daskhpo.driver`).
 ``daskhpo status PATH``
-    counts by status, the best trial and a table of the last and best trials.
+    counts by status, the best trial and a table of the last and best trials; the driver
+    sessions (which job runs the search, hand-overs).
 ``daskhpo list DIR``
     the experiments stored in a directory.
 ``daskhpo plot KIND PATH -o out.html``
@@ -81,6 +84,32 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: in a terminal)")
     hunt.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
 
+    sub = commands.add_parser(
+        "submit",
+        help="run a search script as a chain of Slurm driver jobs",
+        description=(
+            "Queue a small CPU-only Slurm job that runs SCRIPT unchanged (its Dask scheduler, client and search "
+            "live in the job; its worker jobs are submitted from it). Before the walltime the job drains the "
+            "search and hands over to its successor, queued with --dependency=afterany, which resumes from the "
+            "storage. Options after '--' go to sbatch."
+        ),
+        usage="daskhpo submit SCRIPT.py [--args='ARGS'] [--walltime HH:MM:SS] [--max-restarts N] [options] "
+              "[-- SBATCH_OPTION ...]",
+    )
+    sub.add_argument("script", help="the search script, unchanged (the one that works on a login node)")
+    sub.add_argument("--args", default="", metavar="'ARGS'", help="the script's arguments, one string split as a shell does (--args='--trials 500')")
+    sub.add_argument("--walltime", default="01:00:00", help="each driver job's time limit (default 01:00:00)")
+    sub.add_argument("--max-restarts", type=int, default=10, help="successor jobs at most (default 10)")
+    sub.add_argument("--grace", type=float, default=120.0, metavar="S", help="seconds trials in flight get to finish after the hand-over signal (default 120)")
+    sub.add_argument("--signal-before", type=int, default=None, metavar="S", help="seconds before the walltime of the hand-over signal (default grace + 180)")
+    sub.add_argument("--partition", default=None, help="the driver job's partition (a small CPU one is enough)")
+    sub.add_argument("--account", default=None, help="the driver job's account")
+    sub.add_argument("--cpus", type=int, default=1, help="CPUs of the driver job (default 1)")
+    sub.add_argument("--memory", default="4G", help="memory of the driver job (default 4G)")
+    sub.add_argument("--job-name", default=None, help="default daskhpo-<script name>; 'scancel -n NAME' stops the chain")
+    sub.add_argument("--log-directory", default="daskhpo-logs", help="where driver jobs write NAME-<jobid>.out (default daskhpo-logs)")
+    sub.add_argument("--print", action="store_true", help="print the job script instead of submitting it")
+
     status = commands.add_parser("status", help="summary of a stored experiment", description="Counts by status, the best trial, the last and best trials.")
     status.add_argument("path", help="the experiment's storage path")
     status.add_argument("--rows", type=int, default=5, help="rows of each table (default 5)")
@@ -115,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] | None = None
+    if argv and argv[0] == "submit" and "--" in argv:  # what follows '--' goes to sbatch
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1 :]
     if argv and argv[0] == "hunt":
         if "--" in argv:
             i = argv.index("--")
@@ -125,9 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run = {"hunt": _hunt, "status": _status, "list": _list, "plot": _plot, "export": _export, "dashboard": _dashboard}[args.command]
+    run = {"hunt": _hunt, "submit": _submit, "status": _status, "list": _list, "plot": _plot, "export": _export, "dashboard": _dashboard}[args.command]
     try:
-        return run(args, command) if args.command == "hunt" else run(args)
+        return run(args, command) if args.command in ("hunt", "submit") else run(args)
     except UsageError as exc:
         print(f"daskhpo {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -233,6 +265,38 @@ class _client:
             self.cluster.close()
 
 
+# -- submit --------------------------------------------------------------------------------------
+
+
+def _submit(args: argparse.Namespace, sbatch_options: list[str] | None) -> int:
+    import shlex
+
+    from .driver import DriverJob
+
+    try:
+        script_args = shlex.split(args.args)
+    except ValueError as exc:
+        raise UsageError(f"--args is not a valid shell string ({exc}): {args.args!r}") from None
+    try:
+        job = DriverJob(args.script, script_args, walltime=args.walltime, max_restarts=args.max_restarts,
+                        grace=args.grace, signal_before=args.signal_before, partition=args.partition,
+                        account=args.account, cpus=args.cpus, memory=args.memory,
+                        sbatch_options=sbatch_options or [], job_name=args.job_name,
+                        log_directory=args.log_directory)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.print:
+        print(job.job_script(), end="")
+        return 0
+    try:
+        job_id = job.submit()
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"submitted driver job {job_id} ({job.job_name}); 'squeue -n {job.job_name}' shows the chain, "
+          f"'scancel -n {job.job_name}' stops it, its output: {job.log_directory}/{job.job_name}-{job_id}.out")
+    return 0
+
+
 # -- status, list, plot, export ----------------------------------------------------------------
 
 
@@ -304,7 +368,33 @@ def _print_status(ds: Any, rows: int = 5) -> None:
 def _status(args: argparse.Namespace) -> int:
     experiment = _load(args.path)
     _print_status(experiment.history, rows=args.rows)
+    _print_sessions(experiment.attrs, args.path)
     return 0
+
+
+def _print_sessions(attrs: dict, path: str) -> None:
+    """The driver sessions (daskhpo.sessions): who runs the search, hand-overs so far."""
+    from .sessions import summary
+    from .storage_lock import StorageLock
+
+    found = summary(attrs)
+    last = found["last"]
+    if last is None:
+        return
+    print(f"\ndriver sessions: {found['sessions']}, hand-overs: {found['handovers']}, died: {found['died']}")
+    where = f"job {last['job']} on {last['host']}" if last.get("job") else f"{last['host']}"
+    where += f" (pid {last['pid']}" + (f", restart {last['restart']}" if last.get("restart") is not None else "") + ")"
+    if last.get("end") is None:
+        holder = StorageLock(path).holder()  # written by the holder of the lock; gone once released
+        alive = holder is not None and (holder.get("host"), holder.get("pid")) == (last["host"], last["pid"])
+        state = "running" if alive else "no end recorded (killed?)"
+        print(f"  {state}: {where}, since {last['start']}")
+    else:
+        print(f"  last: {where}, {last['start']} to {last['end']}: {last['reason']}")
+    if last.get("successor") and last.get("end") is None:
+        print(f"  successor job: {last['successor']} (queued with --dependency=afterany: starts when this one ends)")
+    elif last.get("successor") and str(last.get("reason")).startswith("drained"):
+        print(f"  successor job: {last['successor']} (resumes the search)")
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -19,9 +19,11 @@ from typing import Any
 
 import xarray as xr
 
+from . import sessions
 from ._version import __version__
 from .checkpoints import CheckpointStore
 from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
+from .engine.drain import drain_requested
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
 from .optimizers import Optimizer, Report, Trial, make_optimizer
@@ -249,6 +251,11 @@ class Experiment:
         logger.warning("%s: worker %s (host %s) quarantined: %s", self.name, entry["worker"], entry["host"], entry["why"])
         with contextlib.suppress(Exception):  # kept in memory at worst; written at the next snapshot
             self._history.snapshot()
+
+    def _end_session(self, reason: str) -> None:
+        """Record why this process's session stopped (``driver_sessions``; see :mod:`daskhpo.sessions`)."""
+        if self._lock is not None:  # only the writer of a storage has a session
+            self._history.attrs[sessions.ATTR] = sessions.end(self._history.attrs, reason)
 
     @property
     def storage(self) -> str | None:
@@ -635,6 +642,8 @@ class Experiment:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
         max_trials = self._check_writable(max_trials)
         if self._budget(max_trials) == 0:
+            self._end_session("nothing to do")
+            self._history.snapshot()
             return self
         with _client_for(client or self._client) as dask_client:
             # short trials: several per Dask task (daskhpo.engine.packed)
@@ -704,7 +713,12 @@ class Experiment:
         if not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1:
             raise ValueError(f"fill_idle must be a share in [0, 1), got {fill_idle!r}")
         budget = self._budget(max_trials)
-        if budget == 0:
+        request = drain_requested()
+        if budget == 0 or request is not None:  # a drain asked for before the run: run nothing
+            if request is not None:
+                logger.warning("%s: not starting: drained (%s)", self.name, request.reason)
+            self._end_session("nothing to do" if budget == 0 else f"drained: {request.reason}")
+            self._history.snapshot()
             return self
         if n_workers is None:
             n_workers = executor.slots()
@@ -722,16 +736,29 @@ class Experiment:
         self._incumbents = []
         for record in self._history.records:
             self._keep_incumbent(record)
+        ended = "completed"
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
                         done=self._history.finished, n_workers=n_workers):
                 engine.run(self._model or self._suggest, self._record, budget, on_report=self._on_report,
                            on_start=self._on_start)
             if self._model is not None and self._model.stats["fills"]:
-                logger.info("%s: %d trials drawn from the prior while the model was busy (fill_idle=%s)",
+                logger.info("%s: %d trials filled while the model was busy (fill_idle=%s)",
                             self.name, self._model.stats["fills"], fill_idle)
+            if engine.drained is not None:
+                ended = f"drained: {engine.drained.reason}"
+                logger.warning("%s: drained (%s) after %d finished trials; %d abandoned, to be run again on "
+                               "resume", self.name, engine.drained.reason, self._history.finished,
+                               len(engine.abandoned))
+        except KeyboardInterrupt:
+            ended = "interrupted"
+            raise
+        except BaseException as exc:
+            ended = f"error: {type(exc).__name__}: {str(exc).strip().split(chr(10), 1)[0]}"
+            raise
         finally:
             self._model = self._engine = None  # hold no executor (nor its client) after the run
+            self._end_session(ended)
             self._history.snapshot()
         return self
 
@@ -997,6 +1024,8 @@ def build_experiment(
     attrs["algorithm_history"] = json.dumps(changes)
     if "quarantined" in stored:
         attrs["quarantined"] = stored["quarantined"]
+    if storage is not None:  # this process writes it from now on (daskhpo.sessions)
+        attrs[sessions.ATTR] = sessions.begin(stored)
     history = History(space, attrs, storage, events, snapshot_interval, fsync=fsync)
     checkpoints = CheckpointStore(storage, keep=keep_checkpoints)
     experiment = Experiment(name, space, optimizer, history, checkpoints=checkpoints)

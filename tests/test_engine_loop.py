@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 
 import pytest
 
 import daskhpo
 from daskhpo import TooManyBrokenTrials
-from daskhpo.engine import Engine, FakeExecutor, Planned
+from daskhpo.engine import (
+    Engine,
+    FakeExecutor,
+    Planned,
+    clear_drain,
+    drain_requested,
+    install_signal_handlers,
+    request_drain,
+)
 from daskhpo.history import read_history
 from daskhpo.optimizers import CONTINUE, PRUNE, Optimizer, Suggestion
 from daskhpo.records import ReportRecord, TrialRecord
@@ -232,3 +243,100 @@ def test_ten_thousand_slots_are_simulated_quickly():
     exp = experiment().run(executor, max_trials=12_000)
     records = exp.records()
     assert len(records) == 12_000 and overlap(records) == 10_000
+
+
+# -- drain: a graceful stop (daskhpo.engine.drain) ------------------------------------------------
+
+
+@pytest.fixture
+def no_drain():
+    """Every drain test leaves no process-wide request behind."""
+    clear_drain()
+    yield
+    clear_drain()
+
+
+def by_id(params):
+    """Trial i runs i + 1 virtual seconds (the plans below set x = i)."""
+    return params["x"] + 1
+
+
+def drain_after_first(grace: float):
+    """An engine on 4 slots whose first result asks it to drain with ``grace``."""
+    plans = iter(Planned(i, {"x": float(i)}) for i in range(100))
+    executor = FakeExecutor(square, duration=by_id)
+    engine = Engine(executor, n_workers=4)
+    recorded = []
+
+    def record(rec, checkpoint):
+        recorded.append(rec.trial)
+        if len(recorded) == 1:
+            engine.drain(grace, "test")
+
+    finished = engine.run(lambda: next(plans, None), record)
+    return engine, executor, recorded, finished
+
+
+def test_drain_finishes_trials_in_flight_within_the_grace_and_abandons_the_rest(no_drain):
+    # trial 0 ends at t=1 and drains with 2.5 s: trials 1 and 2 (ending at 2 and 3) finish,
+    # trial 3 (ending at 4) is cancelled at t=3.5, and nothing else is ever submitted.
+    engine, executor, recorded, finished = drain_after_first(2.5)
+    assert recorded == [0, 1, 2] and finished == 3
+    assert engine.abandoned == [3] and engine.drained.reason == "test" and engine.drained.grace == 2.5
+    assert [t.trial for t in executor.submitted] == [0, 1, 2, 3]
+    assert executor.now == pytest.approx(3.5)  # the grace bounds the wait, to the virtual second
+
+
+def test_drain_without_grace_cancels_at_once_and_a_new_run_runs_normally(no_drain):
+    engine, executor, recorded, finished = drain_after_first(0)
+    assert recorded == [0] and engine.abandoned == [1, 2, 3] and executor.now == pytest.approx(1)
+    plans = iter(Planned(i, {"x": 0.0}) for i in range(3))
+    assert engine.run(lambda: next(plans, None), lambda rec, ck: None) == 3  # the drain was for one run
+    assert engine.drained is None and engine.abandoned == []
+
+
+def test_a_process_wide_drain_stops_the_run_records_why_and_resume_completes(tmp_path, no_drain):
+    path = tmp_path / "drain.nc"
+    exp = experiment(storage=path)
+    exp.subscribe(lambda rec: len(exp.records()) == 5 and request_drain("walltime", grace=1.5))
+    executor = FakeExecutor(square, duration=by_x, slots=4)
+    exp.run(executor, max_trials=30)  # returns normally
+    first = {r.trial: r for r in exp.records()}
+    assert 5 <= len(first) <= 8 and {r.status for r in first.values()} == {"completed"}
+    assert len(executor.submitted) == 8  # the 5 recorded and the 3 in flight then: nothing after the drain
+    # while the request stands, a run starts nothing (a signal that came between two searches)
+    again = FakeExecutor(square)
+    exp.run(again, max_trials=30)
+    assert again.submitted == [] and len(exp.records()) == len(first)
+    clear_drain()
+    exp.close()
+    resumed = daskhpo.build_experiment("fake", SPACE, storage=path)
+    resumed.run(FakeExecutor(square, duration=by_x, slots=4), max_trials=30)
+    records = resumed.records()
+    assert len(records) == 30 and {r.status for r in records} == {"completed"}
+    assert all(records_by_id.params == first[t].params for t, records_by_id in {r.trial: r for r in records}.items()
+               if t in first)
+    sessions = json.loads(daskhpo.load_experiment(path).attrs["driver_sessions"])
+    assert [s["reason"] for s in sessions] == ["drained: walltime", "completed"]
+    assert all(s["pid"] == os.getpid() and s["end"] for s in sessions)
+
+
+def test_a_signal_drains_through_the_installed_handler(tmp_path, no_drain):
+    exp = experiment(storage=tmp_path / "sig.nc")
+    restore = install_signal_handlers({signal.SIGUSR1: 100.0})
+    try:
+        exp.subscribe(lambda rec: len(exp.records()) == 3 and os.kill(os.getpid(), signal.SIGUSR1))
+        exp.run(FakeExecutor(square, duration=by_x, slots=2), max_trials=50)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    assert drain_requested().reason == "SIGUSR1" and drain_requested().grace == 100.0
+    assert 3 <= len(exp.records()) <= 4  # the one in flight finished within the grace
+    assert exp.attrs["driver_sessions"].count('"drained: SIGUSR1"') == 1
+
+
+def test_drain_rejects_a_bad_grace(no_drain):
+    for bad in (-1, float("nan"), "10", True):
+        with pytest.raises(ValueError, match="grace must be non-negative seconds"):
+            request_drain("x", grace=bad)
+    assert drain_requested() is None

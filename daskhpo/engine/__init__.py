@@ -2,6 +2,7 @@
 
 ==========================  ==============================================================
 :mod:`.loop`                :class:`Engine`: keep trials in flight, retries, stopping rules
+:mod:`.drain`               a graceful stop (drain) from another thread or a signal handler
 :mod:`.executor`            the executor interface and the events it emits
 :mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
 :mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests
@@ -13,6 +14,7 @@
 """
 
 from .dask_executor import DaskExecutor, NoWorkersError, SchedulerLostError
+from .drain import DrainRequest, clear_drain, drain_requested, install_signal_handlers, request_drain
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
 from .fake import FakeExecutor
 from .loop import Engine, Planned, TooManyBrokenTrials
@@ -21,6 +23,11 @@ from .worker import TrialOutcome, TrialTask, TrialTimeout, run_trial
 
 __all__ = [
     "Engine",
+    "DrainRequest",
+    "request_drain",
+    "drain_requested",
+    "clear_drain",
+    "install_signal_handlers",
     "Planned",
     "TooManyBrokenTrials",
     "NoWorkersError",

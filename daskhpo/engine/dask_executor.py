@@ -193,6 +193,7 @@ class DaskExecutor:
         self._futures, self._starts = {}, {}
         self._closed = threading.Event()
         self._wake = threading.Event()
+        self._timers: list[threading.Timer] = []
         self._scheduler_lost = threading.Event()
         self._scheduler_address = getattr(self.client.scheduler, "address", None) or str(self.client)
         self._completions = as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
@@ -234,6 +235,13 @@ class DaskExecutor:
     def wake(self) -> None:
         """Make :meth:`next_event` return a :class:`Wake` (from any thread): suggestions are ready."""
         self._inbox.put(Wake())
+
+    def alarm(self, delay: float) -> None:
+        """Make :meth:`next_event` return a :class:`Wake` in ``delay`` seconds (a drain's deadline)."""
+        timer = threading.Timer(delay, self.wake)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def cancel(self, key: str) -> None:
         """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event)."""
@@ -300,6 +308,8 @@ class DaskExecutor:
             logger.debug("could not unsubscribe from %s", self.topic, exc_info=True)
         self._closed.set()
         self._wake.set()
+        for timer in self._timers:
+            timer.cancel()
         for future in self._futures.values():
             future.cancel()
         self._completions.clear()

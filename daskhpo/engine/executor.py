@@ -133,3 +133,8 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """End the run: cancel what still runs, hold nothing."""
+
+    # Optional, for a drain's grace (see daskhpo.engine.drain): ``clock() -> float``, the
+    # executor's time in seconds (default ``time.monotonic``; virtual time in the fake
+    # executor), and ``alarm(delay)``, a :class:`Wake` from ``next_event`` after ``delay``
+    # seconds of that clock.

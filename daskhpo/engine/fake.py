@@ -29,7 +29,7 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun
+from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun, Wake
 from .worker import TrialOutcome, TrialTask, pruned, run_trial, timed_out
 
 __all__ = ["FakeExecutor"]
@@ -149,6 +149,14 @@ class FakeExecutor:
         self.workers.append(worker)
         self._free_since[worker] = self.now
         return worker
+
+    def clock(self) -> float:
+        """The virtual time (the engine measures a drain's grace on it)."""
+        return self.now
+
+    def alarm(self, delay: float) -> None:
+        """A :class:`~daskhpo.engine.executor.Wake` event ``delay`` virtual seconds from now."""
+        self._at(self.now + delay, "", Wake())
 
     def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))

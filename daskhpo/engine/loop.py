@@ -17,6 +17,11 @@ once per batch rather than once per slot; the loop itself waits for the model on
 nothing at all is running.  With a plain callable (and with the fake executor) ``suggest``
 runs on the loop thread, deterministically, as before.
 
+A drain (:meth:`Engine.drain`, or :func:`~daskhpo.engine.drain.request_drain` for the
+whole process, e.g. from a signal handler) stops submitting, waits up to its grace for
+the trials in flight, cancels the rest without recording them, and returns normally;
+:attr:`Engine.drained` says so.
+
 Broken outcomes pass through a :class:`~daskhpo.engine.quarantine.Quarantine`, which may
 hold them until their worker is judged, and quarantine a faulty one (its trials then run
 again elsewhere).
@@ -38,7 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
+from . import drain as _drain
 from .dask_executor import NoWorkersError, SchedulerLostError
+from .drain import DrainRequest
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
 from .quarantine import Quarantine
 from .suggester import Suggester
@@ -136,6 +143,29 @@ class Engine:
         Quarantine(quarantine_after)  # checks the value
         self.quarantine_after = quarantine_after
         self.on_quarantine = on_quarantine
+        #: the drain that ended the last run, or None (see :meth:`drain`)
+        self.drained: DrainRequest | None = None
+        #: trials given up when a drain's grace ran out (not recorded: run again on resume)
+        self.abandoned: list[int] = []
+        self._drains: list[DrainRequest] = []
+
+    def drain(self, grace: float = 0.0, reason: str = "drain requested") -> None:
+        """Stop the run gracefully: submit nothing more, finish or give up what runs.
+
+        Trials in flight get ``grace`` seconds (of the executor's clock, from when the loop
+        sees the request) to finish and be recorded; those still running then are
+        cancelled and not recorded (a resumed search runs them again).  :meth:`run` then
+        returns normally, with :attr:`drained` set.  Callable from any thread and from a
+        signal handler (it takes no lock); a second call with a shorter grace shortens it.
+        A drain asked for before :meth:`run` applies to the next run only.
+        """
+        self._drains.append(DrainRequest(str(reason), _drain._check_grace(grace), time.time()))
+        wake = getattr(self.executor, "wake", None)
+        if wake is not None and getattr(self, "_jobs", None) is not None:
+            try:
+                wake()  # look at it now, not at the next event
+            except Exception:  # not opened yet: the loop checks before it waits
+                pass
 
     def run(
         self,
@@ -175,7 +205,16 @@ class Engine:
             The number of trials that finished (completed or pruned).
         """
         executor = self.executor
-        n_workers = self.n_workers if self.n_workers is not None else executor.slots()
+        self.drained, self.abandoned = None, []
+        _drain._register(self)  # before reading the process-wide request: none is missed
+        request = _drain.drain_requested()
+        if request is not None:
+            self._drains.append(request)
+        try:
+            n_workers = self.n_workers if self.n_workers is not None else executor.slots()
+        except BaseException:
+            _drain._unregister(self)
+            raise
         self._jobs: dict[str, _Job] = {}
         self._on_report = on_report
         self._decisions: deque[tuple[int, str]] = deque()
@@ -183,7 +222,13 @@ class Engine:
         self._told: set[str] = set()
         finished = broken = 0
 
+        clock = getattr(executor, "clock", None) or time.monotonic
+        #: the drain's deadline on ``clock``, once the loop has seen a drain request
+        deadline: float | None = None
+
         def submit(job: _Job) -> None:
+            if self._drains:
+                return  # draining: nothing new, no retry; a resumed search runs it again
             job.key = f"daskhpo-trial-{job.plan.trial}-{uuid.uuid4().hex}"
             self._jobs[job.key] = job
             if on_start is not None:
@@ -210,6 +255,8 @@ class Engine:
 
         def fill() -> None:
             nonlocal hold
+            if self._drains:
+                return
             if model is None:
                 while free_slots() > 0:
                     plan = suggest()
@@ -244,6 +291,33 @@ class Engine:
                     f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
                 )
 
+        def draining() -> bool:
+            """Whether to stop now; starts the deadline when a drain is first seen."""
+            nonlocal deadline
+            if not self._drains:
+                return False
+            grace = min(r.grace for r in list(self._drains))
+            if deadline is None or clock() + grace < deadline:
+                first = deadline is None
+                deadline = clock() + grace
+                alarm = getattr(executor, "alarm", None)
+                if self._jobs and grace > 0 and alarm is not None:
+                    alarm(grace)  # wakes the loop at the deadline if nothing else does
+                if first:
+                    logger.warning("draining (%s): submitting nothing more; %d trial(s) in flight get %g s",
+                                   self._drains[0].reason, len(self._jobs), grace)
+            if self._jobs and clock() < deadline - 0.01:  # a timer may fire a hair early
+                return False
+            self.drained = min(self._drains, key=lambda r: r.grace)
+            self.abandoned = sorted({job.plan.trial for job in self._jobs.values()})
+            if self.abandoned:
+                logger.warning("drain: grace over, cancelling trial(s) %s (not recorded: a resumed search "
+                               "runs them again)", self.abandoned)
+            for key in list(self._jobs):
+                executor.cancel(key)
+            self._jobs.clear()
+            return True
+
         executor.open()
         if model is not None:
             model.on_ready = executor.wake
@@ -251,7 +325,9 @@ class Engine:
             model.start()
         try:
             fill()
-            while self._jobs or guard.held or (model is not None and model.outstanding):
+            while self._jobs or guard.held or (model is not None and model.outstanding) or self._drains:
+                if draining():
+                    break
                 if not self._jobs:
                     if guard.held:  # every slot holds a broken trial: judge now
                         resolve(*guard.settle())
@@ -296,6 +372,8 @@ class Engine:
                 fill()
             return finished
         finally:
+            _drain._unregister(self)
+            self._drains = []
             try:
                 for _job, trial, checkpoint in guard.release():  # a run ending early: held ones are broken
                     try:
