@@ -207,3 +207,27 @@ def test_invalid_engine_options(client, kwargs, message):
     exp = daskhpo.build_experiment("bad", SPACE, seed=0)
     with pytest.raises(ValueError, match=message):
         exp.workon(sleepy, max_trials=1, client=client, **kwargs)
+
+
+def test_a_trial_without_deadline_never_injects_exceptions(monkeypatch):
+    """Regression: clearing a pending async exception after every trial (a ctypes call that
+    holds the GIL while it waits for CPython's thread-list lock) deadlocked a worker whose
+    profiler held that lock while waiting for the GIL.  Only a deadline that fired clears."""
+    import ctypes
+
+    from daskhpo.engine.worker import TrialTimeout, _Deadline
+
+    calls = []
+    real = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    monkeypatch.setattr(ctypes.pythonapi, "PyThreadState_SetAsyncExc", lambda *a: calls.append(a) or real(*a))
+    with _Deadline(None):
+        pass
+    with _Deadline(5.0):  # armed, never fired
+        pass
+    assert calls == []
+    with pytest.raises(TrialTimeout):
+        with _Deadline(0.01):
+            time.sleep(0.2)
+            for _ in range(10**6):  # the exception arrives at a Python instruction
+                pass
+    assert len(calls) == 2  # injected, then cleared

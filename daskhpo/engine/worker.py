@@ -90,11 +90,13 @@ class _Deadline:
         self._thread_id = threading.get_ident()
         self._lock = threading.Lock()
         self._armed = seconds is not None
+        self._fired = False
         self._timer = threading.Timer(seconds, self._fire) if seconds is not None else None
 
     def _fire(self) -> None:
         with self._lock:
             if self._armed:
+                self._fired = True
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), ctypes.py_object(TrialTimeout))
 
     def __enter__(self) -> _Deadline:
@@ -111,8 +113,13 @@ class _Deadline:
 
     def __exit__(self, *exc: Any) -> None:
         self.disarm()
-        # Drop an exception injected after the objective returned but not yet delivered.
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), None)
+        if self._fired:
+            # Drop an exception injected after the objective returned but not yet delivered.
+            # Only then: the call holds the GIL while it waits for CPython's thread-list
+            # lock, and a thread holding that lock may be waiting for the GIL (Dask's
+            # profiler in sys._current_frames, whose allocation runs Dask's gc callback,
+            # which does I/O): calling it after every trial deadlocked a worker process.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread_id), None)
 
 
 def _current_worker() -> Any:
