@@ -1,0 +1,334 @@
+"""Racing (IRACE-style, F-Race) for noisy objectives.
+
+Each configuration is evaluated instance by instance (CV folds, seeds, datasets): the
+objective calls ``daskhpo.report(step=instance, objective=score)`` after each instance, in
+the same instance order for every configuration, and returns the mean of its scores.  After
+``first_test`` instances, each report of a configuration ``c`` is a test:
+
+* the *block* is every configuration still in the race (running, or completed and not
+  eliminated) that has a score on each instance ``c`` has reported: configurations that
+  started at different times are compared on the instances they share;
+* with three or more configurations in the block, a Friedman test (scipy's
+  :func:`~scipy.stats.friedmanchisquare`, ranks within each instance); when it rejects at
+  ``alpha``, Conover's pairwise post-hoc test of each configuration against the best (the
+  lowest rank sum), as F-Race and irace do; with two, a paired Wilcoxon signed-rank test
+  (:func:`~scipy.stats.wilcoxon`);
+* ``c`` is pruned if it is significantly worse than the best; completed configurations
+  found significantly worse leave the race (they stay ``completed`` in the history, but no
+  later block includes them, as F-Race drops eliminated candidates).
+
+A prune is a decision on the reporting trial only: other running configurations are judged
+at their own next report.  Decisions depend only on the order of reports and results, so a
+resumed race (reports replayed in their live order) decides as the live one did.
+
+**The best of a race** is the completed configuration with the lowest mean over all
+``instances`` (:attr:`Race.incumbent`).  For :attr:`daskhpo.Experiment.best` to agree, the
+objective returns that mean; a trial whose returned objective differs from the mean of
+its reported scores is ranked by the mean here, with a warning.
+
+**What the sampler learns.**  New configurations come from ``sampler`` (any registered
+single-objective algorithm that does not decide on reports itself: ``"tpe"`` by default,
+``"random"``, ``"gp"``, ...).  It is told every configuration, as a completed trial:
+
+* a configuration with a score on every instance: the mean of its scores;
+* a pruned one (or one that completed with fewer instances): an estimate of the mean it
+  would have had, ``mean_i(y_ci - m_i) + mean(m)``, where ``m_i`` is the mean score on
+  instance ``i`` of the configurations evaluated on every instance (an additive
+  configuration + instance model: a configuration pruned on hard instances is not
+  mistaken for a bad one), and never better than the incumbent's mean (it was pruned for
+  being worse).  Without any fully evaluated configuration yet, the plain mean of its
+  scores.
+
+Pruned configurations are most of a race; telling a model-based sampler that their region
+is bad is what keeps it from suggesting more of them.  Configurations that failed (broken,
+timed out, lost) are told as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..space import Space
+from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial, check_option, option_error
+
+__all__ = ["Race", "race_test"]
+
+logger = logging.getLogger(__name__)
+
+# states of a configuration in the race
+_RUNNING, _COMPLETED, _ELIMINATED, _PRUNED, _FAILED = "running", "completed", "eliminated", "pruned", "failed"
+_IN_RACE = (_RUNNING, _COMPLETED)
+
+
+def race_test(scores: np.ndarray, alpha: float) -> tuple[int, list[int], float]:
+    """One F-Race test: which configurations are significantly worse than the best.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Shape ``(instances, configurations)``: values to minimize, one row per instance
+        (a block), at least two rows and two columns.
+    alpha : float
+        Significance level of the omnibus test and of the post-hoc comparisons.
+
+    Returns
+    -------
+    best : int
+        Column of the best configuration: the lowest rank sum (ties: the lowest mean, then
+        the first column).
+    worse : list of int
+        Columns significantly worse than ``best``, in column order.
+    p_value : float
+        Of the Friedman test (three or more columns) or the paired Wilcoxon signed-rank
+        test (two columns); 1.0 when every instance ties every configuration.
+
+    Notes
+    -----
+    With ``k >= 3`` configurations over ``b`` instances, ranks ``R_ij`` within each instance
+    (ties averaged), rank sums ``R_j`` and ``A = sum R_ij**2``: the Friedman statistic ``T``
+    (tie-corrected, :func:`scipy.stats.friedmanchisquare`); if its p-value is below
+    ``alpha``, configuration ``j`` is worse than the best when ``R_j - R_best`` exceeds
+    ``t_{1-alpha/2, (b-1)(k-1)} * sqrt(2 (b A - sum R_j**2) / ((b-1)(k-1)))`` (Conover,
+    *Practical Nonparametric Statistics*, 1999, pp. 369-371; the rule of F-Race and irace).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = np.array([[1.0, 2.0, 3.0]] * 6) + np.arange(6)[:, None]  # same order on 6 instances
+    >>> best, worse, p = race_test(scores, 0.05)
+    >>> best, worse, p < 0.05
+    (0, [1, 2], True)
+    """
+    from scipy import stats
+
+    scores = np.asarray(scores, dtype=float)
+    b, k = scores.shape
+    if b < 2 or k < 2:
+        raise ValueError(f"race_test needs at least 2 instances and 2 configurations, got shape {scores.shape}")
+    ranks = stats.rankdata(scores, axis=1)
+    rank_sums = ranks.sum(axis=0)
+    means = scores.mean(axis=0)
+    best = min(range(k), key=lambda j: (rank_sums[j], means[j], j))
+    if k == 2:
+        diff = scores[:, 0] - scores[:, 1]
+        if not np.any(diff != 0):
+            return best, [], 1.0
+        p = float(stats.wilcoxon(diff).pvalue)
+        if not p < alpha:
+            return best, [], p
+        # the better one by the signed-rank sums (what the test compared), not by rank sums
+        signed = stats.rankdata(np.abs(diff[diff != 0]))
+        positive, negative = signed[diff[diff != 0] > 0].sum(), signed[diff[diff != 0] < 0].sum()
+        best = 1 if positive > negative else 0
+        return best, [1 - best], p
+    spread = b * float((ranks**2).sum()) - float((rank_sums**2).sum())
+    if not np.any(ranks != ranks[:, :1]):  # every instance ties every configuration
+        return best, [], 1.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = float(stats.friedmanchisquare(*scores.T).pvalue)
+    if not p < alpha:
+        return best, [], p if math.isfinite(p) else 1.0
+    dof = (b - 1) * (k - 1)
+    critical = float(stats.t.ppf(1 - alpha / 2, dof)) * math.sqrt(max(2 * spread / dof, 0.0))
+    worse = [j for j in range(k) if j != best and rank_sums[j] - rank_sums[best] > critical]
+    return best, worse, p
+
+
+class Race(Optimizer):
+    """Racing of configurations over instances, with Friedman tests (see the module documentation).
+
+    Parameters
+    ----------
+    space : Space
+    seed : int, optional
+    sampler : str, (str, dict) or Optimizer, default "tpe"
+        Where new configurations come from: a single-objective algorithm that does not
+        decide on reports itself (not ``asha``, ``hyperband``, ``pbt`` or ``race``).
+    instances : int, default 10
+        Instances each configuration is evaluated on (``report`` steps per trial).
+    first_test : int, default 5
+        Instances a configuration must have before it is tested (at least 2, at most
+        ``instances``).
+    alpha : float, default 0.05
+        Significance level of the tests, in (0, 1).
+
+    Examples
+    --------
+    >>> algorithm = ("race", {"sampler": "tpe", "instances": 10, "first_test": 5, "alpha": 0.05})
+    """
+
+    name = "race"
+
+    def __init__(
+        self,
+        space: Space,
+        seed: int | None = None,
+        sampler: Any = "tpe",
+        instances: int = 10,
+        first_test: int = 5,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(space, seed)
+        check_option(self.name, "instances", instances, "int", low=2)
+        check_option(self.name, "first_test", first_test, "int", low=2, high=instances)
+        check_option(self.name, "alpha", alpha, low=0, high=1, low_open=True, high_open=True)
+        self.instances, self.first_test, self.alpha = int(instances), int(first_test), float(alpha)
+        from . import make_optimizer  # the registry imports this module lazily
+
+        self._sampler_spec = sampler
+        self.sampler = make_optimizer(sampler, self.space, self.seed)
+        if type(self.sampler).report is not Optimizer.report:
+            raise option_error(
+                self.name, "sampler",
+                f"must not decide on reports itself (got {self.sampler.name or type(self.sampler).__name__!r}); "
+                "use a single-objective algorithm such as 'tpe', 'random' or 'gp'",
+            )
+        #: trial -> {instance (step): minimized score}
+        self._scores: dict[int, dict[float, float]] = {}
+        #: trial -> state in the race
+        self._state: dict[int, str] = {}
+        self._warned_mean = False
+
+    # -- configuration -----------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The options, as given (stored in the history's attrs)."""
+        spec = self._sampler_spec
+        if isinstance(spec, Optimizer):
+            spec = spec.name or type(spec).__name__
+        elif isinstance(spec, (tuple, list)):
+            spec = [spec[0], dict(spec[1])]
+        return {"sampler": spec, "instances": self.instances, "first_test": self.first_test, "alpha": self.alpha}
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Trials asked for and not yet told, here or in the sampler."""
+        own = tuple(self._pending)
+        return own + tuple(t for t in self.sampler.pending if t not in own)
+
+    def needed_checkpoints(self) -> set[int]:
+        """A race never starts a trial from a checkpoint."""
+        return set()
+
+    # -- what the race knows -----------------------------------------------------------
+    def _full(self, trial_id: int) -> bool:
+        return len(self._scores.get(trial_id, ())) >= self.instances
+
+    @property
+    def incumbent(self) -> int | None:
+        """The best configuration so far: the completed trial with the lowest mean score
+        over all ``instances`` (ties: the earliest), or ``None`` before the first one."""
+        done = [t for t, s in self._state.items() if s in (_COMPLETED, _ELIMINATED) and self._full(t)]
+        if not done:
+            return None
+        return min(done, key=lambda t: (self.mean(t), t))
+
+    def mean(self, trial_id: int) -> float:
+        """The mean reported score of a configuration (minimized; NaN without reports)."""
+        scores = self._scores.get(trial_id)
+        return float(np.mean(list(scores.values()))) if scores else math.nan
+
+    def status(self, trial_id: int) -> str | None:
+        """Where a configuration stands: ``"running"``, ``"completed"``, ``"eliminated"``
+        (completed, then shown worse), ``"pruned"``, ``"failed"``, or ``None`` if unknown."""
+        return self._state.get(trial_id)
+
+    def estimate(self, trial_id: int) -> float:
+        """The mean score over all instances a configuration has, or would have had.
+
+        Its own mean when it has every instance; otherwise the additive estimate of the
+        module documentation, never better than the incumbent's mean.
+        """
+        scores = self._scores.get(trial_id)
+        if not scores:
+            return math.nan
+        if self._full(trial_id):
+            return self.mean(trial_id)
+        reference = [t for t, s in self._state.items() if s in (_COMPLETED, _ELIMINATED) and self._full(t)]
+        if not reference:
+            return self.mean(trial_id)
+        instances = sorted({i for t in reference for i in self._scores[t]})
+        by_instance = {i: float(np.mean([self._scores[t][i] for t in reference if i in self._scores[t]]))
+                       for i in instances}
+        shared = [i for i in scores if i in by_instance]
+        if not shared:
+            return self.mean(trial_id)
+        offset = float(np.mean([scores[i] - by_instance[i] for i in shared]))
+        value = offset + float(np.mean(list(by_instance.values())))
+        return max(value, min(self.mean(t) for t in reference))
+
+    # -- protocol ----------------------------------------------------------------------
+    def ask(self, trial_id: int) -> Suggestion | None:
+        """A new configuration from the sampler (the race never runs one twice)."""
+        suggestion = self.sampler.ask(trial_id)
+        if suggestion is None:
+            return None
+        self._pending.add(trial_id)
+        return Suggestion(dict(suggestion.params))
+
+    def report(self, report: Report) -> str:
+        """Record the score of one instance; after ``first_test`` of them, test the configuration."""
+        trial_id = report.trial_id
+        state = self._state.get(trial_id)
+        if state is None:
+            state = self._state[trial_id] = _RUNNING
+        if not math.isfinite(report.objective):
+            return PRUNE if state == _PRUNED else CONTINUE
+        self._scores.setdefault(trial_id, {})[float(report.step)] = float(report.objective)
+        if state == _PRUNED:
+            return PRUNE  # its score on the step it ran before it saw the decision: data all the same
+        if state != _RUNNING or len(self._scores[trial_id]) < self.first_test:
+            return CONTINUE
+        return self._test(trial_id)
+
+    def _test(self, trial_id: int) -> str:
+        steps = sorted(self._scores[trial_id])
+        members = [t for t in sorted(self._state) if self._state[t] in _IN_RACE
+                   and all(i in self._scores.get(t, ()) for i in steps)]
+        if len(members) < 2:
+            return CONTINUE
+        table = np.array([[self._scores[t][i] for t in members] for i in steps])
+        _, worse, _ = race_test(table, self.alpha)
+        decision = CONTINUE
+        for j in worse:
+            t = members[j]
+            if t == trial_id:
+                self._state[t], decision = _PRUNED, PRUNE
+            elif self._state[t] == _COMPLETED:
+                self._state[t] = _ELIMINATED  # leaves the race; running ones are judged at their next report
+        return decision
+
+    def tell(self, trial: Trial) -> None:
+        """End a configuration's race; tell the sampler its (estimated) mean over all instances."""
+        self._pending.pop(trial.id)
+        state = self._state.get(trial.id)
+        scores = self._scores.get(trial.id)
+        if trial.status not in ("completed", "pruned"):
+            self._state[trial.id] = _FAILED
+            self.sampler.tell(trial)
+            return
+        if trial.status == "pruned" or state == _PRUNED:
+            # pruned, or completed after a prune decision at its last instance: out of the race
+            self._state[trial.id] = _PRUNED if trial.status == "pruned" else _ELIMINATED
+        else:
+            self._state[trial.id] = _ELIMINATED if state == _ELIMINATED else _COMPLETED
+        if not scores:  # it reported nothing (a resume of an older run, a foreign trial)
+            self.sampler.tell(trial)
+            return
+        if trial.status == "completed" and self._full(trial.id) and math.isfinite(trial.objective):
+            mean = self.mean(trial.id)
+            if not math.isclose(trial.objective, mean, rel_tol=1e-6, abs_tol=1e-9) and not self._warned_mean:
+                self._warned_mean = True
+                logger.warning(
+                    "race: trial %d returned %g, but the mean of its %d reported scores is %g; the race ranks "
+                    "configurations by that mean: return it from the objective so that experiment.best agrees",
+                    trial.id, trial.objective, len(scores), mean,
+                )
+        self.sampler.tell(replace(trial, status="completed", objective=self.estimate(trial.id)))
