@@ -5,21 +5,26 @@ objective calls ``daskhpo.report(step=instance, objective=score)`` after each in
 the same instance order for every configuration, and returns the mean of its scores.  After
 ``first_test`` instances, each report of a configuration ``c`` is a test:
 
-* the *block* is every configuration still in the race (running, or completed and not
-  eliminated) that has a score on each instance ``c`` has reported: configurations that
-  started at different times are compared on the instances they share;
+* the *block* is ``c`` and every completed configuration still in the race that has a
+  score on each instance ``c`` has reported: configurations that started at different times
+  are compared on the instances they share;
 * with three or more configurations in the block, a Friedman test (scipy's
   :func:`~scipy.stats.friedmanchisquare`, ranks within each instance); when it rejects at
   ``alpha``, Conover's pairwise post-hoc test of each configuration against the best (the
   lowest rank sum), as F-Race and irace do; with two, a paired Wilcoxon signed-rank test
-  (:func:`~scipy.stats.wilcoxon`);
-* ``c`` is pruned if it is significantly worse than the best; completed configurations
-  found significantly worse leave the race (they stay ``completed`` in the history, but no
-  later block includes them, as F-Race drops eliminated candidates).
+  (:func:`~scipy.stats.wilcoxon`, exact: with ``alpha=0.05`` it needs 6 instances);
+* ``c`` is pruned if it is significantly worse than the best.
 
-A prune is a decision on the reporting trial only: other running configurations are judged
-at their own next report.  Decisions depend only on the order of reports and results, so a
-resumed race (reports replayed in their live order) decides as the live one did.
+When a configuration completes, the same test over all its instances removes from the race
+the completed configurations significantly worse than the best (they stay ``completed`` in
+the history, but no later block includes them, as F-Race drops eliminated candidates).
+
+Running configurations are compared with completed ones, not with each other: a decision
+depends only on the trials that finished before it and on the reporting trial's own
+reports.  So a resumed race, which is told the finished trials' reports and results in
+their live order, decides exactly as the live one did (a trial interrupted mid-run leaves
+no trace), and a trial that never finishes never holds a place in the race.  The price:
+nothing is pruned before the first configuration completes.
 
 **The best of a race** is the completed configuration with the lowest mean over all
 ``instances`` (:attr:`Race.incumbent`).  For :attr:`daskhpo.Experiment.best` to agree, the
@@ -63,7 +68,6 @@ logger = logging.getLogger(__name__)
 
 # states of a configuration in the race
 _RUNNING, _COMPLETED, _ELIMINATED, _PRUNED, _FAILED = "running", "completed", "eliminated", "pruned", "failed"
-_IN_RACE = (_RUNNING, _COMPLETED)
 
 
 def race_test(scores: np.ndarray, alpha: float) -> tuple[int, list[int], float]:
@@ -288,22 +292,25 @@ class Race(Optimizer):
             return CONTINUE
         return self._test(trial_id)
 
-    def _test(self, trial_id: int) -> str:
-        steps = sorted(self._scores[trial_id])
-        members = [t for t in sorted(self._state) if self._state[t] in _IN_RACE
-                   and all(i in self._scores.get(t, ()) for i in steps)]
+    def _block(self, trial_id: int) -> list[int]:
+        """``trial_id`` and the completed configurations in the race with all its instances."""
+        steps = self._scores[trial_id]
+        return [t for t in sorted(self._state) if t == trial_id or (
+            self._state[t] == _COMPLETED and all(i in self._scores.get(t, ()) for i in steps))]
+
+    def _worse(self, members: list[int], trial_id: int) -> list[int]:
+        """The members significantly worse than the best, on the instances of ``trial_id``."""
         if len(members) < 2:
-            return CONTINUE
+            return []
+        steps = sorted(self._scores[trial_id])
         table = np.array([[self._scores[t][i] for t in members] for i in steps])
-        _, worse, _ = race_test(table, self.alpha)
-        decision = CONTINUE
-        for j in worse:
-            t = members[j]
-            if t == trial_id:
-                self._state[t], decision = _PRUNED, PRUNE
-            elif self._state[t] == _COMPLETED:
-                self._state[t] = _ELIMINATED  # leaves the race; running ones are judged at their next report
-        return decision
+        return [members[j] for j in race_test(table, self.alpha)[1]]
+
+    def _test(self, trial_id: int) -> str:
+        if trial_id in self._worse(self._block(trial_id), trial_id):
+            self._state[trial_id] = _PRUNED
+            return PRUNE
+        return CONTINUE
 
     def tell(self, trial: Trial) -> None:
         """End a configuration's race; tell the sampler its (estimated) mean over all instances."""
@@ -318,7 +325,11 @@ class Race(Optimizer):
             # pruned, or completed after a prune decision at its last instance: out of the race
             self._state[trial.id] = _PRUNED if trial.status == "pruned" else _ELIMINATED
         else:
-            self._state[trial.id] = _ELIMINATED if state == _ELIMINATED else _COMPLETED
+            self._state[trial.id] = _COMPLETED
+            if scores and len(scores) >= self.first_test:
+                # its full evidence: the completed configurations worse than the best leave the race
+                for t in self._worse(self._block(trial.id), trial.id):
+                    self._state[t] = _ELIMINATED
         if not scores:  # it reported nothing (a resume of an older run, a foreign trial)
             self.sampler.tell(trial)
             return

@@ -113,15 +113,27 @@ def test_configurations_are_compared_on_the_instances_they_share():
     complete(race, 0, difficulty)
     complete(race, 1, difficulty + ALTERNATE)
     feed(race, 3, difficulty[:2] - 1.0)  # started late: 2 instances so far, better than everyone
-    # 2 is worse than 0 and 1 on each of its 5 instances; 3 lacks instances 3-5, so it is not
-    # in the block (being better than all would not save 2 anyway)
+    # 2 is worse than 0 and 1 on each of its 5 instances: pruned; the running 3, better than
+    # all, is not in its block (running configurations are compared with completed ones)
     assert feed(race, 2, difficulty[:5] + 2.0)[-1] == PRUNE
     assert race.status(3) == "running"
-    # at its 5th instance 3 is the best of {0, 1, 3} (2 is out): 3 goes on, and the completed
-    # 0 and 1, worse than 3 on the instances they share with it, leave the race
+    # 3 is the best of {0, 1, 3} at its 5th instance: it goes on; its test decides only for it
     assert feed(race, 3, difficulty[2:5] - 1.0, start=3) == [CONTINUE] * 3
+    assert race.status(0) == race.status(1) == "completed"
+    assert race.incumbent == 0
+    # once 3 completes, its test over all 10 instances removes 0 and 1 from the race
+    feed(race, 3, difficulty[5:] - 1.0, start=6)
+    race.tell(Trial(3, {"q": 0.5}, "completed", float(np.mean(difficulty - 1.0)), last_step=10.0))
     assert race.status(0) == race.status(1) == "eliminated"
-    assert race.incumbent == 0  # the best completed mean over all instances, out of the race or not
+    assert race.incumbent == 3
+    # a newcomer is now raced against 3 alone: the exact Wilcoxon test needs 6 instances
+    assert feed(race, 4, difficulty[:6]) == [CONTINUE] * 5 + [PRUNE]
+
+
+def test_nothing_is_pruned_before_a_configuration_completes():
+    race = Race(SPACE, seed=0, sampler="random", instances=8, first_test=5)
+    feed(race, 0, np.zeros(7))
+    assert feed(race, 1, np.ones(8) * 10) == [CONTINUE] * 8  # 0 still runs: no evidence to race against
 
 
 def test_a_configuration_as_good_as_the_best_survives():
