@@ -69,6 +69,22 @@ def test_two_configurations_use_the_exact_wilcoxon_test():
     assert race_test(np.array([[1.0, 2.0]] * 5), 0.05)[1] == []
 
 
+def test_fast_statistics_equal_scipys():
+    from daskhpo.optimizers.race import _ranks, _wilcoxon
+
+    rng = np.random.default_rng(7)
+    for shape in [(5, 3), (6, 7), (10, 40)]:
+        for scores in (rng.normal(size=shape), np.round(rng.normal(size=shape))):  # with ties too
+            assert np.array_equal(_ranks(scores)[0], stats.rankdata(scores, axis=1))
+            if race_test(scores, 0.05)[2] < 1:
+                assert race_test(scores, 0.05)[2] == pytest.approx(stats.friedmanchisquare(*scores.T).pvalue)
+    for n in (5, 6, 9, 20):
+        diff = rng.normal(0.5, 1, size=n)
+        assert _wilcoxon(diff) == pytest.approx(stats.wilcoxon(diff).pvalue, abs=1e-12)
+    diff = np.array([1.0, 1.0, -2.0, 3.0, 0.0, 4.0, 5.0])  # ties and a zero: scipy's own
+    assert _wilcoxon(diff) == pytest.approx(stats.wilcoxon(diff).pvalue)
+
+
 # -- the race's decisions ---------------------------------------------------------------------
 
 
