@@ -26,7 +26,9 @@ latency
     optimizer that always continues and with the race; (2) how long an asynchronous
     prune takes to reach the objective (reports every 0.2 ms); (3) for step lengths from 0
     to 30 ms, a trial of 10 steps that the search prunes at step 3: steps actually run and
-    time spent, asynchronously and with ``wait=True``, against running all 10 steps.
+    time spent, asynchronously and with ``wait=True``, against running all 10 steps.  Steps
+    either sleep (native code that releases the GIL, as numpy or a GPU kernel do) or spin in
+    Python (holding the GIL, which the worker's communication thread then waits for).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def bench_quality(seeds: list[int], budgets: list[int], noise: float) -> list[di
             ))
     by = {(r["method"], r["budget"]): r["mean_regret"] for r in rows}
     for budget in budgets:
-        emit(part="quality-ratio", budget=budget,
+        emit(part="quality-ratio", budget=budget, noise=noise,
              race_tpe_over_full_tpe=by[("race-tpe", budget)] / by[("full-tpe", budget)],
              race_random_over_full_random=by[("race-random", budget)] / by[("full-random", budget)])
     return rows
@@ -174,7 +176,15 @@ def waiting_reports(x, n=200):
             "p99_ms": float(np.percentile(costs, 99))}
 
 
-def until_pruned(x, period=0.0002):
+def _work(seconds: float, busy: bool) -> None:
+    """A step: Python code holding the GIL (``busy``), or native code releasing it (a sleep)."""
+    if busy:
+        _busy(seconds)
+    elif seconds > 0:
+        time.sleep(seconds)
+
+
+def until_pruned(x, period=0.0002, busy=False):
     """Report every ``period`` s; the search prunes at step 1: the time until TrialPruned."""
     step, first = 0, time.perf_counter()
     try:
@@ -183,18 +193,18 @@ def until_pruned(x, period=0.0002):
             daskhpo.report(step, objective=x)
             if step == 1:
                 first = time.perf_counter()
-            _busy(period)
+            _work(period, busy)
     except daskhpo.TrialPruned:
         return {"objective": x, "latency_ms": (time.perf_counter() - first) * 1e3}
     return {"objective": x, "latency_ms": math.inf}
 
 
-def steps_of(x, step_s=0.001, steps=10, wait=False):
+def steps_of(x, step_s=0.001, steps=10, wait=False, busy=False):
     """10 steps of ``step_s`` each; the search prunes at step 3: steps run and time spent."""
     t0, ran = time.perf_counter(), 0
     try:
         for step in range(1, steps + 1):
-            _busy(step_s)
+            _work(step_s, busy)
             ran += 1
             daskhpo.report(step, objective=x, wait=wait)
     except daskhpo.TrialPruned:
@@ -229,9 +239,11 @@ def _history(client, fn, optimizer, trials, **kwargs):
 
 
 def bench_latency(quick: bool) -> None:
+    import os
+
     from distributed import Client, LocalCluster
 
-    trials = 2 if quick else 6
+    trials = 2 if quick else 8
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         for name, opt in (("always continue", lambda s: Always(s, seed=0)),
@@ -239,23 +251,25 @@ def bench_latency(quick: bool) -> None:
                               ("race", {"sampler": "random", "instances": 10**6, "first_test": 5}), s, 0))):
             ds = _history(client, waiting_reports, opt, trials, n=50 if quick else 200)
             emit(part="latency", what=f"report(wait=True) round trip, {name}", trials=len(ds.trial),
-                 median_ms=float(np.median(ds.median_ms.values)), p90_ms=float(np.median(ds.p90_ms.values)),
-                 p99_ms=float(np.median(ds.p99_ms.values)))
-        ds = _history(client, until_pruned, lambda s: Always(s, seed=0, prune_at=1), trials)
-        emit(part="latency", what="asynchronous prune: report to TrialPruned (reports every 0.2 ms)",
-             trials=len(ds.trial), median_ms=float(np.median(ds.latency_ms.values)),
-             p90_ms=float(np.percentile(ds.latency_ms.values, 90)))
-        for step_ms in (0, 0.1, 0.3, 1, 3, 10, 30):
-            row = {}
-            for mode in ("async", "wait"):
-                ds = _history(client, steps_of, lambda s: Always(s, seed=0, prune_at=3), trials,
-                              step_s=step_ms / 1e3, wait=mode == "wait")
-                row[f"{mode}_steps_run"] = float(np.mean(ds.ran.values))
-                row[f"{mode}_ms"] = float(np.mean(ds.elapsed_ms.values))
-            full_ms = 10 * step_ms
-            emit(part="step-length", step_ms=step_ms, full_ms=full_ms, **row,
-                 async_saving=1 - row["async_ms"] / full_ms if full_ms else math.nan,
-                 wait_saving=1 - row["wait_ms"] / full_ms if full_ms else math.nan)
+                 statuses=ds.status.to_series().value_counts().to_dict(),
+                 median_ms=float(np.nanmedian(ds.median_ms.values)), p90_ms=float(np.nanmedian(ds.p90_ms.values)),
+                 p99_ms=float(np.nanmedian(ds.p99_ms.values)), loadavg=os.getloadavg()[0])
+        for busy in (False, True):
+            ds = _history(client, until_pruned, lambda s: Always(s, seed=0, prune_at=1), trials, busy=busy)
+            emit(part="latency", what="asynchronous prune: report to TrialPruned, reports every 0.2 ms "
+                 + ("of Python code holding the GIL" if busy else "of native code (a sleep)"),
+                 trials=len(ds.trial), median_ms=float(np.median(ds.latency_ms.values)),
+                 p90_ms=float(np.percentile(ds.latency_ms.values, 90)), loadavg=os.getloadavg()[0])
+        for busy in (False, True):
+            for step_ms in (0, 0.1, 0.3, 1, 3, 10, 30):
+                row = {}
+                for mode in ("async", "wait"):
+                    ds = _history(client, steps_of, lambda s: Always(s, seed=0, prune_at=3), trials,
+                                  step_s=step_ms / 1e3, wait=mode == "wait", busy=busy)
+                    row[f"{mode}_steps_run"] = float(np.mean(ds.ran.values))
+                    row[f"{mode}_ms"] = float(np.median(ds.elapsed_ms.values))
+                emit(part="step-length", step_ms=step_ms, gil="held" if busy else "released", **row,
+                     unpruned_ms=10 * step_ms, loadavg=os.getloadavg()[0])
 
 
 def main() -> None:
@@ -263,14 +277,15 @@ def main() -> None:
     parser.add_argument("--parts", default="quality,latency")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budgets", default="300,1000")
-    parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--noises", default="1.0,0.3", help="noise levels (standard deviation per instance)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     parts = set(args.parts.split(","))
     if "quality" in parts:
         seeds = list(range(2 if args.quick else args.seeds))
-        bench_quality(seeds, [int(b) for b in args.budgets.split(",")], args.noise)
+        for noise in (float(n) for n in args.noises.split(",")):
+            bench_quality(seeds, [int(b) for b in args.budgets.split(",")], noise)
     if "latency" in parts:
         bench_latency(args.quick)
 

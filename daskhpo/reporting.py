@@ -179,7 +179,7 @@ def report(
         trials from it (see :func:`load_checkpoint`).
     wait : bool or float, default False
         Wait for the search's decision on this report before returning: ``True`` (up to
-        :data:`WAIT_S`, 60 s) or a number of seconds.  A prune then raises
+        ``daskhpo.reporting.WAIT_S``, 60 s) or a number of seconds.  A prune then raises
         :class:`TrialPruned` from this very call, so that the next step never runs; without
         it the decision arrives while the next step runs and stops the trial at the
         following report.  The cost: one round trip from the trial to the search and back

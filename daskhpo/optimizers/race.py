@@ -247,6 +247,13 @@ class Race(Optimizer):
         self._scores: dict[int, dict[float, float]] = {}
         #: trial -> state in the race
         self._state: dict[int, str] = {}
+        #: completed configurations still in the race (what blocks are made of), in id order
+        self._racing: list[int] = []
+        #: over the completed configurations with every instance: per instance, the sum and
+        #: number of scores (the reference of estimates), and (mean, trial) of the best
+        self._ref_sum: dict[float, float] = {}
+        self._ref_n: dict[float, int] = {}
+        self._best: tuple[float, int] | None = None
         self._warned_mean = False
 
     # -- configuration -----------------------------------------------------------------
@@ -278,10 +285,7 @@ class Race(Optimizer):
     def incumbent(self) -> int | None:
         """The best configuration so far: the completed trial with the lowest mean score
         over all ``instances`` (ties: the earliest), or ``None`` before the first one."""
-        done = [t for t, s in self._state.items() if s in (_COMPLETED, _ELIMINATED) and self._full(t)]
-        if not done:
-            return None
-        return min(done, key=lambda t: (self.mean(t), t))
+        return None if self._best is None else self._best[1]
 
     def mean(self, trial_id: int) -> float:
         """The mean reported score of a configuration (minimized; NaN without reports)."""
@@ -304,18 +308,17 @@ class Race(Optimizer):
             return math.nan
         if self._full(trial_id):
             return self.mean(trial_id)
-        reference = [t for t, s in self._state.items() if s in (_COMPLETED, _ELIMINATED) and self._full(t)]
-        if not reference:
+        if self._best is None:  # no configuration evaluated on every instance yet
             return self.mean(trial_id)
-        instances = sorted({i for t in reference for i in self._scores[t]})
-        by_instance = {i: float(np.mean([self._scores[t][i] for t in reference if i in self._scores[t]]))
-                       for i in instances}
+        # the sums cover a fixed set of configurations per instance when every configuration
+        # runs the instances in the same order; otherwise each instance's own mean
+        by_instance = {i: self._ref_sum[i] / self._ref_n[i] for i in self._ref_sum}
         shared = [i for i in scores if i in by_instance]
         if not shared:
             return self.mean(trial_id)
         offset = float(np.mean([scores[i] - by_instance[i] for i in shared]))
         value = offset + float(np.mean(list(by_instance.values())))
-        return max(value, min(self.mean(t) for t in reference))
+        return max(value, self._best[0])
 
     # -- protocol ----------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion | None:
@@ -342,10 +345,10 @@ class Race(Optimizer):
         return self._test(trial_id)
 
     def _block(self, trial_id: int) -> list[int]:
-        """``trial_id`` and the completed configurations in the race with all its instances."""
+        """``trial_id`` and the completed configurations in the race with all its instances, by id."""
         steps = self._scores[trial_id]
-        return [t for t in sorted(self._state) if t == trial_id or (
-            self._state[t] == _COMPLETED and all(i in self._scores.get(t, ()) for i in steps))]
+        block = [t for t in self._racing if t != trial_id and all(i in self._scores[t] for i in steps)]
+        return sorted([*block, trial_id])
 
     def _worse(self, members: list[int], trial_id: int) -> list[int]:
         """The members significantly worse than the best, on the instances of ``trial_id``."""
@@ -361,6 +364,11 @@ class Race(Optimizer):
             return PRUNE
         return CONTINUE
 
+    def _eliminate(self, trial_ids: list[int]) -> None:
+        for t in trial_ids:
+            self._state[t] = _ELIMINATED
+        self._racing = [t for t in self._racing if t not in trial_ids]
+
     def tell(self, trial: Trial) -> None:
         """End a configuration's race; tell the sampler its (estimated) mean over all instances."""
         self._pending.pop(trial.id)
@@ -370,15 +378,20 @@ class Race(Optimizer):
             self._state[trial.id] = _FAILED
             self.sampler.tell(trial)
             return
+        if trial.status == "completed" and scores and self._full(trial.id):
+            for i, value in scores.items():
+                self._ref_sum[i] = self._ref_sum.get(i, 0.0) + value
+                self._ref_n[i] = self._ref_n.get(i, 0) + 1
+            self._best = min(self._best or (math.inf, -1), (self.mean(trial.id), trial.id))
         if trial.status == "pruned" or state == _PRUNED:
             # pruned, or completed after a prune decision at its last instance: out of the race
             self._state[trial.id] = _PRUNED if trial.status == "pruned" else _ELIMINATED
         else:
             self._state[trial.id] = _COMPLETED
+            self._racing = sorted([*self._racing, trial.id])
             if scores and len(scores) >= self.first_test:
                 # its full evidence: the completed configurations worse than the best leave the race
-                for t in self._worse(self._block(trial.id), trial.id):
-                    self._state[t] = _ELIMINATED
+                self._eliminate(self._worse(self._block(trial.id), trial.id))
         if not scores:  # it reported nothing (a resume of an older run, a foreign trial)
             self.sampler.tell(trial)
             return
