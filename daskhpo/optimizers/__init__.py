@@ -91,6 +91,18 @@ def optimizer_class(name: str) -> type[Optimizer]:
     return entry
 
 
+def algorithm_spec(algorithm: Any) -> Any:
+    """An ``algorithm=`` value as JSON: the name, ``[name, {config}]``, or an object's name.
+
+    What an algorithm that delegates to another (a ``sampler``) stores in its ``config``.
+    """
+    if isinstance(algorithm, Optimizer):
+        return algorithm.name or type(algorithm).__name__
+    if isinstance(algorithm, (tuple, list)):
+        return [algorithm[0], dict(algorithm[1])]
+    return algorithm
+
+
 def make_optimizer(algorithm: Any, space: Space, seed: int | None) -> Optimizer:
     """Build an optimizer from ``"name"``, ``("name", {config})`` or an instance.
 
