@@ -12,7 +12,9 @@ quality
     reports each instance's score (``daskhpo.report(step=instance, ...)``) and returns
     their mean.  At the same budget of instance evaluations, methods: every configuration
     on all 10 instances (``full-random``, ``full-tpe``), and races (``race-random``,
-    ``race-tpe``, ``race-tpe-wait``: reports that wait for their decision).  Metric: the
+    ``race-tpe``, ``race-tpe-wait``: reports that wait for their decision;
+    ``race-tpe-untold``: the sampler learns nothing of pruned configurations, to measure
+    what telling it their estimated means is worth).  Metric: the
     true (noise-free) value of the configuration each method would return (the best
     completed mean when the budget is spent), as regret above the minimum; 10 seeds.  Runs
     through the engine on the in-process :class:`~daskhpo.engine.FakeExecutor` (virtual
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import daskhpo  # noqa: E402
 from daskhpo.engine import FakeExecutor  # noqa: E402
 from daskhpo.optimizers import CONTINUE, PRUNE, Optimizer, make_optimizer  # noqa: E402
+from daskhpo.optimizers.race import Race  # noqa: E402
 
 INSTANCES = 10
 SLOTS = 4
@@ -85,12 +88,23 @@ def noisy_hartmann(x1, x2, x3, seed=0, noise=1.0, instances=INSTANCES):
     return float(np.mean(scores))
 
 
+class RaceUntold(Race):
+    """The race, but the sampler is told pruned configurations as pruned (TPE ignores them)
+    instead of an estimate of their mean: what the estimates are worth."""
+
+    def _for_sampler(self, trial):
+        return trial if trial.status == "pruned" else super()._for_sampler(trial)
+
+
+RACE = {"instances": INSTANCES, "first_test": 5}
+#: method -> (algorithm, or a function of the seed building it; reports wait for their decision)
 METHODS = {
     "full-random": ("random", False),
     "full-tpe": ("tpe", False),
-    "race-random": (("race", {"sampler": "random", "instances": INSTANCES, "first_test": 5}), False),
-    "race-tpe": (("race", {"sampler": "tpe", "instances": INSTANCES, "first_test": 5}), False),
-    "race-tpe-wait": (("race", {"sampler": "tpe", "instances": INSTANCES, "first_test": 5}), True),
+    "race-random": (("race", {"sampler": "random", **RACE}), False),
+    "race-tpe": (("race", {"sampler": "tpe", **RACE}), False),
+    "race-tpe-wait": (("race", {"sampler": "tpe", **RACE}), True),
+    "race-tpe-untold": (lambda seed: RaceUntold(daskhpo.Space(SPACE), seed=seed, sampler="tpe", **RACE), False),
 }
 
 
@@ -121,6 +135,8 @@ def at_budget(records, budget: int) -> dict:
 
 def run_quality(method: str, seed: int, budget: int, noise: float) -> dict:
     algorithm, wait = METHODS[method]
+    if callable(algorithm):
+        algorithm = algorithm(seed)
     exp = daskhpo.build_experiment(f"{method}-{seed}", SPACE, algorithm=algorithm, seed=seed)
     first = 5 if method.startswith("race") else INSTANCES
     t0 = time.perf_counter()

@@ -402,4 +402,8 @@ class Race(Optimizer):
                     "configurations by that mean: return it from the objective so that experiment.best agrees",
                     trial.id, trial.objective, len(scores), mean,
                 )
-        self.sampler.tell(replace(trial, status="completed", objective=self.estimate(trial.id)))
+        self.sampler.tell(self._for_sampler(trial))
+
+    def _for_sampler(self, trial: Trial) -> Trial:
+        """What the sampler is told of a finished configuration that reported scores."""
+        return replace(trial, status="completed", objective=self.estimate(trial.id))
