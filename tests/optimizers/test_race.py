@@ -299,7 +299,8 @@ def test_race_on_a_dask_cluster(client):
     assert pruned, "nothing pruned"
     best = exp.best
     assert best["trial"] == race.incumbent
-    assert all(r.params["q"] > best["params"]["q"] for r in pruned)
+    # the pruned are truly worse (q is the true value), up to the noise of a few instances
+    assert min(r.params["q"] for r in pruned) > best["params"]["q"] - 0.05
     # each report waited for its decision: a pruned trial stopped at the very report the race
     # pruned (without wait=True it runs one more instance), and reported nothing after it
     first_prune = {}
