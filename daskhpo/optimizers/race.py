@@ -8,11 +8,11 @@ the same instance order for every configuration, and returns the mean of its sco
 * the *block* is ``c`` and every completed configuration still in the race that has a
   score on each instance ``c`` has reported: configurations that started at different times
   are compared on the instances they share;
-* with three or more configurations in the block, a Friedman test (scipy's
-  :func:`~scipy.stats.friedmanchisquare`, ranks within each instance); when it rejects at
+* with three or more configurations in the block, a Friedman test (ranks within each
+  instance, tie-corrected as :func:`scipy.stats.friedmanchisquare`); when it rejects at
   ``alpha``, Conover's pairwise post-hoc test of each configuration against the best (the
   lowest rank sum), as F-Race and irace do; with two, a paired Wilcoxon signed-rank test
-  (:func:`~scipy.stats.wilcoxon`, exact: with ``alpha=0.05`` it needs 6 instances);
+  (:func:`scipy.stats.wilcoxon`, exact without ties: at ``alpha=0.05`` it needs 6 instances);
 * ``c`` is pruned if it is significantly worse than the best.
 
 When a configuration completes, the same test over all its instances removes from the race
@@ -44,8 +44,9 @@ single-objective algorithm that does not decide on reports itself: ``"tpe"`` by 
   being worse).  Without any fully evaluated configuration yet, the plain mean of its
   scores.
 
-Pruned configurations are most of a race; telling a model-based sampler that their region
-is bad is what keeps it from suggesting more of them.  Configurations that failed (broken,
+Pruned configurations are a third to nine tenths of a race (``benchmarks/racing.py``);
+telling a model-based sampler that their region is bad is what keeps it from suggesting
+more of them (a TPE told nothing of them did 3 to 5 times worse there).  Configurations that failed (broken,
 timed out, lost) are told as they are.
 """
 
