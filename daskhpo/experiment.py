@@ -26,7 +26,7 @@ from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .engine.drain import drain_requested
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
-from .optimizers import Optimizer, Report, Trial, make_optimizer
+from .optimizers import CONTINUE, Optimizer, Report, Trial, make_optimizer
 from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
 from .results import CONSTRAINT, RESERVED, split_constraints
 from .space import Dimension, Space
@@ -494,7 +494,7 @@ class Experiment:
             decision = self.optimizer.report(report)
         except Exception:
             logger.exception("handling a report of trial %d failed", report.trial_id)
-            return
+            decision = CONTINUE  # answered all the same: the trial may wait on it (report(wait=...))
         engine = self._engine
         if engine is None:  # the run ended meanwhile
             return

@@ -58,6 +58,10 @@ class _TrialContext:
     stop: bool = False
     reports: list[list] = field(default_factory=list)
     checkpoint: tuple[str, Any] | None = None
+    #: set when the decision on the report waited for (``report(wait=...)``) arrives
+    decided: threading.Event = field(default_factory=threading.Event)
+    #: the step of the report that waits for its decision, if any
+    waiting: float | None = None
 
 
 #: contexts of the trials running in this process, by task key (what _stop_trial finds)
@@ -123,7 +127,32 @@ def _stop_trial(key: str) -> bool:
     if ctx is None:
         return False
     ctx.stop = True
+    ctx.decided.set()  # a report waiting for its decision raises TrialPruned at once
     return True
+
+
+def _release_trial(key: str, step: float) -> bool:
+    """Let the trial of task ``key`` go on, if its report at ``step`` waits for its decision."""
+    ctx = _ACTIVE.get(key)
+    if ctx is None or ctx.waiting != step:
+        return False  # ended, or a late answer to a wait that timed out: not this report's
+    ctx.decided.set()
+    return True
+
+
+#: how long ``report(wait=True)`` waits for its decision, in seconds
+WAIT_S = 60.0
+
+
+def _await_decision(ctx: _TrialContext, step: float, timeout: float) -> None:
+    # In short slices: a trial_timeout (an exception set asynchronously) is only
+    # delivered between Python instructions, never inside one long Event.wait.
+    remaining = timeout
+    while remaining > 0 and not ctx.decided.wait(min(remaining, 0.05)):
+        remaining -= 0.05
+    if not ctx.decided.is_set():
+        logger.warning("trial %d: no decision on its report at step %g within %g s; going on", ctx.trial, step, timeout)
+    ctx.waiting = None
 
 
 def active_trials() -> int:
@@ -131,7 +160,9 @@ def active_trials() -> int:
     return len(_ACTIVE)
 
 
-def report(step: float, objective: float | None = None, *, checkpoint: Any = None, **metrics: float) -> None:
+def report(
+    step: float, objective: float | None = None, *, checkpoint: Any = None, wait: bool | float = False, **metrics: float
+) -> None:
     """Report an intermediate result of the running trial; maybe learn it should stop.
 
     Parameters
@@ -146,6 +177,16 @@ def report(step: float, objective: float | None = None, *, checkpoint: Any = Non
         of a directory holding it (for large models; it must be readable wherever a
         later trial may run).  Only the latest is kept.  Promotions and PBT start later
         trials from it (see :func:`load_checkpoint`).
+    wait : bool or float, default False
+        Wait for the search's decision on this report before returning: ``True`` (up to
+        ``daskhpo.reporting.WAIT_S``, 60 s) or a number of seconds.  A prune then raises
+        :class:`TrialPruned` from this very call, so that the next step never runs; without
+        it the decision arrives while the next step runs and stops the trial at the
+        following report.  The cost: one round trip from the trial to the search and back
+        per call (a few milliseconds on a local cluster; see ``docs/reporting.md``), and the
+        worker's thread idles meanwhile.  Worth it when a step takes much longer than that.
+        Only on a Dask worker (elsewhere the decision is not known to the trial: no wait).
+        If no decision comes in time (a search busy for longer), the trial goes on.
     **metrics : float
         Other numbers to record at this step.
 
@@ -177,15 +218,37 @@ def report(step: float, objective: float | None = None, *, checkpoint: Any = Non
         raise ValueError(f"daskhpo.report(): {exc}") from None
     if not math.isfinite(step):
         raise ValueError(f"daskhpo.report(): step must be finite, got {step!r}")
+    timeout = _wait_seconds(wait)
     if checkpoint is not None:
         ctx.checkpoint = encode_checkpoint(checkpoint)
     ctx.reports.append([step, values])
     if ctx.stop:
         raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
     if ctx.topic is not None:
-        ctx.worker.log_event(
-            ctx.topic, {"trial": ctx.trial, "key": ctx.key, "worker": ctx.address, "step": step, "values": values}
-        )
+        message = {"trial": ctx.trial, "key": ctx.key, "worker": ctx.address, "step": step, "values": values}
+        if timeout:
+            # armed before the report leaves, so that no decision can come before the wait
+            ctx.decided.clear()
+            ctx.waiting = message["wait"] = step
+        ctx.worker.log_event(ctx.topic, message)
+        if timeout:
+            _await_decision(ctx, step, timeout)
+            if ctx.stop:
+                raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
+
+
+def _wait_seconds(wait: bool | float) -> float:
+    if wait is True:
+        return WAIT_S
+    if wait is False or wait is None:
+        return 0.0
+    try:
+        seconds = _number("wait", wait)
+    except InvalidResult:
+        seconds = math.nan
+    if not seconds > 0:
+        raise ValueError(f"daskhpo.report(): wait must be True, False or positive seconds, got {wait!r}")
+    return seconds
 
 
 def current_trial() -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -230,3 +231,82 @@ def test_report_across_processes_and_nothing_leaks():
             assert len(topics) <= 1  # one topic per workon call, none per trial
             # the client-side handler that distributed keeps after unsubscribing holds nothing
             assert all(h.target is None for t, h in c._event_handlers.items() if "daskhpo" in t)
+
+
+# -- report(wait=...): the decision arrives before the next step runs ---------------------------
+
+WAIT_LOG: dict[str, list] = {"ran": [], "returned": [], "pruned": []}
+
+
+def waiting_curve(x, steps=6):
+    trial = reporting.current_trial()
+    for step in range(1, steps + 1):
+        WAIT_LOG["ran"].append((trial, step))  # the step's work
+        try:
+            daskhpo.report(step, objective=abs(x) + 1.0 / step, wait=True)
+        except daskhpo.TrialPruned:
+            WAIT_LOG["pruned"].append((trial, step))
+            raise
+        WAIT_LOG["returned"].append((trial, step, time.perf_counter()))
+    return abs(x)
+
+
+class Timed(Scripted):
+    """Scripted, noting when each decision was made (the cluster runs in this process)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decided: dict[tuple[int, float], float] = {}
+
+    def report(self, report):
+        decision = super().report(report)
+        self.decided[(report.trial_id, report.step)] = time.perf_counter()
+        return decision
+
+
+def test_a_waiting_report_gets_its_decision_before_the_next_step(client):
+    for log in WAIT_LOG.values():
+        log.clear()
+    opt = Timed(daskhpo.Space(SPACE), seed=5, prune_at=3)
+    exp = daskhpo.build_experiment("wait", SPACE, algorithm=opt, seed=5)
+    exp.workon(waiting_curve, max_trials=10, client=client)
+    ds = exp.history
+    positive = ds.x.values > 0
+    assert positive.any() and (~positive).any()
+    assert (ds.status.values[positive] == "pruned").all() and (ds.status.values[~positive] == "completed").all()
+    # every pruned trial stopped at the report decided on (step 3): step 4 never ran
+    pruned_trials = set(ds.trial.values[positive].tolist())
+    assert sorted(WAIT_LOG["pruned"]) == sorted((t, 3) for t in pruned_trials)
+    assert not [r for r in WAIT_LOG["ran"] if r[0] in pruned_trials and r[1] > 3]
+    assert (ds.last_step.values[positive] == 3).all()
+    # each report returned only after its decision was made
+    assert len(WAIT_LOG["returned"]) == 6 * (~positive).sum() + 2 * positive.sum()
+    for trial, step, returned in WAIT_LOG["returned"]:
+        assert returned >= opt.decided[(trial, float(step))]
+
+
+def test_a_wait_without_an_answer_times_out_and_goes_on(client):
+    from daskhpo.engine import TrialTask, run_trial
+
+    def objective():
+        t0 = time.perf_counter()
+        daskhpo.report(1, objective=1.0, wait=0.2)  # nobody listens to the topic below
+        return time.perf_counter() - t0
+
+    outcome = client.submit(run_trial, objective, TrialTask(0, {}, "wait-alone", topic="daskhpo-nobody"), {},
+                            pure=False).result()
+    assert outcome.record.status == "completed"
+    assert 0.2 <= outcome.record.objective < 2
+
+
+@pytest.mark.parametrize("wait", [-1, 0, "yes", math.nan])
+def test_report_wait_must_be_a_bool_or_positive_seconds(wait):
+    from daskhpo.engine import TrialTask, run_trial
+
+    def objective():
+        daskhpo.report(1, objective=1.0, wait=wait)
+        return 1.0
+
+    outcome = run_trial(objective, TrialTask(0, {}, "bad-wait"), {})
+    assert outcome.record.status == "broken"
+    assert "wait must be True, False or positive seconds" in outcome.record.error

@@ -25,6 +25,8 @@ CASES = {
     "hyperband": (SPACE, ("hyperband", {"min_resource": 1, "max_resource": 27, "reduction_factor": 3})),
     "pbt": (FIDELITY, ("pbt", {"population_size": 6, "perturbation_interval": 3})),
     "evolution": (SPACE, ("evolution", {"population_size": 6, "tournament_size": 3})),
+    # the sampler learns pruned configurations' estimates, which depend on the order of events
+    "race": (SPACE, ("race", {"sampler": ("tpe", {"n_initial": 5}), "instances": 9, "first_test": 3})),
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from distributed import Client, Future, as_completed
 
 from ..pickling import check_picklable, classify_failure, failure_reason
-from ..reporting import _stop_trial
+from ..reporting import _release_trial, _stop_trial
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import TrialTask, run_trial
 
@@ -252,13 +252,18 @@ class DaskExecutor:
     def stop(self, key: str, worker: str | None) -> None:
         """Set the stop flag of attempt ``key`` on its worker, without waiting."""
         if worker is not None:
-            self.client.loop.add_callback(self._send_stop, key, worker)
+            self.client.loop.add_callback(self._send, _stop_trial, worker, key)
 
-    async def _send_stop(self, key: str, worker: str) -> None:
+    def release(self, key: str, worker: str | None, step: float) -> None:
+        """Let attempt ``key``, waiting for the decision on its report at ``step``, go on."""
+        if worker is not None:
+            self.client.loop.add_callback(self._send, _release_trial, worker, key, step)
+
+    async def _send(self, fn: Callable[..., bool], worker: str, *args: Any) -> None:
         try:
-            await self.client.run(_stop_trial, key, workers=[worker], on_error="ignore", asynchronous=True)
+            await self.client.run(fn, *args, workers=[worker], on_error="ignore", asynchronous=True)
         except Exception as exc:  # the worker left: its trial is lost anyway
-            logger.debug("could not stop task %s on %s: %s", key, worker, exc)
+            logger.debug("could not send %s%s to %s: %s", fn.__name__, args, worker, exc)
 
     def quarantine(self, worker: str) -> None:
         """Retire ``worker`` from the cluster, without waiting: it gets no further task.
@@ -345,7 +350,8 @@ class DaskExecutor:
         # On the client's event loop thread: only counting and queueing here.
         msg = event[1]
         if "step" in msg:
-            self._inbox.put(Reported(msg["key"], msg["trial"], msg["step"], msg["values"], msg.get("worker")))
+            self._inbox.put(Reported(msg["key"], msg["trial"], msg["step"], msg["values"], msg.get("worker"),
+                                     "wait" in msg))
             return
         key = msg["key"]
         self._starts[key] = self._starts.get(key, 0) + 1

@@ -58,13 +58,18 @@ class Failed:
 
 @dataclass(frozen=True)
 class Reported:
-    """Attempt ``key`` of trial ``trial`` reported ``values`` at ``step`` from ``worker``."""
+    """Attempt ``key`` of trial ``trial`` reported ``values`` at ``step`` from ``worker``.
+
+    ``wait``: the trial waits for the decision on this report (``report(wait=...)``); the
+    loop answers a "continue" with the executor's optional ``release(key, worker, step)``.
+    """
 
     key: str
     trial: int
     step: float
     values: dict[str, float]
     worker: str | None = None
+    wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,14 @@ class Executor(Protocol):
         """Give up attempt ``key``; a :class:`Failed` (or :class:`Completed`) event follows."""
 
     def stop(self, key: str, worker: str | None) -> None:
-        """Ask the running attempt ``key`` to stop at its next report (a prune)."""
+        """Ask the running attempt ``key`` to stop at its next report (a prune).
+
+        A report waiting for its decision (``report(wait=...)``) raises at once.
+        """
+
+    def release(self, key: str, worker: str | None, step: float) -> None:
+        """Let attempt ``key``, waiting for the decision on its report at ``step``, go on
+        (optional: only executors whose trials can wait have it)."""
 
     def quarantine(self, worker: str) -> None:
         """Send no further attempt to ``worker`` (optional: the loop calls it when present)."""

@@ -56,6 +56,11 @@ class FakeExecutor:
         Named workers ``fake-worker-<i>``, one attempt at a time each (then :meth:`slots`
         is the number of workers left); default one worker, ``fake-worker``, running every
         attempt at once.
+    wait_decisions : bool, default False
+        Simulate objectives whose reports wait for their decision
+        (``daskhpo.report(..., wait=True)``), at no virtual cost: a prune stops the trial
+        at the report it decided on.  By default it stops at the next report, as an
+        asynchronous decision does.
     """
 
     def __init__(
@@ -68,7 +73,9 @@ class FakeExecutor:
         trial_timeout: float | None = None,
         faults: Callable[..., str | None] | None = None,
         workers: int | None = None,
+        wait_decisions: bool = False,
     ) -> None:
+        self.wait_decisions = wait_decisions
         if trial_timeout is not None and not trial_timeout > 0:
             raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
         self.fn = fn
@@ -235,10 +242,16 @@ class FakeExecutor:
         """Prune: the attempt stops at its next report, as :func:`daskhpo.report` does."""
         outcome = self._running.get(key)
         upcoming = sorted(e[0] for e in self._events if e[2] == key and isinstance(e[3], Reported))
-        if outcome is None or not upcoming:
+        if outcome is None:
+            return
+        if self.wait_decisions:  # the report just delivered raises: the next step never runs
+            when, delivered = self.now, len(outcome.reports) - len(upcoming)
+            if delivered < 1:
+                return
+        elif not upcoming:
             return  # no further report: the trial never sees the flag and completes
-        when = upcoming[0]
-        delivered = len(outcome.reports) - len(upcoming) + 1
+        else:
+            when, delivered = upcoming[0], len(outcome.reports) - len(upcoming) + 1
         self._drop(key, since=when)
         reports = outcome.reports[:delivered]
         outcome = TrialOutcome(pruned(outcome.record, reports).replace(ended=when), reports, outcome.checkpoint)

@@ -96,6 +96,10 @@ class _Job:
     worker: str | None = None
     #: the suspect or quarantined worker it broke on, when it runs again because of that
     quarantined_from: str | None = None
+    #: the step of a report the trial waits on (``report(wait=...)``) until it is answered
+    waiting: float | None = None
+    #: reports whose decision comes later (:meth:`Engine.decide_later`)
+    undecided: int = 0
 
 
 def _last_line(text: str | None) -> str:
@@ -413,19 +417,28 @@ class Engine:
     # -- events ------------------------------------------------------------------------
     def _report(self, event: Reported) -> None:
         on_report = self._on_report
-        if on_report is None:
-            return  # report() values still reach the record, with the trial's outcome
         job = self._jobs.get(event.key)
-        if job is None or event.step in job.seen:
-            return  # a trial already recorded, a lost attempt, or a repeated step
-        job.seen.add(event.step)
+        if job is None:
+            return  # a trial already recorded, or a lost attempt
         job.worker = event.worker
+        if event.wait:
+            job.waiting = event.step
+        if on_report is None or event.step in job.seen:
+            # report() values still reach the record, with the trial's outcome; nothing to
+            # decide (no on_report, or a repeated step): a trial waiting on it goes on
+            self._answer(job)
+            return
+        job.seen.add(event.step)
         try:
             decision = on_report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params)
         except Exception:
             logger.exception("handling a report of trial %d failed", job.plan.trial)
+            self._answer(job)
             return
-        self._decide(job, decision)
+        if decision is None:
+            job.undecided += 1
+        else:
+            self._decide(job, decision)
 
     def decide_later(self, trial: int, decision: str) -> None:
         """Hand in the decision on a report for which ``on_report`` returned ``None``.
@@ -441,13 +454,26 @@ class Engine:
             trial, decision = self._decisions.popleft()
             job = next((j for j in self._jobs.values() if j.plan.trial == trial), None)
             if job is not None:
+                job.undecided = max(job.undecided - 1, 0)
                 self._decide(job, decision)
 
     def _decide(self, job: _Job, decision: str | None) -> None:
         if decision == "prune" and not job.stopping:
             job.stopping = True
+            job.waiting = None  # the stop flag answers a waiting report too
             logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
             self.executor.stop(job.key, job.worker)
+        else:
+            self._answer(job)
+
+    def _answer(self, job: _Job) -> None:
+        """Release a trial waiting on its report once every decision on its reports is in."""
+        if job.waiting is None or job.undecided or job.stopping:
+            return
+        release = getattr(self.executor, "release", None)
+        if release is not None:
+            release(job.key, job.worker, job.waiting)
+        job.waiting = None
 
     def _rerun(self, key: str) -> None:
         """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""

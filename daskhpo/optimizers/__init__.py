@@ -37,6 +37,7 @@ _BUILTIN: dict[str, str] = {
     "asha": "daskhpo.optimizers.asha:ASHA",
     "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
     "pbt": "daskhpo.optimizers.pbt:PBT",
+    "race": "daskhpo.optimizers.race:Race",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
@@ -88,6 +89,18 @@ def optimizer_class(name: str) -> type[Optimizer]:
         module, _, attr = entry.partition(":")
         entry = _REGISTRY[name] = getattr(importlib.import_module(module), attr)
     return entry
+
+
+def algorithm_spec(algorithm: Any) -> Any:
+    """An ``algorithm=`` value as JSON: the name, ``[name, {config}]``, or an object's name.
+
+    What an algorithm that delegates to another (a ``sampler``) stores in its ``config``.
+    """
+    if isinstance(algorithm, Optimizer):
+        return algorithm.name or type(algorithm).__name__
+    if isinstance(algorithm, (tuple, list)):
+        return [algorithm[0], dict(algorithm[1])]
+    return algorithm
 
 
 def make_optimizer(algorithm: Any, space: Space, seed: int | None) -> Optimizer:

@@ -190,11 +190,9 @@ class SuccessiveHalving(Optimizer):
     @property
     def config(self) -> dict[str, Any]:
         """The options, as given (stored in the history's attrs)."""
-        spec = self._sampler_spec
-        if isinstance(spec, Optimizer):
-            spec = spec.name or type(spec).__name__
-        elif isinstance(spec, (tuple, list)):
-            spec = [spec[0], dict(spec[1])]
+        from . import algorithm_spec
+
+        spec = algorithm_spec(self._sampler_spec)
         return {
             "min_resource": self.min_resource,
             "max_resource": self.max_resource,
