@@ -10,6 +10,7 @@ neither the objective nor the object.
 * :func:`check_picklable` is called once, before the first submission: it raises
   :class:`UnpicklableObjective` naming the objective and, where it can be found, the
   global, closure variable, default or keyword argument that cannot travel.
+* :class:`PickledObjective` pickles the objective once per run, not once per trial.
 * :func:`classify_failure` tells a lost worker (retry elsewhere) from any other error
   outside the objective (the trial is ``broken``, with :func:`failure_reason` as its error).
 """
@@ -17,15 +18,18 @@ neither the objective nor the object.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import pickle
+import threading
 import types
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import cloudpickle
 
-__all__ = ["UnpicklableObjective", "check_picklable", "classify_failure", "failure_reason"]
+__all__ = ["PickledObjective", "UnpicklableObjective", "check_picklable", "classify_failure", "failure_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -309,3 +313,51 @@ def failure_reason(exc: BaseException) -> str:
             "is every module the objective uses installed and importable on the scheduler and the workers?"
         )
     return f"the trial failed outside the objective ({_one_line(exc)})"
+
+
+# -- the objective, pickled once per run ---------------------------------------------------------
+
+#: objectives a worker process has unpickled, by digest (most recent last)
+_LOADED: OrderedDict[str, Any] = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+#: objectives a worker keeps unpickled (one per run, so a handful of runs)
+_LOADED_MAX = 8
+
+
+class PickledObjective:
+    """An objective pickled once on the client, for every trial of a run.
+
+    Dask pickles a task's function with every submission; for an objective that travels
+    by value (defined in a script or a notebook) that means walking its globals and
+    modules again for each trial, which took most of the loop's time with short trials.
+    This is the pickle made once; each worker process unpickles it once (:meth:`load`,
+    cached by digest).  Only the function: the fixed keyword arguments stay ordinary task
+    arguments, so Dask futures among them are still resolved on the worker.
+
+    Parameters
+    ----------
+    fn : callable
+        The objective (already checked by :func:`check_picklable`).
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.payload = cloudpickle.dumps(fn)
+        self.digest = hashlib.sha1(self.payload).hexdigest()
+        self.name = _objective_name(fn)
+
+    def load(self) -> Callable[..., Any]:
+        """The objective, unpickled once per process."""
+        with _LOADED_LOCK:
+            fn = _LOADED.get(self.digest)
+            if fn is not None:
+                _LOADED.move_to_end(self.digest)
+                return fn
+        fn = cloudpickle.loads(self.payload)
+        with _LOADED_LOCK:
+            _LOADED[self.digest] = fn
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.popitem(last=False)
+        return fn
+
+    def __repr__(self) -> str:
+        return f"PickledObjective({self.name}, {len(self.payload)} bytes)"

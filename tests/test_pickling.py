@@ -221,3 +221,35 @@ class _NeedsAMissingModule:
 def test_classify_failure(exc, kind, words):
     assert classify_failure(exc) == kind
     assert words in failure_reason(exc)
+
+
+class CountingObjective:
+    """A callable that counts how often it is pickled (in this process)."""
+
+    pickled = 0
+
+    def __call__(self, x):
+        return x**2
+
+    def __reduce__(self):
+        type(self).pickled += 1
+        return (CountingObjective, ())
+
+
+def test_the_objective_is_pickled_once_per_run_not_per_trial(client):
+    import daskhpo
+
+    CountingObjective.pickled = 0
+    exp = daskhpo.build_experiment("pickled-once", {"x": "uniform(-1, 1)"}, seed=0)
+    exp.workon(CountingObjective(), max_trials=20, client=client)
+    assert len(exp.records()) == 20 and {r.status for r in exp.records()} == {"completed"}
+    assert CountingObjective.pickled <= 3  # the check (pickle, size) and the run's one pickle
+
+
+def test_pickled_objective_loads_once_per_process():
+    from daskhpo.pickling import PickledObjective
+
+    objective = PickledObjective(CountingObjective())
+    again = pickle.loads(pickle.dumps(objective))  # as a worker receives it with each task
+    assert again.load() is again.load() is PickledObjective(CountingObjective()).load()
+    assert again.load()(3) == 9 and "CountingObjective" in repr(objective)

@@ -31,7 +31,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
-from ..pickling import check_picklable, classify_failure, failure_reason
+from ..pickling import PickledObjective, check_picklable, classify_failure, failure_reason
 from ..reporting import _release_trial, _stop_trial
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import TrialTask, run_trial
@@ -186,6 +186,7 @@ class DaskExecutor:
             Naming the objective and, where it can be found, what in it cannot be pickled.
         """
         size = check_picklable(self.fn, self.fn_kwargs)
+        self._objective = PickledObjective(self.fn)  # pickled once, not with every trial
         if size > 10 * 2**20:
             logger.warning("the objective and its fixed arguments pickle to %.0f MB, sent with every trial; "
                            "scatter large data (client.scatter) and pass the future instead", size / 2**20)
@@ -221,7 +222,7 @@ class DaskExecutor:
             if others:
                 restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
-            run_trial, self.fn, task, self.fn_kwargs, self.trial_timeout,
+            run_trial, self._objective, task, self.fn_kwargs, self.trial_timeout,
             key=task.key, pure=False, resources=self.resources, **restrict,
         )
         self._futures[task.key] = future

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..pickling import PickledObjective
 from .dask_executor import DaskExecutor
 from .executor import Completed, ExecutorEvent, Failed
 from .worker import TrialOutcome, TrialTask, run_trial
@@ -33,7 +34,7 @@ __all__ = ["PackedDaskExecutor", "run_pack"]
 
 
 def run_pack(
-    fn: Callable[..., Any], tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
+    fn: Callable[..., Any] | PickledObjective, tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
 ) -> list[TrialOutcome]:
     """Run the trials of one pack in order, on this worker; their outcomes, in the same order."""
     return [run_trial(fn, task, fn_kwargs, timeout) for task in tasks]
@@ -84,7 +85,7 @@ class PackedDaskExecutor(DaskExecutor):
         tasks, self._buffer = self._buffer, []
         key = f"daskhpo-pack-{uuid.uuid4().hex}"
         future = self.client.submit(
-            run_pack, self.fn, tasks, self.fn_kwargs, self.trial_timeout,
+            run_pack, self._objective, tasks, self.fn_kwargs, self.trial_timeout,
             key=key, pure=False, resources=self.resources,
         )
         self._packs[key] = [t.key for t in tasks]
