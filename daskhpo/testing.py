@@ -16,7 +16,9 @@ The tests drive the optimizer as the experiment does, without Dask: ``ask`` and 
 the defaults run as trial 0), and check that suggestions are valid plain data, that the
 same seed and results give the same suggestions, that an optimizer told a history continues
 the run it came from, and that no pending state outlives its trial (:attr:`Optimizer.pending
-<daskhpo.optimizers.Optimizer.pending>`).
+<daskhpo.optimizers.Optimizer.pending>`).  The ``test_conditional_*`` tests do the same on a
+conditional space (:data:`CONDITIONAL_SPACE`): a suggestion holds exactly the parameters its
+own choices make active, each in range.
 
 This module imports pytest; ``import daskhpo`` does not import it.
 """
@@ -34,7 +36,7 @@ import pytest
 from .optimizers import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
 from .space import Fidelity, Space
 
-__all__ = ["OptimizerConformance", "SPACE", "STATUSES"]
+__all__ = ["OptimizerConformance", "SPACE", "CONDITIONAL_SPACE", "STATUSES"]
 
 #: The default space of the suite: every kind of dimension (linear, log, integer, log
 #: integer, categorical, categorical with ``None``, normal).
@@ -47,6 +49,24 @@ SPACE = Space(
         "kernel": "choices(['rbf', 'linear', 'poly'])",
         "weight": "choices([None, 'balanced'])",
         "noise": "normal(0, 1)",
+    }
+)
+
+#: The conditional space of the ``test_conditional_*`` tests: a model choice whose branches
+#: activate their own parameters (numeric, integer, log integer and categorical ones), a
+#: nested condition (``degree`` only for a polynomial SVM kernel), and one unconditional
+#: parameter.
+CONDITIONAL_SPACE = Space(
+    {
+        "model": "choices(['svm', 'forest', 'knn'])",
+        "kernel": "choices(['rbf', 'poly'], when={'model': 'svm'})",
+        "degree": "randint(2, 5, when={'kernel': 'poly'})",
+        "C": "loguniform(1e-3, 1e3, when={'model': 'svm'})",
+        "trees": "randint(10, 500, when={'model': 'forest'})",
+        "depth": "loguniform(1, 32, discrete=True, when={'model': 'forest'})",
+        "k": "randint(1, 30, when={'model': 'knn'})",
+        "weights": "choices(['uniform', 'distance'], when={'model': 'knn'})",
+        "lr": "loguniform(1e-4, 1)",
     }
 )
 
@@ -72,6 +92,10 @@ class OptimizerConformance:
         test that different seeds give different suggestions is then skipped.  The
         ``ignores_seed`` fixture reads it; override the fixture where it varies with a
         parametrized ``make_optimizer``.
+    conditional_space : Space or None
+        The conditional space of the ``test_conditional_*`` tests (default
+        :data:`CONDITIONAL_SPACE`); ``None`` skips them, for an optimizer that does not
+        search conditional spaces (say so in its documentation).
 
     Notes
     -----
@@ -82,6 +106,7 @@ class OptimizerConformance:
 
     space: Space = SPACE
     seed_independent: bool = False
+    conditional_space: Space | None = CONDITIONAL_SPACE
 
     # -- fixtures --------------------------------------------------------------------------
     @pytest.fixture
@@ -107,7 +132,8 @@ class OptimizerConformance:
         -------
         float
         """
-        unit = self.space.to_unit(params)
+        # a parameter that the configuration makes inactive counts as the middle of its range
+        unit = np.array([dim.to_unit(params[name]) if name in params else 0.5 for name, dim in self.space.items()])
         return float(np.sum((unit - 0.3) ** 2) + 0.1 * np.sum(unit))
 
     def default_params(self) -> dict[str, Any]:
@@ -382,3 +408,68 @@ class OptimizerConformance:
             assert trial_id not in opt.pending
             assert set(opt.pending) <= set(asked)
         assert opt.pending == ()
+
+    # -- conditional spaces ------------------------------------------------------------------
+    def _on_conditional_space(self) -> OptimizerConformance:
+        """This suite, on :attr:`conditional_space` (the test is skipped if it is ``None``)."""
+        if self.conditional_space is None:
+            pytest.skip("conditional_space is None: the optimizer does not search conditional spaces")
+        suite = type(self)()
+        suite.space = self.conditional_space
+        return suite
+
+    def _valid_conditional(self, params: dict) -> None:
+        space = self.space
+        active = {name for name in space if space.is_active(name, params)}
+        assert set(params) == active, (
+            f"suggestion {params!r} should hold exactly its active parameters {sorted(active)}: "
+            f"inactive {sorted(set(params) - active)}, missing {sorted(active - set(params))}"
+        )
+        for name, value in params.items():
+            assert space[name].contains(value), f"suggestion {params!r}: {name}={value!r} is not in {space[name]}"
+        assert space.validate(params) == params, f"invalid suggestion {params!r}"
+
+    def test_conditional_suggestions_hold_only_active_parameters(self, make_optimizer):
+        """On a conditional space, forty suggestions (four in flight, results in any order, some
+        failed) hold exactly the parameters their own choices activate, each in range."""
+        suite = self._on_conditional_space()
+        opt = suite._build(make_optimizer, 3)
+        trial_id, seen = 0, 0
+        for round_ in range(10):
+            batch = []
+            for _ in range(4):
+                suggestion = opt.ask(trial_id)
+                if suggestion is None:
+                    break
+                suite._valid_conditional(suggestion.params)
+                batch.append((trial_id, suggestion))
+                trial_id += 1
+            if not batch:
+                break
+            for i in np.random.default_rng(round_).permutation(len(batch)):
+                tid, suggestion = batch[i]
+                opt.tell(suite.finish(tid, suggestion, STATUSES[tid % len(STATUSES)]))
+            seen += len(batch)
+        assert seen, "no suggestion on the conditional space"
+        assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
+
+    def test_conditional_told_trials_it_never_suggested(self, make_optimizer):
+        """On a conditional space, trials told without their inactive parameters (as the history
+        stores them) are learnt from without error, and the next suggestions stay valid."""
+        suite = self._on_conditional_space()
+        opt = suite._build(make_optimizer, 2)
+        rng = np.random.default_rng(1)
+        for trial_id in range(25):
+            params = suite.space.sample(rng)
+            for name, dim in suite.space.items():
+                if isinstance(dim, Fidelity):
+                    params[name] = dim.cast(dim.low)
+            opt.tell(Trial(trial_id, params, "completed", suite.objective(params)))
+        for params in suite.drive(opt, 10, start=25, batch=2):
+            suite._valid_conditional(params)
+
+    def test_conditional_same_seed_gives_same_suggestions(self, make_optimizer):
+        """On a conditional space, the same seed and results give the same suggestions."""
+        suite = self._on_conditional_space()
+        first = suite.drive(suite._build(make_optimizer, 4), 30, batch=3)
+        assert first == suite.drive(suite._build(make_optimizer, 4), 30, batch=3)

@@ -10,6 +10,16 @@ dimensions are modelled, unlike the independent per-dimension TPE of Hyperopt.
 
 Pending trials (asked, not yet told) join the bad group, as a constant liar that reports a
 bad value: parallel suggestions are pushed away from points already running.
+
+Conditional spaces: a parameter that a trial's choices make inactive is absent from that
+trial's kernel (the prior stands in for it), so each parameter's density is built from the
+trials where it was active, as in Optuna's define-by-run TPE.
+
+Constraints: TPE is told the raw objective and the constraint values
+(:attr:`Optimizer.handles_constraints`).  As in Optuna's constrained TPE, the trials are
+ranked feasible first (by objective), then infeasible ones by their total violation; the
+good group is the head of that ranking, so infeasible trials land in the bad group unless
+too few trials are feasible yet.
 """
 
 from __future__ import annotations
@@ -72,7 +82,10 @@ class _Parzen:
         self.cat = cat
         self.n = n
         d = max(encoding.n_num, 1)
-        if n > 1:
+        if encoding.conditional:
+            # each dimension's spread over the observations where it is active
+            spread = _active_std(num)
+        elif n > 1:
             spread = num.std(axis=0)
         else:
             spread = np.full(encoding.n_num, 0.5)
@@ -90,6 +103,12 @@ class _Parzen:
         self.eps = 1.0 / (1.0 + math.sqrt(n)) if n else 1.0
         # Normalisers of the truncated kernels over [0, 1].
         self.log_z = _log_mass((0.0 - num) / self.sigma, (1.0 - num) / self.sigma)
+        if encoding.conditional:
+            # Where an observation lacks a dimension (inactive there), its kernel is the
+            # prior on that dimension: a candidate that has it is drawn from the prior.
+            self.absent = np.isnan(num)
+            self.mu_filled = np.where(self.absent, 0.5, num)
+            self.log_z = np.where(self.absent, 0.0, self.log_z)
 
     def sample(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         enc = self.enc
@@ -98,23 +117,32 @@ class _Parzen:
         obs = np.where(from_prior, 0, comp)
         num = rng.random((size, enc.n_num))
         if self.n and enc.n_num:
-            mu, sigma = self.mu[obs], self.sigma
+            mu, sigma = (self.mu_filled if enc.conditional else self.mu)[obs], self.sigma
             lo = special.ndtr((0.0 - mu) / sigma)
             hi = special.ndtr((1.0 - mu) / sigma)
             u = lo + rng.random((size, enc.n_num)) * (hi - lo)
             draw = mu + sigma * special.ndtri(np.clip(u, 1e-300, 1 - 1e-16))
-            num = np.where(from_prior[:, None], num, np.clip(draw, 0.0, 1.0))
+            use_prior = from_prior[:, None]
+            if enc.conditional:
+                use_prior = use_prior | self.absent[obs]
+            num = np.where(use_prior, num, np.clip(draw, 0.0, 1.0))
         cat = np.empty((size, enc.n_cat), dtype=np.int64)
         for j, prior in enumerate(enc.cat_priors):
             from_kernel = (~from_prior) & (rng.random(size) >= self.eps)
             drawn = rng.choice(len(prior), size=size, p=prior)
             if self.n:
-                drawn = np.where(from_kernel, self.cat[obs, j], drawn)
+                kept = self.cat[obs, j]
+                if enc.conditional:
+                    from_kernel &= kept >= 0  # absent in the observation: its prior
+                drawn = np.where(from_kernel, kept, drawn)
             cat[:, j] = drawn
-        return enc.snap(num), cat
+        # every coordinate was drawn; those the drawn choices make inactive are dropped
+        return enc.mask(enc.snap(num), cat)
 
     def log_pdf(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
         """Log density (log mass on integer and categorical dimensions) of each point."""
+        if self.enc.conditional:
+            return self._log_pdf_conditional(num, cat)
         enc = self.enc
         m = len(num)
         # Prior component: uniform on the unit cube, the prior on categories, cells' widths on integers.
@@ -143,6 +171,65 @@ class _Parzen:
             comp += np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
         parts = np.concatenate([comp + self.log_w[None, :-1], (log_prior + self.log_w[-1])[:, None]], axis=1)
         return special.logsumexp(parts, axis=1)
+
+    def _log_pdf_conditional(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        """:meth:`log_pdf` where points and observations may lack dimensions (NaN / -1).
+
+        The density of a point is over its active dimensions only (the others are
+        integrated out, so they contribute a factor 1); on a dimension the observation
+        lacks, the kernel is that dimension's prior.  This keeps ``l`` and ``g`` comparable
+        between points of different branches, as Optuna's define-by-run TPE does by
+        building each parameter's density from the trials where it was active.
+        """
+        enc = self.enc
+        m = len(num)
+        num_on = ~np.isnan(num)  # (m, n_num): the candidate has the dimension
+        cat_on = cat >= 0
+        safe_num = np.where(num_on, num, 0.5)
+        safe_cat = np.maximum(cat, 0)
+        # per candidate and dimension: the log prior of its value (0 on an absent one)
+        prior_num = np.zeros((m, enc.n_num))
+        for j, cells in enc.int_cells.items():
+            i = cells.index(safe_num[:, j])
+            prior_num[:, j] = np.log(cells.upper[i] - cells.lower[i])
+        prior_num = np.where(num_on, prior_num, 0.0)
+        prior_cat = np.zeros((m, enc.n_cat))
+        for j, prior in enumerate(enc.cat_priors):
+            prior_cat[:, j] = np.where(cat_on[:, j], np.log(prior[safe_cat[:, j]]), 0.0)
+        log_prior = prior_num.sum(axis=1) + prior_cat.sum(axis=1)
+        if not self.n:
+            return log_prior
+        comp = np.zeros((m, self.n))
+        if enc.n_num:
+            z = (safe_num[:, None, :] - self.mu_filled[None, :, :]) / self.sigma
+            log_k = -0.5 * z**2 - _LOG_SQRT_2PI - np.log(self.sigma)
+            for j, cells in enc.int_cells.items():
+                i = cells.index(safe_num[:, j])
+                lo = (cells.lower[i][:, None] - self.mu_filled[None, :, j]) / self.sigma[j]
+                hi = (cells.upper[i][:, None] - self.mu_filled[None, :, j]) / self.sigma[j]
+                log_k[:, :, j] = _log_mass(lo, hi)
+            log_k = log_k - self.log_z[None, :, :]
+            log_k = np.where(self.absent[None, :, :], prior_num[:, None, :], log_k)
+            comp += np.where(num_on[:, None, :], log_k, 0.0).sum(axis=2)
+        for j, prior in enumerate(enc.cat_priors):
+            obs = self.cat[None, :, j]
+            same = safe_cat[:, j][:, None] == obs
+            p_other = self.eps * prior[safe_cat[:, j]][:, None]
+            term = np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
+            term = np.where(obs < 0, prior_cat[:, j][:, None], term)
+            comp += np.where(cat_on[:, j][:, None], term, 0.0)
+        parts = np.concatenate([comp + self.log_w[None, :-1], (log_prior + self.log_w[-1])[:, None]], axis=1)
+        return special.logsumexp(parts, axis=1)
+
+
+def _active_std(num: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation over its non-NaN entries (0.5 with fewer than two)."""
+    on = ~np.isnan(num)
+    count = on.sum(axis=0)
+    filled = np.where(on, num, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(count, 1)
+    var = (np.where(on, num - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count, 1)
+    return np.where(count > 1, np.sqrt(var), 0.5)
 
 
 class TPE(Optimizer):
@@ -190,6 +277,7 @@ class TPE(Optimizer):
     """
 
     name = "tpe"
+    handles_constraints = True
 
     def __init__(
         self,
@@ -227,10 +315,14 @@ class TPE(Optimizer):
         self.constant_liar = constant_liar
         self.liar_weight = float(liar_weight)
         self._enc = Encoding(self.space)
+        #: whether any modelled trial was infeasible (then the ranking is constrained)
+        self._infeasible = False
         self._num: list[np.ndarray] = []
         self._cat: list[np.ndarray] = []
         self._y: list[float] = []
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: each modelled trial's total constraint violation (0: feasible)
+        self._v: list[float] = []
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -268,8 +360,12 @@ class TPE(Optimizer):
 
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
-        num, cat, y = self._history_arrays()
-        order = np.argsort(y, kind="stable")
+        num, cat, y, v = self._history_arrays()
+        if self._infeasible:
+            # feasible first by objective, then infeasible by violation (Optuna's c-TPE)
+            order = np.lexsort((y, v))
+        else:
+            order = np.argsort(y, kind="stable")
         good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
         bad_w = np.ones(len(bad))
         if len(bad) > self.max_bad:
@@ -293,7 +389,7 @@ class TPE(Optimizer):
         best = int(np.argmax(score))
         return cand_num[best : best + 1], cand_cat[best : best + 1]
 
-    def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The modelled trials as arrays, extended (not rebuilt) as trials arrive."""
         enc, n = self._enc, len(self._y)
         arrays = self._arrays
@@ -302,10 +398,11 @@ class TPE(Optimizer):
             new_num = np.asarray(self._num[have:]).reshape(n - have, enc.n_num)
             new_cat = np.asarray(self._cat[have:], dtype=np.int64).reshape(n - have, enc.n_cat)
             new_y = np.asarray(self._y[have:], dtype=float)
+            new_v = np.asarray(self._v[have:], dtype=float)
             if arrays is None:
-                arrays = (new_num, new_cat, new_y)
+                arrays = (new_num, new_cat, new_y, new_v)
             else:
-                arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (new_num, new_cat, new_y)))
+                arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (new_num, new_cat, new_y, new_v)))
             self._arrays = arrays
         return arrays
 
@@ -321,4 +418,7 @@ class TPE(Optimizer):
         self._num.append(encoded[0])
         self._cat.append(encoded[1])
         self._y.append(float(trial.objective))
+        violation = sum(max(c, 0.0) for c in trial.constraints)
+        self._v.append(violation)
+        self._infeasible = self._infeasible or violation > 0
 
