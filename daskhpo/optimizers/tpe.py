@@ -19,7 +19,9 @@ Constraints: TPE is told the raw objective and the constraint values
 (:attr:`Optimizer.handles_constraints`).  As in Optuna's constrained TPE, the trials are
 ranked feasible first (by objective), then infeasible ones by their total violation; the
 good group is the head of that ranking, so infeasible trials land in the bad group unless
-too few trials are feasible yet.
+too few trials are feasible yet.  Each candidate's score is also multiplied by a
+probability of feasibility, from one density ratio per constraint (trials where it held
+against trials where it did not, as in c-TPE).
 """
 
 from __future__ import annotations
@@ -322,6 +324,8 @@ class TPE(Optimizer):
         self._y: list[float] = []
         #: each modelled trial's total constraint violation (0: feasible)
         self._v: list[float] = []
+        #: each modelled trial's constraint values
+        self._c: list[tuple[float, ...]] = []
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -386,8 +390,44 @@ class TPE(Optimizer):
         g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight, bad_w)
         cand_num, cand_cat = l_model.sample(rng, self.n_candidates)
         score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
+        if self._infeasible:
+            score = score + self._log_feasibility(num, cat, cand_num, cand_cat)
         best = int(np.argmax(score))
         return cand_num[best : best + 1], cand_cat[best : best + 1]
+
+    def _log_feasibility(
+        self, num: np.ndarray, cat: np.ndarray, cand_num: np.ndarray, cand_cat: np.ndarray
+    ) -> np.ndarray:
+        """``sum_k log P(c_k <= 0 | x)`` of each candidate, one density ratio per constraint.
+
+        As in c-TPE (Watanabe & Hutter, 2023): the trials where constraint ``k`` held give a
+        density ``l_k``, those where it did not ``g_k``, and Bayes' rule with the feasible
+        fraction ``f_k`` gives ``P = f_k l_k / (f_k l_k + (1 - f_k) g_k)``.  Each group is
+        capped at ``max_bad`` trials (a seeded sample) so the cost stays bounded.
+        """
+        enc, n = self._enc, len(num)
+        values = np.full((n, max((len(c) for c in self._c), default=0)), np.nan)
+        for i, c in enumerate(self._c):
+            values[i, : len(c)] = c
+        out = np.zeros(len(cand_num))
+        for k in range(values.shape[1]):
+            known = ~np.isnan(values[:, k])
+            ok = np.flatnonzero(known & (values[:, k] <= 0))
+            bad = np.flatnonzero(known & (values[:, k] > 0))
+            if not len(ok) or not len(bad):
+                continue  # nothing to contrast: no information on this constraint
+            log_f = math.log(len(ok) / (len(ok) + len(bad)))
+            log_nf = math.log(len(bad) / (len(ok) + len(bad)))
+            parts = []
+            for group, stream in ((ok, "tpe-feasible"), (bad, "tpe-infeasible")):
+                if len(group) > self.max_bad:
+                    keep = self.rng_for(n, stream=f"{stream}-{k}").choice(len(group), self.max_bad, replace=False)
+                    group = group[np.sort(keep)]
+                model = _Parzen(num[group], cat[group], enc, self.bandwidth, self.prior_weight)
+                parts.append(model.log_pdf(cand_num, cand_cat))
+            feasible = log_f + parts[0]
+            out += feasible - np.logaddexp(feasible, log_nf + parts[1])
+        return out
 
     def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The modelled trials as arrays, extended (not rebuilt) as trials arrive."""
@@ -420,5 +460,6 @@ class TPE(Optimizer):
         self._y.append(float(trial.objective))
         violation = sum(max(c, 0.0) for c in trial.constraints)
         self._v.append(violation)
+        self._c.append(trial.constraints)
         self._infeasible = self._infeasible or violation > 0
 
