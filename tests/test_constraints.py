@@ -197,7 +197,7 @@ def test_constrained_tpe_ranks_feasible_first_then_by_violation():
 def test_constraint_aware_algorithms_find_the_constrained_optimum(algorithm):
     """The optimum of x**2 + y**2 subject to x + y >= 1 lies on the constraint's boundary."""
     def best(seed):
-        n_initial, n = (10, 40) if algorithm == "tpe" else (8, 25)  # gp: fewer, dearer suggestions
+        n_initial, n = (10, 40) if algorithm == "tpe" else (8, 22)  # gp: fewer, dearer suggestions
         exp = daskhpo.build_experiment("c", SPACE, algorithm=(algorithm, {"n_initial": n_initial}), seed=seed)
         exp.run(FakeExecutor(constrained, slots=1), max_trials=n)
         return exp.best["objective"]
