@@ -187,3 +187,24 @@ def test_an_enqueued_parent_value_activates_children_the_suggestion_left_out():
     for record in exp.records():
         assert set(record.params) == {"kernel", "degree", "coef0", "gamma", "C"}
         assert record.params["degree"] == 4 and 0 <= record.params["coef0"] <= 1
+
+
+@pytest.mark.parametrize("algorithm", [("asha", {"sampler": "tpe"}), ("hyperband", {"sampler": "evolution"}),
+                                       ("pbt", {"population_size": 4})])
+def test_multi_fidelity_algorithms_run_conditional_spaces(algorithm):
+    """ASHA and Hyperband promote their sampler's (conditional) suggestions; PBT perturbs only
+    active parameters: every trial runs, with exactly its active parameters."""
+    space = {**SPACE, "epochs": "fidelity(1, 9, 3)"}
+
+    def objective(kernel, C, epochs, degree=None, coef0=None, gamma=None, shrink=None):
+        return branchy(kernel, C, degree, coef0, gamma, shrink) + 1.0 / epochs
+
+    exp = daskhpo.build_experiment("mf", space, algorithm=algorithm, seed=0)
+    exp.run(FakeExecutor(objective, slots=3), max_trials=40)
+    records = exp.records()
+    # (pbt ends when every member has trained to the maximum fidelity)
+    assert len(records) >= 30 and {r.status for r in records} == {"completed"}
+    parsed = daskhpo.Space(space)
+    for record in records:
+        assert parsed.validate(record.params) == record.params
+    assert len({r.params["kernel"] for r in records}) == 3
