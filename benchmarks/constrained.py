@@ -7,7 +7,8 @@ The objective returns ``{"objective": f, "constraints": [c1, ...]}`` (feasible w
 experiment tells them:
 
 * ``tpe`` and ``gp``: constraint-aware (``handles_constraints``): the raw objective and the
-  constraint values;
+  constraint values; ``tpe-pof`` is ``tpe`` with its probability-of-feasibility factor on
+  (``feasibility_weight=1``);
 * ``tpe-penalty`` and ``gp-penalty``: the same algorithms with constraints hidden from them, so
   they see only the experiment's penalty (an infeasible trial is told as worse than every
   trial before it): what every algorithm got before constraint awareness;
@@ -60,7 +61,7 @@ from daskhpo.optimizers.gp import GP
 from daskhpo.optimizers.tpe import TPE
 from daskhpo.space import Space
 
-DASKHPO = ["random", "tpe", "tpe-penalty", "gp", "gp-penalty"]
+DASKHPO = ["random", "tpe", "tpe-pof", "tpe-penalty", "gp", "gp-penalty"]
 PEERS = ["optuna-tpe"]
 
 
@@ -131,6 +132,7 @@ def run_daskhpo(problem: Problem, algorithm: str, seed: int) -> list[float]:
     optimizer = {
         "random": lambda: "random",
         "tpe": lambda: ("tpe", n_initial),
+        "tpe-pof": lambda: ("tpe", {**n_initial, "feasibility_weight": 1.0}),
         "tpe-penalty": lambda: TPEPenalty(space, seed=seed, **n_initial),
         "gp": lambda: ("gp", n_initial),
         "gp-penalty": lambda: GPPenalty(space, seed=seed, **n_initial),
@@ -227,7 +229,8 @@ def markdown(summary: list[dict], algorithms: list[str], args: argparse.Namespac
         "Regret of the best **feasible** objective (objective minus the known constrained optimum), "
         "median [25th, 75th percentile] over seeds; `k/n` = seeds that found a feasible point "
         "(∞ where fewer than half did). One trial at a time.",
-        "`tpe`/`gp` are constraint-aware (told the raw objective and the constraints); "
+        "`tpe`/`gp` are constraint-aware (told the raw objective and the constraints; `tpe-pof`: with "
+        "`feasibility_weight=1`); "
         "`*-penalty` are the same algorithms told only the experiment's penalty (what they got before); "
         "`optuna-tpe` is Optuna's `TPESampler(constraints_func=...)`, defaults otherwise.",
         "",

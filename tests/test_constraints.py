@@ -232,3 +232,23 @@ def test_probability_of_feasibility_separates_the_feasible_region(algorithm):
     # the classification is right for most points away from the boundary
     far = np.array([abs(q["x"] + q["y"] - 1) > 0.5 for q in points])
     assert ((p > 0.5) == feasible)[far].mean() > 0.9
+
+
+def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
+    from daskhpo.optimizers import Trial, make_optimizer
+
+    space = daskhpo.Space(SPACE)
+    with pytest.raises(ValueError, match="tpe option 'feasibility_weight': must be a number >= 0, got -1"):
+        make_optimizer(("tpe", {"feasibility_weight": -1}), space, 0)
+
+    def feasible_share(weight):
+        opt = make_optimizer(("tpe", {"feasibility_weight": weight, "n_initial": 5}), space, 0)
+        rng = np.random.default_rng(0)
+        for i in range(30):
+            p = space.sample(rng)
+            opt.tell(Trial(i, p, "completed", -p["x"] - p["y"], {"constraint_0": p["x"] + p["y"] - 1}))
+        # the objective pulls to x + y = 4, the constraint holds only below x + y = 1
+        asked = [opt.ask(30 + i).params for i in range(40)]
+        return np.mean([p["x"] + p["y"] <= 1 for p in asked])
+
+    assert feasible_share(4.0) > feasible_share(0.0)
