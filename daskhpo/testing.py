@@ -226,7 +226,14 @@ class OptimizerConformance:
         return opt
 
     def _valid(self, params: dict) -> None:
-        assert self.space.validate(params) == params, f"invalid suggestion {params!r}"
+        space = self.space
+        if space.conditional:  # say which parameters are wrong, before validate drops or misses them
+            active = {name for name in space if space.is_active(name, params)}
+            assert set(params) == active, (
+                f"suggestion {params!r} should hold exactly its active parameters {sorted(active)}: "
+                f"inactive {sorted(set(params) - active)}, missing {sorted(active - set(params))}"
+            )
+        assert space.validate(params) == params, f"invalid suggestion {params!r}"
 
     # -- the protocol ----------------------------------------------------------------------
     def test_suggestions_are_valid_configurations(self, make_optimizer):
@@ -254,18 +261,22 @@ class OptimizerConformance:
 
     def test_resume_from_history_continues_the_same_run(self, make_optimizer):
         """An optimizer told a stored history suggests what the original would have next."""
-        original = self._build(make_optimizer, 5)
+        self._check_resume(make_optimizer, seed=5, told=25, next_=5)
+
+    def _check_resume(self, make_optimizer: Factory, seed: int, told: int, next_: int) -> None:
+        """Run ``told`` trials, tell them to a fresh optimizer: both suggest the same ``next_``."""
+        original = self._build(make_optimizer, seed)
         history = []  # what the history stores: parameters, results and lineage
-        for trial_id in range(25):
+        for trial_id in range(told):
             suggestion = original.ask(trial_id)
             if suggestion is None:
                 break
             history.append(self.finish(trial_id, suggestion, "completed"))
             original.tell(history[-1])
-        resumed = self._build(make_optimizer, 5)
+        resumed = self._build(make_optimizer, seed)
         for trial in history:
             resumed.tell(trial)
-        assert self.drive(resumed, 5, start=25) == self.drive(original, 5, start=25)
+        assert self.drive(resumed, next_, start=told) == self.drive(original, next_, start=told)
 
     def test_failed_trials_are_tolerated(self, make_optimizer):
         """Broken, timed-out and lost trials are told without harm."""
@@ -291,15 +302,19 @@ class OptimizerConformance:
         They run at the lowest fidelity, if the space has a fidelity dimension, so that a
         multi-fidelity algorithm has work left.
         """
+        opt = self._told_foreign_trials(make_optimizer, 15, np.random.default_rng(0))
+        self._valid(opt.ask(15).params)
+
+    def _told_foreign_trials(self, make_optimizer: Factory, n: int, rng: np.random.Generator) -> Optimizer:
+        """A fresh optimizer told ``n`` completed prior draws (at the lowest fidelity) it never asked for."""
         opt = self._build(make_optimizer, 2)
-        rng = np.random.default_rng(0)
-        for trial_id in range(15):
+        for trial_id in range(n):
             params = self.space.sample(rng)
             for name, dim in self.space.items():
                 if isinstance(dim, Fidelity):
                     params[name] = dim.cast(dim.low)
             opt.tell(Trial(trial_id, params, "completed", self.objective(params)))
-        self._valid(opt.ask(15).params)
+        return opt
 
     def test_config_is_json(self, make_optimizer):
         """``config`` is a JSON-serializable dict and ``name`` a string."""
@@ -418,70 +433,22 @@ class OptimizerConformance:
         suite.space = self.conditional_space
         return suite
 
-    def _valid_conditional(self, params: dict) -> None:
-        space = self.space
-        active = {name for name in space if space.is_active(name, params)}
-        assert set(params) == active, (
-            f"suggestion {params!r} should hold exactly its active parameters {sorted(active)}: "
-            f"inactive {sorted(set(params) - active)}, missing {sorted(active - set(params))}"
-        )
-        for name, value in params.items():
-            assert space[name].contains(value), f"suggestion {params!r}: {name}={value!r} is not in {space[name]}"
-        assert space.validate(params) == params, f"invalid suggestion {params!r}"
-
     def test_conditional_suggestions_hold_only_active_parameters(self, make_optimizer):
-        """On a conditional space, forty suggestions (four in flight, results in any order, some
-        failed) hold exactly the parameters their own choices activate, each in range."""
+        """On a conditional space, suggestions (up to eight in flight, results back in any order,
+        some failed) hold exactly the parameters their own choices activate, each in range, and
+        are the same for the same seed and order."""
         suite = self._on_conditional_space()
-        opt = suite._build(make_optimizer, 3)
-        trial_id, seen = 0, 0
-        for round_ in range(10):
-            batch = []
-            for _ in range(4):
-                suggestion = opt.ask(trial_id)
-                if suggestion is None:
-                    break
-                suite._valid_conditional(suggestion.params)
-                batch.append((trial_id, suggestion))
-                trial_id += 1
-            if not batch:
-                break
-            for i in np.random.default_rng(round_).permutation(len(batch)):
-                tid, suggestion = batch[i]
-                opt.tell(suite.finish(tid, suggestion, STATUSES[tid % len(STATUSES)]))
-            seen += len(batch)
-        assert seen, "no suggestion on the conditional space"
-        assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
+        assert suite._shuffled_run(make_optimizer, 0) == suite._shuffled_run(make_optimizer, 0)
 
     def test_conditional_told_trials_it_never_suggested(self, make_optimizer):
         """On a conditional space, trials told without their inactive parameters (as the history
         stores them) are learnt from without error, and the next suggestions stay valid."""
         suite = self._on_conditional_space()
-        opt = suite._build(make_optimizer, 2)
-        rng = np.random.default_rng(1)
-        for trial_id in range(25):
-            params = suite.space.sample(rng)
-            for name, dim in suite.space.items():
-                if isinstance(dim, Fidelity):
-                    params[name] = dim.cast(dim.low)
-            opt.tell(Trial(trial_id, params, "completed", suite.objective(params)))
+        opt = suite._told_foreign_trials(make_optimizer, 25, np.random.default_rng(1))
         for params in suite.drive(opt, 4, start=25, batch=2):
-            suite._valid_conditional(params)
+            suite._valid(params)
 
     def test_conditional_resume_continues_the_same_run(self, make_optimizer):
         """On a conditional space, an optimizer told the stored history (trials without their
-        inactive parameters) suggests what the original would have next; the same seed and
-        results give the same suggestions."""
-        suite = self._on_conditional_space()
-        original = suite._build(make_optimizer, 4)
-        history = []
-        for trial_id in range(22):
-            suggestion = original.ask(trial_id)
-            if suggestion is None:
-                break
-            history.append(suite.finish(trial_id, suggestion, "completed"))
-            original.tell(history[-1])
-        resumed = suite._build(make_optimizer, 4)
-        for trial in history:
-            resumed.tell(trial)
-        assert suite.drive(resumed, 3, start=22) == suite.drive(original, 3, start=22)
+        inactive parameters) suggests what the original would have next."""
+        self._on_conditional_space()._check_resume(make_optimizer, seed=4, told=22, next_=3)

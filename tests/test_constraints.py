@@ -12,6 +12,7 @@ import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.history import load_history
 from daskhpo.optimizers.random import RandomSearch
+from daskhpo.optimizers.tpe import TPE
 from daskhpo.records import TrialRecord
 from daskhpo.results import InvalidResult, parse_result, split_constraints
 
@@ -23,7 +24,9 @@ def constrained(x, y):
     return {"objective": x**2 + y**2, "constraints": [1 - x - y], "aux": x}
 
 
-class Recording(RandomSearch):
+class _Records:
+    """Mixin: keep every trial the optimizer is told, in order."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.told = []
@@ -31,6 +34,10 @@ class Recording(RandomSearch):
     def tell(self, trial):
         self.told.append(trial)
         super().tell(trial)
+
+
+class Recording(_Records, RandomSearch):
+    """Random search that records what it is told."""
 
 
 def test_parse_result_reads_constraints_and_refuses_bad_ones():
@@ -145,14 +152,8 @@ def test_constraints_and_maximize_through_a_dask_cluster(client):
     assert best["objective"] == float(ds["objective"].where(ds["feasible"]).max()) and best["objective"] <= 1
 
 
-class RecordingTPE(daskhpo.optimizers.make_optimizer("tpe", daskhpo.Space(SPACE), 0).__class__):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.told = []
-
-    def tell(self, trial):
-        self.told.append(trial)
-        super().tell(trial)
+class RecordingTPE(_Records, TPE):
+    """TPE, recording what it is told."""
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
@@ -180,7 +181,6 @@ def test_trial_constraints_read_the_metrics():
 
 def test_constrained_tpe_ranks_feasible_first_then_by_violation():
     from daskhpo.optimizers import Trial
-    from daskhpo.optimizers.tpe import TPE
 
     tpe = TPE(daskhpo.Space(SPACE), seed=0, n_initial=2, gamma=0.5)
     values = [(0.0, 3.0), (1.0, 0.5), (5.0, -1.0), (9.0, -2.0), (-4.0, 1.0), (2.0, 0.0)]  # (objective, constraint)
