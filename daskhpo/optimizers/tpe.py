@@ -145,84 +145,65 @@ class _Parzen:
         return enc.mask(enc.snap(num), cat)
 
     def log_pdf(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
-        """Log density (log mass on integer and categorical dimensions) of each point."""
-        if self.enc.conditional:
-            return self._log_pdf_conditional(num, cat)
+        """Log density (log mass on integer and categorical dimensions) of each point.
+
+        In a conditional space points and observations may lack dimensions (NaN / -1).  The
+        density of a point is then over its active dimensions only (the others are integrated
+        out: a factor 1), and on a dimension an observation lacks, that observation's kernel is
+        the dimension's prior.  This keeps ``l`` and ``g`` comparable between points of
+        different branches, as Optuna's define-by-run TPE does by building each parameter's
+        density from the trials where it was active.
+        """
         enc = self.enc
         m = len(num)
+        cond = enc.conditional
+        if cond:
+            num_on, cat_on = ~np.isnan(num), cat >= 0  # (m, d): the point has the dimension
+            num, cat = np.where(num_on, num, 0.5), np.maximum(cat, 0)  # placeholders, masked below
+        mu = self.mu_filled if cond else self.mu
         # Prior component: uniform on the unit cube, the prior on categories, cells' widths on integers.
         log_prior = np.zeros(m)
+        prior_int: dict[int, np.ndarray] = {}
         for j, cells in enc.int_cells.items():
             i = cells.index(num[:, j])
-            log_prior += np.log(cells.upper[i] - cells.lower[i])
+            prior_int[j] = np.log(cells.upper[i] - cells.lower[i])
+            if cond:
+                prior_int[j] = np.where(num_on[:, j], prior_int[j], 0.0)
+            log_prior += prior_int[j]
+        prior_cat = []
         for j, prior in enumerate(enc.cat_priors):
-            log_prior += np.log(prior[cat[:, j]])
+            prior_cat.append(np.log(prior[cat[:, j]]))
+            if cond:
+                prior_cat[j] = np.where(cat_on[:, j], prior_cat[j], 0.0)
+            log_prior += prior_cat[j]
         if not self.n:
             return log_prior
         # Observation components: (m, n) sums over dimensions.
         comp = np.zeros((m, self.n))
         if enc.n_num:
-            z = (num[:, None, :] - self.mu[None, :, :]) / self.sigma
+            z = (num[:, None, :] - mu[None, :, :]) / self.sigma
             log_k = -0.5 * z**2 - _LOG_SQRT_2PI - np.log(self.sigma)
             for j, cells in enc.int_cells.items():
                 i = cells.index(num[:, j])
-                lo = (cells.lower[i][:, None] - self.mu[None, :, j]) / self.sigma[j]
-                hi = (cells.upper[i][:, None] - self.mu[None, :, j]) / self.sigma[j]
+                lo = (cells.lower[i][:, None] - mu[None, :, j]) / self.sigma[j]
+                hi = (cells.upper[i][:, None] - mu[None, :, j]) / self.sigma[j]
                 log_k[:, :, j] = _log_mass(lo, hi)
-            comp += (log_k - self.log_z[None, :, :]).sum(axis=2)
+            log_k = log_k - self.log_z[None, :, :]
+            if cond:
+                prior_num = np.zeros((m, enc.n_num))  # 0 on continuous dimensions (density 1)
+                for j, values in prior_int.items():
+                    prior_num[:, j] = values
+                log_k = np.where(self.absent[None, :, :], prior_num[:, None, :], log_k)
+                log_k = np.where(num_on[:, None, :], log_k, 0.0)
+            comp += log_k.sum(axis=2)
         for j, prior in enumerate(enc.cat_priors):
             same = cat[:, j][:, None] == self.cat[None, :, j]
             p_other = self.eps * prior[cat[:, j]][:, None]
-            comp += np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
-        parts = np.concatenate([comp + self.log_w[None, :-1], (log_prior + self.log_w[-1])[:, None]], axis=1)
-        return special.logsumexp(parts, axis=1)
-
-    def _log_pdf_conditional(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
-        """:meth:`log_pdf` where points and observations may lack dimensions (NaN / -1).
-
-        The density of a point is over its active dimensions only (the others are
-        integrated out, so they contribute a factor 1); on a dimension the observation
-        lacks, the kernel is that dimension's prior.  This keeps ``l`` and ``g`` comparable
-        between points of different branches, as Optuna's define-by-run TPE does by
-        building each parameter's density from the trials where it was active.
-        """
-        enc = self.enc
-        m = len(num)
-        num_on = ~np.isnan(num)  # (m, n_num): the candidate has the dimension
-        cat_on = cat >= 0
-        safe_num = np.where(num_on, num, 0.5)
-        safe_cat = np.maximum(cat, 0)
-        # per candidate and dimension: the log prior of its value (0 on an absent one)
-        prior_num = np.zeros((m, enc.n_num))
-        for j, cells in enc.int_cells.items():
-            i = cells.index(safe_num[:, j])
-            prior_num[:, j] = np.log(cells.upper[i] - cells.lower[i])
-        prior_num = np.where(num_on, prior_num, 0.0)
-        prior_cat = np.zeros((m, enc.n_cat))
-        for j, prior in enumerate(enc.cat_priors):
-            prior_cat[:, j] = np.where(cat_on[:, j], np.log(prior[safe_cat[:, j]]), 0.0)
-        log_prior = prior_num.sum(axis=1) + prior_cat.sum(axis=1)
-        if not self.n:
-            return log_prior
-        comp = np.zeros((m, self.n))
-        if enc.n_num:
-            z = (safe_num[:, None, :] - self.mu_filled[None, :, :]) / self.sigma
-            log_k = -0.5 * z**2 - _LOG_SQRT_2PI - np.log(self.sigma)
-            for j, cells in enc.int_cells.items():
-                i = cells.index(safe_num[:, j])
-                lo = (cells.lower[i][:, None] - self.mu_filled[None, :, j]) / self.sigma[j]
-                hi = (cells.upper[i][:, None] - self.mu_filled[None, :, j]) / self.sigma[j]
-                log_k[:, :, j] = _log_mass(lo, hi)
-            log_k = log_k - self.log_z[None, :, :]
-            log_k = np.where(self.absent[None, :, :], prior_num[:, None, :], log_k)
-            comp += np.where(num_on[:, None, :], log_k, 0.0).sum(axis=2)
-        for j, prior in enumerate(enc.cat_priors):
-            obs = self.cat[None, :, j]
-            same = safe_cat[:, j][:, None] == obs
-            p_other = self.eps * prior[safe_cat[:, j]][:, None]
             term = np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
-            term = np.where(obs < 0, prior_cat[:, j][:, None], term)
-            comp += np.where(cat_on[:, j][:, None], term, 0.0)
+            if cond:
+                term = np.where(self.cat[None, :, j] < 0, prior_cat[j][:, None], term)
+                term = np.where(cat_on[:, j][:, None], term, 0.0)
+            comp += term
         parts = np.concatenate([comp + self.log_w[None, :-1], (log_prior + self.log_w[-1])[:, None]], axis=1)
         return special.logsumexp(parts, axis=1)
 
