@@ -159,9 +159,13 @@ def branchy(kernel, C, degree=None, coef0=None, gamma=None, shrink=None):
 def test_model_based_algorithms_learn_inside_branches(algorithm):
     """tpe, gp and evolution model the trials whose parameters were inactive too (they used to
     drop them: every trial of this space lacks some parameter), and beat random search."""
+    # gp: a cheaper acquisition search and budget (its suggestions cost ~100x tpe's)
+    config = {"gp": {"n_initial": 10, "n_candidates": 200, "n_starts": 1, "refit_every": 5}}.get(algorithm, {})
+    budget = 30 if algorithm == "gp" else 80
+
     def best(alg, seed):
-        exp = daskhpo.build_experiment("m", SPACE, algorithm=alg, seed=seed)
-        exp.run(FakeExecutor(branchy, slots=2), max_trials=50 if alg == "gp" else 80)
+        exp = daskhpo.build_experiment("m", SPACE, algorithm=(alg, config if alg == algorithm else {}), seed=seed)
+        exp.run(FakeExecutor(branchy, slots=2), max_trials=budget)
         return exp.best["objective"], exp
 
     ours = [best(algorithm, seed) for seed in range(3)]
@@ -169,8 +173,8 @@ def test_model_based_algorithms_learn_inside_branches(algorithm):
     assert np.median([o for o, _ in ours]) < np.median(rand)
     for _, exp in ours:
         assert set(exp.history["status"].values) == {"completed"}
-        late = [r.params for r in exp.records()][-20:]
-        assert sum(p["kernel"] == "poly" for p in late) >= 8  # exploits the best branch
+        late = [r.params for r in exp.records()][-10:]
+        assert sum(p["kernel"] == "poly" for p in late) >= 4  # exploits the best branch
     model = ours[0][1].optimizer
     # every completed trial modelled, none dropped for its inactive parameters
     if algorithm == "evolution":

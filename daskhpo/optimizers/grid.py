@@ -93,15 +93,17 @@ class GridSearch(Optimizer):
         partial: list[dict[str, Any]] = [{}]
         # parents before children, so a parameter's activity is known when it is reached
         for name in self.space._order:
-            grown = []
-            for params in partial:
-                if not self.space.is_active(name, params):
-                    grown.append(params)
-                    continue
-                grown.extend({**params, name: value} for value in axes[name])
-            if len(grown) > _MAX_TREE:
+            active = [self.space.is_active(name, params) for params in partial]
+            # counted before it is built: a grid too large is refused at once
+            if sum(len(axes[name]) if on else 1 for on in active) > _MAX_TREE:
                 raise option_error("grid", "n_values", f"the conditional grid has more than {_MAX_TREE:,} points; "
                                    "use fewer values per dimension")
+            grown = []
+            for params, on in zip(partial, active):
+                if on:
+                    grown.extend({**params, name: value} for value in axes[name])
+                else:
+                    grown.append(params)
             partial = grown
         return [{n: p[n] for n in self.space if n in p} for p in partial]
 
