@@ -137,6 +137,7 @@ class Trial:
         declares :attr:`Optimizer.handles_constraints`.
         """
         out: list[float] = []
+        # the names of daskhpo.results.CONSTRAINT, spelled here: optimizers import nothing above them
         while f"constraint_{len(out)}" in self.metrics:
             out.append(float(self.metrics[f"constraint_{len(out)}"]))
         return tuple(out)
