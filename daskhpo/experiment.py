@@ -96,20 +96,23 @@ class _Teller:
       penalized objective: the worst (signed) objective of every completed trial told so far,
       this one included, plus the sum of its constraint violations.  So every algorithm
       ranks it below every trial told before it, without knowing of constraints; its
-      metrics carry ``constraint_<i>`` and ``feasible`` (0.0) for algorithms that do.
+      metrics carry ``constraint_<i>`` and ``feasible`` (0.0).  An algorithm that models
+      constraints itself (:attr:`Optimizer.handles_constraints`, e.g. tpe and gp) is told the
+      trial's own objective instead, and reads the constraints from :attr:`Trial.constraints`.
       Deterministic in the order of events, so resume (which tells the same events in the
       same order) rebuilds the same values.
     """
 
-    def __init__(self, direction: str) -> None:
+    def __init__(self, direction: str, handles_constraints: bool = False) -> None:
         self.sign = direction_sign(direction)
         self.worst = -math.inf
+        self.penalize = not handles_constraints
 
     def trial(self, record: TrialRecord) -> Trial:
         trial = as_trial(record, self.sign)
         if record.status == "completed" and math.isfinite(trial.objective):
             self.worst = max(self.worst, trial.objective)
-            if not record.feasible:
+            if self.penalize and not record.feasible:
                 violation = sum(max(c, 0.0) for c in record.constraints)
                 trial = dataclasses.replace(trial, objective=self.worst + violation)
         return trial
@@ -153,7 +156,7 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
-        self._teller = _Teller(self.direction)
+        self._teller = _Teller(self.direction, bool(getattr(optimizer, "handles_constraints", False)))
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue: list[dict[str, Any]] = []
         defaults = space.defaults()
@@ -222,7 +225,8 @@ class Experiment:
         self._ids_lock = threading.Lock()
         # pickled before these existed
         self.__dict__.setdefault("_queue", [])
-        self.__dict__.setdefault("_teller", _Teller(self.direction))
+        self.__dict__.setdefault(
+            "_teller", _Teller(self.direction, bool(getattr(self.optimizer, "handles_constraints", False))))
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -1003,8 +1007,6 @@ def build_experiment(
         "daskhpo_version": __version__,
         "direction": direction or "minimize",
     }
-    if space.conditional and optimizer.name == "grid":
-        raise ValueError("the 'grid' algorithm does not search conditional spaces (when=) yet; use 'random'")
     warm: list[TrialRecord] = []
     if warm_start is not None:
         if optimizer.name == "pbt":

@@ -16,7 +16,9 @@ The tests drive the optimizer as the experiment does, without Dask: ``ask`` and 
 the defaults run as trial 0), and check that suggestions are valid plain data, that the
 same seed and results give the same suggestions, that an optimizer told a history continues
 the run it came from, and that no pending state outlives its trial (:attr:`Optimizer.pending
-<daskhpo.optimizers.Optimizer.pending>`).
+<daskhpo.optimizers.Optimizer.pending>`).  The ``test_conditional_*`` tests do the same on a
+conditional space (:data:`CONDITIONAL_SPACE`): a suggestion holds exactly the parameters its
+own choices make active, each in range.
 
 This module imports pytest; ``import daskhpo`` does not import it.
 """
@@ -34,7 +36,7 @@ import pytest
 from .optimizers import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial
 from .space import Fidelity, Space
 
-__all__ = ["OptimizerConformance", "SPACE", "STATUSES"]
+__all__ = ["OptimizerConformance", "SPACE", "CONDITIONAL_SPACE", "STATUSES"]
 
 #: The default space of the suite: every kind of dimension (linear, log, integer, log
 #: integer, categorical, categorical with ``None``, normal).
@@ -47,6 +49,24 @@ SPACE = Space(
         "kernel": "choices(['rbf', 'linear', 'poly'])",
         "weight": "choices([None, 'balanced'])",
         "noise": "normal(0, 1)",
+    }
+)
+
+#: The conditional space of the ``test_conditional_*`` tests: a model choice whose branches
+#: activate their own parameters (numeric, integer, log integer and categorical ones), a
+#: nested condition (``degree`` only for a polynomial SVM kernel), and one unconditional
+#: parameter.
+CONDITIONAL_SPACE = Space(
+    {
+        "model": "choices(['svm', 'forest', 'knn'])",
+        "kernel": "choices(['rbf', 'poly'], when={'model': 'svm'})",
+        "degree": "randint(2, 5, when={'kernel': 'poly'})",
+        "C": "loguniform(1e-3, 1e3, when={'model': 'svm'})",
+        "trees": "randint(10, 500, when={'model': 'forest'})",
+        "depth": "loguniform(1, 32, discrete=True, when={'model': 'forest'})",
+        "k": "randint(1, 30, when={'model': 'knn'})",
+        "weights": "choices(['uniform', 'distance'], when={'model': 'knn'})",
+        "lr": "loguniform(1e-4, 1)",
     }
 )
 
@@ -72,6 +92,10 @@ class OptimizerConformance:
         test that different seeds give different suggestions is then skipped.  The
         ``ignores_seed`` fixture reads it; override the fixture where it varies with a
         parametrized ``make_optimizer``.
+    conditional_space : Space or None
+        The conditional space of the ``test_conditional_*`` tests (default
+        :data:`CONDITIONAL_SPACE`); ``None`` skips them, for an optimizer that does not
+        search conditional spaces (say so in its documentation).
 
     Notes
     -----
@@ -82,6 +106,7 @@ class OptimizerConformance:
 
     space: Space = SPACE
     seed_independent: bool = False
+    conditional_space: Space | None = CONDITIONAL_SPACE
 
     # -- fixtures --------------------------------------------------------------------------
     @pytest.fixture
@@ -107,7 +132,8 @@ class OptimizerConformance:
         -------
         float
         """
-        unit = self.space.to_unit(params)
+        # a parameter that the configuration makes inactive counts as the middle of its range
+        unit = np.array([dim.to_unit(params[name]) if name in params else 0.5 for name, dim in self.space.items()])
         return float(np.sum((unit - 0.3) ** 2) + 0.1 * np.sum(unit))
 
     def default_params(self) -> dict[str, Any]:
@@ -200,7 +226,14 @@ class OptimizerConformance:
         return opt
 
     def _valid(self, params: dict) -> None:
-        assert self.space.validate(params) == params, f"invalid suggestion {params!r}"
+        space = self.space
+        if space.conditional:  # say which parameters are wrong, before validate drops or misses them
+            active = {name for name in space if space.is_active(name, params)}
+            assert set(params) == active, (
+                f"suggestion {params!r} should hold exactly its active parameters {sorted(active)}: "
+                f"inactive {sorted(set(params) - active)}, missing {sorted(active - set(params))}"
+            )
+        assert space.validate(params) == params, f"invalid suggestion {params!r}"
 
     # -- the protocol ----------------------------------------------------------------------
     def test_suggestions_are_valid_configurations(self, make_optimizer):
@@ -228,18 +261,22 @@ class OptimizerConformance:
 
     def test_resume_from_history_continues_the_same_run(self, make_optimizer):
         """An optimizer told a stored history suggests what the original would have next."""
-        original = self._build(make_optimizer, 5)
+        self._check_resume(make_optimizer, seed=5, told=25, next_=5)
+
+    def _check_resume(self, make_optimizer: Factory, seed: int, told: int, next_: int) -> None:
+        """Run ``told`` trials, tell them to a fresh optimizer: both suggest the same ``next_``."""
+        original = self._build(make_optimizer, seed)
         history = []  # what the history stores: parameters, results and lineage
-        for trial_id in range(25):
+        for trial_id in range(told):
             suggestion = original.ask(trial_id)
             if suggestion is None:
                 break
             history.append(self.finish(trial_id, suggestion, "completed"))
             original.tell(history[-1])
-        resumed = self._build(make_optimizer, 5)
+        resumed = self._build(make_optimizer, seed)
         for trial in history:
             resumed.tell(trial)
-        assert self.drive(resumed, 5, start=25) == self.drive(original, 5, start=25)
+        assert self.drive(resumed, next_, start=told) == self.drive(original, next_, start=told)
 
     def test_failed_trials_are_tolerated(self, make_optimizer):
         """Broken, timed-out and lost trials are told without harm."""
@@ -265,15 +302,19 @@ class OptimizerConformance:
         They run at the lowest fidelity, if the space has a fidelity dimension, so that a
         multi-fidelity algorithm has work left.
         """
+        opt = self._told_foreign_trials(make_optimizer, 15, np.random.default_rng(0))
+        self._valid(opt.ask(15).params)
+
+    def _told_foreign_trials(self, make_optimizer: Factory, n: int, rng: np.random.Generator) -> Optimizer:
+        """A fresh optimizer told ``n`` completed prior draws (at the lowest fidelity) it never asked for."""
         opt = self._build(make_optimizer, 2)
-        rng = np.random.default_rng(0)
-        for trial_id in range(15):
+        for trial_id in range(n):
             params = self.space.sample(rng)
             for name, dim in self.space.items():
                 if isinstance(dim, Fidelity):
                     params[name] = dim.cast(dim.low)
             opt.tell(Trial(trial_id, params, "completed", self.objective(params)))
-        self._valid(opt.ask(15).params)
+        return opt
 
     def test_fills_leave_the_optimizer_alone(self, make_optimizer):
         """``fill`` (for idle slots, from another thread) is valid and changes no state."""
@@ -398,3 +439,32 @@ class OptimizerConformance:
             assert trial_id not in opt.pending
             assert set(opt.pending) <= set(asked)
         assert opt.pending == ()
+
+    # -- conditional spaces ------------------------------------------------------------------
+    def _on_conditional_space(self) -> OptimizerConformance:
+        """This suite, on :attr:`conditional_space` (the test is skipped if it is ``None``)."""
+        if self.conditional_space is None:
+            pytest.skip("conditional_space is None: the optimizer does not search conditional spaces")
+        suite = type(self)()
+        suite.space = self.conditional_space
+        return suite
+
+    def test_conditional_suggestions_hold_only_active_parameters(self, make_optimizer):
+        """On a conditional space, suggestions (up to eight in flight, results back in any order,
+        some failed) hold exactly the parameters their own choices activate, each in range, and
+        are the same for the same seed and order."""
+        suite = self._on_conditional_space()
+        assert suite._shuffled_run(make_optimizer, 0) == suite._shuffled_run(make_optimizer, 0)
+
+    def test_conditional_told_trials_it_never_suggested(self, make_optimizer):
+        """On a conditional space, trials told without their inactive parameters (as the history
+        stores them) are learnt from without error, and the next suggestions stay valid."""
+        suite = self._on_conditional_space()
+        opt = suite._told_foreign_trials(make_optimizer, 25, np.random.default_rng(1))
+        for params in suite.drive(opt, 4, start=25, batch=2):
+            suite._valid(params)
+
+    def test_conditional_resume_continues_the_same_run(self, make_optimizer):
+        """On a conditional space, an optimizer told the stored history (trials without their
+        inactive parameters) suggests what the original would have next."""
+        self._on_conditional_space()._check_resume(make_optimizer, seed=4, told=22, next_=3)

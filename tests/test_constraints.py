@@ -12,6 +12,7 @@ import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.history import load_history
 from daskhpo.optimizers.random import RandomSearch
+from daskhpo.optimizers.tpe import TPE
 from daskhpo.records import TrialRecord
 from daskhpo.results import InvalidResult, parse_result, split_constraints
 
@@ -23,7 +24,9 @@ def constrained(x, y):
     return {"objective": x**2 + y**2, "constraints": [1 - x - y], "aux": x}
 
 
-class Recording(RandomSearch):
+class _Records:
+    """Mixin: keep every trial the optimizer is told, in order."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.told = []
@@ -31,6 +34,10 @@ class Recording(RandomSearch):
     def tell(self, trial):
         self.told.append(trial)
         super().tell(trial)
+
+
+class Recording(_Records, RandomSearch):
+    """Random search that records what it is told."""
 
 
 def test_parse_result_reads_constraints_and_refuses_bad_ones():
@@ -143,3 +150,105 @@ def test_constraints_and_maximize_through_a_dask_cluster(client):
     np.testing.assert_array_equal(ds["feasible"].values, ds["objective"].values <= 1)
     best = exp.best
     assert best["objective"] == float(ds["objective"].where(ds["feasible"]).max()) and best["objective"] <= 1
+
+
+class RecordingTPE(_Records, TPE):
+    """TPE, recording what it is told."""
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_an_algorithm_that_handles_constraints_is_told_the_raw_objective(direction):
+    assert RecordingTPE.handles_constraints and not RandomSearch.handles_constraints
+    recording = RecordingTPE(daskhpo.Space(SPACE), seed=0)
+    exp = daskhpo.build_experiment("raw", SPACE, algorithm=recording, direction=direction)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=30)
+    sign = 1 if direction == "minimize" else -1
+    records = {r.trial: r for r in exp.records()}
+    assert any(not r.feasible for r in records.values()) and any(r.feasible for r in records.values())
+    for trial in recording.told:
+        record = records[trial.id]
+        assert trial.objective == sign * record.objective  # no penalty, infeasible or not
+        assert trial.constraints == record.constraints == (pytest.approx(1 - record.params["x"] - record.params["y"]),)
+    assert recording._v == [max(1 - t.params["x"] - t.params["y"], 0.0) for t in recording.told]
+
+
+def test_trial_constraints_read_the_metrics():
+    from daskhpo.optimizers import Trial
+
+    assert Trial(0, {}, "completed", 1.0, {"constraint_0": 2.0, "constraint_1": -1.0, "aux": 3.0}).constraints == (2.0, -1.0)
+    assert Trial(0, {}, "completed", 1.0, {"aux": 3.0}).constraints == ()
+
+
+def test_constrained_tpe_ranks_feasible_first_then_by_violation():
+    from daskhpo.optimizers import Trial
+
+    tpe = TPE(daskhpo.Space(SPACE), seed=0, n_initial=2, gamma=0.5)
+    values = [(0.0, 3.0), (1.0, 0.5), (5.0, -1.0), (9.0, -2.0), (-4.0, 1.0), (2.0, 0.0)]  # (objective, constraint)
+    for i, (objective, c) in enumerate(values):
+        tpe.tell(Trial(i, {"x": 0.1 * i, "y": 0.0}, "completed", objective, {"constraint_0": c}))
+    num, cat, y, v = tpe._history_arrays()
+    order = np.lexsort((y, v))
+    # feasible (2, 3, 5) by objective, then infeasible by violation: 1 (0.5), 4 (1.0), 0 (3.0)
+    assert order.tolist() == [5, 2, 3, 1, 4, 0]
+    assert tpe._infeasible
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
+def test_constraint_aware_algorithms_find_the_constrained_optimum(algorithm):
+    """The optimum of x**2 + y**2 subject to x + y >= 1 lies on the constraint's boundary."""
+    def best(seed):
+        n_initial, n = (10, 40) if algorithm == "tpe" else (8, 22)  # gp: fewer, dearer suggestions
+        exp = daskhpo.build_experiment("c", SPACE, algorithm=(algorithm, {"n_initial": n_initial}), seed=seed)
+        exp.run(FakeExecutor(constrained, slots=1), max_trials=n)
+        return exp.best["objective"]
+
+    assert np.median([best(seed) for seed in range(3)]) < 0.6  # the constrained optimum is 0.5
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
+def test_probability_of_feasibility_separates_the_feasible_region(algorithm):
+    from daskhpo.optimizers import Trial, make_optimizer
+
+    space = daskhpo.Space(SPACE)
+    opt = make_optimizer(algorithm, space, 0)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        p = space.sample(rng)
+        opt.tell(Trial(i, p, "completed", p["x"] ** 2 + p["y"] ** 2, {"constraint_0": 1 - p["x"] - p["y"]}))
+    points = [space.sample(rng) for _ in range(400)]
+    feasible = np.array([p["x"] + p["y"] >= 1 for p in points])
+    enc = opt._enc
+    num = np.array([enc.encode(p)[0] for p in points])
+    cat = np.zeros((len(points), 0), dtype=np.int64)
+    if algorithm == "tpe":
+        arrays = opt._history_arrays()
+        log_p = opt._log_feasibility(arrays[0], arrays[1], num, cat)
+    else:
+        from daskhpo.optimizers.gp import _log_pof
+
+        log_p, _ = _log_pof(opt._constraint_models(), opt._features(num, cat))
+    p = np.exp(log_p)
+    assert p[feasible].mean() > 0.6 > 0.3 > p[~feasible].mean()
+    # the classification is right for most points away from the boundary
+    far = np.array([abs(q["x"] + q["y"] - 1) > 0.5 for q in points])
+    assert ((p > 0.5) == feasible)[far].mean() > 0.9
+
+
+def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
+    from daskhpo.optimizers import Trial, make_optimizer
+
+    space = daskhpo.Space(SPACE)
+    with pytest.raises(ValueError, match="tpe option 'feasibility_weight': must be a number >= 0, got -1"):
+        make_optimizer(("tpe", {"feasibility_weight": -1}), space, 0)
+
+    def feasible_share(weight):
+        opt = make_optimizer(("tpe", {"feasibility_weight": weight, "n_initial": 5}), space, 0)
+        rng = np.random.default_rng(0)
+        for i in range(30):
+            p = space.sample(rng)
+            opt.tell(Trial(i, p, "completed", -p["x"] - p["y"], {"constraint_0": p["x"] + p["y"] - 1}))
+        # the objective pulls to x + y = 4, the constraint holds only below x + y = 1
+        asked = [opt.ask(30 + i).params for i in range(40)]
+        return np.mean([p["x"] + p["y"] <= 1 for p in asked])
+
+    assert feasible_share(4.0) > feasible_share(0.0)

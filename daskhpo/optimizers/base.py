@@ -128,6 +128,20 @@ class Trial:
         """Whether the trial completed with a finite objective."""
         return self.status == "completed" and math.isfinite(self.objective)
 
+    @property
+    def constraints(self) -> tuple[float, ...]:
+        """The constraint values the objective returned (feasible when all are ``<= 0``).
+
+        Read from ``metrics["constraint_0"]``, ``["constraint_1"]``, ... where the experiment
+        puts them; empty for a trial without constraints.  An optimizer that models them
+        declares :attr:`Optimizer.handles_constraints`.
+        """
+        out: list[float] = []
+        # the names of daskhpo.results.CONSTRAINT, spelled here: optimizers import nothing above them
+        while f"constraint_{len(out)}" in self.metrics:
+            out.append(float(self.metrics[f"constraint_{len(out)}"]))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -352,6 +366,11 @@ class Optimizer(ABC):
     #: whether the engine may run :meth:`fill` suggestions in slots that would otherwise
     #: wait for this optimizer's model (set by model-based algorithms: gp, tpe)
     fills_idle_slots: ClassVar[bool] = False
+    #: ``True`` for an algorithm that models constraints itself: the experiment then tells it
+    #: an infeasible trial's own objective, with :attr:`Trial.constraints`.  Otherwise (the
+    #: default) an infeasible trial is told with a penalized objective, worse than every trial
+    #: told before it, so that an algorithm that knows nothing of constraints avoids it.
+    handles_constraints: ClassVar[bool] = False
 
     def __init__(self, space: Space, seed: int | None = None) -> None:
         self.space = space if isinstance(space, Space) else Space(space)

@@ -10,6 +10,9 @@ Mutation works per dimension type: real and integer dimensions take a Gaussian s
 their unit coordinates (so ``loguniform`` dimensions move on the log scale and ``normal``
 ones in quantiles), reflected at the bounds; an integer that would not move is nudged by one
 value; a categorical dimension switches to another choice, drawn from its prior.
+
+In a conditional space only a parent's active parameters mutate; a parameter that a
+mutated choice activates is drawn from its prior, and one it deactivates is dropped.
 """
 
 from __future__ import annotations
@@ -129,6 +132,10 @@ class Evolution(Optimizer):
         n_dims = enc.n_num + enc.n_cat
         chosen = rng.random(n_dims) < self._rate
         mutable = [j for j in range(n_dims) if j < enc.n_num or enc.cat_sizes[j - enc.n_num] > 1]
+        if enc.conditional:  # only the parent's active parameters mutate
+            present = np.concatenate([~np.isnan(num), cat >= 0])
+            mutable = [j for j in mutable if present[j]]
+            chosen &= present
         if mutable and not chosen[mutable].any():
             chosen[rng.choice(mutable)] = True
         num, cat = num.copy(), cat.copy()
@@ -148,6 +155,8 @@ class Evolution(Optimizer):
                 p[cat[j]] = 0.0
                 if p.sum() > 0:
                     cat[j] = rng.choice(len(p), p=p / p.sum())
+        if enc.conditional:  # parameters the new choices activate come from their priors
+            num, cat = enc.complete(num, cat, rng)
         return num, cat
 
     def tell(self, trial: Trial) -> None:

@@ -16,6 +16,18 @@ the posterior mean there, a *kriging believer*; a constant lie is an option), wh
 uncertainty, hence most of the expected improvement, around them: parallel suggestions spread
 out instead of piling onto one point.
 
+Conditional spaces: a coordinate that a point's choices make inactive is given a fixed
+feature value outside the unit interval (``-0.5``; an all-zero one-hot block for a
+categorical), so the kernel sees every inactive value as the same and unlike any active
+one; acquisition candidates are rounded to valid points, whose inactive coordinates are
+reset to that value before they are compared.
+
+Constraints (:attr:`Optimizer.handles_constraints`): each constraint value gets a GP of its
+own (the same kernel, fitted on the same schedule) and the acquisition is log expected
+improvement over the best *feasible* trial plus the log probability of feasibility,
+``sum_k log P(c_k(x) <= 0)`` (Gardner et al., 2014); until a trial is feasible, the
+probability of feasibility alone is maximised.
+
 Bounded cost: with more than ``max_train`` completed trials the GP is fitted on a subset of
 ``max_train`` of them (the best half of that size, plus a seeded random sample of the rest),
 so the cost of a suggestion stops growing with the history; the kernel is refitted on a
@@ -46,6 +58,8 @@ _SQRT_HALF_PI = math.sqrt(math.pi / 2)
 _LIARS = ("believer", "min", "mean", "max")
 #: scheduled kernel fits per warm-started chain (the first of each starts from the default kernel)
 _SEGMENT = 8
+#: the feature of an inactive numeric coordinate (outside [0, 1]: unlike any active value)
+_INACTIVE = -0.5
 
 
 def log_h(z: np.ndarray) -> np.ndarray:
@@ -107,6 +121,35 @@ class _Posterior:
         dvar = -2.0 * np.einsum("mnd,nm->md", dk, w)
         dsd = dvar / (2 * sd[:, None])
         return mu, sd, dmu, dsd
+
+
+def _log_pof(cons: list[tuple[_Posterior, float]], a: np.ndarray, grad: bool = False):
+    """``sum_k log P(c_k(a) <= threshold_k)`` under the constraints' GPs, and its gradient."""
+    value = np.zeros(len(a))
+    gradient = np.zeros(a.shape) if grad else None
+    for post, threshold in cons:
+        mu, sd, dmu, dsd = post.predict(a, grad)
+        z = (threshold - mu) / sd
+        log_cdf = special.log_ndtr(z)
+        value += log_cdf
+        if grad:
+            ratio = np.exp(-0.5 * z**2 - _LOG_SQRT_2PI - log_cdf)  # d log Phi / dz
+            gradient += ratio[:, None] * (-dmu - z[:, None] * dsd) / sd[:, None]
+    return value, gradient
+
+
+def _acquisition(post: _Posterior, cons: list[tuple[_Posterior, float]], a: np.ndarray, best: float | None,
+                 grad: bool = False):
+    """Log EI (``best`` ``None``: none, no feasible trial yet) plus the log probability of feasibility."""
+    if not cons:
+        return _log_ei(post, a, best, grad)  # type: ignore[arg-type]
+    value, gradient = _log_pof(cons, a, grad)
+    if best is not None:
+        ei, ei_grad = _log_ei(post, a, best, grad)
+        value = value + ei
+        if grad:
+            gradient = gradient + ei_grad
+    return value, gradient
 
 
 def _log_ei(post: _Posterior, a: np.ndarray, best: float, grad: bool = False):
@@ -179,6 +222,7 @@ class GP(Optimizer):
 
     name = "gp"
     fills_idle_slots = True
+    handles_constraints = True
 
     def __init__(
         self,
@@ -233,6 +277,11 @@ class GP(Optimizer):
         self._dim = start
         self._x: list[np.ndarray] = []
         self._y: list[float] = []
+        #: each modelled trial's constraint values (empty tuples in an unconstrained run)
+        self._c: list[tuple[float, ...]] = []
+        self._n_constraints = 0
+        # per constraint: (history size of the fit, kernel hyperparameters)
+        self._fitted_c: dict[int, tuple[int, tuple[float, np.ndarray, float]]] = {}
         #: number of trials the last fit used (for inspection and tests)
         self.last_train_size = 0
 
@@ -257,6 +306,14 @@ class GP(Optimizer):
     # -- encoding --------------------------------------------------------------------------
     def _features(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
         x = np.zeros((len(num), self._dim))
+        if self._enc.conditional:
+            num = np.where(np.isnan(num), _INACTIVE, num)
+            rows = np.arange(len(num))
+            for j, block in enumerate(self._blocks):
+                on = cat[:, j] >= 0  # an inactive categorical: an all-zero block
+                x[rows[on], block.start + cat[on, j]] = 1.0
+            x[:, : self._enc.n_num] = num
+            return x
         x[:, : self._enc.n_num] = num
         for j, block in enumerate(self._blocks):
             x[np.arange(len(num)), block.start + cat[:, j]] = 1.0
@@ -267,7 +324,7 @@ class GP(Optimizer):
         cat = np.stack([np.argmax(x[:, b], axis=1) for b in self._blocks], axis=1) if self._blocks else (
             np.zeros((len(x), 0), dtype=np.int64)
         )
-        return num, cat
+        return self._enc.mask(num, cat)
 
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
@@ -306,21 +363,70 @@ class GP(Optimizer):
             return
         self._x.append(self._features(encoded[0][None, :], encoded[1][None, :])[0])
         self._y.append(float(trial.objective))
+        constraints = trial.constraints
+        self._c.append(constraints)
+        self._n_constraints = max(self._n_constraints, len(constraints))
 
     # -- model -----------------------------------------------------------------------------
     def training_set(self, n: int | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The inputs and outputs of the first ``n`` (default all) completed trials that the GP
         is conditioned on: at most ``limit`` (default ``max_train``) of them."""
         n = len(self._y) if n is None else n
-        limit = self.max_train if limit is None else limit
+        keep = self._train_index(n, self.max_train if limit is None else limit)
         x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
+        return (x, y) if keep is None else (x[keep], y[keep])
+
+    def _train_index(self, n: int, limit: int) -> np.ndarray | None:
+        """Which of the first ``n`` trials the GP is conditioned on (``None``: all)."""
         if n <= limit:
-            return x, y
-        order = np.argsort(y, kind="stable")
+            return None
+        y = np.asarray(self._y[:n])
+        if self._n_constraints:
+            # the best: feasible first by objective, then the least violating
+            order = np.lexsort((y, self._violations(n)))
+        else:
+            order = np.argsort(y, kind="stable")
         n_best = limit // 2
         rest = self.rng_for(n, stream="gp-train-subset").choice(order[n_best:], limit - n_best, replace=False)
-        keep = np.sort(np.concatenate([order[:n_best], rest]))
-        return x[keep], y[keep]
+        return np.sort(np.concatenate([order[:n_best], rest]))
+
+    def _constraint_matrix(self, n: int) -> np.ndarray:
+        """The first ``n`` trials' constraint values, ``(n, n_constraints)``; NaN where one lacks them."""
+        out = np.full((n, self._n_constraints), np.nan)
+        for i, values in enumerate(self._c[:n]):
+            out[i, : len(values)] = values
+        return out
+
+    def _violations(self, n: int) -> np.ndarray:
+        return np.nansum(np.maximum(self._constraint_matrix(n), 0.0), axis=1)
+
+    def _constraint_models(self) -> list[tuple[_Posterior, float]]:
+        """One posterior per constraint, with the threshold 0 in its standardized units."""
+        n = len(self._y)
+        keep = self._train_index(n, self.max_train)
+        x = np.asarray(self._x)
+        values = self._constraint_matrix(n)
+        if keep is not None:
+            x, values = x[keep], values[keep]
+        n_fit = self._refit_point(n)
+        fit_keep = self._train_index(n_fit, self._fit_limit)
+        fit_x, fit_values = np.asarray(self._x[:n_fit]), self._constraint_matrix(n_fit)
+        if fit_keep is not None:
+            fit_x, fit_values = fit_x[fit_keep], fit_values[fit_keep]
+        models = []
+        for k in range(self._n_constraints):
+            known = ~np.isnan(values[:, k])
+            fit_known = ~np.isnan(fit_values[:, k])
+            if known.sum() < 2 or fit_known.sum() < 2:
+                continue
+            fitted = self._fitted_c.get(k)
+            if fitted is None or fitted[0] != n_fit:
+                params = self._fit(fit_x[fit_known], _standardize(fit_values[fit_known, k])[0], n_fit)
+                fitted = self._fitted_c[k] = (n_fit, params)
+            amplitude, length, noise = fitted[1]
+            cs, mean, std = _standardize(values[known, k])
+            models.append((_Posterior(x[known], cs, amplitude, length, noise), (0.0 - mean) / std))
+        return models
 
     def hyperparameters(self) -> tuple[float, np.ndarray, float]:
         """Amplitude, length scales and noise of the kernel (refitted every ``refit_every`` trials)."""
@@ -406,7 +512,13 @@ class GP(Optimizer):
         x, y = self.training_set()
         self.last_train_size = len(y)
         ys = self._targets(y)
-        best = float(ys.min())
+        cons = self._constraint_models() if self._n_constraints else []
+        best: float | None = float(ys.min())
+        if cons:
+            keep = self._train_index(len(self._y), self.max_train)
+            feasible = self._violations(len(self._y)) <= 0
+            feasible = feasible if keep is None else feasible[keep]
+            best = float(ys[feasible].min()) if feasible.any() else None
         post = _Posterior(x, ys, amplitude, length, noise)
         if self.constant_liar and self._pending and self.max_pending:
             pending = np.array(self._pending.values()[-self.max_pending :])
@@ -414,9 +526,11 @@ class GP(Optimizer):
                 lies = post.predict(pending)[0]
                 # the fantasies count as data, for the incumbent too: otherwise a pending point
                 # predicted to improve keeps its expected improvement and is suggested again
-                best = min(best, float(lies.min()))
+                if best is not None:
+                    best = min(best, float(lies.min()))
             else:
-                lies = np.full(len(pending), {"min": best, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
+                lie_min = float(ys.min()) if best is None else best
+                lies = np.full(len(pending), {"min": lie_min, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
             x = np.concatenate([x, pending])
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
@@ -424,15 +538,15 @@ class GP(Optimizer):
         count = self.n_candidates if refine else max(64, self.n_candidates // 4)
         cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length, count)
         if refine:
-            values, _ = _log_ei(post, cands, best)
+            values, _ = _acquisition(post, cons, cands, best)
             starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
-            optimized = self._maximize(post, best, starts)
+            optimized = self._maximize(post, cons, best, starts)
             # Round to valid points, and keep the best rounded one not already taken.
             num, cat = self._round(np.concatenate([optimized, starts, cands]))
         else:  # later suggestions of a batch: the best valid candidate, one evaluation
             num, cat = self._round(cands)
         points = self._features(num, cat)
-        values, _ = _log_ei(post, points, best)
+        values, _ = _acquisition(post, cons, points, best)
         taken = x
         for i in np.argsort(-values, kind="stable"):
             if np.min(np.abs(points[i] - taken).max(axis=1)) > 1e-6:
@@ -452,6 +566,10 @@ class GP(Optimizer):
         scale = np.minimum(length, 1.0) * rng.choice([0.01, 0.05, 0.2], size=(n_local, 1))
         local = centers + rng.normal(size=centers.shape) * scale
         nl = self._enc.n_num
+        if self._enc.conditional:
+            # a centre's inactive coordinate has no value to move from: a uniform draw,
+            # kept if a flip below activates it (rounding resets it otherwise)
+            local[:, :nl] = np.where(centers[:, :nl] == _INACTIVE, rng.random((n_local, nl)), local[:, :nl])
         local[:, nl:] = centers[:, nl:]
         for block in self._blocks:
             flip = rng.random(n_local) < 0.1
@@ -461,12 +579,14 @@ class GP(Optimizer):
         local[:, :nl] = np.clip(local[:, :nl], 0.0, 1.0)
         return np.concatenate([uniform, local])
 
-    def _maximize(self, post: _Posterior, best: float, starts: np.ndarray) -> np.ndarray:
+    def _maximize(
+        self, post: _Posterior, cons: list[tuple[_Posterior, float]], best: float | None, starts: np.ndarray
+    ) -> np.ndarray:
         m, d = starts.shape
 
         def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
             a = flat.reshape(m, d)
-            value, grad = _log_ei(post, a, best, grad=True)
+            value, grad = _acquisition(post, cons, a, best, grad=True)
             return float(-value.sum()), -grad.ravel()
 
         result = optimize.minimize(

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Categorical, Fidelity, Integer, Real, Space
+from ._encoding import complete_params
 from .base import CONTINUE, PRUNE, Optimizer, Report, Suggestion, Trial, check_option, option_error
 
 __all__ = ["PBT"]
@@ -148,7 +149,7 @@ class PBT(Optimizer):
         """Perturb a configuration (see the module documentation)."""
         out = dict(params)
         for name, dim in self.space.items():
-            if isinstance(dim, Fidelity):
+            if isinstance(dim, Fidelity) or name not in params:  # (inactive: nothing to perturb)
                 continue
             if rng.random() < self.resample_probability:
                 out[name] = dim.sample(rng)
@@ -167,6 +168,9 @@ class PBT(Optimizer):
                 if dim.prior != "normal":
                     new = min(max(new, dim.low), dim.high)
                 out[name] = dim.cast(new)
+        if self.space.conditional:
+            # a resampled parent may activate parameters the source lacked: drawn from their priors
+            out = complete_params(self.space, out, rng)
         return out
 
     # -- protocol ----------------------------------------------------------------------
@@ -224,6 +228,12 @@ class PBT(Optimizer):
             self._member_of[trial.id] = index
         return self.members[index]
 
+    def _merge(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        merged = {**old, **new}
+        if self.space.conditional:  # what ran decides which parameters exist: no stale inactive ones
+            merged = {k: v for k, v in merged.items() if k == self.fidelity or self.space.is_active(k, merged)}
+        return merged
+
     def tell(self, trial: Trial) -> None:
         """Record a segment's outcome with the parameters that ran; its member is ready again."""
         self._pending.pop(trial.id)
@@ -232,9 +242,9 @@ class PBT(Optimizer):
         if member.last_trial is None:
             # nothing trained yet: the member is what ran, even if it was not what PBT
             # suggested (the defaults run as trial 0)
-            member.params = {**member.params, **params}
+            member.params = self._merge(member.params, params)
         if trial.status in ("completed", "pruned") and math.isfinite(trial.objective):
-            member.params = {**member.params, **params}
+            member.params = self._merge(member.params, params)
             member.last_trial = trial.id
             member.score = trial.objective
             member.history.append(trial.id)

@@ -10,6 +10,21 @@ dimensions are modelled, unlike the independent per-dimension TPE of Hyperopt.
 
 Pending trials (asked, not yet told) join the bad group, as a constant liar that reports a
 bad value: parallel suggestions are pushed away from points already running.
+
+Conditional spaces: a parameter that a trial's choices make inactive is absent from that
+trial's kernel (the prior stands in for it), so each parameter's density is built from the
+trials where it was active, as in Optuna's define-by-run TPE.
+
+Constraints: TPE is told the raw objective and the constraint values
+(:attr:`Optimizer.handles_constraints`).  As in Optuna's constrained TPE, the trials are
+ranked feasible first (by objective), then infeasible ones by their total violation; the
+good group is the head of that ranking, so infeasible trials land in the bad group unless
+too few trials are feasible yet.  With ``feasibility_weight > 0``, each candidate's score is
+also multiplied by a probability of feasibility (to that power), from one density ratio per
+constraint: trials where it held against trials where it did not, as in c-TPE.  It is off
+by default: the ranking already puts infeasible trials in the bad group, and on
+``benchmarks/constrained.py`` the extra factor made the search worse near a constraint's
+boundary, where constrained optima lie.
 """
 
 from __future__ import annotations
@@ -72,7 +87,10 @@ class _Parzen:
         self.cat = cat
         self.n = n
         d = max(encoding.n_num, 1)
-        if n > 1:
+        if encoding.conditional:
+            # each dimension's spread over the observations where it is active
+            spread = _active_std(num)
+        elif n > 1:
             spread = num.std(axis=0)
         else:
             spread = np.full(encoding.n_num, 0.5)
@@ -90,6 +108,12 @@ class _Parzen:
         self.eps = 1.0 / (1.0 + math.sqrt(n)) if n else 1.0
         # Normalisers of the truncated kernels over [0, 1].
         self.log_z = _log_mass((0.0 - num) / self.sigma, (1.0 - num) / self.sigma)
+        if encoding.conditional:
+            # Where an observation lacks a dimension (inactive there), its kernel is the
+            # prior on that dimension: a candidate that has it is drawn from the prior.
+            self.absent = np.isnan(num)
+            self.mu_filled = np.where(self.absent, 0.5, num)
+            self.log_z = np.where(self.absent, 0.0, self.log_z)
 
     def sample(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         enc = self.enc
@@ -98,51 +122,100 @@ class _Parzen:
         obs = np.where(from_prior, 0, comp)
         num = rng.random((size, enc.n_num))
         if self.n and enc.n_num:
-            mu, sigma = self.mu[obs], self.sigma
+            mu, sigma = (self.mu_filled if enc.conditional else self.mu)[obs], self.sigma
             lo = special.ndtr((0.0 - mu) / sigma)
             hi = special.ndtr((1.0 - mu) / sigma)
             u = lo + rng.random((size, enc.n_num)) * (hi - lo)
             draw = mu + sigma * special.ndtri(np.clip(u, 1e-300, 1 - 1e-16))
-            num = np.where(from_prior[:, None], num, np.clip(draw, 0.0, 1.0))
+            use_prior = from_prior[:, None]
+            if enc.conditional:
+                use_prior = use_prior | self.absent[obs]
+            num = np.where(use_prior, num, np.clip(draw, 0.0, 1.0))
         cat = np.empty((size, enc.n_cat), dtype=np.int64)
         for j, prior in enumerate(enc.cat_priors):
             from_kernel = (~from_prior) & (rng.random(size) >= self.eps)
             drawn = rng.choice(len(prior), size=size, p=prior)
             if self.n:
-                drawn = np.where(from_kernel, self.cat[obs, j], drawn)
+                kept = self.cat[obs, j]
+                if enc.conditional:
+                    from_kernel &= kept >= 0  # absent in the observation: its prior
+                drawn = np.where(from_kernel, kept, drawn)
             cat[:, j] = drawn
-        return enc.snap(num), cat
+        # every coordinate was drawn; those the drawn choices make inactive are dropped
+        return enc.mask(enc.snap(num), cat)
 
     def log_pdf(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
-        """Log density (log mass on integer and categorical dimensions) of each point."""
+        """Log density (log mass on integer and categorical dimensions) of each point.
+
+        In a conditional space points and observations may lack dimensions (NaN / -1).  The
+        density of a point is then over its active dimensions only (the others are integrated
+        out: a factor 1), and on a dimension an observation lacks, that observation's kernel is
+        the dimension's prior.  This keeps ``l`` and ``g`` comparable between points of
+        different branches, as Optuna's define-by-run TPE does by building each parameter's
+        density from the trials where it was active.
+        """
         enc = self.enc
         m = len(num)
+        cond = enc.conditional
+        if cond:
+            num_on, cat_on = ~np.isnan(num), cat >= 0  # (m, d): the point has the dimension
+            num, cat = np.where(num_on, num, 0.5), np.maximum(cat, 0)  # placeholders, masked below
+        mu = self.mu_filled if cond else self.mu
         # Prior component: uniform on the unit cube, the prior on categories, cells' widths on integers.
         log_prior = np.zeros(m)
+        prior_int: dict[int, np.ndarray] = {}
         for j, cells in enc.int_cells.items():
             i = cells.index(num[:, j])
-            log_prior += np.log(cells.upper[i] - cells.lower[i])
+            prior_int[j] = np.log(cells.upper[i] - cells.lower[i])
+            if cond:
+                prior_int[j] = np.where(num_on[:, j], prior_int[j], 0.0)
+            log_prior += prior_int[j]
+        prior_cat = []
         for j, prior in enumerate(enc.cat_priors):
-            log_prior += np.log(prior[cat[:, j]])
+            prior_cat.append(np.log(prior[cat[:, j]]))
+            if cond:
+                prior_cat[j] = np.where(cat_on[:, j], prior_cat[j], 0.0)
+            log_prior += prior_cat[j]
         if not self.n:
             return log_prior
         # Observation components: (m, n) sums over dimensions.
         comp = np.zeros((m, self.n))
         if enc.n_num:
-            z = (num[:, None, :] - self.mu[None, :, :]) / self.sigma
+            z = (num[:, None, :] - mu[None, :, :]) / self.sigma
             log_k = -0.5 * z**2 - _LOG_SQRT_2PI - np.log(self.sigma)
             for j, cells in enc.int_cells.items():
                 i = cells.index(num[:, j])
-                lo = (cells.lower[i][:, None] - self.mu[None, :, j]) / self.sigma[j]
-                hi = (cells.upper[i][:, None] - self.mu[None, :, j]) / self.sigma[j]
+                lo = (cells.lower[i][:, None] - mu[None, :, j]) / self.sigma[j]
+                hi = (cells.upper[i][:, None] - mu[None, :, j]) / self.sigma[j]
                 log_k[:, :, j] = _log_mass(lo, hi)
-            comp += (log_k - self.log_z[None, :, :]).sum(axis=2)
+            log_k = log_k - self.log_z[None, :, :]
+            if cond:
+                prior_num = np.zeros((m, enc.n_num))  # 0 on continuous dimensions (density 1)
+                for j, values in prior_int.items():
+                    prior_num[:, j] = values
+                log_k = np.where(self.absent[None, :, :], prior_num[:, None, :], log_k)
+                log_k = np.where(num_on[:, None, :], log_k, 0.0)
+            comp += log_k.sum(axis=2)
         for j, prior in enumerate(enc.cat_priors):
             same = cat[:, j][:, None] == self.cat[None, :, j]
             p_other = self.eps * prior[cat[:, j]][:, None]
-            comp += np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
+            term = np.log(np.where(same, 1.0 - self.eps + p_other, p_other))
+            if cond:
+                term = np.where(self.cat[None, :, j] < 0, prior_cat[j][:, None], term)
+                term = np.where(cat_on[:, j][:, None], term, 0.0)
+            comp += term
         parts = np.concatenate([comp + self.log_w[None, :-1], (log_prior + self.log_w[-1])[:, None]], axis=1)
         return special.logsumexp(parts, axis=1)
+
+
+def _active_std(num: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation over its non-NaN entries (0.5 with fewer than two)."""
+    on = ~np.isnan(num)
+    count = on.sum(axis=0)
+    filled = np.where(on, num, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(count, 1)
+    var = (np.where(on, num - mean, 0.0) ** 2).sum(axis=0) / np.maximum(count, 1)
+    return np.where(count > 1, np.sqrt(var), 0.5)
 
 
 class TPE(Optimizer):
@@ -180,6 +253,10 @@ class TPE(Optimizer):
         (max_good + max_bad + pending) * n_dims)``) whatever the history.
     max_pending : int, default 256
         Most pending trials counted as liars (the most recently asked ones).
+    feasibility_weight : float, default 0.0
+        In a constrained run, the power of the probability-of-feasibility factor on each
+        candidate's score (``0``: none, only the feasible-first ranking; ``1``: the plain
+        factor).  It costs two more densities per constraint for each suggestion.
 
     Notes
     -----
@@ -191,6 +268,7 @@ class TPE(Optimizer):
 
     name = "tpe"
     fills_idle_slots = True
+    handles_constraints = True
 
     def __init__(
         self,
@@ -206,6 +284,7 @@ class TPE(Optimizer):
         liar_weight: float = 0.25,
         max_bad: int = 200,
         max_pending: int = 256,
+        feasibility_weight: float = 0.0,
     ) -> None:
         super().__init__(space, seed)
         check_option("tpe", "n_initial", n_initial, "int", low=1)
@@ -217,6 +296,8 @@ class TPE(Optimizer):
         check_option("tpe", "constant_liar", constant_liar, "bool")
         check_option("tpe", "max_bad", max_bad, "int", low=1)
         check_option("tpe", "max_pending", max_pending, "int", low=0)
+        check_option("tpe", "feasibility_weight", feasibility_weight, low=0)
+        self.feasibility_weight = float(feasibility_weight)
         self.max_bad = max_bad
         self.max_pending = max_pending
         self.n_initial = n_initial
@@ -228,10 +309,16 @@ class TPE(Optimizer):
         self.constant_liar = constant_liar
         self.liar_weight = float(liar_weight)
         self._enc = Encoding(self.space)
+        #: whether any modelled trial was infeasible (then the ranking is constrained)
+        self._infeasible = False
         self._num: list[np.ndarray] = []
         self._cat: list[np.ndarray] = []
         self._y: list[float] = []
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: each modelled trial's total constraint violation (0: feasible)
+        self._v: list[float] = []
+        #: each modelled trial's constraint values
+        self._c: list[tuple[float, ...]] = []
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -247,6 +334,7 @@ class TPE(Optimizer):
             "liar_weight": self.liar_weight,
             "max_bad": self.max_bad,
             "max_pending": self.max_pending,
+            "feasibility_weight": self.feasibility_weight,
         }
 
     def n_good(self, n: int) -> int:
@@ -269,8 +357,12 @@ class TPE(Optimizer):
 
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
-        num, cat, y = self._history_arrays()
-        order = np.argsort(y, kind="stable")
+        num, cat, y, v = self._history_arrays()
+        if self._infeasible:
+            # feasible first by objective, then infeasible by violation (Optuna's c-TPE)
+            order = np.lexsort((y, v))
+        else:
+            order = np.argsort(y, kind="stable")
         good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
         bad_w = np.ones(len(bad))
         if len(bad) > self.max_bad:
@@ -291,10 +383,46 @@ class TPE(Optimizer):
         g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight, bad_w)
         cand_num, cand_cat = l_model.sample(rng, self.n_candidates)
         score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
+        if self._infeasible and self.feasibility_weight > 0:
+            score = score + self.feasibility_weight * self._log_feasibility(num, cat, cand_num, cand_cat)
         best = int(np.argmax(score))
         return cand_num[best : best + 1], cand_cat[best : best + 1]
 
-    def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _log_feasibility(
+        self, num: np.ndarray, cat: np.ndarray, cand_num: np.ndarray, cand_cat: np.ndarray
+    ) -> np.ndarray:
+        """``sum_k log P(c_k <= 0 | x)`` of each candidate, one density ratio per constraint.
+
+        As in c-TPE (Watanabe & Hutter, 2023): the trials where constraint ``k`` held give a
+        density ``l_k``, those where it did not ``g_k``, and Bayes' rule with the feasible
+        fraction ``f_k`` gives ``P = f_k l_k / (f_k l_k + (1 - f_k) g_k)``.  Each group is
+        capped at ``max_bad`` trials (a seeded sample) so the cost stays bounded.
+        """
+        enc, n = self._enc, len(num)
+        values = np.full((n, max((len(c) for c in self._c), default=0)), np.nan)
+        for i, c in enumerate(self._c):
+            values[i, : len(c)] = c
+        out = np.zeros(len(cand_num))
+        for k in range(values.shape[1]):
+            known = ~np.isnan(values[:, k])
+            ok = np.flatnonzero(known & (values[:, k] <= 0))
+            bad = np.flatnonzero(known & (values[:, k] > 0))
+            if not len(ok) or not len(bad):
+                continue  # nothing to contrast: no information on this constraint
+            log_f = math.log(len(ok) / (len(ok) + len(bad)))
+            log_nf = math.log(len(bad) / (len(ok) + len(bad)))
+            parts = []
+            for group, stream in ((ok, "tpe-feasible"), (bad, "tpe-infeasible")):
+                if len(group) > self.max_bad:
+                    keep = self.rng_for(n, stream=f"{stream}-{k}").choice(len(group), self.max_bad, replace=False)
+                    group = group[np.sort(keep)]
+                model = _Parzen(num[group], cat[group], enc, self.bandwidth, self.prior_weight)
+                parts.append(model.log_pdf(cand_num, cand_cat))
+            feasible = log_f + parts[0]
+            out += feasible - np.logaddexp(feasible, log_nf + parts[1])
+        return out
+
+    def _history_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The modelled trials as arrays, extended (not rebuilt) as trials arrive."""
         enc, n = self._enc, len(self._y)
         arrays = self._arrays
@@ -303,10 +431,11 @@ class TPE(Optimizer):
             new_num = np.asarray(self._num[have:]).reshape(n - have, enc.n_num)
             new_cat = np.asarray(self._cat[have:], dtype=np.int64).reshape(n - have, enc.n_cat)
             new_y = np.asarray(self._y[have:], dtype=float)
+            new_v = np.asarray(self._v[have:], dtype=float)
             if arrays is None:
-                arrays = (new_num, new_cat, new_y)
+                arrays = (new_num, new_cat, new_y, new_v)
             else:
-                arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (new_num, new_cat, new_y)))
+                arrays = tuple(np.concatenate([a, b]) for a, b in zip(arrays, (new_num, new_cat, new_y, new_v)))
             self._arrays = arrays
         return arrays
 
@@ -322,4 +451,8 @@ class TPE(Optimizer):
         self._num.append(encoded[0])
         self._cat.append(encoded[1])
         self._y.append(float(trial.objective))
+        violation = sum(max(c, 0.0) for c in trial.constraints)
+        self._v.append(violation)
+        self._c.append(trial.constraints)
+        self._infeasible = self._infeasible or violation > 0
 

@@ -13,7 +13,7 @@ import pytest
 
 from daskhpo.optimizers import Optimizer, Suggestion, Trial, available, make_optimizer
 from daskhpo.space import Space
-from daskhpo.testing import SPACE, OptimizerConformance
+from daskhpo.testing import CONDITIONAL_SPACE, SPACE, OptimizerConformance
 
 # Options per algorithm for these tests, and algorithms whose suggestions ignore the seed.
 CONFIG: dict[str, dict] = {"grid": {"n_values": 4}, "pbt": {"perturbation_interval": 2}}
@@ -44,6 +44,7 @@ class TestRegisteredWithFidelity(TestRegistered):
     (ASHA and Hyperband promote, PBT trains in segments), the others run at its maximum."""
 
     space = Space({**SPACE.to_dict(), "epochs": "fidelity(1, 27, 3)"})
+    conditional_space = Space({**CONDITIONAL_SPACE.to_dict(), "epochs": "fidelity(1, 27, 3)"})
 
     # gp encodes the fidelity as tpe and evolution do (at its maximum); left out for time
     @pytest.fixture(params=[a for a in available() if a != "gp"])
@@ -69,13 +70,16 @@ class LocalSearch(Optimizer):
             params = self.space.sample(rng)
         else:
             params = self.space.from_unit(np.clip(self.best[1] + rng.normal(0, 0.1, len(self.space)), 0, 1))
+            params = self.space.validate(params)  # in a conditional space: only the active ones
         self._pending.add(trial_id)  # nothing to remember but that it runs
         return Suggestion(params)
 
     def tell(self, trial):
         self._pending.pop(trial.id)
         if trial.ok and (self.best is None or (trial.objective, trial.id) < self.best[::2]):
-            self.best = (trial.objective, self.space.to_unit(trial.params), trial.id)
+            # an inactive parameter is at the middle of its range, should a step activate it
+            unit = [d.to_unit(trial.params[n]) if n in trial.params else 0.5 for n, d in self.space.items()]
+            self.best = (trial.objective, np.array(unit), trial.id)
 
 
 class TestUserOptimizer(OptimizerConformance):
@@ -122,6 +126,16 @@ class FailsOnForeignTrials(LocalSearch):
         super().tell(trial)
 
 
+class SetsInactive(LocalSearch):
+    """Steps in the unit cube and returns every parameter, those its choices make inactive too."""
+
+    def ask(self, trial_id):
+        suggestion = super().ask(trial_id)
+        if self.best is None:
+            return suggestion
+        return Suggestion(self.space.from_unit(np.clip(self.best[1], 0, 1)))
+
+
 class SameEveryTime(LocalSearch):
     """Ignores pending trials: eight trials in flight get one point."""
 
@@ -143,6 +157,8 @@ class SameEveryTime(LocalSearch):
         (FailsOnForeignTrials, "test_told_trials_it_never_suggested"),
         (FailsOnForeignTrials, "test_resume_from_history_continues_the_same_run"),
         (SameEveryTime, "test_parallel_suggestions_are_distinct"),
+        (SetsInactive, "test_conditional_suggestions_hold_only_active_parameters"),
+        (SetsInactive, "test_conditional_told_trials_it_never_suggested"),
     ],
 )
 def test_a_broken_optimizer_fails_the_suite(broken, test):
