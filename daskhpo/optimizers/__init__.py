@@ -37,6 +37,7 @@ _BUILTIN: dict[str, str] = {
     "asha": "daskhpo.optimizers.asha:ASHA",
     "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
     "pbt": "daskhpo.optimizers.pbt:PBT",
+    "parego": "daskhpo.optimizers.parego:ParEGO",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
