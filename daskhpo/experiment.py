@@ -21,7 +21,7 @@ from .checkpoints import CheckpointStore
 from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
-from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs
+from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs, variable
 from .optimizers import Optimizer, Report, Trial, available, make_optimizer, optimizer_class
 from .pareto import non_dominated
 from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
@@ -532,13 +532,13 @@ class Experiment:
         objectives = self.objectives
         if objectives and record.status == "completed":
             # ObjectiveVector sent every objective among the metrics, and a placeholder objective
-            missing = [n for n in objectives if n not in record.metrics]
+            missing = [n for n in objectives if variable(n) not in record.metrics]
             if missing:  # an executor without an objective to wrap (no .fn): its results are checked here
                 record = record.replace(status="broken", objective=math.nan,
                                         error=f"InvalidResult: objective(s) {missing} missing from the result")
             else:
-                values = tuple(record.metrics[n] for n in objectives)
-                rest = {k: v for k, v in record.metrics.items() if k not in objectives}
+                values = tuple(record.metrics[variable(n)] for n in objectives)
+                rest = {k: v for k, v in record.metrics.items() if k not in set(map(variable, objectives))}
                 record = record.replace(values=values, objective=math.nan, metrics=rest)
         with self._publish_lock:
             record = self._history.append(record)
@@ -954,7 +954,6 @@ def build_experiment(
     if direction is not None:
         check_direction(direction)
     space = Space(space)
-    given_direction = direction
     if objectives is not None:
         objectives = check_objectives(objectives, params=space)
         if direction is not None:
@@ -974,6 +973,15 @@ def build_experiment(
                 f"storage {os.fspath(storage)!r} holds experiment {stored.get('name')!r} with "
                 f"another space:\n{_space_diff(stored_space, space)}"
             )
+        stored_objectives = objectives_from_attrs(stored)
+        if objectives is not None and objectives != stored_objectives:
+            held = f"objectives {stored_objectives}" if stored_objectives else "one objective"
+            raise ValueError(f"objectives={objectives!r}, but storage {os.fspath(storage)!r} holds an experiment with "
+                             f"{held}; leave objectives out to resume it")
+        if stored_objectives and direction is not None:
+            raise ValueError(f"direction={direction!r}, but storage {os.fspath(storage)!r} holds an experiment "
+                             f"with objectives {stored_objectives}; leave direction out to resume it")
+        objectives = stored_objectives or None
         stored_direction = str(stored.get("direction", "minimize"))
         if direction is not None and direction != stored_direction:
             raise ValueError(
@@ -981,15 +989,6 @@ def build_experiment(
                 f"{stored_direction[:-1]}es its objective; leave direction out to resume it"
             )
         direction = stored_direction
-        stored_objectives = objectives_from_attrs(stored)
-        if objectives is not None and objectives != stored_objectives:
-            held = f"objectives {stored_objectives}" if stored_objectives else "one objective"
-            raise ValueError(f"objectives={objectives!r}, but storage {os.fspath(storage)!r} holds an experiment with "
-                             f"{held}; leave objectives out to resume it")
-        if stored_objectives and given_direction is not None:
-            raise ValueError(f"direction={given_direction!r}, but storage {os.fspath(storage)!r} holds an experiment "
-                             f"with objectives {stored_objectives}; leave direction out to resume it")
-        objectives = stored_objectives or None
         stored_warm = stored.get("warm_start") or None
         if warm_start is not None and (stored_warm is None or os.path.abspath(warm_start) != stored_warm):
             raise ValueError(

@@ -9,7 +9,8 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
   ``repr`` of the value);
 * ``objective`` and one ``float64`` variable per other metric (NaN where absent); in an
   experiment with several objectives (attr ``objectives``), one variable per objective,
-  named after it (NaN unless the trial completed), and no ``objective``;
+  ``objective_<name>`` (NaN unless the trial completed; attr ``direction``), and no
+  ``objective``;
 * bookkeeping: ``status``, ``submitted``, ``started``, ``ended`` (``datetime64``),
   ``duration`` (seconds), ``worker`` (address), ``gpu`` (``CUDA_VISIBLE_DEVICES``),
   ``attempts`` and ``error``;
@@ -74,7 +75,7 @@ import numpy as np
 import xarray as xr
 
 from .journal import Journal, read_journal
-from .objectives import objectives_from_attrs
+from .objectives import objectives_from_attrs, variable
 from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
 from .results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
 from .space import Categorical, Space
@@ -301,7 +302,7 @@ class History:
         if objectives:  # one variable per objective instead of "objective"
             for i, (name, direction) in enumerate(objectives.items()):
                 values = [r.values[i] if r.values else math.nan for r in records]
-                data[name] = ("trial", np.array(values, dtype="float64"), {"direction": direction})
+                data[variable(name)] = ("trial", np.array(values, dtype="float64"), {"direction": direction})
         else:
             data["objective"] = ("trial", np.array([r.objective for r in records], dtype="float64"))
         for metric in sorted({m for r in records for m in r.metrics}):
@@ -391,7 +392,7 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
     constraint_names = []
     while f"{CONSTRAINT}{len(constraint_names)}" in per_trial:
         constraint_names.append(f"{CONSTRAINT}{len(constraint_names)}")
-    objectives = list(objectives_from_attrs(ds.attrs))
+    objectives = [variable(n) for n in objectives_from_attrs(ds.attrs)]
     metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"
                and v not in constraint_names and v not in objectives]
     columns = {name: ds[name].values for name in per_trial}

@@ -5,8 +5,12 @@ declares them; the objective returns a dict with those keys (and any other metri
 :class:`ObjectiveVector` wraps the user's function for the engine: it checks the dict on
 the worker, where the single-objective parsing (:func:`daskhpo.results.parse_result`)
 would otherwise ask for the key ``"objective"``, and hands the values on among the
-metrics; the experiment then moves them into :attr:`TrialRecord.values
-<daskhpo.records.TrialRecord.values>`.
+metrics as ``objective_<name>``; the experiment then moves them into
+:attr:`TrialRecord.values <daskhpo.records.TrialRecord.values>`.
+
+In the history each objective is the variable ``objective_<name>`` (:func:`variable`): an
+objective may then be called ``error`` or ``status`` without clashing with the history's
+bookkeeping variables of those names.
 """
 
 from __future__ import annotations
@@ -20,10 +24,17 @@ from typing import Any
 from .records import direction_sign
 from .results import InvalidResult, _number, _show, name_problem
 
-__all__ = ["ObjectiveVector", "check_objectives", "objectives_from_attrs"]
+__all__ = ["ObjectiveVector", "check_objectives", "objectives_from_attrs", "variable"]
 
 #: the values a direction may take
 DIRECTIONS = ("minimize", "maximize")
+#: prefix of the history's variable of each objective
+PREFIX = "objective_"
+
+
+def variable(name: str) -> str:
+    """The history's variable of objective ``name``: ``objective_<name>``."""
+    return PREFIX + name
 
 
 def check_objectives(objectives: Any, params: Collection[str] = ()) -> dict[str, str]:
@@ -39,8 +50,9 @@ def check_objectives(objectives: Any, params: Collection[str] = ()) -> dict[str,
     Raises
     ------
     ValueError
-        Naming the objective, for a name that cannot be a variable of the history (a
-        parameter's, a reserved one, ``"objective"``) or a direction that is neither
+        Naming the objective, for a name that cannot be stored (``objective_<name>`` the
+        name of a parameter, a character a variable name cannot hold, ``"objective"``
+        itself) or a direction that is neither
         ``"minimize"`` nor ``"maximize"``; or when fewer than two are given.
     """
     if not isinstance(objectives, Mapping):
@@ -60,9 +72,9 @@ def check_objectives(objectives: Any, params: Collection[str] = ()) -> dict[str,
         if name == "objective":
             raise ValueError("objective name 'objective' is the single objective's; name each objective of "
                              "objectives= after what it measures (e.g. 'error', 'latency_ms')")
-        problem = name_problem(name, params)
+        problem = name_problem(variable(name), params) if name else "an empty name cannot be stored"
         if problem is not None:
-            raise ValueError(f"objective {name!r}: {problem.replace('metric', 'name', 1)}")
+            raise ValueError(f"objective {name!r}: its history variable {problem.replace('metric ', '', 1)}")
         if not isinstance(direction, str) or direction not in DIRECTIONS:
             raise ValueError(f"objective {name!r}: direction must be 'minimize' or 'maximize', got {direction!r}")
         out[name] = direction
@@ -83,9 +95,10 @@ def signs(objectives: Mapping[str, str]) -> tuple[float, ...]:
 class ObjectiveVector:
     """The user's objective, returning a dict with every declared objective.
 
-    Called on the worker as the objective itself; it returns that dict with the key
-    ``"objective"`` set to 0.0 (a placeholder the experiment replaces with NaN), so that
-    the engine's parsing takes every value as a metric.
+    Called on the worker as the objective itself; it returns that dict with each objective
+    renamed ``objective_<name>`` and the key ``"objective"`` set to 0.0 (a placeholder the
+    experiment replaces with NaN), so that the engine's parsing takes every value as a
+    metric.
 
     Parameters
     ----------
@@ -99,7 +112,7 @@ class ObjectiveVector:
     daskhpo.results.InvalidResult
         (The trial is then ``broken`` with the message.)  When the result is not a dict,
         lacks an objective, gives a value that is not a real number or is not finite, or
-        has the key ``"objective"``.
+        has the key ``"objective"`` or ``"objective_<name>"``.
     """
 
     def __init__(self, fn: Callable[..., Any], names: Collection[str]) -> None:
@@ -124,9 +137,11 @@ class ObjectiveVector:
             keys = sorted(k if isinstance(k, str) else _show(k) for k in value)
             raise InvalidResult(f"objective(s) {missing} missing from the returned dict (keys {keys}); "
                                 f"the experiment has objectives {names}")
-        if "objective" in value:
-            raise InvalidResult(f"the returned dict has the key 'objective', but the experiment has objectives "
+        clash = [k for k in ("objective", *map(variable, names)) if k in value]
+        if clash:
+            raise InvalidResult(f"the returned dict has the key(s) {clash}, but the experiment has objectives "
                                 f"{names}: return each by its name")
+        out = {k: v for k, v in value.items() if k not in self.names}
         for name in names:
             try:
                 number = _number(name, value[name])
@@ -134,4 +149,6 @@ class ObjectiveVector:
                 raise InvalidResult(str(exc).replace("metric", "objective", 1)) from None
             if not math.isfinite(number):
                 raise InvalidResult(f"objective {name!r} is {number}")
-        return {**value, "objective": 0.0}
+            out[variable(name)] = number
+        out["objective"] = 0.0
+        return out
