@@ -16,7 +16,9 @@ The tests drive the optimizer as the experiment does, without Dask: ``ask`` and 
 the defaults run as trial 0), and check that suggestions are valid plain data, that the
 same seed and results give the same suggestions, that an optimizer told a history continues
 the run it came from, and that no pending state outlives its trial (:attr:`Optimizer.pending
-<daskhpo.optimizers.Optimizer.pending>`).
+<daskhpo.optimizers.Optimizer.pending>`).  An algorithm whose class sets
+:attr:`~daskhpo.optimizers.Optimizer.multi_objective` is also driven with objective vectors
+(:attr:`Trial.values <daskhpo.optimizers.Trial.values>`); the others skip those tests.
 
 This module imports pytest; ``import daskhpo`` does not import it.
 """
@@ -382,3 +384,70 @@ class OptimizerConformance:
             assert trial_id not in opt.pending
             assert set(opt.pending) <= set(asked)
         assert opt.pending == ()
+
+    # -- several objectives (algorithms whose class sets ``multi_objective``) --------------
+    def objectives(self, params: dict[str, Any]) -> tuple[float, float]:
+        """Two conflicting minimized objectives: :meth:`objective`, and the distance to 0.7.
+
+        Parameters
+        ----------
+        params : dict
+
+        Returns
+        -------
+        tuple of float
+        """
+        unit = self.space.to_unit(params)
+        return self.objective(params), float(np.sum((unit - 0.7) ** 2))
+
+    def _vector_run(self, make_optimizer: Factory, seed: int, order_seed: int) -> tuple[Optimizer, list[dict]]:
+        """Warm up, then four rounds of up to 6 in flight told back shuffled, mixed statuses, with
+        objective vectors."""
+        opt = self._build(make_optimizer, seed)
+        if not type(opt).multi_objective:
+            pytest.skip(f"{type(opt).__name__} searches one objective (multi_objective is False)")
+        suggested: list[dict] = []
+        trial_id = 0
+        for round_ in range(5):
+            batch = []
+            for _ in range(6):
+                suggestion = opt.ask(trial_id)
+                if suggestion is None:
+                    break
+                self._valid(suggestion.params)
+                batch.append((trial_id, suggestion))
+                trial_id += 1
+            order = np.random.default_rng([order_seed, round_]).permutation(len(batch))
+            for i in order:
+                tid, suggestion = batch[i]
+                status = "completed" if round_ == 0 else STATUSES[(tid + round_) % len(STATUSES)]
+                values = self.objectives(suggestion.params) if status == "completed" else ()
+                opt.tell(Trial(tid, suggestion.params, status, math.nan, values=values,
+                               parent=suggestion.parent, checkpoint=suggestion.checkpoint))
+            suggested += [s.params for _, s in batch]
+        assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
+        return opt, suggested
+
+    def test_objective_vectors_are_searched(self, make_optimizer):
+        """A multi-objective algorithm told :attr:`Trial.values` (out of order, some failed)
+        makes valid, reproducible suggestions and keeps no pending state."""
+        _, first = self._vector_run(make_optimizer, 8, 0)
+        assert first == self._vector_run(make_optimizer, 8, 0)[1]
+        opt, _ = self._vector_run(make_optimizer, 8, 1)
+        self._valid(opt.ask(1000).params)
+
+    def test_objective_vectors_resume(self, make_optimizer):
+        """Told a stored multi-objective history, it suggests what the original would have next."""
+        if not type(self._build(make_optimizer)).multi_objective:
+            pytest.skip("searches one objective (multi_objective is False)")
+        history = []
+        probe = self._build(make_optimizer, 4)
+        for trial_id in range(20):
+            suggestion = probe.ask(trial_id)
+            trial = Trial(trial_id, suggestion.params, "completed", math.nan, values=self.objectives(suggestion.params))
+            probe.tell(trial)
+            history.append(trial)
+        resumed = self._build(make_optimizer, 4)
+        for trial in history:
+            resumed.tell(trial)
+        assert [resumed.ask(20 + i).params for i in range(3)] == [probe.ask(20 + i).params for i in range(3)]

@@ -74,8 +74,11 @@ def test_subclassing_runs_the_suite_and_catches_faults(pytester):
     # the leaky one fails the pending tests, and only those
     leaky = {f.split("::")[-1].split("[")[0] for f in failed if "::TestLeaky::" in f}
     assert leaky == {"test_pending_trials_are_cleaned_up", "test_results_in_any_order", "test_defaults_first_trial"}
-    # a subclass without the fixture errors on every test, saying what is missing
-    result.assert_outcomes(passed=2 * n_tests - len(failed), failed=len(failed), errors=n_tests)
+    # a subclass without the fixture errors on every test, saying what is missing; the
+    # multi-objective tests skip these single-objective optimizers
+    skipped = 2 * len([name for name in dir(daskhpo.testing.OptimizerConformance) if "objective_vectors" in name])
+    result.assert_outcomes(passed=2 * n_tests - len(failed) - skipped, failed=len(failed), errors=n_tests,
+                           skipped=skipped)
     result.stdout.fnmatch_lines(["*TestForgotTheFixture must define a make_optimizer fixture*"])
 
 
