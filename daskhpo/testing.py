@@ -320,24 +320,36 @@ class OptimizerConformance:
         """Warm up, then three rounds: ask up to 8, tell them back shuffled, mixed statuses."""
         opt = self._build(make_optimizer, 7)
         suggested = self.drive(opt, 12)
-        trial_id = 12
-        for round_ in range(3):
+        more, trial_id = self._shuffled_rounds(
+            opt, 12, 3, 8, order_seed,
+            lambda tid, suggestion, round_: self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)]))
+        self._valid(opt.ask(trial_id).params)
+        return suggested + more
+
+    def _shuffled_rounds(
+        self, opt: Optimizer, trial_id: int, rounds: int, size: int, order_seed: int,
+        finish: Callable[[int, Suggestion, int], Trial],
+    ) -> tuple[list[dict], int]:
+        """``rounds`` times: ask up to ``size``, tell ``finish(id, suggestion, round)`` back shuffled.
+
+        Returns the suggested parameters and the next trial id; checks that nothing is
+        pending at the end.
+        """
+        suggested = []
+        for round_ in range(rounds):
             batch = []
-            for _ in range(8):
+            for _ in range(size):
                 suggestion = opt.ask(trial_id)
                 if suggestion is None:
                     break
                 self._valid(suggestion.params)
                 batch.append((trial_id, suggestion))
                 trial_id += 1
-            order = np.random.default_rng([order_seed, round_]).permutation(len(batch))
-            for i in order:
-                tid, suggestion = batch[i]
-                opt.tell(self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)]))
+            for i in np.random.default_rng([order_seed, round_]).permutation(len(batch)):
+                opt.tell(finish(*batch[i], round_))
             suggested += [s.params for _, s in batch]
         assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
-        self._valid(opt.ask(trial_id).params)
-        return suggested
+        return suggested, trial_id
 
     def test_results_in_any_order(self, make_optimizer):
         """Results come back in another order than asked, some failed: suggestions stay valid
@@ -401,32 +413,19 @@ class OptimizerConformance:
         return self.objective(params), float(np.sum((unit - 0.7) ** 2))
 
     def _vector_run(self, make_optimizer: Factory, seed: int, order_seed: int) -> tuple[Optimizer, list[dict]]:
-        """Warm up, then four rounds of up to 6 in flight told back shuffled, mixed statuses, with
-        objective vectors."""
+        """Five rounds of up to 6 in flight told back shuffled (mixed statuses after the first),
+        with objective vectors."""
         opt = self._build(make_optimizer, seed)
         if not type(opt).multi_objective:
             pytest.skip(f"{type(opt).__name__} searches one objective (multi_objective is False)")
-        suggested: list[dict] = []
-        trial_id = 0
-        for round_ in range(5):
-            batch = []
-            for _ in range(6):
-                suggestion = opt.ask(trial_id)
-                if suggestion is None:
-                    break
-                self._valid(suggestion.params)
-                batch.append((trial_id, suggestion))
-                trial_id += 1
-            order = np.random.default_rng([order_seed, round_]).permutation(len(batch))
-            for i in order:
-                tid, suggestion = batch[i]
-                status = "completed" if round_ == 0 else STATUSES[(tid + round_) % len(STATUSES)]
-                values = self.objectives(suggestion.params) if status == "completed" else ()
-                opt.tell(Trial(tid, suggestion.params, status, math.nan, values=values,
-                               parent=suggestion.parent, checkpoint=suggestion.checkpoint))
-            suggested += [s.params for _, s in batch]
-        assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
-        return opt, suggested
+
+        def finish(tid: int, suggestion: Suggestion, round_: int) -> Trial:
+            status = "completed" if round_ == 0 else STATUSES[(tid + round_) % len(STATUSES)]
+            values = self.objectives(suggestion.params) if status == "completed" else ()
+            return Trial(tid, suggestion.params, status, math.nan, values=values,
+                         parent=suggestion.parent, checkpoint=suggestion.checkpoint)
+
+        return opt, self._shuffled_rounds(opt, 0, 5, 6, order_seed, finish)[0]
 
     def test_objective_vectors_are_searched(self, make_optimizer):
         """A multi-objective algorithm told :attr:`Trial.values` (out of order, some failed)
