@@ -221,15 +221,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "multiobjective.md"))
     parser.add_argument("--no-write", action="store_true", help="print JSON only")
+    parser.add_argument("--from-rows", help="summarize the per-run JSON lines of an earlier run instead of running")
     args = parser.parse_args()
     logging.getLogger("daskhpo").setLevel(logging.WARNING)
-    jobs = [(p, a, s, k) for p in args.problems for k in args.in_flight for a in args.algorithms
-            for s in range(args.seeds)]
     rows = []
-    with Pool(args.jobs) as pool:
-        for row in pool.imap_unordered(one, jobs):
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    if args.from_rows:
+        with open(args.from_rows) as fh:
+            rows = [row for row in map(json.loads, filter(str.strip, fh)) if "summary" not in row]
+    else:
+        jobs = [(p, a, s, k) for p in args.problems for k in args.in_flight for a in args.algorithms
+                for s in range(args.seeds)]
+        with Pool(args.jobs) as pool:
+            for row in pool.imap_unordered(one, jobs):
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     summary = summarize(rows, args.problems, args.algorithms, args.in_flight)
     for entry in summary:
         print(json.dumps(entry), flush=True)

@@ -1033,7 +1033,7 @@ def build_experiment(
         if optimizer.name == "pbt":
             raise ValueError("warm_start is not supported by the 'pbt' algorithm (its population is its own lineages)")
         attrs["warm_start"] = os.path.abspath(warm_start)
-        warm = _warm_start_trials(warm_start, space, attrs["direction"], objectives or {})
+        warm = _warm_start_trials(warm_start, space, attrs.get("direction", "minimize"), objectives or {})
     changes = json.loads(stored.get("algorithm_history", "[]"))
     if not changes and stored.get("algorithm"):
         changes = [{"algorithm": stored["algorithm"], "config": json.loads(stored.get("algorithm_config", "{}")), "from_trial": 0}]

@@ -349,3 +349,14 @@ def test_cli_status_and_progress_show_the_front(stored, capsys):
         bar(record)
     bar.close()
     assert f"front={len(front)}" in text.getvalue()
+
+
+def test_warm_start_between_experiments_with_the_same_objectives(tmp_path):
+    first = daskhpo.build_experiment("a", SPACE, objectives=OBJECTIVES, seed=0, storage=tmp_path / "a.nc")
+    first.run(FakeExecutor(tradeoff), max_trials=12)
+    first.close()
+    second = daskhpo.build_experiment("b", SPACE, algorithm="evolution", objectives=OBJECTIVES, seed=0,
+                                      warm_start=tmp_path / "a.nc")
+    assert len(second.optimizer.population) == 10  # told the 12 completed trials: a full population
+    with pytest.raises(ValueError, match="has objectives .*'error'.*this experiment one"):
+        daskhpo.build_experiment("c", SPACE, warm_start=tmp_path / "a.nc")
