@@ -343,6 +343,10 @@ def test_cli_status_and_progress_show_the_front(stored, capsys):
     assert f"Pareto front: {len(front)} trial(s) of objectives error (minimize), speed (maximize)" in out
     header = [line.split() for line in out.splitlines() if line.strip().startswith("trial")]
     assert header and header[0][:4] == ["trial", "status", "error", "speed"]
+    out = stored.parent / "front.html"
+    assert main(["plot", "pareto", str(stored), "-o", str(out)]) == 0 and "Pareto front" in out.read_text()
+    assert main(["plot", "regret", str(stored)]) == 2  # a usage error that points to pareto
+    assert "use pareto()" in capsys.readouterr().err
     text = io.StringIO()
     bar = ProgressBar(30, objectives=OBJECTIVES, file=text, mininterval=0)
     for record in daskhpo.load_experiment(stored).records():
