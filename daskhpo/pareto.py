@@ -41,11 +41,33 @@ def non_dominated(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     [True, True, False, True]
     """
     y = _as_points(points)
+    if y.shape[1] == 2:
+        return _non_dominated_2d(y)
     keep = np.ones(len(y), dtype=bool)
     for i in range(len(y)):
         # a row at a time keeps memory at O(n m) for large histories
         dominated_by = np.all(y <= y[i], axis=1) & np.any(y < y[i], axis=1)
         keep[i] = not dominated_by.any()
+    return keep
+
+
+def _non_dominated_2d(y: np.ndarray) -> np.ndarray:
+    """:func:`non_dominated` of two objectives in O(n log n) (a history of 10,000 trials is instant).
+
+    Sorted by (first, second), only points before a point can dominate it: one with a lower
+    second objective, or one with a strictly lower first objective and no higher second one
+    (an equal point is a duplicate, which does not dominate).
+    """
+    keep = np.ones(len(y), dtype=bool)
+    if len(y) == 0:
+        return keep
+    order = np.lexsort((y[:, 1], y[:, 0]))
+    first, second = y[order, 0], y[order, 1]
+    running = np.minimum.accumulate(second)
+    before = np.r_[np.inf, running[:-1]]  # lowest second objective of the points before
+    start = np.searchsorted(first, first, side="left")  # where each point's value of `first` begins
+    strictly_before = np.where(start > 0, running[np.maximum(start - 1, 0)], np.inf)
+    keep[order] = ~((before < second) | (strictly_before <= second))
     return keep
 
 

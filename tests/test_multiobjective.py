@@ -59,6 +59,11 @@ def test_non_dominated_sort_and_crowding_by_definition():
         if rank[i] > 0:
             assert any(dominates(y[j], y[i]) for j in np.flatnonzero(rank == rank[i] - 1))
     np.testing.assert_array_equal(non_dominated(y), rank == 0)
+    for seed in range(5):  # the 2-d sweep agrees with the definition, ties and duplicates included
+        y2 = np.random.default_rng(seed).integers(0, 5, size=(30, 2)).astype(float)
+        by_definition = [not any(dominates(b, a) for b in y2) for a in y2]
+        np.testing.assert_array_equal(non_dominated(y2), by_definition)
+        np.testing.assert_array_equal(non_dominated_sort(y2) == 0, by_definition)
     crowd = crowding_distance([[0, 4], [1, 2], [3, 1], [4, 0]])
     assert crowd[0] == crowd[3] == math.inf
     assert crowd[1] == pytest.approx(3 / 4 + 3 / 4) and crowd[2] == pytest.approx(3 / 4 + 2 / 4)
