@@ -170,7 +170,8 @@ class _Session:
         space = info.space
         names = list(space)
         self.table = ColumnDataSource(
-            {k: [] for k in ("trial", "status", "objective", *[f"p_{n}" for n in names], "duration", "worker", "error")},
+            {k: [] for k in ("trial", "status", *self._value_columns(), *[f"p_{n}" for n in names], "duration", "worker",
+                             "error")},
             name="trials_table",
         )
         self.points = ColumnDataSource({"order": [], "trial": [], "objective": []}, name="trials")
@@ -202,8 +203,10 @@ class _Session:
         columns = [
             TableColumn(field="trial", title="trial", width=60),
             TableColumn(field="status", title="status", width=80),
-            TableColumn(field="objective", title="objective", width=100, formatter=NumberFormatter(format="0.[000000]", nan_format="")),
         ]
+        columns += [TableColumn(field=field, title=field[2:] if field.startswith("o_") else field, width=100,
+                                formatter=NumberFormatter(format="0.[000000]", nan_format=""))
+                    for field in self._value_columns()]
         for n in names:
             fmt = StringFormatter() if isinstance(space[n], Categorical) else NumberFormatter(format="0.[000000]")
             columns.append(TableColumn(field=f"p_{n}", title=n, formatter=fmt, width=100))
@@ -219,6 +222,10 @@ class _Session:
         self.update()
         self.summary.text = self._summary_html()
         doc.add_periodic_callback(self.update, UPDATE_MS)
+
+    def _value_columns(self) -> list[str]:
+        """The table's columns of results: ``objective``, or ``o_<name>`` for each of several."""
+        return [f"o_{n}" for n in self.info.objectives] or ["objective"]
 
     # -- text --------------------------------------------------------------------------
     def _header_html(self) -> str:
@@ -289,7 +296,11 @@ class _Session:
             objective = r.objective
             table["trial"].append(r.trial)
             table["status"].append(status)
-            table["objective"].append(objective)
+            if self.info.objectives:  # one column per objective (NaN unless it completed)
+                for i, n in enumerate(self.info.objectives):
+                    table[f"o_{n}"].append(r.values[i] if len(r.values) > i else math.nan)
+            else:
+                table["objective"].append(objective)
             for n in names:
                 table[f"p_{n}"].append(_param_cell(space[n], r.params.get(n)))
             table["duration"].append(r.duration)

@@ -339,6 +339,9 @@ def test_dashboard_shows_the_front_and_its_size(stored):
     session.update()
     assert sorted(session.pareto_front.data["trial"]) == [f["trial"] for f in exp.pareto_front]
     assert len(session.pareto_points.data["trial"]) == 30
+    table = session.table.data  # the table shows each objective's value
+    np.testing.assert_allclose(table["o_speed"], [r.values[1] for r in exp.records()])
+    assert "objective" not in table
 
 
 def test_cli_status_and_progress_show_the_front(stored, capsys):
