@@ -37,7 +37,7 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-PLOTS = ("regret", "partial_dependencies", "parallel_coordinates", "importance", "timeline", "intermediate")
+PLOTS = ("regret", "partial_dependencies", "parallel_coordinates", "importance", "timeline", "intermediate", "pareto")
 
 
 class UsageError(Exception):
@@ -320,11 +320,15 @@ def _fmt(value: Any) -> str:
 
 
 def _table(ds: Any, trials: Sequence[int], params: Sequence[str]) -> str:
-    columns = ["trial", "status", "objective", *params, "duration"]
+    from .objectives import objectives_from_attrs, variable
+
+    names = list(objectives_from_attrs(ds.attrs))
+    objectives = [variable(n) for n in names] or ["objective"]
+    columns = ["trial", "status", *(names or objectives), *params, "duration"]
     rows = [columns]
     for trial in trials:
         row = ds.sel(trial=trial)
-        rows.append([str(trial), str(row["status"].item()), _fmt(row["objective"].values),
+        rows.append([str(trial), str(row["status"].item()), *(_fmt(row[o].values) for o in objectives),
                      *(_fmt(row[p].values) for p in params), _fmt(row["duration"].values)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows)
@@ -344,6 +348,9 @@ def _print_status(ds: Any, rows: int = 5) -> None:
     statuses, counts = np.unique(ds["status"].values.astype(str), return_counts=True)
     print("  " + ", ".join(f"{s}: {c}" for s, c in zip(statuses, counts)))
     done = ds.where(ds["status"] == "completed", drop=True) if "completed" in statuses else None
+    if "objectives" in ds.attrs:  # several objectives: the Pareto front, not a best trial
+        _print_front(ds, params, rows)
+        done = None
     if done is not None and done.sizes["trial"]:
         if "feasible" in done:
             done = done.where(done["feasible"].astype(bool), drop=True)
@@ -363,6 +370,19 @@ def _print_status(ds: Any, rows: int = 5) -> None:
         marker = "CommandFailed: "
         lines = (error[error.rindex(marker) + len(marker):] if marker in error else error).splitlines()
         print(f"\ntrial {t} ({ds.sel(trial=t)['status'].item()}):\n  " + "\n  ".join(lines[-6:]))
+
+
+def _print_front(ds: Any, params: Sequence[str], rows: int) -> None:
+    from .plot import pareto_columns
+
+    columns, front = pareto_columns(ds)
+    trials = [int(t) for t in columns["trial"][front]]
+    objectives = ", ".join(f"{n} ({d})" for n, d in json.loads(ds.attrs["objectives"]).items())
+    print(f"Pareto front: {len(trials)} trial(s) of objectives {objectives}")
+    if trials:
+        shown = trials[:rows]
+        more = f" (first {len(shown)})" if len(shown) < len(trials) else ""
+        print(f"\nPareto front{more}:\n{_table(ds, shown, params)}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -418,8 +438,11 @@ def _list(args: argparse.Namespace) -> int:
         ds = experiment.history
         n = ds.sizes.get("trial", 0)
         completed = int((ds["status"] == "completed").sum()) if n else 0
-        best = experiment.best
-        best_text = "-" if best is None else f"{best['objective']:.6g}"
+        if experiment.objectives:
+            best_text = f"(Pareto front of {len(experiment.pareto_front)})"
+        else:
+            best = experiment.best
+            best_text = "-" if best is None else f"{best['objective']:.6g}"
         print(f"{entry}  name={name!r}  trials={n}  completed={completed}  best={best_text}")
         found += 1
     if not found:

@@ -19,7 +19,8 @@ trials, the gap between two updates of a session grows with the trials shown (0.
 The page shows the trial counts by status, the best trial so far, the objective against
 the order in which trials finished with the best so far, the timeline of trials on
 workers, parallel coordinates and the table of trials, and links to the Dask dashboard
-when there is one.
+when there is one.  An experiment with several objectives shows its Pareto front (the first
+two objectives) and the front's size instead of the objective and the best so far.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from bokeh.palettes import Viridis256
 from . import plot as _plot
 from .history import read_snapshot
 from .journal import JournalTail
+from .objectives import objectives_from_attrs, signs
+from .pareto import non_dominated
 from .records import TrialRecord
 from .space import Categorical, Space
 
@@ -120,8 +123,11 @@ class _Info:
     """What every session of one dashboard shares: the feed, the space, the title."""
 
     def __init__(self, name: str, space: Space, feed: TrialFeed, source: str, dask_link: str | None = None,
-                 direction: str = "minimize", quarantined: Callable[[], list[dict]] | None = None) -> None:
+                 direction: str = "minimize", quarantined: Callable[[], list[dict]] | None = None,
+                 objectives: dict[str, str] | None = None) -> None:
         self.name = name
+        #: name -> direction of each objective, for an experiment with several
+        self.objectives = dict(objectives or {})
         #: the quarantined workers now (see :attr:`daskhpo.Experiment.quarantined`)
         self.quarantined = quarantined or (lambda: [])
         self.space = space
@@ -164,7 +170,8 @@ class _Session:
         space = info.space
         names = list(space)
         self.table = ColumnDataSource(
-            {k: [] for k in ("trial", "status", "objective", *[f"p_{n}" for n in names], "duration", "worker", "error")},
+            {k: [] for k in ("trial", "status", *self._value_columns(), *[f"p_{n}" for n in names], "duration", "worker",
+                             "error")},
             name="trials_table",
         )
         self.points = ColumnDataSource({"order": [], "trial": [], "objective": []}, name="trials")
@@ -176,17 +183,30 @@ class _Session:
 
         self.header = Div(text=self._header_html(), name="header", styles={"font-size": "14px"})
         self.summary = Div(text="", name="summary", styles={"font-size": "14px"})
-        regret_fig = _plot.regret_figure(
-            self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320,
-        )
-        regret_fig.title.text = "Objective, and best so far, in the order trials finished"
+        objectives = list(info.objectives)
+        if objectives:
+            # several objectives: every completed trial's values, and the current front
+            self.pareto_points = ColumnDataSource({"trial": [], **{n: [] for n in objectives}}, name="pareto_trials")
+            self.pareto_front = ColumnDataSource({"trial": [], **{n: [] for n in objectives}}, name="pareto_front")
+            self.front_values = np.zeros((0, len(objectives)))  # minimized
+            self.front_trials: list[int] = []
+            regret_fig = _plot.pareto_figure(self.pareto_points, self.pareto_front, objectives[0], objectives[1],
+                                             width=560, height=320, name="pareto")
+            regret_fig.title.text = f"Pareto front: {objectives[1]} against {objectives[0]}"
+        else:
+            regret_fig = _plot.regret_figure(
+                self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320,
+            )
+            regret_fig.title.text = "Objective, and best so far, in the order trials finished"
         self.timeline = _plot.timeline_figure(self.bars, ["(none yet)"], width=700, height=320)
         parcoords = _plot.parcoords_figure(space, self.lines, self.labels, self.mapper, width=1260, height=340)
         columns = [
             TableColumn(field="trial", title="trial", width=60),
             TableColumn(field="status", title="status", width=80),
-            TableColumn(field="objective", title="objective", width=100, formatter=NumberFormatter(format="0.[000000]", nan_format="")),
         ]
+        columns += [TableColumn(field=field, title=field[2:] if field.startswith("o_") else field, width=100,
+                                formatter=NumberFormatter(format="0.[000000]", nan_format=""))
+                    for field in self._value_columns()]
         for n in names:
             fmt = StringFormatter() if isinstance(space[n], Categorical) else NumberFormatter(format="0.[000000]")
             columns.append(TableColumn(field=f"p_{n}", title=n, formatter=fmt, width=100))
@@ -202,6 +222,10 @@ class _Session:
         self.update()
         self.summary.text = self._summary_html()
         doc.add_periodic_callback(self.update, UPDATE_MS)
+
+    def _value_columns(self) -> list[str]:
+        """The table's columns of results: ``objective``, or ``o_<name>`` for each of several."""
+        return [f"o_{n}" for n in self.info.objectives] or ["objective"]
 
     # -- text --------------------------------------------------------------------------
     def _header_html(self) -> str:
@@ -224,6 +248,9 @@ class _Session:
         text = f'<b><span class="daskhpo-ntrials">{total}</span> trials</b>'
         if counts:
             text += f" ({counts})"
+        if self.info.objectives:
+            text += (f'<br>Pareto front: <b class="daskhpo-front">{len(self.front_trials)}</b> trial(s) '
+                     f"({', '.join(f'{html.escape(n)}: {d}' for n, d in self.info.objectives.items())})")
         if self.best is not None:
             params = ", ".join(f"{html.escape(k)}={html.escape(_plot.label(v))}" for k, v in self.best["params"].items())
             text += (
@@ -261,13 +288,19 @@ class _Session:
         lines: dict[str, list] = {"trial": [], "objective": [], "xs": [], "ys": []}
         lo, hi = self.lo, self.hi
         maximize = self.info.direction == "maximize"
+        if self.info.objectives:
+            self._update_front(new)
         for r in new:
             status = r.status
             self.counts[status] = self.counts.get(status, 0) + 1
             objective = r.objective
             table["trial"].append(r.trial)
             table["status"].append(status)
-            table["objective"].append(objective)
+            if self.info.objectives:  # one column per objective (NaN unless it completed)
+                for i, n in enumerate(self.info.objectives):
+                    table[f"o_{n}"].append(r.values[i] if len(r.values) > i else math.nan)
+            else:
+                table["objective"].append(objective)
             for n in names:
                 table[f"p_{n}"].append(_param_cell(space[n], r.params.get(n)))
             table["duration"].append(r.duration)
@@ -310,6 +343,29 @@ class _Session:
             self.timeline.height = max(220, 80 + 28 * len(workers))
         self.summary.text = self._summary_html()
 
+    def _update_front(self, new: list[TrialRecord]) -> None:
+        """Stream the new completed trials of a multi-objective experiment; redraw the front if it moved.
+
+        A trial off the front stays off it, so the new front is that of the old front and
+        the new trials: the cost of an update does not grow with the history.
+        """
+        objectives = list(self.info.objectives)
+        done = [r for r in new if r.ok and r.feasible and len(r.values) == len(objectives)]
+        if not done:
+            return
+        self.pareto_points.stream({"trial": _array([r.trial for r in done]),
+                                   **{n: _array([r.values[i] for r in done]) for i, n in enumerate(objectives)}})
+        sign = np.array(signs(self.info.objectives))
+        values = np.vstack([self.front_values, np.array([r.values for r in done], dtype=float) * sign])
+        trials = self.front_trials + [r.trial for r in done]
+        keep = non_dominated(values)
+        self.front_values = values[keep]
+        self.front_trials = [t for t, k in zip(trials, keep) if k]
+        order = np.argsort(self.front_values[:, 0], kind="stable")
+        user = self.front_values[order] * sign  # back to the values the objective returned
+        self.pareto_front.data = {"trial": np.array(self.front_trials, dtype=np.int64)[order],
+                                  **{n: user[:, i] for i, n in enumerate(objectives)}}
+
 
 def _array(values: Sequence[Any]) -> Any:
     """Numeric columns as float arrays (NaN survives serialization), others as lists."""
@@ -320,7 +376,7 @@ def _array(values: Sequence[Any]) -> Any:
 
 def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask_link: str | None = None,
              direction: str = "minimize", quarantined: Callable[[], list[dict]] | None = None,
-             ) -> tuple[Callable[[Document], None], _Info]:
+             objectives: dict[str, str] | None = None) -> tuple[Callable[[Document], None], _Info]:
     """The Bokeh application function of a dashboard, and its shared state.
 
     Parameters
@@ -338,8 +394,11 @@ def make_app(name: str, space: Space, feed: TrialFeed, *, source: str = "", dask
         The experiment's direction: the best so far is the lowest or the highest objective.
     quarantined : callable, optional
         Returns the quarantined workers now (shown under the counts).
+    objectives : dict, optional
+        Name -> direction of each objective of a multi-objective experiment: the page then
+        shows the Pareto front of the first two (and its size) instead of the best so far.
     """
-    info = _Info(name, space, feed, source, dask_link, direction, quarantined)
+    info = _Info(name, space, feed, source, dask_link, direction, quarantined, objectives)
 
     def make_document(doc: Document) -> None:
         _Session(info, doc)
@@ -505,7 +564,8 @@ def serve_experiment(experiment: Experiment, *, port: int = 0, address: str = "l
     if dask_link is None:
         dask_link = _current_dask_link(experiment)
     make_document, info = make_app(experiment.name, experiment.space, feed, source="live", dask_link=dask_link,
-                                     direction=experiment.direction, quarantined=lambda: experiment.quarantined)
+                                     direction=experiment.direction, quarantined=lambda: experiment.quarantined,
+                                     objectives=experiment.objectives)
     return Dashboard(make_document, port=port, address=address, info=info, on_stop=unsubscribe)
 
 
@@ -630,7 +690,8 @@ def serve_history(path: str | os.PathLike, *, port: int = 0, address: str = "loc
     follower.poll()
     make_document, info = make_app(str(attrs.get("name", "")), space, feed, source=path,
                                      direction=str(attrs.get("direction", "minimize")),
-                                     quarantined=lambda: json.loads(follower.attrs.get("quarantined", "[]")))
+                                     quarantined=lambda: json.loads(follower.attrs.get("quarantined", "[]")),
+                                     objectives=objectives_from_attrs(attrs))
     follower.start()
     started = time.monotonic()
     dashboard = Dashboard(make_document, port=port, address=address, info=info, on_stop=follower.stop)

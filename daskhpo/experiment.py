@@ -26,7 +26,9 @@ from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .engine.drain import drain_requested
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
-from .optimizers import CONTINUE, Optimizer, Report, Trial, make_optimizer
+from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs, variable
+from .optimizers import CONTINUE, Optimizer, Report, Trial, available, make_optimizer, optimizer_class
+from .pareto import non_dominated
 from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
 from .results import CONSTRAINT, RESERVED, split_constraints
 from .space import Dimension, Space
@@ -60,11 +62,12 @@ def check_direction(direction: Any) -> str:
     return direction
 
 
-def as_trial(record: TrialRecord, sign: float = 1.0) -> Trial:
+def as_trial(record: TrialRecord, sign: float = 1.0, value_signs: Sequence[float] = ()) -> Trial:
     """A finished trial's record as the optimizers see it.
 
     ``sign`` is -1 for a maximized experiment: optimizers always minimize, so they are told
-    the negated objective (the history keeps the user's own value).
+    the negated objective (the history keeps the user's own value).  ``value_signs`` does
+    the same for each of several objectives (:attr:`Trial.values`).
     """
     metrics = dict(record.metrics)
     if record.constraints:
@@ -79,6 +82,7 @@ def as_trial(record: TrialRecord, sign: float = 1.0) -> Trial:
         parent=record.parent,
         checkpoint=record.checkpoint_from,
         last_step=record.last_step,
+        values=tuple(s * v for s, v in zip(value_signs or [1.0] * len(record.values), record.values)),
     )
 
 
@@ -101,15 +105,28 @@ class _Teller:
       trial's own objective instead, and reads the constraints from :attr:`Trial.constraints`.
       Deterministic in the order of events, so resume (which tells the same events in the
       same order) rebuilds the same values.
+    * With several objectives, each value is signed by its own direction
+      (:attr:`Trial.values`), and an infeasible trial is penalized in each objective the
+      same way, against that objective's worst value so far.
     """
 
-    def __init__(self, direction: str, handles_constraints: bool = False) -> None:
+    def __init__(self, direction: str, handles_constraints: bool = False,
+                 objectives: Mapping[str, str] | None = None) -> None:
         self.sign = direction_sign(direction)
         self.worst = -math.inf
         self.penalize = not handles_constraints
+        self.signs = signs(objectives or {})
+        self.worst_values = [-math.inf] * len(self.signs)
 
     def trial(self, record: TrialRecord) -> Trial:
-        trial = as_trial(record, self.sign)
+        trial = as_trial(record, self.sign, self.signs)
+        if trial.values:
+            if trial.ok:
+                self.worst_values = [max(w, v) for w, v in zip(self.worst_values, trial.values)]
+                if not record.feasible:
+                    violation = sum(max(c, 0.0) for c in record.constraints)
+                    trial = dataclasses.replace(trial, values=tuple(w + violation for w in self.worst_values))
+            return trial
         if record.status == "completed" and math.isfinite(trial.objective):
             self.worst = max(self.worst, trial.objective)
             if self.penalize and not record.feasible:
@@ -156,7 +173,8 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
-        self._teller = _Teller(self.direction, bool(getattr(optimizer, "handles_constraints", False)))
+        self._teller = _Teller(self.direction, bool(getattr(optimizer, "handles_constraints", False)),
+                               self.objectives)
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue: list[dict[str, Any]] = []
         defaults = space.defaults()
@@ -181,6 +199,46 @@ class Experiment:
     @property
     def _sign(self) -> float:
         return direction_sign(self.direction)
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """The objectives of a multi-objective experiment, name -> direction, in order.
+
+        Empty for a single-objective experiment.  Stored in the history's attr
+        ``objectives`` (JSON).
+        """
+        return objectives_from_attrs(self._history.attrs)
+
+    @property
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """The non-dominated completed (and feasible) trials of a multi-objective experiment.
+
+        A trial is on the front when no other completed feasible trial is at least as good
+        in every objective and better in one (each in its own direction).  Trials with
+        equal values are all kept.
+
+        Returns
+        -------
+        list of dict
+            By trial id, each ``{"trial": id, "params": {...}, "values": {objective: value}}``
+            with the values the objective returned.
+
+        Raises
+        ------
+        ValueError
+            For an experiment with one objective (use :attr:`best`).
+        """
+        objectives = self.objectives
+        if not objectives:
+            raise ValueError(f"experiment {self.name!r} has one objective: use experiment.best "
+                             "(pareto_front is for experiments built with objectives=)")
+        done = [r for r in self._history.records if r.ok and r.feasible and r.values]
+        if not done:
+            return []
+        minimized = [[s * v for s, v in zip(signs(objectives), r.values)] for r in done]
+        keep = non_dominated(minimized)
+        return [{"trial": r.trial, "params": dict(r.params), "values": dict(zip(objectives, r.values))}
+                for r, k in zip(done, keep) if k]
 
     def __repr__(self) -> str:
         return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
@@ -225,8 +283,8 @@ class Experiment:
         self._ids_lock = threading.Lock()
         # pickled before these existed
         self.__dict__.setdefault("_queue", [])
-        self.__dict__.setdefault(
-            "_teller", _Teller(self.direction, bool(getattr(self.optimizer, "handles_constraints", False))))
+        self.__dict__.setdefault("_teller", _Teller(
+            self.direction, bool(getattr(self.optimizer, "handles_constraints", False)), self.objectives))
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -336,7 +394,18 @@ class Experiment:
         earliest trial.  Only feasible trials count (every constraint the objective
         returned ``<= 0``; a trial without constraints is feasible): ``None`` when no
         completed trial is.
+
+        Raises
+        ------
+        ValueError
+            For an experiment with several objectives, which has no single best trial:
+            :attr:`pareto_front` lists the trials no other one beats in every objective.
         """
+        if self.objectives:
+            raise ValueError(
+                f"experiment {self.name!r} has several objectives ({', '.join(self.objectives)}): no single trial "
+                "is best; use experiment.pareto_front for the trials no other one beats in every objective"
+            )
         done = [r for r in self._history.records if r.ok and r.feasible]
         if not done:
             return None
@@ -514,6 +583,17 @@ class Experiment:
         metrics, constraints = split_constraints(record.metrics)
         if constraints:  # parse_result sends them among the metrics
             record = record.replace(metrics=metrics, constraints=constraints)
+        objectives = self.objectives
+        if objectives and record.status == "completed":
+            # ObjectiveVector sent every objective among the metrics, and a placeholder objective
+            missing = [n for n in objectives if variable(n) not in record.metrics]
+            if missing:  # an executor without an objective to wrap (no .fn): its results are checked here
+                record = record.replace(status="broken", objective=math.nan,
+                                        error=f"InvalidResult: objective(s) {missing} missing from the result")
+            else:
+                values = tuple(record.metrics[variable(n)] for n in objectives)
+                rest = {k: v for k, v in record.metrics.items() if k not in set(map(variable, objectives))}
+                record = record.replace(values=values, objective=math.nan, metrics=rest)
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
@@ -726,6 +806,11 @@ class Experiment:
             return self
         if n_workers is None:
             n_workers = executor.slots()
+        objectives = self.objectives
+        fn = getattr(executor, "fn", None)
+        if objectives and fn is not None and not isinstance(fn, ObjectiveVector):
+            # read on the worker: the objective returns a dict of the objectives, not "objective"
+            executor.fn = ObjectiveVector(fn, objectives)
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken,
                         quarantine_after=quarantine_after, on_quarantine=self._on_quarantine)
         self._next_id = self._history.next_trial_id
@@ -855,7 +940,9 @@ def _replay(optimizer: Optimizer, history: History, teller: _Teller) -> None:
             optimizer.report(teller.report(event, params[event.trial]))
 
 
-def _warm_start_trials(path: str | os.PathLike, space: Space, direction: str) -> list[TrialRecord]:
+def _warm_start_trials(
+    path: str | os.PathLike, space: Space, direction: str, objectives: Mapping[str, str]
+) -> list[TrialRecord]:
     """The completed trials of the experiment stored at ``path``, as this space's warm start.
 
     In the order they finished there, renumbered from :data:`WARM_START_ID`, without lineage.
@@ -872,6 +959,9 @@ def _warm_start_trials(path: str | os.PathLike, space: Space, direction: str) ->
     if other_direction != direction:
         raise ValueError(f"warm_start {os.fspath(path)!r} was run with direction={other_direction!r}, "
                          f"this experiment with direction={direction!r}")
+    if objectives_from_attrs(attrs) != dict(objectives):
+        raise ValueError(f"warm_start {os.fspath(path)!r} has objectives {objectives_from_attrs(attrs) or 'one'}, "
+                         f"this experiment {dict(objectives) or 'one'}")
     done = sorted((e for e in events if isinstance(e, TrialRecord) and e.ok), key=lambda r: r.seq)
     out = []
     for k, record in enumerate(done):
@@ -895,6 +985,7 @@ def build_experiment(
     direction: str | None = None,
     warm_start: str | os.PathLike | None = None,
     keep_checkpoints: str | int = "all",
+    objectives: Mapping[str, str] | None = None,
 ) -> Experiment:
     """Create an experiment, or resume the one stored at ``storage``.
 
@@ -945,6 +1036,15 @@ def build_experiment(
         each PBT member's last segment, ASHA's and Hyperband's results that may still be
         promoted), is kept; an optimizer that cannot tell keeps all.  Checked after each
         finished trial (files in ``<storage>.checkpoints/``, or the client's memory).
+    objectives : dict, optional
+        Several objectives searched at once, name -> ``"minimize"`` or ``"maximize"``, e.g.
+        ``{"error": "minimize", "latency_ms": "minimize"}`` (not with ``direction``).  The
+        objective then returns a dict with each of them (and any other metrics); the
+        history holds one variable per objective, :attr:`Experiment.pareto_front` the
+        non-dominated trials, and :attr:`Experiment.best` raises.  Only algorithms that
+        search several objectives (``random``, ``evolution`` in its NSGA-II mode,
+        ``parego``) are accepted.  Default: the stored ones when resuming.  Stored in the
+        history's attr ``objectives``.
 
     Raises
     ------
@@ -961,6 +1061,11 @@ def build_experiment(
     if direction is not None:
         check_direction(direction)
     space = Space(space)
+    if objectives is not None:
+        objectives = check_objectives(objectives, params=space)
+        if direction is not None:
+            raise ValueError(f"direction={direction!r} and objectives={objectives!r} were both given; with several "
+                             "objectives give each one's direction in objectives= and leave direction out")
     reserved = sorted(set(space) & RESERVED)
     if reserved:
         raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
@@ -975,6 +1080,15 @@ def build_experiment(
                 f"storage {os.fspath(storage)!r} holds experiment {stored.get('name')!r} with "
                 f"another space:\n{_space_diff(stored_space, space)}"
             )
+        stored_objectives = objectives_from_attrs(stored)
+        if objectives is not None and objectives != stored_objectives:
+            held = f"objectives {stored_objectives}" if stored_objectives else "one objective"
+            raise ValueError(f"objectives={objectives!r}, but storage {os.fspath(storage)!r} holds an experiment with "
+                             f"{held}; leave objectives out to resume it")
+        if stored_objectives and direction is not None:
+            raise ValueError(f"direction={direction!r}, but storage {os.fspath(storage)!r} holds an experiment "
+                             f"with objectives {stored_objectives}; leave direction out to resume it")
+        objectives = stored_objectives or None
         stored_direction = str(stored.get("direction", "minimize"))
         if direction is not None and direction != stored_direction:
             raise ValueError(
@@ -1007,12 +1121,24 @@ def build_experiment(
         "daskhpo_version": __version__,
         "direction": direction or "minimize",
     }
+    if objectives:
+        del attrs["direction"]  # each objective has its own
+        attrs["objectives"] = json.dumps(objectives)
+        if not type(optimizer).multi_objective:
+            searchers = sorted(n for n in available() if optimizer_class(n).multi_objective)
+            raise ValueError(
+                f"algorithm {attrs['algorithm']!r} optimizes one objective, and this experiment has objectives "
+                f"{list(objectives)}; use one of {searchers} (e.g. ('parego', {{'sampler': 'tpe'}}))"
+            )
+        if keep_checkpoints == "best":
+            raise ValueError(f"keep_checkpoints='best' needs one objective; this experiment has objectives "
+                             f"{list(objectives)} (keep 'all' or the N most recent)")
     warm: list[TrialRecord] = []
     if warm_start is not None:
         if optimizer.name == "pbt":
             raise ValueError("warm_start is not supported by the 'pbt' algorithm (its population is its own lineages)")
         attrs["warm_start"] = os.path.abspath(warm_start)
-        warm = _warm_start_trials(warm_start, space, attrs["direction"])
+        warm = _warm_start_trials(warm_start, space, attrs.get("direction", "minimize"), objectives or {})
     changes = json.loads(stored.get("algorithm_history", "[]"))
     if not changes and stored.get("algorithm"):
         changes = [{"algorithm": stored["algorithm"], "config": json.loads(stored.get("algorithm_config", "{}")), "from_trial": 0}]

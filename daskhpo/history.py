@@ -7,7 +7,10 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
 * one per parameter, with its natural dtype (``float64``, ``int64``, ``str``, ``bool``;
   categorical parameters mixing types, such as ``[None, "balanced"]``, are stored as the
   ``repr`` of the value);
-* ``objective`` and one ``float64`` variable per other metric (NaN where absent);
+* ``objective`` and one ``float64`` variable per other metric (NaN where absent); in an
+  experiment with several objectives (attr ``objectives``), one variable per objective,
+  ``objective_<name>`` (NaN unless the trial completed; attr ``direction``), and no
+  ``objective``;
 * bookkeeping: ``status``, ``submitted``, ``started``, ``ended`` (``datetime64``),
   ``duration`` (seconds), ``worker`` (address), ``gpu`` (``CUDA_VISIBLE_DEVICES``),
   ``attempts`` and ``error``;
@@ -72,6 +75,7 @@ import numpy as np
 import xarray as xr
 
 from .journal import Journal, read_journal
+from .objectives import objectives_from_attrs, variable
 from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
 from .results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
 from .space import Categorical, Space
@@ -294,7 +298,13 @@ class History:
                 data[name] = ("trial", np.array(values, dtype=object), attrs)
             else:
                 data[name] = ("trial", np.array(values, dtype=dim.dtype), attrs)
-        data["objective"] = ("trial", np.array([r.objective for r in records], dtype="float64"))
+        objectives = objectives_from_attrs(self.attrs)
+        if objectives:  # one variable per objective instead of "objective"
+            for i, (name, direction) in enumerate(objectives.items()):
+                values = [r.values[i] if r.values else math.nan for r in records]
+                data[variable(name)] = ("trial", np.array(values, dtype="float64"), {"direction": direction})
+        else:
+            data["objective"] = ("trial", np.array([r.objective for r in records], dtype="float64"))
         for metric in sorted({m for r in records for m in r.metrics}):
             data[metric] = ("trial", np.array([r.metrics.get(metric, math.nan) for r in records], dtype="float64"))
         for key in _TIMES:
@@ -367,6 +377,11 @@ def _conditional_value(dim: Any, value: Any) -> Any:
     return dim.cast(value)
 
 
+def _values(values: list[float]) -> tuple[float, ...]:
+    """A trial's objective values read back: none stored (all NaN) is the empty tuple."""
+    return () if all(math.isnan(v) for v in values) else tuple(values)
+
+
 def _id_or_minus(value: int | None) -> int:
     return -1 if value is None else int(value)
 
@@ -377,8 +392,9 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
     constraint_names = []
     while f"{CONSTRAINT}{len(constraint_names)}" in per_trial:
         constraint_names.append(f"{CONSTRAINT}{len(constraint_names)}")
+    objectives = [variable(n) for n in objectives_from_attrs(ds.attrs)]
     metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"
-               and v not in constraint_names]
+               and v not in constraint_names and v not in objectives]
     columns = {name: ds[name].values for name in per_trial}
     reported = {
         str(name)[len(REPORTED):]: ds[name].values
@@ -412,11 +428,12 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
             trial=int(trial_id),
             params=params,
             status=str(columns["status"][i]),
-            objective=float(columns["objective"][i]),
+            objective=float(columns["objective"][i]) if "objective" in columns else math.nan,
             metrics={m: float(columns[m][i]) for m in metrics if not math.isnan(columns[m][i])},
             attempts=int(columns["attempts"][i]),
             seq=int(columns["order"][i]) if "order" in columns else -1,
             constraints=tuple(float(columns[c][i]) for c in constraint_names if not math.isnan(columns[c][i])),
+            values=_values([float(columns[n][i]) for n in objectives]),
             **fields,
         ))
         for j, step in enumerate(steps):

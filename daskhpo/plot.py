@@ -49,6 +49,8 @@ from bokeh.plotting import figure
 from bokeh.transform import transform
 
 from ._notebook import in_notebook
+from .objectives import objectives_from_attrs, signs, variable
+from .pareto import non_dominated
 from .records import TrialRecord
 from .space import Categorical, Dimension, Fidelity, Space
 
@@ -65,6 +67,7 @@ __all__ = [
     "importance",
     "timeline",
     "intermediate",
+    "pareto",
     "save_html",
     "STATUS_COLORS",
 ]
@@ -130,6 +133,10 @@ def _completed(ds: xr.Dataset) -> np.ndarray:
 
 
 def _need_completed(ds: xr.Dataset, minimum: int, what: str) -> np.ndarray:
+    objectives = objectives_from_attrs(ds.attrs)
+    if objectives:
+        raise ValueError(f"{what} plots one objective; this history has objectives {list(objectives)}: "
+                         "use pareto() (experiment.plot.pareto())")
     mask = _completed(ds)
     if mask.sum() < minimum:
         raise ValueError(
@@ -312,6 +319,101 @@ def regret_figure(
     fig.legend.location = legend_location
     fig.legend.click_policy = "hide"
     return fig
+
+
+# -- several objectives ------------------------------------------------------------------------
+
+
+def pareto_columns(ds: xr.Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The completed (and feasible) trials of a multi-objective history, and which are on the front.
+
+    Returns
+    -------
+    columns : dict
+        ``trial`` and one array per objective, by its name (the values the objective returned).
+    front : numpy.ndarray of bool
+        Whether each is non-dominated (each objective in its own direction).
+
+    Raises
+    ------
+    ValueError
+        For a history with one objective.
+    """
+    objectives = objectives_from_attrs(ds.attrs)
+    if not objectives:
+        raise ValueError("pareto() needs a history with several objectives (build_experiment(..., objectives=...)); "
+                         "this one has one: use regret()")
+    values = np.column_stack([ds[variable(n)].values.astype(float) for n in objectives]) if ds.sizes.get("trial") else \
+        np.zeros((0, len(objectives)))
+    mask = (ds["status"].values.astype(str) == "completed") & np.all(np.isfinite(values), axis=1)
+    if "feasible" in ds:
+        mask &= ds["feasible"].values.astype(bool)
+    columns = {"trial": ds["trial"].values[mask].astype(int)}
+    columns.update({n: values[mask, i] for i, n in enumerate(objectives)})
+    minimized = values[mask] * np.array(signs(objectives))
+    front = non_dominated(minimized) if len(minimized) else np.zeros(0, dtype=bool)
+    return columns, front
+
+
+def pareto_figure(
+    trials: ColumnDataSource, front: ColumnDataSource, x: str, y: str, *, width: int = 480, height: int = 400, **kwargs: Any
+) -> Any:
+    """One panel of the Pareto plot: every trial, and the front highlighted (a step line in 2-d)."""
+    fig = figure(title=f"{y} against {x}", x_axis_label=x, y_axis_label=y, width=width, height=height, tools=_TOOLS, **kwargs)
+    points = fig.scatter(x, y, source=trials, size=5, alpha=0.4, color="#1f77b4", legend_label="trial")
+    on_front = fig.scatter(x, y, source=front, size=8, color="#d62728", legend_label="Pareto front", name="front_points")
+    fig.add_tools(HoverTool(renderers=[points, on_front], tooltips=[("trial", "@trial"), (x, f"@{{{x}}}{{0.0000g}}"),
+                                                                    (y, f"@{{{y}}}{{0.0000g}}")]))
+    fig.legend.click_policy = "hide"
+    return fig
+
+
+def pareto(history: xr.Dataset | Experiment, *, width: int = 480, height: int = 400) -> Any:
+    """The Pareto front of a history with several objectives, among all completed trials.
+
+    Two objectives: one scatter of every completed (and feasible) trial, the non-dominated
+    ones highlighted and joined by the front's staircase.  More: a scatter for every pair
+    of objectives (the front is the same set of trials, non-dominated in all objectives).
+    Each objective is drawn with the values the objective returned, in its own direction.
+
+    Parameters
+    ----------
+    history : xarray.Dataset or Experiment
+    width, height : int
+        Size of each panel in pixels.
+
+    Returns
+    -------
+    bokeh.models.Model
+        A figure (two objectives) or a grid of them; sources named ``"trials"`` (``trial``
+        and a column per objective) and ``"front"`` (the same, for the trials on the front,
+        sorted by the first objective).
+
+    Raises
+    ------
+    ValueError
+        For a history with one objective, or without a completed trial.
+    """
+    ds, _ = _resolve(history)
+    columns, on_front = pareto_columns(ds)
+    names = list(objectives_from_attrs(ds.attrs))
+    if len(columns["trial"]) == 0:
+        raise ValueError(f"pareto() needs at least 1 completed trial with every objective finite; "
+                         f"the history has 0 of {ds.sizes.get('trial', 0)} trials")
+    order = np.argsort(columns[names[0]][on_front], kind="stable")
+    trials = ColumnDataSource(columns, name="trials")
+    front = ColumnDataSource({k: v[on_front][order] for k, v in columns.items()}, name="front")
+    if len(names) == 2:
+        fig = pareto_figure(trials, front, names[0], names[1], width=width, height=height, name="pareto")
+        ways = objectives_from_attrs(ds.attrs)
+        # the staircase bounding the region the front dominates: sorted by the first objective,
+        # each point's level holds towards its worse side (right when minimized, left when maximized)
+        mode = "after" if ways[names[0]] == "minimize" else "before"
+        fig.step(names[0], names[1], source=front, mode=mode, color="#d62728", line_width=1.5, name="front_line")
+        return fig
+    panels = [pareto_figure(trials, front, a, b, width=width, height=height)
+              for i, a in enumerate(names) for b in names[i + 1 :]]
+    return gridplot(panels, ncols=min(3, len(panels)), toolbar_location="right")
 
 
 # -- the surrogate -----------------------------------------------------------------------------
@@ -944,7 +1046,7 @@ class PlotAccessor:
         self._experiment = experiment
 
     def __repr__(self) -> str:
-        return f"<PlotAccessor of {self._experiment!r}: regret, partial_dependencies, parallel_coordinates, importance, timeline, intermediate>"
+        return f"<PlotAccessor of {self._experiment!r}: regret, partial_dependencies, parallel_coordinates, importance, timeline, intermediate, pareto>"
 
     def regret(self, **kwargs: Any) -> Any:
         """See :func:`daskhpo.plot.regret`."""
@@ -969,6 +1071,10 @@ class PlotAccessor:
     def intermediate(self, metric: str = "objective", **kwargs: Any) -> Any:
         """See :func:`daskhpo.plot.intermediate`."""
         return intermediate(self._experiment, metric, **kwargs)
+
+    def pareto(self, **kwargs: Any) -> Any:
+        """See :func:`daskhpo.plot.pareto`."""
+        return pareto(self._experiment, **kwargs)
 
     @staticmethod
     def save(obj: Model, path: str | os.PathLike, **kwargs: Any) -> str:
@@ -1056,3 +1162,4 @@ parallel_coordinates = _displayable_result(parallel_coordinates)
 importance = _displayable_result(importance)
 timeline = _displayable_result(timeline)
 intermediate = _displayable_result(intermediate)
+pareto = _displayable_result(pareto)

@@ -16,7 +16,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from ._notebook import in_notebook
+from .objectives import signs
+from .pareto import non_dominated
 from .records import FINISHED, ReportRecord, TrialRecord, direction_sign
 
 __all__ = ["ProgressBar", "interactive", "attach", "as_callback_dict"]
@@ -63,6 +67,7 @@ class ProgressBar:
         n_workers: int = 1,
         best: float | None = None,
         direction: str = "minimize",
+        objectives: dict[str, str] | None = None,
         file: Any = None,
         **tqdm_kwargs: Any,
     ) -> None:
@@ -74,6 +79,9 @@ class ProgressBar:
         self.n_workers = n_workers
         self.sign = direction_sign(direction)
         self.best = math.inf * self.sign if best is None else best
+        #: several objectives: their signs, and the minimized values of the front so far
+        self.signs = signs(objectives or {})
+        self.front = np.zeros((0, len(self.signs)))
         tqdm_kwargs.setdefault("unit", "trial")
         tqdm_kwargs.setdefault("dynamic_ncols", True)
         self.bar = tqdm(total=total, initial=done, file=file, **tqdm_kwargs)
@@ -87,19 +95,31 @@ class ProgressBar:
         return max(0, min(self.n_workers, self.total - self.finished))
 
     def _refresh(self) -> None:
-        best = "-" if not math.isfinite(self.best) else f"{self.best:.4g}"
-        self.bar.set_postfix_str(f"running={self.running} broken={self.broken} best={best}", refresh=True)
+        if self.signs:  # several objectives: the size of the Pareto front, not a best value
+            shown = f"front={len(self.front)}"
+        else:
+            shown = "best=" + ("-" if not math.isfinite(self.best) else f"{self.best:.4g}")
+        self.bar.set_postfix_str(f"running={self.running} broken={self.broken} {shown}", refresh=True)
 
     def __call__(self, record: TrialRecord) -> None:
         """Take one finished trial's record."""
         if record.status in FINISHED:
             self.finished += 1
             self.bar.update(1)
-            if record.ok and record.feasible and self.sign * record.objective < self.sign * self.best:
+            if self.signs:
+                self.front_from(record)
+            elif record.ok and record.feasible and self.sign * record.objective < self.sign * self.best:
                 self.best = float(record.objective)
         else:
             self.broken += 1
         self._refresh()
+
+    def front_from(self, record: TrialRecord) -> None:
+        """Count a trial of a multi-objective experiment in the Pareto front shown."""
+        if record.ok and record.feasible and len(record.values) == len(self.signs):
+            # off the front once, off it for good: the new front is that of (front + this trial)
+            values = np.vstack([self.front, np.multiply(record.values, self.signs)])
+            self.front = values[non_dominated(values)]
 
     def close(self) -> None:
         """Finish the bar."""
@@ -152,11 +172,15 @@ def attach(
     added: list[Callable[[dict], None]] = [_Callback(experiment, fn) for fn in callbacks]
     bar = None
     if progress or (progress is None and interactive()):
-        best = experiment.best
+        objectives = getattr(experiment, "objectives", None) or {}
+        best = None if objectives else experiment.best  # several objectives have no best
         bar = ProgressBar(
             total, done=done, n_workers=n_workers, best=None if best is None else best["objective"],
-            direction=experiment.direction, desc=experiment.name or "trials",
+            direction=experiment.direction, desc=experiment.name or "trials", objectives=objectives,
         )
+        if objectives:
+            for record in experiment.records():  # the front of the trials stored so far
+                bar.front_from(record)
         added.append(bar)
     unsubscribes = [experiment.subscribe(listener) for listener in added]
     try:

@@ -76,6 +76,10 @@ class TrialRecord:
     constraints : tuple of float
         The constraint values the objective returned (``{"objective": v, "constraints":
         [...]}``); the trial is feasible when every one is ``<= 0`` (see :attr:`feasible`).
+    values : tuple of float
+        For an experiment with several objectives (``objectives=``), their values in the
+        experiment's order of objectives, as the objective returned them (``objective``
+        is then NaN); empty otherwise.
     """
 
     kind: ClassVar[str] = "trial"
@@ -97,10 +101,13 @@ class TrialRecord:
     last_step: float = math.nan
     seq: int = -1
     constraints: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Whether the trial completed with a finite objective."""
+        """Whether the trial completed with a finite objective (every one, with several)."""
+        if self.values:
+            return self.status == "completed" and all(math.isfinite(v) for v in self.values)
         return self.status == "completed" and math.isfinite(self.objective)
 
     @property
@@ -124,8 +131,8 @@ class TrialRecord:
         out = {"event": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "constraints":
-                if value:  # left out when empty: journal lines of unconstrained trials are unchanged
+            if f.name in ("constraints", "values"):
+                if value:  # left out when empty: journal lines of other trials are unchanged
                     out[f.name] = list(value)
                 continue
             out[f.name] = None if isinstance(value, float) and math.isnan(value) else value
@@ -142,6 +149,7 @@ class TrialRecord:
         kwargs["params"] = dict(kwargs.get("params") or {})
         kwargs["metrics"] = dict(kwargs.get("metrics") or {})
         kwargs["constraints"] = tuple(float(c) for c in kwargs.get("constraints") or ())
+        kwargs["values"] = tuple(math.nan if v is None else float(v) for v in kwargs.get("values") or ())
         return cls(**kwargs)
 
 

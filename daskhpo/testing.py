@@ -18,7 +18,9 @@ same seed and results give the same suggestions, that an optimizer told a histor
 the run it came from, and that no pending state outlives its trial (:attr:`Optimizer.pending
 <daskhpo.optimizers.Optimizer.pending>`).  The ``test_conditional_*`` tests do the same on a
 conditional space (:data:`CONDITIONAL_SPACE`): a suggestion holds exactly the parameters its
-own choices make active, each in range.
+own choices make active, each in range.  An algorithm whose class sets
+:attr:`~daskhpo.optimizers.Optimizer.multi_objective` is also driven with objective vectors
+(:attr:`Trial.values <daskhpo.optimizers.Trial.values>`); the others skip those tests.
 
 This module imports pytest; ``import daskhpo`` does not import it.
 """
@@ -375,24 +377,36 @@ class OptimizerConformance:
         """Warm up, then three rounds: ask up to 8, tell them back shuffled, mixed statuses."""
         opt = self._build(make_optimizer, 7)
         suggested = self.drive(opt, 12)
-        trial_id = 12
-        for round_ in range(3):
+        more, trial_id = self._shuffled_rounds(
+            opt, 12, 3, 8, order_seed,
+            lambda tid, suggestion, round_: self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)]))
+        self._valid(opt.ask(trial_id).params)
+        return suggested + more
+
+    def _shuffled_rounds(
+        self, opt: Optimizer, trial_id: int, rounds: int, size: int, order_seed: int,
+        finish: Callable[[int, Suggestion, int], Trial],
+    ) -> tuple[list[dict], int]:
+        """``rounds`` times: ask up to ``size``, tell ``finish(id, suggestion, round)`` back shuffled.
+
+        Returns the suggested parameters and the next trial id; checks that nothing is
+        pending at the end.
+        """
+        suggested = []
+        for round_ in range(rounds):
             batch = []
-            for _ in range(8):
+            for _ in range(size):
                 suggestion = opt.ask(trial_id)
                 if suggestion is None:
                     break
                 self._valid(suggestion.params)
                 batch.append((trial_id, suggestion))
                 trial_id += 1
-            order = np.random.default_rng([order_seed, round_]).permutation(len(batch))
-            for i in order:
-                tid, suggestion = batch[i]
-                opt.tell(self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)]))
+            for i in np.random.default_rng([order_seed, round_]).permutation(len(batch)):
+                opt.tell(finish(*batch[i], round_))
             suggested += [s.params for _, s in batch]
         assert opt.pending == (), f"pending after every trial was told: {opt.pending}"
-        self._valid(opt.ask(trial_id).params)
-        return suggested
+        return suggested, trial_id
 
     def test_results_in_any_order(self, make_optimizer):
         """Results come back in another order than asked, some failed: suggestions stay valid
@@ -468,3 +482,57 @@ class OptimizerConformance:
         """On a conditional space, an optimizer told the stored history (trials without their
         inactive parameters) suggests what the original would have next."""
         self._on_conditional_space()._check_resume(make_optimizer, seed=4, told=22, next_=3)
+
+    # -- several objectives (algorithms whose class sets ``multi_objective``) --------------
+    def objectives(self, params: dict[str, Any]) -> tuple[float, float]:
+        """Two conflicting minimized objectives: :meth:`objective`, and the distance to 0.7.
+
+        Parameters
+        ----------
+        params : dict
+
+        Returns
+        -------
+        tuple of float
+        """
+        unit = self.space.to_unit(params)
+        return self.objective(params), float(np.sum((unit - 0.7) ** 2))
+
+    def _vector_run(self, make_optimizer: Factory, seed: int, order_seed: int) -> tuple[Optimizer, list[dict]]:
+        """Five rounds of up to 6 in flight told back shuffled (mixed statuses after the first),
+        with objective vectors."""
+        opt = self._build(make_optimizer, seed)
+        if not type(opt).multi_objective:
+            pytest.skip(f"{type(opt).__name__} searches one objective (multi_objective is False)")
+
+        def finish(tid: int, suggestion: Suggestion, round_: int) -> Trial:
+            status = "completed" if round_ == 0 else STATUSES[(tid + round_) % len(STATUSES)]
+            values = self.objectives(suggestion.params) if status == "completed" else ()
+            return Trial(tid, suggestion.params, status, math.nan, values=values,
+                         parent=suggestion.parent, checkpoint=suggestion.checkpoint)
+
+        return opt, self._shuffled_rounds(opt, 0, 5, 6, order_seed, finish)[0]
+
+    def test_objective_vectors_are_searched(self, make_optimizer):
+        """A multi-objective algorithm told :attr:`Trial.values` (out of order, some failed)
+        makes valid, reproducible suggestions and keeps no pending state."""
+        _, first = self._vector_run(make_optimizer, 8, 0)
+        assert first == self._vector_run(make_optimizer, 8, 0)[1]
+        opt, _ = self._vector_run(make_optimizer, 8, 1)
+        self._valid(opt.ask(1000).params)
+
+    def test_objective_vectors_resume(self, make_optimizer):
+        """Told a stored multi-objective history, it suggests what the original would have next."""
+        if not type(self._build(make_optimizer)).multi_objective:
+            pytest.skip("searches one objective (multi_objective is False)")
+        history = []
+        probe = self._build(make_optimizer, 4)
+        for trial_id in range(20):
+            suggestion = probe.ask(trial_id)
+            trial = Trial(trial_id, suggestion.params, "completed", math.nan, values=self.objectives(suggestion.params))
+            probe.tell(trial)
+            history.append(trial)
+        resumed = self._build(make_optimizer, 4)
+        for trial in history:
+            resumed.tell(trial)
+        assert [resumed.ask(20 + i).params for i in range(3)] == [probe.ask(20 + i).params for i in range(3)]

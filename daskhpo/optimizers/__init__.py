@@ -38,6 +38,7 @@ _BUILTIN: dict[str, str] = {
     "hyperband": "daskhpo.optimizers.hyperband:Hyperband",
     "pbt": "daskhpo.optimizers.pbt:PBT",
     "race": "daskhpo.optimizers.race:Race",
+    "parego": "daskhpo.optimizers.parego:ParEGO",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 

@@ -112,6 +112,11 @@ class Trial:
     last_step : float
         The last step the trial reported (NaN if it reported nothing); for a pruned trial,
         the step at which it stopped, and ``objective`` is the value it reported there.
+    values : tuple of float
+        In an experiment with several objectives, every objective's value, each to be
+        minimized (a maximized one negated), in the experiment's order; ``objective`` is
+        then NaN.  Empty for one objective.  Only algorithms whose class sets
+        :attr:`Optimizer.multi_objective` are run on several objectives.
     """
 
     id: int
@@ -122,10 +127,13 @@ class Trial:
     parent: int | None = None
     checkpoint: int | None = None
     last_step: float = math.nan
+    values: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Whether the trial completed with a finite objective."""
+        """Whether the trial completed with a finite objective (every one of :attr:`values`, if any)."""
+        if self.values:
+            return self.status == "completed" and all(math.isfinite(v) for v in self.values)
         return self.status == "completed" and math.isfinite(self.objective)
 
     @property
@@ -371,6 +379,9 @@ class Optimizer(ABC):
     #: default) an infeasible trial is told with a penalized objective, worse than every trial
     #: told before it, so that an algorithm that knows nothing of constraints avoids it.
     handles_constraints: ClassVar[bool] = False
+    #: whether it searches several objectives at once (reads :attr:`Trial.values`); an
+    #: experiment with ``objectives=`` refuses an algorithm that does not
+    multi_objective: ClassVar[bool] = False
 
     def __init__(self, space: Space, seed: int | None = None) -> None:
         self.space = space if isinstance(space, Space) else Space(space)

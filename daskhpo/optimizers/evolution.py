@@ -13,6 +13,17 @@ value; a categorical dimension switches to another choice, drawn from its prior.
 
 In a conditional space only a parent's active parameters mutate; a parameter that a
 mutated choice activates is drawn from its prior, and one it deactivates is dropped.
+
+With several objectives (an experiment's ``objectives=``; trials told with
+:attr:`Trial.values <daskhpo.optimizers.Trial.values>`) it becomes a steady-state NSGA-II
+(Deb et al. 2002, in its one-child-at-a-time form): members are ranked by non-dominated
+sorting, then by crowding distance within their front; the winners of two tournaments,
+by (rank, crowding distance), are recombined by uniform crossover before the shared
+mutation; and survival is elitist instead of aging: when a new trial joins a full
+population, the member of the last front with the smallest crowding distance leaves (the
+oldest among equals).  On ZDT1 (30 variables, 300 trials) the crossover took the
+hypervolume from random search's level to above Optuna's NSGA-II
+(``benchmarks/results/multiobjective.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..pareto import crowding_distance, non_dominated_sort
 from ..space import Space
 from ._encoding import Encoding
 from .base import Optimizer, Suggestion, Trial, check_option
@@ -43,8 +55,9 @@ class Evolution(Optimizer):
     space : Space
     seed : int, optional
     population_size : int, default 10
-        Completed trials in the population (the most recent ones); until there are that
-        many, suggestions are random draws from the priors.
+        Completed trials in the population (the most recent ones; with several objectives
+        the best by Pareto rank and crowding distance); until there are that many,
+        suggestions are random draws from the priors.
     tournament_size : int, default 5
         Members drawn for each tournament; the best one is the parent.
     mutation_scale : float, default 0.05
@@ -62,6 +75,7 @@ class Evolution(Optimizer):
     """
 
     name = "evolution"
+    multi_objective = True  # NSGA-II-style selection and survival when told several objectives
 
     def __init__(
         self,
@@ -84,8 +98,11 @@ class Evolution(Optimizer):
         self._enc = Encoding(self.space)
         n_dims = self._enc.n_num + self._enc.n_cat
         self._rate = self.mutation_rate if self.mutation_rate is not None else max(1.0 / max(n_dims, 1), 0.3)
-        # The population, oldest first: (unit coordinates, choice indices, objective).
-        self._population: list[tuple[np.ndarray, np.ndarray, float]] = []
+        # The population, oldest first: (unit coordinates, choice indices, objective); with
+        # several objectives the third item is the vector of minimized values.
+        self._population: list[tuple[np.ndarray, np.ndarray, Any]] = []
+        # with several objectives: (rank, -crowding distance) of each member, by position
+        self._fitness: list[tuple[int, float]] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,15 +127,31 @@ class Evolution(Optimizer):
             self._pending.add(trial_id, self._key(num[0], cat[0]))
             return Suggestion(self._enc.decode(num[0], cat[0]))
         members = rng.choice(len(self._population), size=self.tournament_size, replace=False)
-        parent = min(members, key=lambda i: (self._population[i][2], i))
+        if self._fitness is not None:
+            fitness = self._fitness
+            parent = min(members, key=lambda i: (*fitness[i], i))
+            # NSGA-II recombines two tournament winners: uniform crossover, then mutation
+            others = rng.choice(len(self._population), size=self.tournament_size, replace=False)
+            mate = self._population[min(others, key=lambda i: (*fitness[i], i))]
+            start = self._crossover(self._population[parent], mate, rng)
+        else:
+            parent = min(members, key=lambda i: (self._population[i][2], i))
+            start = self._population[parent][:2]
         # A child identical to a running or living configuration is mutated again (a few times).
         taken = set(self._pending.values()) | {self._key(m[0], m[1]) for m in self._population}
         for _ in range(10):
-            num, cat = self.mutate(self._population[parent][0], self._population[parent][1], rng)
+            num, cat = self.mutate(start[0], start[1], rng)
             if self._key(num, cat) not in taken:
                 break
         self._pending.add(trial_id, self._key(num, cat))
         return Suggestion(self._enc.decode(num, cat))
+
+    def _crossover(self, a: tuple, b: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Each dimension from either parent, with equal chance."""
+        take = rng.random(self._enc.n_num + self._enc.n_cat) < 0.5
+        num = np.where(take[: self._enc.n_num], b[0], a[0])
+        cat = np.where(take[self._enc.n_num :], b[1], a[1])
+        return num, cat
 
     @staticmethod
     def _key(num: np.ndarray, cat: np.ndarray) -> bytes:
@@ -168,6 +201,26 @@ class Evolution(Optimizer):
         if encoded is None:
             logger.warning("evolution: trial %s has parameters outside the space; ignored", trial.id)
             return
+        if trial.values:
+            self._population.append((encoded[0], encoded[1], np.array(trial.values, dtype=float)))
+            self._survive()
+            return
         self._population.append((encoded[0], encoded[1], float(trial.objective)))
         if len(self._population) > self.population_size:
             self._population.pop(0)
+
+    def _survive(self) -> None:
+        """NSGA-II survival: a full population drops its most crowded member of the last front."""
+        while True:
+            values = np.array([m[2] for m in self._population])
+            rank = non_dominated_sort(values)
+            crowding = np.zeros(len(values))
+            for r in np.unique(rank):
+                front = np.flatnonzero(rank == r)
+                crowding[front] = crowding_distance(values[front])
+            self._fitness = [(int(r), -float(c)) for r, c in zip(rank, crowding)]
+            if len(self._population) <= self.population_size:
+                return
+            # the worst by (rank, -crowding); among equals the oldest (lowest position) leaves
+            worst = max(range(len(self._population)), key=lambda i: (*self._fitness[i], -i))
+            self._population.pop(worst)

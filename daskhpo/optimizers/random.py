@@ -14,6 +14,7 @@ class RandomSearch(Optimizer):
     """
 
     name = "random"
+    multi_objective = True  # it reads no objective at all
 
     def ask(self, trial_id: int) -> Suggestion:
         """A draw from the priors that depends only on the seed and ``trial_id``."""
