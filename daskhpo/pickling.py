@@ -330,9 +330,11 @@ class PickledObjective:
     Dask pickles a task's function with every submission; for an objective that travels
     by value (defined in a script or a notebook) that means walking its globals and
     modules again for each trial, which took most of the loop's time with short trials.
-    This is the pickle made once; each worker process unpickles it once (:meth:`load`,
-    cached by digest).  Only the function: the fixed keyword arguments stay ordinary task
-    arguments, so Dask futures among them are still resolved on the worker.
+    This object holds the pickle made once and travels as those bytes; a worker unpickles
+    it into the objective itself, once per process (cached by digest), wherever Dask
+    unpickles the task's arguments (the worker's main thread: modules that install signal
+    handlers when imported still can).  Only the function: the fixed keyword arguments
+    stay ordinary task arguments, so Dask futures among them are still resolved.
 
     Parameters
     ----------
@@ -345,19 +347,23 @@ class PickledObjective:
         self.digest = hashlib.sha1(self.payload).hexdigest()
         self.name = _objective_name(fn)
 
-    def load(self) -> Callable[..., Any]:
-        """The objective, unpickled once per process."""
-        with _LOADED_LOCK:
-            fn = _LOADED.get(self.digest)
-            if fn is not None:
-                _LOADED.move_to_end(self.digest)
-                return fn
-        fn = cloudpickle.loads(self.payload)
-        with _LOADED_LOCK:
-            _LOADED[self.digest] = fn
-            while len(_LOADED) > _LOADED_MAX:
-                _LOADED.popitem(last=False)
-        return fn
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[bytes, str]]:
+        return _unpickle_objective, (self.payload, self.digest)
 
     def __repr__(self) -> str:
         return f"PickledObjective({self.name}, {len(self.payload)} bytes)"
+
+
+def _unpickle_objective(payload: bytes, digest: str) -> Callable[..., Any]:
+    """The objective of a :class:`PickledObjective`, unpickled once per process."""
+    with _LOADED_LOCK:
+        fn = _LOADED.get(digest)
+        if fn is not None:
+            _LOADED.move_to_end(digest)
+            return fn
+    fn = cloudpickle.loads(payload)
+    with _LOADED_LOCK:
+        _LOADED[digest] = fn
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return fn

@@ -217,7 +217,7 @@ def test_infeasible_trials_leave_the_front_and_are_penalized_in_every_objective(
     front = exp.pareto_front
     assert front and all(f["params"]["x"] <= 0.8 for f in front)
     assert any(r.params["x"] > 0.8 for r in exp.records())  # some were infeasible
-    teller = type(exp._teller)(exp.direction, exp.objectives)
+    teller = type(exp._teller)(exp.direction, objectives=exp.objectives)
     worst = np.full(2, -np.inf)
     for record in sorted(exp.records(), key=lambda r: r.seq):  # in the order they were told
         told = np.array(teller.trial(record).values)

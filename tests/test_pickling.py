@@ -246,10 +246,13 @@ def test_the_objective_is_pickled_once_per_run_not_per_trial(client):
     assert CountingObjective.pickled <= 3  # the check (pickle, size) and the run's one pickle
 
 
-def test_pickled_objective_loads_once_per_process():
+def test_pickled_objective_travels_as_bytes_and_unpickles_once_per_process():
     from daskhpo.pickling import PickledObjective
 
     objective = PickledObjective(CountingObjective())
-    again = pickle.loads(pickle.dumps(objective))  # as a worker receives it with each task
-    assert again.load() is again.load() is PickledObjective(CountingObjective()).load()
-    assert again.load()(3) == 9 and "CountingObjective" in repr(objective)
+    CountingObjective.pickled = 0
+    sent = pickle.dumps(objective)  # as with each task: the bytes, not the objective again
+    assert CountingObjective.pickled == 0
+    first, again = pickle.loads(sent), pickle.loads(pickle.dumps(objective))
+    assert isinstance(first, CountingObjective) and first is again  # the worker's cached objective
+    assert first(3) == 9 and "CountingObjective" in repr(objective)

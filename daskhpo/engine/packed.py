@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..pickling import PickledObjective
 from .dask_executor import DaskExecutor
 from .executor import Completed, ExecutorEvent, Failed
 from .worker import TrialOutcome, TrialTask, run_trial
@@ -34,7 +33,7 @@ __all__ = ["PackedDaskExecutor", "run_pack"]
 
 
 def run_pack(
-    fn: Callable[..., Any] | PickledObjective, tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
+    fn: Callable[..., Any], tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
 ) -> list[TrialOutcome]:
     """Run the trials of one pack in order, on this worker; their outcomes, in the same order."""
     return [run_trial(fn, task, fn_kwargs, timeout) for task in tasks]

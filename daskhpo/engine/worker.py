@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..pickling import PickledObjective
 from ..records import TrialRecord
 from ..reporting import TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
@@ -149,7 +148,7 @@ def timed_out(record: TrialRecord, timeout: float | None) -> TrialRecord:
 
 
 def run_trial(
-    fn: Callable[..., Any] | PickledObjective,
+    fn: Callable[..., Any],
     task: TrialTask,
     fn_kwargs: Mapping[str, Any],
     timeout: float | None = None,
@@ -187,8 +186,7 @@ def run_trial(
         try:
             with _Deadline(timeout) as deadline:
                 try:
-                    call = fn.load() if isinstance(fn, PickledObjective) else fn  # unpickled once per process
-                    value = call(**task.params, **fn_kwargs)
+                    value = fn(**task.params, **fn_kwargs)
                 finally:
                     deadline.disarm()
             objective, metrics = parse_result(value, params=task.params)
