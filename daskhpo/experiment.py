@@ -665,7 +665,9 @@ class Experiment:
             Default: the client of :meth:`tmp_executor`, else the current Dask client, else
             a :class:`~distributed.LocalCluster` started and closed for this call.
         n_workers : int, optional
-            Trials in flight.  Default: the connected workers' threads.  Set it to your
+            Trials in flight.  Default: the connected workers' threads (those with the
+            ``resources``), plus one in ten queued on the workers so that a freed thread
+            starts its next trial without a round trip through the client.  Set it to your
             target size for adaptive clusters, which only grow while trials wait.
         resources : dict, optional
             Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.

@@ -183,6 +183,22 @@ def test_default_slots_count_only_workers_with_the_resource():
             DaskExecutor(client, sleepy, resources={"TPU": 1}).slots()
 
 
+def test_large_clusters_queue_one_trial_in_ten_on_the_workers():
+    """20 threads: 22 trials in flight, of which 2 wait on the worker for a free thread."""
+    from daskhpo.engine import DaskExecutor
+
+    with LocalCluster(n_workers=1, threads_per_worker=20, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        assert DaskExecutor(client, sleepy).slots() == 22
+        exp = daskhpo.build_experiment("ahead", SPACE, seed=0)
+        exp.workon(sleepy, max_trials=44, client=client, delay=0.2)
+        records = exp.records()
+        assert len(records) == 44 and {r.status for r in records} == {"completed"}
+        assert max_overlap(exp.history) <= 20  # never more than the threads ran, though 22 were in flight
+        # the queued ones started as soon as a thread freed: first submitted 22, some waited
+        assert max(r.started - r.submitted for r in records) > 0.1
+
+
 def test_no_worker_ever_arriving_fails_clearly():
     with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(
         cluster, set_as_default=False
