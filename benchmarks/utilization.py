@@ -7,7 +7,7 @@ that, slots idle because the budget is spent, not because the loop is slow; the 
 with the tail is printed too, as ``utilization_with_tail``).
 
 **Real mode** (``--mode real``): an in-process Dask cluster (one worker, ``slots``
-threads); each trial sleeps ``duration`` seconds +- 50 % (drawn from its parameters) on an
+threads; ``workon``'s default trials in flight, so one in ten is queued on the worker); each trial sleeps ``duration`` seconds +- 50 % (drawn from its parameters) on an
 8-dimensional mixed space.  The wall time runs from the call of ``Experiment.workon`` to its
 return, so the tail (the last wave draining) counts as idle time: use several waves
 (``--waves``) for steady-state numbers.
@@ -179,7 +179,7 @@ def run_real(algorithm: str, slots: int, duration: float, trials: int, client, s
     asks, tells = instrument(exp, fills)
     steps = 9 if algorithm == "asha" else 0
     start = time.time()
-    exp.workon(sleeper, max_trials=trials, client=client, n_workers=slots, duration=duration, steps=steps,
+    exp.workon(sleeper, max_trials=trials, client=client, duration=duration, steps=steps,
                fill_idle=fill_idle)
     wall = time.time() - start
     records = exp.records()
