@@ -99,18 +99,26 @@ def test_bad_options_name_the_option(option, value):
         make_optimizer(("gp", {option: value}), BRANIN_SPACE, 0)
 
 
-def test_refitting_every_few_trials_stays_resumable():
-    """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
-    config = {**FAST, "refit_every": 4}
-    original = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+def run_and_resume(config: dict, seed: int, n: int, fit_every: int = 0) -> tuple[GP, GP]:
+    """A GP run of ``n`` Branin trials (fitting every ``fit_every`` trials, if given), and a
+    fresh GP told that history, as a resumed experiment would be."""
+    original = make_optimizer(("gp", config), BRANIN_SPACE, seed)
     history = []
-    for trial_id in range(14):
+    for trial_id in range(n):
         params = original.ask(trial_id).params
         history.append(Trial(trial_id, params, "completed", branin(params)))
         original.tell(history[-1])
-    resumed = make_optimizer(("gp", config), BRANIN_SPACE, 5)
+        if fit_every and trial_id % fit_every == 0:
+            original.hyperparameters()
+    resumed = make_optimizer(("gp", config), BRANIN_SPACE, seed)
     for trial in history:
         resumed.tell(trial)
+    return original, resumed
+
+
+def test_refitting_every_few_trials_stays_resumable():
+    """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
+    original, resumed = run_and_resume({**FAST, "refit_every": 4}, 5, 14)
     for trial_id in range(14, 17):
         a, b = original.ask(trial_id).params, resumed.ask(trial_id).params
         assert a == b
@@ -120,19 +128,9 @@ def test_refitting_every_few_trials_stays_resumable():
 
 def test_warm_started_kernel_fits_are_a_function_of_the_history():
     """Fits warm-start from the previous scheduled fit; a resumed optimizer replays the chain."""
-    config = {**FAST, "fit_max": 8, "refit_growth": 0.0, "refit_every": 2}
-    original = make_optimizer(("gp", config), BRANIN_SPACE, 3)
-    history = []
-    for trial_id in range(30):
-        params = original.ask(trial_id).params
-        history.append(Trial(trial_id, params, "completed", branin(params)))
-        original.tell(history[-1])
-        if trial_id % 5 == 0:  # a few tells between fits too: the skipped ones are caught up
-            original.hyperparameters()
+    # fits asked for every 5 trials while they are scheduled every 2: the skipped ones are caught up
+    original, resumed = run_and_resume({**FAST, "fit_max": 8, "refit_growth": 0.0, "refit_every": 2}, 3, 30, 5)
     assert original._fit_chain(30) == [24, 26, 28, 30]  # a cold fit every 8 scheduled ones
-    resumed = make_optimizer(("gp", config), BRANIN_SPACE, 3)
-    for trial in history:
-        resumed.tell(trial)
     a, b = original.hyperparameters(), resumed.hyperparameters()
     assert a[0] == b[0] and a[2] == b[2] and np.array_equal(a[1], b[1])
     assert original.ask(30).params == resumed.ask(30).params
