@@ -377,6 +377,12 @@ class Race(Optimizer):
             self._state[trial.id] = _FAILED
             self.sampler.tell(trial)
             return
+        if any(c > 0 for c in trial.constraints):
+            # infeasible: out of the race, so its scores neither make it the best nor prune or
+            # eliminate feasible configurations; the sampler hears the experiment's penalty
+            self._state[trial.id] = _ELIMINATED
+            self.sampler.tell(trial)
+            return
         if trial.status == "completed" and scores and self._full(trial.id):
             for i, value in scores.items():
                 self._ref_sum[i] = self._ref_sum.get(i, 0.0) + value

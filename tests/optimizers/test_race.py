@@ -116,6 +116,19 @@ def test_a_worse_configuration_is_pruned_at_first_test_not_before():
     assert race.incumbent == 0
 
 
+def test_an_infeasible_configuration_leaves_the_race():
+    """Good scores of an infeasible trial (told with the experiment's penalty) neither make it
+    the best nor count against others; the sampler hears the penalty."""
+    race = Race(SPACE, seed=0, sampler="random", instances=6, first_test=5)
+    feed(race, 0, np.full(6, 6.0))
+    race.tell(Trial(0, {"q": 0.5}, "completed", 6.0, last_step=6.0))
+    feed(race, 1, np.full(6, 2.0))
+    race.tell(Trial(1, {"q": 0.5}, "completed", 100.0, metrics={"constraint_0": 1.0}, last_step=6.0))
+    assert race.incumbent == 0 and race.status(1) != "completed"
+    # worse than 1 on every instance, better than 0: raced against 0 alone, it goes on
+    assert feed(race, 2, np.full(6, 4.0)) == [CONTINUE] * 6
+
+
 def test_two_configurations_need_six_instances_at_alpha_005():
     race = Race(SPACE, seed=0, sampler="random", instances=8, first_test=5)
     complete(race, 0, np.zeros(8))
