@@ -6,6 +6,8 @@ import json
 import math
 import os
 import signal
+import threading
+import time
 
 import pytest
 
@@ -340,3 +342,20 @@ def test_drain_rejects_a_bad_grace(no_drain):
         with pytest.raises(ValueError, match="grace must be non-negative seconds"):
             request_drain("x", grace=bad)
     assert drain_requested() is None
+
+
+def test_a_drain_while_every_slot_waits_for_the_model_submits_nothing(no_drain):
+    """Nothing runs, the model's first batch takes 1.5 s: a drain meanwhile ends the run without
+    submitting the batch's trials."""
+    from daskhpo.engine import Suggester
+    from daskhpo.engine.simulate import ModelClockExecutor
+
+    def slow_batch(k):
+        time.sleep(1.5)
+        return [Planned(i, {"x": 0.0}) for i in range(k)]
+
+    executor = ModelClockExecutor(lambda x: x, duration=1.0, slots=4)
+    engine = Engine(executor)
+    threading.Timer(0.3, engine.drain, args=(0.0, "test")).start()
+    assert engine.run(Suggester(slow_batch), lambda rec, ck: None) == 0
+    assert engine.drained.reason == "test" and executor.submitted == []

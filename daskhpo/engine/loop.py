@@ -335,8 +335,8 @@ class Engine:
                 if not self._jobs:
                     if guard.held:  # every slot holds a broken trial: judge now
                         resolve(*guard.settle())
-                    else:  # nothing runs: only the model can move things on
-                        model.wait()
+                    else:  # nothing runs: only the model can move things on (or a drain)
+                        model.wait(timeout=0.1)
                     fill()
                     continue
                 event = executor.next_event()
