@@ -123,7 +123,7 @@ class _Teller:
         if trial.values:
             if trial.ok:
                 self.worst_values = [max(w, v) for w, v in zip(self.worst_values, trial.values)]
-                if not record.feasible:
+                if self.penalize and not record.feasible:
                     violation = sum(max(c, 0.0) for c in record.constraints)
                     trial = dataclasses.replace(trial, values=tuple(w + violation for w in self.worst_values))
             return trial

@@ -331,7 +331,9 @@ class PickledObjective:
     by value (defined in a script or a notebook) that means walking its globals and
     modules again for each trial, which took most of the loop's time with short trials.
     This object holds the pickle made once and travels as those bytes; a worker unpickles
-    it into the objective itself, once per process (cached by digest), wherever Dask
+    it into the objective itself, a function once per process (cached by digest; its
+    globals then live as long as the process, as an imported module's do) and any other
+    callable once per trial, wherever Dask
     unpickles the task's arguments (the worker's main thread: modules that install signal
     handlers when imported still can).  Only the function: the fixed keyword arguments
     stay ordinary task arguments, so Dask futures among them are still resolved.
@@ -355,13 +357,17 @@ class PickledObjective:
 
 
 def _unpickle_objective(payload: bytes, digest: str) -> Callable[..., Any]:
-    """The objective of a :class:`PickledObjective`, unpickled once per process."""
+    """The objective of a :class:`PickledObjective`: a function is unpickled once per process;
+    any other callable (an object that may keep state between calls) once per trial, as when
+    Dask pickled it with each task."""
     with _LOADED_LOCK:
         fn = _LOADED.get(digest)
         if fn is not None:
             _LOADED.move_to_end(digest)
             return fn
     fn = cloudpickle.loads(payload)
+    if not isinstance(fn, types.FunctionType):
+        return fn
     with _LOADED_LOCK:
         _LOADED[digest] = fn
         while len(_LOADED) > _LOADED_MAX:

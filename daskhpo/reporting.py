@@ -246,9 +246,9 @@ def _wait_seconds(wait: bool | float) -> float:
         seconds = _number("wait", wait)
     except InvalidResult:
         seconds = math.nan
-    if not seconds > 0:
-        raise ValueError(f"daskhpo.report(): wait must be True, False or positive seconds, got {wait!r}")
-    return seconds
+    if not seconds >= 0:
+        raise ValueError(f"daskhpo.report(): wait must be True, False or seconds >= 0, got {wait!r}")
+    return seconds  # 0: do not wait, as False
 
 
 def current_trial() -> int | None:

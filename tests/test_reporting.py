@@ -299,8 +299,8 @@ def test_a_wait_without_an_answer_times_out_and_goes_on(client):
     assert 0.2 <= outcome.record.objective < 2
 
 
-@pytest.mark.parametrize("wait", [-1, 0, "yes", math.nan])
-def test_report_wait_must_be_a_bool_or_positive_seconds(wait):
+@pytest.mark.parametrize("wait", [-1, "yes", math.nan])
+def test_report_wait_must_be_a_bool_or_seconds(wait):
     from daskhpo.engine import TrialTask, run_trial
 
     def objective():
@@ -309,4 +309,14 @@ def test_report_wait_must_be_a_bool_or_positive_seconds(wait):
 
     outcome = run_trial(objective, TrialTask(0, {}, "bad-wait"), {})
     assert outcome.record.status == "broken"
-    assert "wait must be True, False or positive seconds" in outcome.record.error
+    assert "wait must be True, False or seconds >= 0" in outcome.record.error
+
+
+def test_report_wait_zero_does_not_wait():
+    from daskhpo.engine import TrialTask, run_trial
+
+    def objective():
+        daskhpo.report(1, objective=1.0, wait=0)
+        return 1.0
+
+    assert run_trial(objective, TrialTask(0, {}, "no-wait"), {}).record.status == "completed"
