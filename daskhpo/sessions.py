@@ -51,7 +51,19 @@ def _now() -> str:
 
 
 def sessions(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The sessions stored in ``attrs`` (empty for histories written before they existed)."""
+    """The sessions stored in ``attrs`` (empty for histories written before they existed).
+
+    Parameters
+    ----------
+    attrs : mapping
+        A history's attrs (:attr:`daskhpo.Experiment.attrs`).
+
+    Returns
+    -------
+    list of dict
+        One dict per session, oldest first: ``session``, ``host``, ``pid``, ``job``,
+        ``restart``, ``successor``, ``start``, ``end`` and ``reason``.
+    """
     try:
         found = json.loads(attrs.get(ATTR) or "[]")
     except ValueError:
@@ -64,6 +76,16 @@ def begin(attrs: Mapping[str, Any]) -> str:
 
     A previous session without an end did not end cleanly: it is marked ``"died"``, or
     ``"superseded"`` when it is this very process (the storage opened again).
+
+    Parameters
+    ----------
+    attrs : mapping
+        The history's attrs before this session.
+
+    Returns
+    -------
+    str
+        The JSON to store under the sessions attr.
     """
     found = sessions(attrs)
     host, pid = socket.gethostname(), os.getpid()
@@ -86,7 +108,20 @@ def begin(attrs: Mapping[str, Any]) -> str:
 
 
 def end(attrs: Mapping[str, Any], reason: str) -> str:
-    """The attr value with this process's last session ended now, for ``reason``."""
+    """The attr value with this process's last session ended now, for ``reason``.
+
+    Parameters
+    ----------
+    attrs : mapping
+        The history's attrs.
+    reason : str
+        Why the session ended (``"completed"``, ``"drained: SIGUSR1"``, ``"error: ..."``).
+
+    Returns
+    -------
+    str
+        The JSON to store under the sessions attr.
+    """
     found = sessions(attrs)
     host, pid = socket.gethostname(), os.getpid()
     for session in reversed(found):
@@ -97,9 +132,19 @@ def end(attrs: Mapping[str, Any], reason: str) -> str:
 
 
 def summary(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Counts and the latest session: ``sessions``, ``handovers``, ``died``, ``last``.
+    """Counts and the latest session, for ``daskhpo status``.
 
-    ``handovers`` counts the sessions that ended by a drain and were followed by another.
+    Parameters
+    ----------
+    attrs : mapping
+        A history's attrs.
+
+    Returns
+    -------
+    dict
+        ``sessions`` (count), ``handovers`` (sessions that ended by a drain and were
+        followed by another), ``died`` (count) and ``last`` (the latest session's dict, or
+        ``None``).
     """
     found = sessions(attrs)
     handovers = sum(1 for s in found[:-1] if str(s.get("reason") or "").startswith(HANDOVER))

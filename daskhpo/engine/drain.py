@@ -103,7 +103,14 @@ def request_drain(reason: str = "drain requested", grace: float = 0.0) -> DrainR
 
 
 def drain_requested() -> DrainRequest | None:
-    """The process-wide drain request in force, or ``None``."""
+    """The process-wide drain request in force.
+
+    Returns
+    -------
+    DrainRequest or None
+        Its reason, grace and time, or ``None`` when no drain was requested (or it was
+        cleared with :func:`clear_drain`).
+    """
     return _REQUEST
 
 
