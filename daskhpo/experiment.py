@@ -186,6 +186,8 @@ class Experiment:
         self._engine: Engine | None = None
         #: running trial id -> the trial whose checkpoint it starts from
         self._running_from: dict[int, int] = {}
+        #: whether the run under way fills idle slots (fill_idle), and from what
+        self._filling = False
         #: run times (s) of the last completed trials of this run
         self._run_times: deque[float] = deque(maxlen=64)
         #: (minimized objective, trial, params) of the best completed trials, best first
@@ -283,6 +285,9 @@ class Experiment:
         self._ids_lock = threading.Lock()
         # pickled before these existed
         self.__dict__.setdefault("_queue", [])
+        self.__dict__.setdefault("_filling", False)
+        self.__dict__.setdefault("_run_times", deque(maxlen=64))
+        self.__dict__.setdefault("_incumbents", [])
         self.__dict__.setdefault("_teller", _Teller(
             self.direction, bool(getattr(self.optimizer, "handles_constraints", False)), self.objectives))
 
@@ -599,7 +604,7 @@ class Experiment:
             subscribers = self._subscribers
         told = self._teller.trial(record)
         self._running_from.pop(record.trial, None)
-        if self._model is not None and record.status == "completed" and record.started and record.ended:
+        if self._filling and record.status == "completed" and record.started and record.ended:
             # a typical trial's run time: how long a slot may wait for the model (fill_idle)
             self._run_times.append(record.ended - record.started)
             self._model.trial_seconds = statistics.median(self._run_times)
@@ -818,15 +823,17 @@ class Experiment:
         self._next_id = self._history.next_trial_id
         logger.info("%s: running up to %s more trials, %d in flight", self.name, budget, n_workers)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
-        self._model = None
+        self._model, fill = None, None
         if callable(getattr(executor, "wake", None)):
             fill = self._fill if self.optimizer.fills_idle_slots and fill_idle else None
             self._model = Suggester(self._suggest_batch, fill=fill, fill_share=float(fill_idle))
         self._engine = engine
+        self._filling = self._model is not None and fill is not None
         self._run_times.clear()
         self._incumbents = []
-        for record in self._history.records:
-            self._keep_incumbent(record)
+        if self._filling:
+            for record in self._history.records:
+                self._keep_incumbent(record)
         ended = "completed"
         try:
             with attach(self, progress=progress, callbacks=callbacks, total=max_trials,
@@ -849,6 +856,7 @@ class Experiment:
             raise
         finally:
             self._model = self._engine = None  # hold no executor (nor its client) after the run
+            self._filling = False
             self._end_session(ended)
             self._history.snapshot()
         return self

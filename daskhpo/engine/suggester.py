@@ -26,7 +26,7 @@ touched by one thread at a time, and posted calls always run before anything aft
 * **idle slots** while a batch runs long: requests that the batch under way does not
   cover would wait for it and for the next one.  When that batch has already taken longer
   than ``fill_after`` times a typical trial's run time (:attr:`Suggester.trial_seconds`),
-  they are served at once by ``fill(k)`` (a draw from the prior, never touching the model:
+  they are served at once by ``fill(k)`` (cheap suggestions that never touch the model:
   :meth:`~daskhpo.optimizers.Optimizer.fill`), up to a share ``fill_share`` of all
   suggestions, like the random configurations SMAC interleaves.  With trials of minutes a
   model never waits that long and nothing is filled; with one-second trials on a slow
@@ -186,6 +186,7 @@ class Suggester:
                 self._wanted += k - len(plans)
                 self._ready.extend(plans)
                 self.stats["fills"] += len(plans)
+
     def _inline(self, n: int) -> bool:
         cheap = self._batch_s is not None and self._batch_s < self.inline_s
         if not cheap or not self._model_lock.acquire(blocking=False):
