@@ -64,7 +64,8 @@ MARGIN = 180
 _OWN = {"--job-name": "job_name", "-J": "job_name", "--time": "walltime", "-t": "walltime", "--signal": "grace",
         "--output": "log_directory", "-o": "log_directory", "--error": "log_directory", "-e": "log_directory",
         "--dependency": None, "-d": None, "--partition": "partition", "-p": "partition",
-        "--account": "account", "-A": "account", "--cpus-per-task": "cpus", "-c": "cpus", "--mem": "memory"}
+        "--account": "account", "-A": "account", "--cpus-per-task": "cpus", "-c": "cpus", "--mem": "memory",
+        "--mem-per-cpu": "memory", "--mem-per-gpu": "memory"}
 
 
 def parse_walltime(walltime: str) -> int:
@@ -83,7 +84,11 @@ def parse_walltime(walltime: str) -> int:
 
 
 def _option(token: str) -> str:
-    return token.split("=", 1)[0]
+    """The option a token names: ``--time=1:00`` and ``-t1:00`` (a short option with its value
+    attached) name ``--time`` and ``-t``."""
+    if token.startswith("--"):
+        return token.split("=", 1)[0]
+    return token[:2]
 
 
 @dataclass(frozen=True)

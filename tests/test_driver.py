@@ -69,6 +69,9 @@ def test_job_script_asks_for_the_signal_before_the_walltime_and_runs_the_script_
     ({"args": "--trials 4"}, "args must be a sequence of strings, got the string '--trials 4'"),
     ({"sbatch_options": ["--time=5"]}, "sbatch option '--time=5' is set by the driver job itself (set walltime="),
     ({"sbatch_options": ["-p", "gpu"]}, "sbatch option '-p' is set by the driver job itself (set partition="),
+    ({"sbatch_options": ["-pgpu"]}, "sbatch option '-pgpu' is set by the driver job itself (set partition="),
+    ({"sbatch_options": ["-t1:00:00"]}, "sbatch option '-t1:00:00' is set by the driver job itself (set walltime="),
+    ({"sbatch_options": ["--mem-per-cpu=2G"]}, "'--mem-per-cpu=2G' is set by the driver job itself (set memory="),
     ({"sbatch_options": ["--dependency=afterok:1"]}, "the driver sets it for its successor"),
     ({"job_name": "my job"}, "job_name must be letters, digits and . _ + -, got 'my job'"),
 ])
