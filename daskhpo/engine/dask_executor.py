@@ -137,8 +137,17 @@ class DaskExecutor:
         self.excluded_hosts: list[str] = []
 
     # -- sizing ------------------------------------------------------------------------
+    def _worker_info(self) -> dict[str, dict]:
+        """Address -> info of every worker, asked of the scheduler now.
+
+        Not ``client.scheduler_info()``: that returns the client's cached identity, which
+        its periodic refresh (workers' totals only, an empty ``"workers"``) may overwrite
+        between the fetch and the read; a run then saw no worker at all.
+        """
+        return dict(self.client.sync(self.client.scheduler.identity, n_workers=-1)["workers"])
+
     def _workers(self) -> list[dict]:
-        return list(self.client.scheduler_info(n_workers=-1)["workers"].values())
+        return list(self._worker_info().values())
 
     def _fitting_slots(self) -> int:
         workers = self._workers()
@@ -224,7 +233,7 @@ class DaskExecutor:
         task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
         restrict = {}
         if avoid is not None:
-            others = [w for w in self.client.scheduler_info(n_workers=-1)["workers"]
+            others = [w for w in self._worker_info()
                       if w != avoid and w not in self._quarantined]
             if others:
                 restrict = {"workers": others, "allow_other_workers": True}
