@@ -173,8 +173,7 @@ class Experiment:
         self._superseded = False
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
-        self._teller = _Teller(self.direction, bool(getattr(optimizer, "handles_constraints", False)),
-                               self.objectives)
+        self._teller = self._new_teller()
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue: list[dict[str, Any]] = []
         defaults = space.defaults()
@@ -269,6 +268,10 @@ class Experiment:
     def __enter__(self) -> Experiment:
         return self
 
+    def _new_teller(self) -> _Teller:
+        return _Teller(self.direction, bool(getattr(self.optimizer, "handles_constraints", False)),
+                       self.objectives)
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -288,8 +291,7 @@ class Experiment:
         self.__dict__.setdefault("_filling", False)
         self.__dict__.setdefault("_run_times", deque(maxlen=64))
         self.__dict__.setdefault("_incumbents", [])
-        self.__dict__.setdefault("_teller", _Teller(
-            self.direction, bool(getattr(self.optimizer, "handles_constraints", False)), self.objectives))
+        self.__dict__.setdefault("_teller", self._new_teller())
 
     # -- results -----------------------------------------------------------------------
     @property

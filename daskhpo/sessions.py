@@ -88,15 +88,14 @@ def begin(attrs: Mapping[str, Any]) -> str:
         The JSON to store under the sessions attr.
     """
     found = sessions(attrs)
-    host, pid = socket.gethostname(), os.getpid()
     for old in found:
         if old.get("end") is None and old.get("reason") is None:
-            old["reason"] = "superseded" if (old.get("host"), old.get("pid")) == (host, pid) else "died"
+            old["reason"] = "superseded" if _this_process(old) else "died"
     restart = os.environ.get("DASKHPO_DRIVER_RESTART")
     found.append({
         "session": len(found) + 1,
-        "host": host,
-        "pid": pid,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "job": os.environ.get("SLURM_JOB_ID"),
         "restart": int(restart) if restart and restart.isdigit() else None,
         "successor": os.environ.get("DASKHPO_DRIVER_SUCCESSOR") or None,
@@ -105,6 +104,11 @@ def begin(attrs: Mapping[str, Any]) -> str:
         "reason": None,
     })
     return json.dumps(found)
+
+
+def _this_process(session: Mapping[str, Any]) -> bool:
+    """Whether ``session`` was started by this very process (same host and pid)."""
+    return (session.get("host"), session.get("pid")) == (socket.gethostname(), os.getpid())
 
 
 def end(attrs: Mapping[str, Any], reason: str) -> str:
@@ -123,9 +127,8 @@ def end(attrs: Mapping[str, Any], reason: str) -> str:
         The JSON to store under the sessions attr.
     """
     found = sessions(attrs)
-    host, pid = socket.gethostname(), os.getpid()
     for session in reversed(found):
-        if (session.get("host"), session.get("pid")) == (host, pid):
+        if _this_process(session):
             session["end"], session["reason"] = _now(), reason
             break
     return json.dumps(found)
