@@ -23,8 +23,8 @@ from .space import (  # noqa: E402
     randint,
     uniform,
 )
-from .storage_errors import CorruptStorage  # noqa: E402
-from .storage_lock import StorageLocked  # noqa: E402
+from .store.errors import CorruptStorage  # noqa: E402
+from .store.lock import StorageLocked  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterable
 
-from .records import Event, event_from_json
+from ..records import Event, event_from_json
 
 __all__ = ["Journal", "JournalTail", "journal_path", "read_journal"]
 

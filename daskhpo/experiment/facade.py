@@ -19,20 +19,20 @@ from typing import Any
 
 import xarray as xr
 
-from . import sessions
-from ._version import __version__
-from .checkpoints import CheckpointStore
-from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
-from .engine.drain import drain_requested
-from .engine.packed import PackedDaskExecutor
-from .history import History, read_history
-from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs, variable
-from .optimizers import CONTINUE, Optimizer, Report, Trial, available, make_optimizer, optimizer_class
-from .pareto import non_dominated
-from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
-from .results import CONSTRAINT, RESERVED, split_constraints
-from .space import Dimension, Space
-from .storage_lock import StorageLock
+from ..store import sessions
+from .._version import __version__
+from ..store.checkpoints import CheckpointStore
+from ..engine import DaskExecutor, Engine, Executor, Planned, Suggester
+from ..engine.drain import drain_requested
+from ..engine.packed import PackedDaskExecutor
+from ..store.history import History, read_history
+from ..objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs, variable
+from ..optimizers import CONTINUE, Optimizer, Report, Trial, available, make_optimizer, optimizer_class
+from ..pareto import non_dominated
+from ..records import ReportRecord, TrialRecord, TrialStarted, direction_sign
+from ..results import CONSTRAINT, RESERVED, split_constraints
+from ..space import Dimension, Space
+from ..store.lock import StorageLock
 
 __all__ = ["Experiment", "build_experiment", "create_experiment", "load_experiment"]
 
@@ -423,7 +423,7 @@ class Experiment:
     @property
     def plot(self) -> Any:
         """Plots of this experiment: ``experiment.plot.regret()`` etc. (see :mod:`daskhpo.plot`)."""
-        from .plot import PlotAccessor
+        from ..plot import PlotAccessor
 
         return PlotAccessor(self)
 
@@ -446,7 +446,7 @@ class Experiment:
         daskhpo.dashboard.Dashboard
             With ``.url`` and ``.stop()``.
         """
-        from .dashboard import serve_experiment
+        from ..dashboard import serve_experiment
 
         running = self._dashboard
         if running is not None and running.running:
@@ -745,7 +745,7 @@ class Experiment:
                 dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
                 worker_timeout=worker_timeout, **packing)
             if dashboard:
-                from .dashboard import dask_link
+                from ..dashboard import dask_link
 
                 board = self.dashboard(0 if dashboard is True else int(dashboard))
                 board.dask_link = dask_link(dask_client)
@@ -800,7 +800,7 @@ class Experiment:
         Experiment
             ``self``, for chaining.
         """
-        from .progress import attach
+        from ..progress import attach
 
         max_trials = self._check_writable(max_trials)
         if not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1:

@@ -40,7 +40,7 @@ Storage: a snapshot plus an ordered journal
 ``storage="exp.nc"`` is a netCDF-4 file that xarray opens directly.  Rewriting it after
 every trial would make each trial cost O(history), so each event (a trial submitted, a
 report, a finished trial) is first appended as one line to the journal ``exp.nc.journal``
-(see :mod:`daskhpo.journal`) and flushed before the optimizer hears of it.  Every
+(see :mod:`daskhpo.store.journal`) and flushed before the optimizer hears of it.  Every
 ``snapshot_interval`` seconds, and when the engine stops (normally, on an error or on
 Ctrl-C), the whole history is written to a temporary file, ``fsync``-ed and moved over
 ``exp.nc`` with :func:`os.replace`; then the journal is emptied.  A crash at any moment
@@ -52,7 +52,7 @@ optimizer exactly in the order the live one saw them.
 Reports of trials still running are kept out of the snapshot (the dataset holds finished
 trials) and written again, with their sequence numbers, to the fresh journal; reports of
 trials that never finished (the client crashed while they ran) are dropped when loading.
-Checkpoints are not part of the history (see :mod:`daskhpo.checkpoints`).
+Checkpoints are not part of the history (see :mod:`daskhpo.store.checkpoints`).
 
 The history is shared by the experiment's loop (which appends) and readers in other
 threads (a dashboard, a progress bar): every method takes its lock.
@@ -75,11 +75,11 @@ import numpy as np
 import xarray as xr
 
 from .journal import Journal, read_journal
-from .objectives import objectives_from_attrs, variable
-from .records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
-from .results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
-from .space import Categorical, Space
-from .storage_errors import ENGINE, open_snapshot
+from ..objectives import objectives_from_attrs, variable
+from ..records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
+from ..results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
+from ..space import Categorical, Space
+from .errors import ENGINE, open_snapshot
 
 __all__ = ["History", "load_history", "read_history", "read_snapshot", "REPORTED"]
 
@@ -119,7 +119,7 @@ class History:
         Seconds between full snapshots while trials arrive.
     fsync : bool, default False
         Force each journal line to the disk before :meth:`append` returns (see
-        :class:`daskhpo.journal.Journal`).
+        :class:`daskhpo.store.journal.Journal`).
     """
 
     def __init__(
@@ -451,7 +451,7 @@ def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecor
     ------
     FileNotFoundError
         If there is no file at ``path``.
-    daskhpo.storage_errors.CorruptStorage
+    daskhpo.store.errors.CorruptStorage
         An ``OSError`` naming the file, when it is not a readable netCDF-4 file
         (truncated, say); the file is left untouched.
     """
