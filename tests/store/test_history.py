@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from daskhpo.history import History, load_history
+from daskhpo.store.history import History, load_history
 from daskhpo.records import TrialRecord
 from daskhpo.space import Space
 
