@@ -13,7 +13,9 @@ The store knows the typed records (:mod:`daskhpo.records`) and the space, never 
 optimizers, the engine or the experiment.
 """
 
-from .base import Storage, Stored, open_storage
+import os
+
+from .base import Storage, Stored
 from .checkpoints import CheckpointStore
 from .errors import CorruptStorage
 from .history import History, load_history, read_history, read_snapshot
@@ -25,3 +27,19 @@ __all__ = [
     "Storage", "Stored", "open_storage", "MemoryStorage", "NetCDFStorage", "History", "load_history",
     "read_history", "read_snapshot", "CheckpointStore", "StorageLock", "StorageLocked", "CorruptStorage",
 ]
+
+
+def open_storage(path: str | os.PathLike | None, *, snapshot_interval: float = 30.0,
+                 fsync: bool = False) -> Storage:
+    """The storage for ``path``: in memory for ``None``, else netCDF + journal.
+
+    Parameters
+    ----------
+    path : path or None
+        The netCDF file of the history.
+    snapshot_interval, fsync
+        As for :func:`daskhpo.build_experiment`.
+    """
+    if path is None:
+        return MemoryStorage()
+    return NetCDFStorage(path, snapshot_interval=snapshot_interval, fsync=fsync)

@@ -11,13 +11,12 @@ An experiment writes through one :class:`Storage` for its whole life:
 
 Two implementations: :class:`~daskhpo.store.memory.MemoryStorage` (nothing leaves the
 process) and :class:`~daskhpo.store.netcdf.NetCDFStorage` (a netCDF-4 snapshot, a journal,
-the writer lock and the driver sessions).  :func:`open_storage` picks one from a path or
-``None``.
+the writer lock and the driver sessions).  :func:`daskhpo.store.open_storage` picks one
+from a path or ``None``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -26,7 +25,7 @@ from ..space import Space
 from .checkpoints import CheckpointStore
 from .history import History
 
-__all__ = ["Storage", "Stored", "open_storage"]
+__all__ = ["Storage", "Stored"]
 
 
 class Stored(NamedTuple):
@@ -79,23 +78,3 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Write the rest and stop writing; the history stays readable."""
-
-
-def open_storage(path: str | os.PathLike | None, *, snapshot_interval: float = 30.0,
-                 fsync: bool = False) -> Storage:
-    """The storage for ``path``: in memory for ``None``, else netCDF + journal.
-
-    Parameters
-    ----------
-    path : path or None
-        The netCDF file of the history.
-    snapshot_interval, fsync
-        As for :func:`daskhpo.build_experiment`.
-    """
-    if path is None:
-        from .memory import MemoryStorage
-
-        return MemoryStorage()
-    from .netcdf import NetCDFStorage
-
-    return NetCDFStorage(path, snapshot_interval=snapshot_interval, fsync=fsync)
