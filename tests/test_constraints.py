@@ -252,3 +252,23 @@ def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
         return np.mean([p["x"] + p["y"] <= 1 for p in asked])
 
     assert feasible_share(4.0) > feasible_share(0.0)
+
+
+@pytest.mark.parametrize("recorder", [Recording, RecordingTPE])
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_experiment_trials_are_what_the_optimizer_was_told(tmp_path, direction, recorder):
+    # Experiment.trials once showed the user's values: unsigned under "maximize" (0.637 where
+    # TPE was told -0.637) and without the penalty of infeasible trials.
+    recording = recorder(daskhpo.Space(SPACE), seed=1)
+    path = tmp_path / "told.nc"
+    exp = daskhpo.build_experiment("told", SPACE, algorithm=recording, direction=direction, storage=path)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=20)
+    told = sorted(recording.told, key=lambda t: t.id)
+    assert len(told) == 20 and any(not r.feasible for r in exp.records())
+    if direction == "maximize":
+        feasible = [r for r in exp.records() if r.feasible]
+        assert [t.objective for t in told if t.metrics["feasible"]] == [-r.objective for r in feasible]
+    # compared by repr: every float exactly, and last_step's NaN equal to itself
+    assert repr(exp.trials) == repr(told)
+    exp.close()
+    assert repr(daskhpo.load_experiment(path).trials) == repr(told)  # the same view read back from storage

@@ -106,7 +106,7 @@ class ExperimentView:
         objective returned.
         """
         told = self._new_teller().replay(self._warm, self._history.events())
-        return sorted(told, key=lambda t: t.trial_id)
+        return sorted(told, key=lambda t: t.id)
 
     @property
     def best(self) -> dict[str, Any] | None:
