@@ -12,8 +12,7 @@ from typing import Any
 from ..objectives import check_objectives
 from ..results import RESERVED
 from ..space import Dimension, Space
-from ..store import MemoryStorage, NetCDFStorage, open_storage
-from ..store.history import History
+from ..store import History, MemoryStorage, NetCDFStorage, open_storage
 from .facade import Experiment
 from .resume import reconcile, warm_start_trials
 from .teller import check_direction
