@@ -9,13 +9,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..objectives import check_objectives
+from ..objectives import check_objectives, objectives_from_attrs
 from ..results import RESERVED
 from ..space import Dimension, Space
 from ..store import History, MemoryStorage, NetCDFStorage, open_storage
 from .facade import Experiment
 from .resume import reconcile, warm_start_trials
-from .teller import check_direction
+from .teller import Teller, check_direction, handles_constraints
 
 __all__ = ["build_experiment", "create_experiment", "load_experiment"]
 
@@ -123,14 +123,14 @@ def build_experiment(
                       objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints)
     history = store.open(space, found.attrs, found.events, stored_attrs=found.stored_attrs,
                          keep_checkpoints=keep_checkpoints)
-    experiment = Experiment(name, space, found.optimizer, store, warm=found.warm)
-    # before this experiment's own events, on resume as when it was created, in their order
-    experiment._teller.replay(found.warm, history.events(), tell=found.optimizer.tell,
-                              decide=found.optimizer.report)
+    optimizer = found.optimizer
+    teller = Teller(found.attrs.get("direction", "minimize"), handles_constraints(optimizer),
+                    objectives_from_attrs(found.attrs))
+    # the warm start before this experiment's own events, on resume as when it was created
+    teller.replay(found.warm, history.events(), tell=optimizer.tell, decide=optimizer.report)
     # objectives for "best", as the optimizer sees them
-    sign = experiment._teller.sign
-    store.checkpoints.retain(None, {r.trial: sign * r.objective for r in history.records if r.ok})
-    return experiment
+    store.checkpoints.retain(None, {r.trial: teller.sign * r.objective for r in history.records if r.ok})
+    return Experiment(name, space, optimizer, store, warm=found.warm, teller=teller)
 
 
 def create_experiment(

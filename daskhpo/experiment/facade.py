@@ -24,6 +24,7 @@ from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .run import Run
 from .state import Enqueued, Subscribers
+from .teller import Teller
 from .view import ExperimentView
 
 __all__ = ["Experiment"]
@@ -52,6 +53,8 @@ class Experiment(ExperimentView):
         With a ``History``: its checkpoints (default: beside the history's path, or in memory).
     warm : list of TrialRecord, optional
         A warm start's trials, which the optimizer was told before this experiment's own.
+    teller : Teller, optional
+        The teller that told ``optimizer`` the stored events (default: a fresh one).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Experiment(ExperimentView):
         checkpoints: CheckpointStore | None = None,
         *,
         warm: Sequence[TrialRecord] = (),
+        teller: Teller | None = None,
     ) -> None:
         self.name = name
         self.space = space
@@ -80,7 +84,8 @@ class Experiment(ExperimentView):
         self._run: Run | None = None
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
-        self._teller = self._new_teller()
+        #: what the optimizer is told; it remembers the worst values told so far (penalties)
+        self._teller = teller if teller is not None else self._new_teller()
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue = Enqueued()
         defaults = space.defaults()
