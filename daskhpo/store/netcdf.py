@@ -81,7 +81,7 @@ class NetCDFStorage:
             return
         key = os.path.realpath(self._path)
         previous = _WRITERS.pop(key, None)
-        if previous is not None and previous._lock is not None:
+        if previous is not None and previous.writing:
             self._lock = previous._hand_over()
         else:
             self._lock = StorageLock(self._path).acquire()
