@@ -260,3 +260,61 @@ def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
         return np.mean([p["x"] + p["y"] <= 1 for p in asked])
 
     assert feasible_share(4.0) > feasible_share(0.0)
+
+
+@pytest.mark.parametrize("algorithm, direction", [("recording", "maximize"), ("recording", "minimize"),
+                                                  ("tpe", "maximize")])
+def test_experiment_trials_are_what_the_optimizer_was_told(tmp_path, algorithm, direction):
+    """``Experiment.trials``: signed by the direction and penalized like the optimizer's tells
+    (it once returned the user's value under maximize, and no penalty), live, resumed and loaded."""
+    path = tmp_path / "told.nc"
+    recording = (Recording if algorithm == "recording" else RecordingTPE)(daskhpo.Space(SPACE), seed=0)
+    exp = daskhpo.build_experiment("told", SPACE, algorithm=recording, direction=direction, storage=path)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=12)
+    records = {r.trial: r for r in exp.records()}
+    assert any(not r.feasible for r in records.values())
+
+    def key(trials):
+        return sorted((t.id, t.status, t.objective, t.constraints) for t in trials)
+
+    assert key(exp.trials) == key(recording.told)
+    sign = -1.0 if direction == "maximize" else 1.0
+    for trial in exp.trials:
+        if records[trial.id].feasible or algorithm == "tpe":
+            assert trial.objective == sign * records[trial.id].objective
+    exp.close()
+    again_rec = type(recording)(daskhpo.Space(SPACE), seed=0)
+    again = daskhpo.build_experiment("told", SPACE, algorithm=again_rec, storage=path)
+    assert key(again.trials) == key(again_rec.told) == key(recording.told)
+    again.close()
+    if algorithm == "recording":  # read-only: its algorithm ("random" by name) handles no constraints
+        assert key(daskhpo.load_experiment(path).trials) == key(recording.told)
+
+
+def test_the_worker_reads_constraints_into_their_own_field():
+    from daskhpo.engine import TrialTask, run_trial
+
+    record = run_trial(constrained, TrialTask(0, {"x": 1.0, "y": 0.5}, "k"), {}).record
+    assert record.status == "completed" and record.objective == 1.25
+    assert record.constraints == (-0.5,) and record.feasible and record.metrics == {"aux": 1.0}
+
+
+def reports_then_returns_constraints(x, y):
+    for step in (1, 2, 3):
+        daskhpo.report(step, objective=x + step)
+    return {"objective": x, "constraints": [5.0]}
+
+
+def test_a_timed_out_or_pruned_trial_keeps_no_constraints_of_a_result_it_never_returned():
+    # the fake runs the objective to its end, then cuts the outcome at the time-out or the prune
+    exp = daskhpo.build_experiment("cut", SPACE, seed=0)
+    with pytest.raises(daskhpo.TooManyBrokenTrials, match="trial_timeout"):
+        exp.run(FakeExecutor(constrained, duration=2.0, trial_timeout=1.0), max_trials=1, max_broken=2)
+    timed_out = [r for r in exp.records() if r.status == "timeout"]
+    assert timed_out and all(r.constraints == () and r.feasible for r in timed_out)
+    asha = ("asha", {"min_resource": 1, "max_resource": 3, "reduction_factor": 3})
+    exp = daskhpo.build_experiment("cut", SPACE, seed=0, algorithm=asha)
+    exp.run(FakeExecutor(reports_then_returns_constraints, slots=1), max_trials=12)
+    pruned = [r for r in exp.records() if r.status == "pruned"]
+    assert pruned and all(r.constraints == () for r in pruned)
+    assert all(r.constraints == (5.0,) for r in exp.records() if r.status == "completed")
