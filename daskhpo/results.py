@@ -255,8 +255,10 @@ def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[
     """
     constraints: list[float] = []
     values: tuple[float, ...] = ()
-    if isinstance(value, Result):
-        objective, metrics, values = value.objective, dict(value.metrics), tuple(value.values)
+    if isinstance(value, Result):  # read already (ObjectiveVector): checked as any other result
+        objective = _number("objective", value.objective)
+        metrics = {_name(k): _number(str(k), v) for k, v in value.metrics.items()}
+        values = tuple(_number(f"values[{i}]", v) for i, v in enumerate(value.values))
         constraints = _constraints(list(value.constraints))
     elif objectives:
         values, metrics, constraints = _objective_values(value, objectives)

@@ -230,3 +230,25 @@ def test_well_formed_results_are_read_exactly(objective, metrics):
     assert set(got_metrics) == set(metrics)
     for name, number in metrics.items():
         np.testing.assert_equal(got_metrics[name], _real(number))
+
+
+def test_a_result_read_already_is_checked_like_any_other():
+    good = Result(math.nan, {"m": 1.0}, (0.5,), (1.0, 2.0))
+    assert parse_result(good, params=["x"]) == good and not Result(math.nan, {}, (), (1.0, math.nan)).finite
+    for bad, message in [
+        (Result(1.0, {"x": 1.0}), "has the name of a parameter"),
+        (Result(1.0, {}, (math.nan,)), r"constraints\[0\] is nan"),
+        (Result(1.0, {"m": "a"}), "must be a real number"),
+        (Result(math.nan, {}, (), ("a",)), r"values\[0\]"),
+    ]:
+        with pytest.raises(InvalidResult, match=message):
+            parse_result(bad, params=["x"])
+
+
+def test_several_objectives_are_read_into_values_in_their_order():
+    result = parse_result({"b": 2, "a": 1.0, "m": 3, "constraints": [-1]}, params=["x"], objectives=["a", "b"])
+    assert result == Result(math.nan, {"m": 3.0}, (-1.0,), (1.0, 2.0)) and result.finite
+    with pytest.raises(InvalidResult, match=r"objective\(s\) \['b'\] missing"):
+        parse_result({"a": 1.0}, objectives=["a", "b"])
+    with pytest.raises(InvalidResult, match="has the key\\(s\\) \\['objective'\\]"):
+        parse_result({"a": 1.0, "b": 1.0, "objective": 0.0}, objectives=["a", "b"])
