@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -121,8 +120,10 @@ class ObjectiveVector:
         # the user's function's name and module, for messages such as an unpicklable objective's
         functools.update_wrapper(self, fn, updated=())
 
-    def __call__(self, **params: Any) -> Result:
-        return self.check(self.fn(**params), params)
+    def __call__(self, **kwargs: Any) -> Result:
+        # the worker checks the metric names against the trial's parameters (kwargs also holds
+        # the fixed keyword arguments, which a metric may share a name with)
+        return self.check(self.fn(**kwargs))
 
     def check(self, value: Any, params: Collection[str] = ()) -> Result:
         """``value`` read as a result of these objectives (``params``: the space's parameter names)."""
