@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import heapq
 import json
@@ -26,11 +27,11 @@ from .engine import DaskExecutor, Engine, Executor, Planned, Suggester
 from .engine.drain import drain_requested
 from .engine.packed import PackedDaskExecutor
 from .history import History, read_history
-from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs, variable
+from .objectives import ObjectiveVector, check_objectives, objectives_from_attrs, signs
 from .optimizers import CONTINUE, Optimizer, Report, Trial, available, make_optimizer, optimizer_class
 from .pareto import non_dominated
 from .records import ReportRecord, TrialRecord, TrialStarted, direction_sign
-from .results import CONSTRAINT, RESERVED, split_constraints
+from .results import RESERVED
 from .space import Dimension, Space
 from .storage_lock import StorageLock
 
@@ -63,26 +64,24 @@ def check_direction(direction: Any) -> str:
 
 
 def as_trial(record: TrialRecord, sign: float = 1.0, value_signs: Sequence[float] = ()) -> Trial:
-    """A finished trial's record as the optimizers see it.
+    """A finished trial's record as the optimizers see it, before any penalty (see :class:`_Teller`).
 
     ``sign`` is -1 for a maximized experiment: optimizers always minimize, so they are told
     the negated objective (the history keeps the user's own value).  ``value_signs`` does
-    the same for each of several objectives (:attr:`Trial.values`).
+    the same for each of several objectives (:attr:`Trial.values`).  Metrics and
+    constraints are the record's own.
     """
-    metrics = dict(record.metrics)
-    if record.constraints:
-        metrics.update({f"{CONSTRAINT}{i}": c for i, c in enumerate(record.constraints)})
-        metrics["feasible"] = float(record.feasible)
     return Trial(
         record.trial,
         dict(record.params),
         record.status,
         sign * record.objective,
-        metrics,
+        dict(record.metrics),
         parent=record.parent,
         checkpoint=record.checkpoint_from,
         last_step=record.last_step,
         values=tuple(s * v for s, v in zip(value_signs or [1.0] * len(record.values), record.values)),
+        constraints=tuple(record.constraints),
     )
 
 
@@ -99,8 +98,8 @@ class _Teller:
     * A completed trial that is infeasible (a constraint ``> 0``) is told as completed with a
       penalized objective: the worst (signed) objective of every completed trial told so far,
       this one included, plus the sum of its constraint violations.  So every algorithm
-      ranks it below every trial told before it, without knowing of constraints; its
-      metrics carry ``constraint_<i>`` and ``feasible`` (0.0).  An algorithm that models
+      ranks it below every trial told before it, without knowing of constraints; it still
+      carries its constraints (:attr:`Trial.constraints`).  An algorithm that models
       constraints itself (:attr:`Optimizer.handles_constraints`, e.g. tpe and gp) is told the
       trial's own objective instead, and reads the constraints from :attr:`Trial.constraints`.
       Deterministic in the order of events, so resume (which tells the same events in the
@@ -136,6 +135,12 @@ class _Teller:
 
     def report(self, report: ReportRecord, params: Mapping[str, Any]) -> Report:
         return as_report(report, params, self.sign)
+
+    def copy(self) -> _Teller:
+        """An independent teller in the same state (what it has seen so far)."""
+        twin = copy.copy(self)
+        twin.worst_values = list(self.worst_values)
+        return twin
 
 
 class Experiment:
@@ -174,6 +179,8 @@ class Experiment:
         #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
         self.max_trials: int | None = None
         self._teller = self._new_teller()
+        #: the teller as it was before this experiment's own trials (after a warm start's)
+        self._told_before = self._teller.copy()
         #: configurations to run next (see :meth:`enqueue`); the space's defaults first
         self._queue: list[dict[str, Any]] = []
         defaults = space.defaults()
@@ -269,8 +276,11 @@ class Experiment:
         return self
 
     def _new_teller(self) -> _Teller:
-        return _Teller(self.direction, bool(getattr(self.optimizer, "handles_constraints", False)),
-                       self.objectives)
+        optimizer: Any = self.optimizer
+        if optimizer is None:  # opened read-only: the class of the algorithm it last ran with
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                optimizer = optimizer_class(str(self._history.attrs.get("algorithm", "")))
+        return _Teller(self.direction, bool(getattr(optimizer, "handles_constraints", False)), self.objectives)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -292,6 +302,7 @@ class Experiment:
         self.__dict__.setdefault("_run_times", deque(maxlen=64))
         self.__dict__.setdefault("_incumbents", [])
         self.__dict__.setdefault("_teller", self._new_teller())
+        self.__dict__.setdefault("_told_before", self._new_teller())
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -390,8 +401,16 @@ class Experiment:
 
     @property
     def trials(self) -> list[Trial]:
-        """Every trial so far, as the optimizers see them."""
-        return [as_trial(r) for r in self._history.records]
+        """Every trial so far, by id, as the optimizers were told them.
+
+        Signed (a maximized objective negated, :attr:`Trial.values` each in its own
+        direction) and, for an algorithm without :attr:`Optimizer.handles_constraints`,
+        with infeasible trials penalized: the values :meth:`Optimizer.tell` received (on
+        resume, too).  :meth:`records` holds the values the objective returned.
+        """
+        teller = self._told_before.copy()
+        told = [teller.trial(e) for e in self._history.events() if isinstance(e, TrialRecord)]
+        return sorted(told, key=lambda t: t.id)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -587,20 +606,11 @@ class Experiment:
         finite = record.status in ("completed", "pruned") and math.isfinite(record.objective)
         # "best" keeps the lowest: the objective as the optimizer sees it (negated to maximize)
         self._checkpoints.put(record.trial, checkpoint, objective=self._sign * record.objective if finite else None)
-        metrics, constraints = split_constraints(record.metrics)
-        if constraints:  # parse_result sends them among the metrics
-            record = record.replace(metrics=metrics, constraints=constraints)
-        objectives = self.objectives
-        if objectives and record.status == "completed":
-            # ObjectiveVector sent every objective among the metrics, and a placeholder objective
-            missing = [n for n in objectives if variable(n) not in record.metrics]
-            if missing:  # an executor without an objective to wrap (no .fn): its results are checked here
-                record = record.replace(status="broken", objective=math.nan,
-                                        error=f"InvalidResult: objective(s) {missing} missing from the result")
-            else:
-                values = tuple(record.metrics[variable(n)] for n in objectives)
-                rest = {k: v for k, v in record.metrics.items() if k not in set(map(variable, objectives))}
-                record = record.replace(values=values, objective=math.nan, metrics=rest)
+        if self.objectives and record.status == "completed" and not record.values:
+            # the worker reads the objectives (ObjectiveVector) when the executor's objective could be
+            # wrapped; an executor without one (no .fn) ran the user's function as it is
+            record = record.replace(status="broken", objective=math.nan, error=(
+                f"InvalidResult: objective(s) {list(self.objectives)} missing from the result"))
         with self._publish_lock:
             record = self._history.append(record)
             subscribers = self._subscribers
@@ -1171,6 +1181,7 @@ def build_experiment(
     experiment = Experiment(name, space, optimizer, history, checkpoints=checkpoints)
     for record in warm:  # before this experiment's own events, on resume as when it was created
         optimizer.tell(experiment._teller.trial(record))
+    experiment._told_before = experiment._teller.copy()
     _replay(optimizer, history, experiment._teller)
     # objectives for "best", as the optimizer sees them
     checkpoints.retain(None, {r.trial: experiment._sign * r.objective for r in history.records if r.ok})
