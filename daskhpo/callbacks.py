@@ -1,10 +1,11 @@
 """Callbacks for :meth:`daskhpo.Experiment.workon`: code run on each finished trial.
 
-A callback is any callable taking one argument, the finished trial's record: a dict with
-``trial`` (id), ``params``, ``status``, ``objective``, ``metrics`` (other metrics),
-``started``/``ended`` (seconds since the epoch, or ``None``), ``worker``, ``error``,
-``attempts`` and ``reports`` (the trial's intermediate reports: ``(step, {metric: value})``
-pairs in step order).  Callbacks run in the client process, after the trial is stored;
+A callback is any callable taking one argument, the finished trial's record as a dict: the
+fields of :class:`~daskhpo.records.TrialRecord` under the same names (``trial`` (id),
+``params``, ``status``, ``objective``, ``metrics`` (other metrics), ``constraints``,
+``values`` (several objectives), ``started``/``ended`` (seconds since the epoch, or
+``None``), ``worker``, ``error``, ``attempts``, ...) and ``reports`` (the trial's
+intermediate reports: ``(step, {metric: value})`` pairs in step order).  Callbacks run in the client process, after the trial is stored;
 one that raises is logged and the search goes on.  A callback with a ``close()`` method is
 closed when ``workon`` returns.
 

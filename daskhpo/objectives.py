@@ -2,10 +2,9 @@
 
 ``build_experiment(..., objectives={"error": "minimize", "latency_ms": "minimize"})``
 declares them; the objective returns a dict with those keys (and any other metrics).
-:class:`ObjectiveVector` wraps the user's function for the engine: it checks the dict on
-the worker, where the single-objective parsing (:func:`daskhpo.results.parse_result`)
-would otherwise ask for the key ``"objective"``, and hands the values on among the
-metrics as ``objective_<name>``; the experiment then moves them into
+:class:`ObjectiveVector` wraps the user's function for the engine: it reads the dict on
+the worker (:func:`daskhpo.results.parse_result` with ``objectives=``) into a typed
+:class:`~daskhpo.results.Result`, whose values the worker copies into
 :attr:`TrialRecord.values <daskhpo.records.TrialRecord.values>`.
 
 In the history each objective is the variable ``objective_<name>`` (:func:`variable`): an
@@ -17,12 +16,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from .records import direction_sign
-from .results import InvalidResult, _number, _show, name_problem
+from .results import InvalidResult, Result, _show, name_problem, parse_result
 
 __all__ = ["ObjectiveVector", "check_objectives", "objectives_from_attrs", "variable"]
 
@@ -95,10 +93,10 @@ def signs(objectives: Mapping[str, str]) -> tuple[float, ...]:
 class ObjectiveVector:
     """The user's objective, returning a dict with every declared objective.
 
-    Called on the worker as the objective itself; it returns that dict with each objective
-    renamed ``objective_<name>`` and the key ``"objective"`` set to 0.0 (a placeholder the
-    experiment replaces with NaN), so that the engine's parsing takes every value as a
-    metric.
+    Called on the worker as the objective itself; it returns the dict read into a
+    :class:`~daskhpo.results.Result` whose :attr:`~daskhpo.results.Result.values` hold the
+    objectives in the declared order (and whose ``objective`` is NaN), which the engine's
+    parsing takes as it is.
 
     Parameters
     ----------
@@ -112,7 +110,8 @@ class ObjectiveVector:
     daskhpo.results.InvalidResult
         (The trial is then ``broken`` with the message.)  When the result is not a dict,
         lacks an objective, gives a value that is not a real number or is not finite, or
-        has the key ``"objective"`` or ``"objective_<name>"``.
+        has the key ``"objective"`` or ``"objective_<name>"`` (the history's variable of
+        an objective).
     """
 
     def __init__(self, fn: Callable[..., Any], names: Collection[str]) -> None:
@@ -121,34 +120,16 @@ class ObjectiveVector:
         # the user's function's name and module, for messages such as an unpicklable objective's
         functools.update_wrapper(self, fn, updated=())
 
-    def __call__(self, **params: Any) -> dict[str, Any]:
-        return self.check(self.fn(**params))
+    def __call__(self, **kwargs: Any) -> Result:
+        # the worker checks the metric names against the trial's parameters (kwargs also holds
+        # the fixed keyword arguments, which a metric may share a name with)
+        return self.check(self.fn(**kwargs))
 
-    def check(self, value: Any) -> dict[str, Any]:
-        """``value`` as the single-objective parsing reads it, once checked."""
-        names = list(self.names)
-        if not isinstance(value, Mapping):
-            raise InvalidResult(
-                f"the experiment has objectives {names}: the objective must return a dict with those keys, "
-                f"got {type(value).__name__} {_show(value)}"
-            )
-        missing = [n for n in names if n not in value]
-        if missing:
-            keys = sorted(k if isinstance(k, str) else _show(k) for k in value)
-            raise InvalidResult(f"objective(s) {missing} missing from the returned dict (keys {keys}); "
-                                f"the experiment has objectives {names}")
-        clash = [k for k in ("objective", *map(variable, names)) if k in value]
-        if clash:
-            raise InvalidResult(f"the returned dict has the key(s) {clash}, but the experiment has objectives "
-                                f"{names}: return each by its name")
-        out = {k: v for k, v in value.items() if k not in self.names}
-        for name in names:
-            try:
-                number = _number(name, value[name])
-            except InvalidResult as exc:
-                raise InvalidResult(str(exc).replace("metric", "objective", 1)) from None
-            if not math.isfinite(number):
-                raise InvalidResult(f"objective {name!r} is {number}")
-            out[variable(name)] = number
-        out["objective"] = 0.0
-        return out
+    def check(self, value: Any, params: Collection[str] = ()) -> Result:
+        """``value`` read as a result of these objectives (``params``: the space's parameter names)."""
+        if isinstance(value, Mapping):
+            clash = [variable(n) for n in self.names if variable(n) in value]
+            if clash:  # the metric would take the objective's variable in the history
+                raise InvalidResult(f"the returned dict has the key(s) {clash}, but the experiment has objectives "
+                                    f"{list(self.names)}: return each by its name")
+        return parse_result(value, params, objectives=self.names)

@@ -128,9 +128,10 @@ class ProgressBar:
 
 
 def as_callback_dict(record: TrialRecord, reports: Sequence[ReportRecord]) -> dict[str, Any]:
-    """What a callback receives: the record's fields (same names), plus ``reports``.
-
-    ``reports`` is the trial's ``(step, values)`` intermediate reports in step order.
+    """What a callback receives (docs/progress.md shows it): the record's fields under the same
+    names and with the same meaning (``constraints`` and ``values`` typed, never among
+    ``metrics``), plus ``reports``, the trial's ``(step, values)`` intermediate reports in
+    step order.  Subscribers (:meth:`daskhpo.Experiment.subscribe`) get the record itself.
     """
     data = dataclasses.asdict(record)
     data["reports"] = [(r.step, dict(r.values)) for r in reports]

@@ -80,6 +80,10 @@ class TrialRecord:
         For an experiment with several objectives (``objectives=``), their values in the
         experiment's order of objectives, as the objective returned them (``objective``
         is then NaN); empty otherwise.
+
+    The worker fills ``objective``, ``values``, ``constraints`` and ``metrics`` from the
+    objective's return value (:func:`daskhpo.results.parse_result`); no field is ever
+    carried inside another (no metric stands for a constraint or an objective).
     """
 
     kind: ClassVar[str] = "trial"

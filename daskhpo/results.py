@@ -1,9 +1,17 @@
-"""What an objective may return, and the names the history reserves."""
+"""What an objective may return, read on the worker into a typed :class:`Result`; and the
+names the history reserves.
+
+:func:`parse_result` is the one place where an objective's return value is interpreted:
+its objective (or, with several objectives, their values), its constraints and its other
+metrics each land in their own field of :class:`Result`, which the worker copies into the
+trial's :class:`~daskhpo.records.TrialRecord`.  Nothing travels hidden among the metrics.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,9 +22,9 @@ __all__ = [
     "RESERVED",
     "RESERVED_PREFIXES",
     "InvalidResult",
+    "Result",
     "name_problem",
     "parse_result",
-    "split_constraints",
 ]
 
 #: bookkeeping variables of the history, one value per trial
@@ -49,9 +57,41 @@ class InvalidResult(ValueError):
 
 #: prefix of the history's constraint variables (``constraint_0``, ``constraint_1``, ...)
 CONSTRAINT = "constraint_"
-#: prefixes of variable names the history derives from metric names (``reported_<metric>``
-#: holds a metric's intermediate reports) or keeps for constraints; no metric may start with one
+#: prefixes of variable names the history's dataset derives from metric names
+#: (``reported_<metric>`` holds a metric's intermediate reports) or keeps for constraints: a
+#: metric starting with one would collide with those variables on disk, so none may
 RESERVED_PREFIXES = ("reported_", CONSTRAINT)
+
+
+@dataclass(frozen=True)
+class Result:
+    """An objective's return value, once read.
+
+    Attributes
+    ----------
+    objective : float
+        The value to minimize (may be NaN or infinite: the caller decides what that
+        means); NaN with several objectives.
+    metrics : dict
+        Every other number the objective returned, by name.
+    constraints : tuple of float
+        The constraint values, in order (feasible when every one is ``<= 0``).
+    values : tuple of float
+        With several objectives (``parse_result(..., objectives=names)``), their values in
+        the order of ``names``, each finite; empty otherwise.
+    """
+
+    objective: float = math.nan
+    metrics: dict[str, float] = field(default_factory=dict)
+    constraints: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+
+    @property
+    def finite(self) -> bool:
+        """Whether the trial completed: a finite objective (every one of :attr:`values`, if any)."""
+        if self.values:
+            return all(math.isfinite(v) for v in self.values)
+        return math.isfinite(self.objective)
 
 _MAX_SHOWN = 120
 
@@ -134,35 +174,61 @@ def _constraints(value: Any) -> list[float]:
     return out
 
 
-def split_constraints(metrics: Mapping[str, float]) -> tuple[dict[str, float], tuple[float, ...]]:
-    """Separate the constraints :func:`parse_result` put among the metrics.
-
-    Returns
-    -------
-    metrics : dict
-        The metrics without ``constraint_<i>``.
-    constraints : tuple of float
-        ``constraint_0``, ``constraint_1``, ... in order (empty when there are none).
-    """
-    rest = {k: v for k, v in metrics.items() if not k.startswith(CONSTRAINT)}
-    constraints = []
-    while f"{CONSTRAINT}{len(constraints)}" in metrics:
-        constraints.append(float(metrics[f"{CONSTRAINT}{len(constraints)}"]))
-    return rest, tuple(constraints)
+def _rest(value: Mapping[Any, Any], skip: Collection[str]) -> tuple[dict[str, float], list[float]]:
+    """The metrics and the constraints of a dict result, leaving out the keys ``skip``."""
+    metrics: dict[str, float] = {}
+    constraints = _constraints(value["constraints"]) if "constraints" in value else []
+    for key, item in value.items():
+        if isinstance(key, str) and (key == "constraints" or key in skip):
+            continue
+        name = _name(key)
+        if name in metrics:
+            raise InvalidResult(f"metric {name!r} is given twice (as {_show(key)} and another key)")
+        metrics[name] = _number(name, item)
+    return metrics, constraints
 
 
-def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[str, float]]:
-    """Read an objective's return value.
+def _objective_values(value: Any, names: Sequence[str]) -> tuple[tuple[float, ...], dict[str, float], list[float]]:
+    """Several objectives' values from a dict result, in the order of ``names``; its metrics and constraints."""
+    names = list(names)
+    if not isinstance(value, Mapping):
+        raise InvalidResult(
+            f"the experiment has objectives {names}: the objective must return a dict with those keys, "
+            f"got {type(value).__name__} {_show(value)}"
+        )
+    missing = [n for n in names if n not in value]
+    if missing:
+        keys = sorted(k if isinstance(k, str) else _show(k) for k in value)
+        raise InvalidResult(f"objective(s) {missing} missing from the returned dict (keys {keys}); "
+                            f"the experiment has objectives {names}")
+    if "objective" in value:
+        raise InvalidResult(f"the returned dict has the key(s) ['objective'], but the experiment has objectives "
+                            f"{names}: return each by its name")
+    values = []
+    for name in names:
+        try:
+            number = _number(name, value[name])
+        except InvalidResult as exc:
+            raise InvalidResult(str(exc).replace("metric", "objective", 1)) from None
+        if not math.isfinite(number):
+            raise InvalidResult(f"objective {name!r} is {number}")
+        values.append(number)
+    metrics, constraints = _rest(value, names)
+    return tuple(values), metrics, constraints
+
+
+def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[str] = ()) -> Result:
+    """Read an objective's return value into a :class:`Result`.
 
     Accepted: a number (Python or numpy, or a one-element numeric array); a dict of metrics
     with the key ``"objective"`` (and optionally ``"constraints"``); or a list of
     ``{"name", "type", "value"}`` dicts (Orion's format) with exactly one entry of type
-    ``"objective"`` (and any number of type ``"constraint"``, in order).
+    ``"objective"`` (and any number of type ``"constraint"``, in order).  With
+    ``objectives``, a dict with one key per objective instead of ``"objective"``.  A
+    :class:`Result` is taken as it is, once its names and constraints are checked.
 
     Constraints (Optuna's convention) are a list of finite numbers, the trial being feasible
-    when every one is ``<= 0``.  They travel among the returned metrics as ``constraint_0``,
-    ``constraint_1``, ... (a prefix no metric may use); :func:`split_constraints` takes them
-    out again, and the experiment keeps them in :attr:`TrialRecord.constraints`.
+    when every one is ``<= 0``; they land in :attr:`Result.constraints`.
 
     Parameters
     ----------
@@ -172,13 +238,14 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
         The space's parameter names.  A metric named like a parameter is refused (it would
         overwrite the parameter's values in the history), as are reserved names
         (:data:`RESERVED`, :data:`RESERVED_PREFIXES`) and names that cannot be stored.
+    objectives : sequence of str, optional
+        The names of an experiment's several objectives (``objectives=``): each must be a
+        key of the returned dict, with a finite value; they land in :attr:`Result.values`,
+        in this order, and ``"objective"`` may not be a key.
 
     Returns
     -------
-    objective : float
-        The value to minimize (may be NaN or infinite: the caller decides what that means).
-    metrics : dict
-        Every other metric, by name, and the constraints as ``constraint_<i>``.
+    Result
 
     Raises
     ------
@@ -187,20 +254,20 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
         clash.  No other exception comes out of this function.
     """
     constraints: list[float] = []
-    if isinstance(value, Mapping):
+    values: tuple[float, ...] = ()
+    if isinstance(value, Result):  # read already (ObjectiveVector): checked as any other result
+        objective = _number("objective", value.objective)
+        metrics = {_name(k): _number(str(k), v) for k, v in value.metrics.items()}
+        values = tuple(_number(f"values[{i}]", v) for i, v in enumerate(value.values))
+        constraints = _constraints(list(value.constraints))
+    elif objectives:
+        values, metrics, constraints = _objective_values(value, objectives)
+        objective = math.nan
+    elif isinstance(value, Mapping):
         if "objective" not in value:
             keys = sorted(_show(k) if not isinstance(k, str) else k for k in value)
             raise InvalidResult(f"a dict result needs the key 'objective', got keys {keys}")
-        metrics: dict[str, float] = {}
-        if "constraints" in value:
-            constraints = _constraints(value["constraints"])
-        for key, item in value.items():
-            if isinstance(key, str) and key in ("objective", "constraints"):
-                continue
-            name = _name(key)
-            if name in metrics:
-                raise InvalidResult(f"metric {name!r} is given twice (as {_show(key)} and another key)")
-            metrics[name] = _number(name, item)
+        metrics, constraints = _rest(value, ("objective",))
         objective = _number("objective", value["objective"])
     elif isinstance(value, (list, tuple)):
         objective, metrics, n_objectives = math.nan, {}, 0
@@ -235,6 +302,4 @@ def parse_result(value: Any, params: Collection[str] = ()) -> tuple[float, dict[
     problems = [p for p in (name_problem(n, params) for n in metrics) if p is not None]
     if problems:
         raise InvalidResult("; ".join(problems) + " (the trial is broken; nothing of it is stored)")
-    for i, c in enumerate(constraints):
-        metrics[f"{CONSTRAINT}{i}"] = c
-    return objective, metrics
+    return Result(objective, metrics, tuple(constraints), values)

@@ -313,7 +313,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
                     max_broken=int(self.max_trials), progress=False, daskhpo_data=data,
                 )
             except TooManyBrokenTrials:
-                if not any(t.status == "completed" for t in experiment.trials):
+                if not any(r.status == "completed" for r in experiment.records()):
                     self._raise_all_failed(experiment, X, y, fit_params)
                 logger.warning("SearchCV: stopped after too many failed candidates")
             finally:
@@ -333,8 +333,8 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
     def _raise_all_failed(self, experiment: Experiment, X: Any, y: Any, fit_params: dict) -> None:
         """Every candidate failed: fit the last one on all the data here, so that its own
         exception (type, message, traceback) reaches the caller; else a ValueError."""
-        trials = sorted(experiment.trials, key=lambda t: t.id)
-        message = f"All {len(trials)} candidates failed; the last error: {_last_error(experiment, trials[-1].id)}"
+        trials = experiment.records()  # by trial id
+        message = f"All {len(trials)} candidates failed; the last error: {_last_error(experiment, trials[-1].trial)}"
         estimator = clone(self.estimator).set_params(**clone(dict(trials[-1].params), safe=False))
         try:
             estimator.fit(X, y, **fit_params)
@@ -343,18 +343,18 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         raise ValueError(message)
 
     def _store_results(self, experiment: Experiment) -> None:
-        trials = sorted(experiment.trials, key=lambda t: t.id)
+        trials = experiment.records()  # by trial id
         n = len(trials)
         failed = [t for t in trials if t.status != "completed"]
         if len(failed) == n:
             raise ValueError(
                 f"All {n} candidates failed; the last one ({failed[-1].status}): "
-                f"{_last_error(experiment, failed[-1].id)}"
+                f"{_last_error(experiment, failed[-1].trial)}"
             )
         if failed:
             warnings.warn(
                 f"{len(failed)} of {n} candidates failed (their scores are NaN in cv_results_); "
-                f"the last error: {_last_error(experiment, failed[-1].id)}",
+                f"the last error: {_last_error(experiment, failed[-1].trial)}",
                 FitFailedWarning, stacklevel=3,
             )
 
@@ -378,7 +378,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             if which == "test":
                 results["rank_test_score"] = _rank(results["mean_test_score"])
         self.cv_results_ = results
-        self.trial_ids_ = np.array([t.id for t in trials])
+        self.trial_ids_ = np.array([t.trial for t in trials])
         self.best_index_ = int(np.argmin(results["rank_test_score"]))
         self.best_score_ = float(results["mean_test_score"][self.best_index_])
         self.best_params_ = dict(results["params"][self.best_index_])

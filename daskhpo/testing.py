@@ -21,6 +21,9 @@ conditional space (:data:`CONDITIONAL_SPACE`): a suggestion holds exactly the pa
 own choices make active, each in range.  An algorithm whose class sets
 :attr:`~daskhpo.optimizers.Optimizer.multi_objective` is also driven with objective vectors
 (:attr:`Trial.values <daskhpo.optimizers.Trial.values>`); the others skip those tests.
+Every algorithm is also told trials with constraints (:attr:`Trial.constraints
+<daskhpo.optimizers.Trial.constraints>`, the ``test_constraints_*`` tests), as the experiment
+tells them when an objective returns some.
 
 This module imports pytest; ``import daskhpo`` does not import it.
 """
@@ -482,6 +485,52 @@ class OptimizerConformance:
         """On a conditional space, an optimizer told the stored history (trials without their
         inactive parameters) suggests what the original would have next."""
         self._on_conditional_space()._check_resume(make_optimizer, seed=4, told=22, next_=3)
+
+    # -- constraints ----------------------------------------------------------------------
+    def constraints(self, params: dict[str, Any]) -> tuple[float, ...]:
+        """The constraints of the ``test_constraints_*`` tests (feasible when all are ``<= 0``):
+        one value, infeasible for about a third of the default space; ``(-1.0,)`` for a
+        configuration without ``x``."""
+        x = params.get("x")
+        return (-1.0,) if not isinstance(x, (int, float)) else (float(x) - 1.5,)
+
+    def _constrained(self, trial: Trial) -> Trial:
+        """``trial`` with its constraints, as the experiment tells them (:attr:`Trial.constraints`)."""
+        if trial.status not in ("completed", "pruned"):
+            return trial
+        return Trial(trial.id, trial.params, trial.status, trial.objective, trial.metrics, parent=trial.parent,
+                     checkpoint=trial.checkpoint, last_step=trial.last_step, values=trial.values,
+                     constraints=self.constraints(dict(trial.params)))
+
+    def _constrained_run(self, make_optimizer: Factory, order_seed: int) -> list[dict]:
+        opt = self._build(make_optimizer, 3)
+        return self._shuffled_rounds(
+            opt, 0, 4, 6, order_seed,
+            lambda tid, suggestion, round_: self._constrained(
+                self.finish(tid, suggestion, STATUSES[(tid + round_) % len(STATUSES)] if round_ else "completed")))[0]
+
+    def test_constraints_are_told(self, make_optimizer):
+        """Trials told with constraints (some infeasible, out of order, some failed): suggestions
+        stay valid, and the same results in the same order give the same suggestions."""
+        first = self._constrained_run(make_optimizer, 0)
+        assert first == self._constrained_run(make_optimizer, 0)
+        self._constrained_run(make_optimizer, 1)
+
+    def test_constraints_resume(self, make_optimizer):
+        """Told a stored history with constraints, it suggests what the original would have next."""
+        original = self._build(make_optimizer, 6)
+        history = []
+        for trial_id in range(20):
+            suggestion = original.ask(trial_id)
+            if suggestion is None:
+                break
+            history.append(self._constrained(self.finish(trial_id, suggestion, "completed")))
+            original.tell(history[-1])
+        resumed = self._build(make_optimizer, 6)
+        for trial in history:
+            resumed.tell(trial)
+        start = len(history)
+        assert self.drive(resumed, 3, start=start) == self.drive(original, 3, start=start)
 
     # -- several objectives (algorithms whose class sets ``multi_objective``) --------------
     def objectives(self, params: dict[str, Any]) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from daskhpo.store.history import load_history
 from daskhpo.optimizers.random import RandomSearch
 from daskhpo.optimizers.tpe import TPE
 from daskhpo.records import TrialRecord
-from daskhpo.results import InvalidResult, parse_result, split_constraints
+from daskhpo.results import InvalidResult, Result, parse_result
 
 SPACE = {"x": "uniform(-2, 2)", "y": "uniform(-2, 2)"}
 
@@ -41,12 +41,11 @@ class Recording(_Records, RandomSearch):
 
 
 def test_parse_result_reads_constraints_and_refuses_bad_ones():
-    objective, metrics = parse_result({"objective": 1, "constraints": [0.5, -1], "acc": 2})
-    assert objective == 1.0 and split_constraints(metrics) == ({"acc": 2.0}, (0.5, -1.0))
-    _, metrics = parse_result([{"name": "o", "type": "objective", "value": 1.0},
-                               {"name": "c", "type": "constraint", "value": -2.0}])
-    assert split_constraints(metrics) == ({}, (-2.0,))
-    assert split_constraints(parse_result({"objective": 1, "constraints": ()})[1]) == ({}, ())
+    assert parse_result({"objective": 1, "constraints": [0.5, -1], "acc": 2}) == Result(1.0, {"acc": 2.0}, (0.5, -1.0))
+    listed = parse_result([{"name": "o", "type": "objective", "value": 1.0},
+                           {"name": "c", "type": "constraint", "value": -2.0}])
+    assert listed == Result(1.0, {}, (-2.0,))
+    assert parse_result({"objective": 1, "constraints": ()}) == Result(1.0, {}, ())
     for bad, message in [
         (3.0, "must be a list of finite numbers"),
         ([math.nan], r"constraints\[0\] is nan"),
@@ -89,12 +88,12 @@ def test_history_best_and_optimizer_see_constraints(tmp_path):
     for trial, record in zip(recording.told, sorted(exp.records(), key=lambda r: r.seq)):
         assert trial.id == record.trial and trial.status == "completed"
         worst = max(worst, record.objective)
-        assert trial.metrics["constraint_0"] == record.constraints[0]
+        assert trial.constraints == record.constraints and trial.feasible == record.feasible
+        assert dict(trial.metrics) == record.metrics == {"aux": record.params["x"]}  # nothing else among them
         if record.feasible:
-            assert trial.objective == record.objective and trial.metrics["feasible"] == 1.0
+            assert trial.objective == record.objective
         else:
             assert trial.objective == pytest.approx(worst + record.constraints[0])
-            assert trial.metrics["feasible"] == 0.0
     exp.close()
     # stored, loaded and resumed: the same records, and the same values told
     def key(records):
@@ -172,11 +171,20 @@ def test_an_algorithm_that_handles_constraints_is_told_the_raw_objective(directi
     assert recording._v == [max(1 - t.params["x"] - t.params["y"], 0.0) for t in recording.told]
 
 
-def test_trial_constraints_read_the_metrics():
+def test_trial_constraints_are_a_field_and_the_old_metric_keys_warn():
     from daskhpo.optimizers import Trial
 
-    assert Trial(0, {}, "completed", 1.0, {"constraint_0": 2.0, "constraint_1": -1.0, "aux": 3.0}).constraints == (2.0, -1.0)
-    assert Trial(0, {}, "completed", 1.0, {"aux": 3.0}).constraints == ()
+    trial = Trial(0, {}, "completed", 1.0, {"aux": 3.0}, constraints=(2.0, -1.0))
+    assert trial.constraints == (2.0, -1.0) and not trial.feasible and trial.metrics == {"aux": 3.0}
+    assert Trial(0, {}, "completed", 1.0, {"aux": 3.0}).constraints == () and Trial(0, {}, "completed").feasible
+    # optimizers once read them among the metrics: still answered, with a pointer
+    with pytest.warns(DeprecationWarning, match="read trial.constraints"):
+        assert trial.metrics["constraint_1"] == -1.0
+    with pytest.warns(DeprecationWarning, match="trial.feasible"):
+        assert trial.metrics["feasible"] == 0.0
+    with pytest.raises(KeyError):
+        trial.metrics["constraint_2"]
+    assert "constraint_0" not in trial.metrics and list(trial.metrics) == ["aux"]
 
 
 def test_constrained_tpe_ranks_feasible_first_then_by_violation():
@@ -185,7 +193,7 @@ def test_constrained_tpe_ranks_feasible_first_then_by_violation():
     tpe = TPE(daskhpo.Space(SPACE), seed=0, n_initial=2, gamma=0.5)
     values = [(0.0, 3.0), (1.0, 0.5), (5.0, -1.0), (9.0, -2.0), (-4.0, 1.0), (2.0, 0.0)]  # (objective, constraint)
     for i, (objective, c) in enumerate(values):
-        tpe.tell(Trial(i, {"x": 0.1 * i, "y": 0.0}, "completed", objective, {"constraint_0": c}))
+        tpe.tell(Trial(i, {"x": 0.1 * i, "y": 0.0}, "completed", objective, constraints=(c,)))
     num, cat, y, v = tpe._history_arrays()
     order = np.lexsort((y, v))
     # feasible (2, 3, 5) by objective, then infeasible by violation: 1 (0.5), 4 (1.0), 0 (3.0)
@@ -214,7 +222,7 @@ def test_probability_of_feasibility_separates_the_feasible_region(algorithm):
     rng = np.random.default_rng(0)
     for i in range(40):
         p = space.sample(rng)
-        opt.tell(Trial(i, p, "completed", p["x"] ** 2 + p["y"] ** 2, {"constraint_0": 1 - p["x"] - p["y"]}))
+        opt.tell(Trial(i, p, "completed", p["x"] ** 2 + p["y"] ** 2, constraints=(1 - p["x"] - p["y"],)))
     points = [space.sample(rng) for _ in range(400)]
     feasible = np.array([p["x"] + p["y"] >= 1 for p in points])
     enc = opt._enc
@@ -246,7 +254,7 @@ def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
         rng = np.random.default_rng(0)
         for i in range(30):
             p = space.sample(rng)
-            opt.tell(Trial(i, p, "completed", -p["x"] - p["y"], {"constraint_0": p["x"] + p["y"] - 1}))
+            opt.tell(Trial(i, p, "completed", -p["x"] - p["y"], constraints=(p["x"] + p["y"] - 1,)))
         # the objective pulls to x + y = 4, the constraint holds only below x + y = 1
         asked = [opt.ask(30 + i).params for i in range(40)]
         return np.mean([p["x"] + p["y"] <= 1 for p in asked])
@@ -254,21 +262,59 @@ def test_tpe_feasibility_weight_steers_suggestions_to_the_feasible_side():
     assert feasible_share(4.0) > feasible_share(0.0)
 
 
-@pytest.mark.parametrize("recorder", [Recording, RecordingTPE])
-@pytest.mark.parametrize("direction", ["minimize", "maximize"])
-def test_experiment_trials_are_what_the_optimizer_was_told(tmp_path, direction, recorder):
-    # Experiment.trials once showed the user's values: unsigned under "maximize" (0.637 where
-    # TPE was told -0.637) and without the penalty of infeasible trials.
-    recording = recorder(daskhpo.Space(SPACE), seed=1)
+@pytest.mark.parametrize("algorithm, direction", [("recording", "maximize"), ("recording", "minimize"),
+                                                  ("tpe", "maximize")])
+def test_experiment_trials_are_what_the_optimizer_was_told(tmp_path, algorithm, direction):
+    """``Experiment.trials``: signed by the direction and penalized like the optimizer's tells
+    (it once returned the user's value under maximize, and no penalty), live, resumed and loaded."""
     path = tmp_path / "told.nc"
+    recording = (Recording if algorithm == "recording" else RecordingTPE)(daskhpo.Space(SPACE), seed=0)
     exp = daskhpo.build_experiment("told", SPACE, algorithm=recording, direction=direction, storage=path)
-    exp.run(FakeExecutor(constrained, slots=2), max_trials=20)
-    told = sorted(recording.told, key=lambda t: t.id)
-    assert len(told) == 20 and any(not r.feasible for r in exp.records())
-    if direction == "maximize":
-        feasible = [r for r in exp.records() if r.feasible]
-        assert [t.objective for t in told if t.metrics["feasible"]] == [-r.objective for r in feasible]
-    # compared by repr: every float exactly, and last_step's NaN equal to itself
-    assert repr(exp.trials) == repr(told)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=12)
+    records = {r.trial: r for r in exp.records()}
+    assert any(not r.feasible for r in records.values())
+
+    def key(trials):
+        return sorted((t.id, t.status, t.objective, t.constraints) for t in trials)
+
+    assert key(exp.trials) == key(recording.told)
+    sign = -1.0 if direction == "maximize" else 1.0
+    for trial in exp.trials:
+        if records[trial.id].feasible or algorithm == "tpe":
+            assert trial.objective == sign * records[trial.id].objective
     exp.close()
-    assert repr(daskhpo.load_experiment(path).trials) == repr(told)  # the same view read back from storage
+    again_rec = type(recording)(daskhpo.Space(SPACE), seed=0)
+    again = daskhpo.build_experiment("told", SPACE, algorithm=again_rec, storage=path)
+    assert key(again.trials) == key(again_rec.told) == key(recording.told)
+    again.close()
+    if algorithm == "recording":  # read-only: its algorithm ("random" by name) handles no constraints
+        assert key(daskhpo.load_experiment(path).trials) == key(recording.told)
+
+
+def test_the_worker_reads_constraints_into_their_own_field():
+    from daskhpo.engine import TrialTask, run_trial
+
+    record = run_trial(constrained, TrialTask(0, {"x": 1.0, "y": 0.5}, "k"), {}).record
+    assert record.status == "completed" and record.objective == 1.25
+    assert record.constraints == (-0.5,) and record.feasible and record.metrics == {"aux": 1.0}
+
+
+def reports_then_returns_constraints(x, y):
+    for step in (1, 2, 3):
+        daskhpo.report(step, objective=x + step)
+    return {"objective": x, "constraints": [5.0]}
+
+
+def test_a_timed_out_or_pruned_trial_keeps_no_constraints_of_a_result_it_never_returned():
+    # the fake runs the objective to its end, then cuts the outcome at the time-out or the prune
+    exp = daskhpo.build_experiment("cut", SPACE, seed=0)
+    with pytest.raises(daskhpo.TooManyBrokenTrials, match="trial_timeout"):
+        exp.run(FakeExecutor(constrained, duration=2.0, trial_timeout=1.0), max_trials=1, max_broken=2)
+    timed_out = [r for r in exp.records() if r.status == "timeout"]
+    assert timed_out and all(r.constraints == () and r.feasible for r in timed_out)
+    asha = ("asha", {"min_resource": 1, "max_resource": 3, "reduction_factor": 3})
+    exp = daskhpo.build_experiment("cut", SPACE, seed=0, algorithm=asha)
+    exp.run(FakeExecutor(reports_then_returns_constraints, slots=1), max_trials=12)
+    pruned = [r for r in exp.records() if r.status == "pruned"]
+    assert pruned and all(r.constraints == () for r in pruned)
+    assert all(r.constraints == (5.0,) for r in exp.records() if r.status == "completed")

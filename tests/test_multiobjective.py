@@ -208,6 +208,24 @@ def test_values_travel_through_the_journal():
     assert record.ok and not TrialRecord(5, {}, "completed", values=(math.nan, 1.0)).ok
 
 
+def test_the_worker_reads_the_objectives_into_their_own_field():
+    from daskhpo.engine import TrialTask, run_trial
+    from daskhpo.objectives import ObjectiveVector
+
+    def constrained(x, y):
+        return {**tradeoff(x, y), "constraints": [x - 0.8]}
+
+    fn = ObjectiveVector(constrained, list(OBJECTIVES))
+    record = run_trial(fn, TrialTask(0, {"x": 0.5, "y": 0.25}, "k"), {}).record
+    assert record.status == "completed" and math.isnan(record.objective)
+    assert record.values == (0.5, 0.5) and record.constraints == (-0.30000000000000004,)
+    assert record.metrics == {"memory": 3.0}  # neither the objectives nor any objective_<name> key
+    # what the worker got from the wrapper is checked as any result: a metric named like a parameter
+    clash = run_trial(ObjectiveVector(lambda x, y: {**tradeoff(x, y), "x": 1.0}, list(OBJECTIVES)),
+                      TrialTask(1, {"x": 0.5, "y": 0.25}, "k"), {}).record
+    assert clash.status == "broken" and "has the name of a parameter" in clash.error and clash.values == ()
+
+
 def test_infeasible_trials_leave_the_front_and_are_penalized_in_every_objective():
     def constrained(x, y):
         return {**tradeoff(x, y), "constraints": [x - 0.8]}  # feasible for x <= 0.8
@@ -217,10 +235,11 @@ def test_infeasible_trials_leave_the_front_and_are_penalized_in_every_objective(
     front = exp.pareto_front
     assert front and all(f["params"]["x"] <= 0.8 for f in front)
     assert any(r.params["x"] > 0.8 for r in exp.records())  # some were infeasible
-    teller = type(exp._teller)(exp.direction, objectives=exp.objectives)
+    told_as = {t.id: t for t in exp.trials}  # what the optimizer was told
     worst = np.full(2, -np.inf)
     for record in sorted(exp.records(), key=lambda r: r.seq):  # in the order they were told
-        told = np.array(teller.trial(record).values)
+        assert told_as[record.trial].constraints == record.constraints
+        told = np.array(told_as[record.trial].values)
         if record.feasible:
             np.testing.assert_allclose(told, np.multiply(record.values, [1, -1]))
             worst = np.maximum(worst, told)

@@ -90,3 +90,22 @@ def test_bar_best_follows_direction_and_feasibility():
     assert bar.best == 0.75
     bar.close()
     assert "best=0.75" in out.getvalue()
+
+
+def test_callbacks_get_the_record_s_typed_fields_and_subscribers_the_record():
+    from daskhpo.engine import FakeExecutor
+
+    def constrained(x, y):
+        return {"error": x, "speed": y, "aux": 1.0, "constraints": [x - 0.5]}
+
+    exp = daskhpo.build_experiment("cb", {"x": "uniform(0, 1)", "y": "uniform(0, 1)"}, seed=0,
+                                   objectives={"error": "minimize", "speed": "maximize"})
+    seen, records = [], []
+    exp.subscribe(records.append)
+    exp.run(FakeExecutor(constrained, slots=2), max_trials=5, callbacks=[seen.append])
+    assert [r["trial"] for r in seen] == [r.trial for r in records] and len(seen) == 5
+    for data, record in zip(seen, records):
+        assert isinstance(record, TrialRecord) and data["metrics"] == record.metrics == {"aux": 1.0}
+        x, y = record.params["x"], record.params["y"]
+        assert data["values"] == record.values == (x, y) and data["constraints"] == record.constraints == (x - 0.5,)
+        assert math.isnan(data["objective"]) and data["reports"] == []

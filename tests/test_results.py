@@ -4,23 +4,23 @@ import os
 import numpy as np
 import pytest
 
-from daskhpo.results import RESERVED, InvalidResult, parse_result
+from daskhpo.results import RESERVED, InvalidResult, Result, parse_result
 
 
 def test_number_dict_and_list_results():
-    assert parse_result(1.5) == (1.5, {})
-    assert parse_result(np.float32(2.0)) == (2.0, {})
-    assert parse_result(3) == (3.0, {})
-    assert parse_result({"objective": 0.1, "accuracy": 0.9}) == (0.1, {"accuracy": 0.9})
+    assert parse_result(1.5) == Result(1.5, {})
+    assert parse_result(np.float32(2.0)) == Result(2.0, {})
+    assert parse_result(3) == Result(3.0, {})
+    assert parse_result({"objective": 0.1, "accuracy": 0.9}) == Result(0.1, {"accuracy": 0.9})
     listed = [
         {"name": "loss", "type": "objective", "value": 0.2},
         {"name": "acc", "type": "statistic", "value": 0.8},
     ]
-    assert parse_result(listed) == (0.2, {"acc": 0.8})
+    assert parse_result(listed) == Result(0.2, {"acc": 0.8})
 
 
 def test_nan_passes_through_for_the_engine_to_judge():
-    objective, _ = parse_result(float("nan"))
+    objective = parse_result(float("nan")).objective
     assert math.isnan(objective)
 
 
@@ -54,7 +54,7 @@ def test_a_metric_named_like_a_parameter_is_refused_naming_the_clash():
     with pytest.raises(InvalidResult, match="'x' has the name of a parameter"):
         parse_result({"objective": 1.0, "x": 123.0}, params={"x": 0.5, "y": 1})  # the trial's params dict
     # the same result is fine for a space without x
-    assert parse_result({"objective": 1.0, "x": 123.0}, params=["y"]) == (1.0, {"x": 123.0})
+    assert parse_result({"objective": 1.0, "x": 123.0}, params=["y"]) == Result(1.0, {"x": 123.0})
     listed = [{"name": "loss", "type": "objective", "value": 1}, {"name": "y", "type": "m", "value": 2}]
     with pytest.raises(InvalidResult, match="'y' has the name of a parameter"):
         parse_result(listed, params={"y"})
@@ -136,8 +136,8 @@ def test_awkward_values_give_invalid_result_with_a_clear_message(value, message)
     ids=lambda v: type(v).__name__,
 )
 def test_numbers_of_every_kind_are_accepted(value, expected):
-    assert parse_result(value) == (expected, {})
-    assert parse_result({"objective": value, "m": value}) == (expected, {"m": expected})
+    assert parse_result(value) == Result(expected, {})
+    assert parse_result({"objective": value, "m": value}) == Result(expected, {"m": expected})
 
 
 # -- property-based: whatever comes back, a result or InvalidResult --------------------------
@@ -185,7 +185,8 @@ _FAST = settings(max_examples=int(os.environ.get("DASKHPO_HYPOTHESIS_EXAMPLES", 
 def test_any_value_is_a_result_or_invalid_result(value):
     params = ("x", "y")
     try:
-        objective, metrics = parse_result(value, params=params)
+        result = parse_result(value, params=params)
+        objective, metrics = result.objective, result.metrics
     except InvalidResult as exc:
         assert str(exc)
         return
@@ -223,8 +224,31 @@ def test_well_formed_results_are_read_exactly(objective, metrics):
         with pytest.raises(InvalidResult):
             parse_result(value, params=params)
         return
-    got_objective, got_metrics = parse_result(value, params=params)
+    got = parse_result(value, params=params)
+    got_objective, got_metrics = got.objective, got.metrics
     np.testing.assert_equal(got_objective, _real(objective))
     assert set(got_metrics) == set(metrics)
     for name, number in metrics.items():
         np.testing.assert_equal(got_metrics[name], _real(number))
+
+
+def test_a_result_read_already_is_checked_like_any_other():
+    good = Result(math.nan, {"m": 1.0}, (0.5,), (1.0, 2.0))
+    assert parse_result(good, params=["x"]) == good and not Result(math.nan, {}, (), (1.0, math.nan)).finite
+    for bad, message in [
+        (Result(1.0, {"x": 1.0}), "has the name of a parameter"),
+        (Result(1.0, {}, (math.nan,)), r"constraints\[0\] is nan"),
+        (Result(1.0, {"m": "a"}), "must be a real number"),
+        (Result(math.nan, {}, (), ("a",)), r"values\[0\]"),
+    ]:
+        with pytest.raises(InvalidResult, match=message):
+            parse_result(bad, params=["x"])
+
+
+def test_several_objectives_are_read_into_values_in_their_order():
+    result = parse_result({"b": 2, "a": 1.0, "m": 3, "constraints": [-1]}, params=["x"], objectives=["a", "b"])
+    assert result == Result(math.nan, {"m": 3.0}, (-1.0,), (1.0, 2.0)) and result.finite
+    with pytest.raises(InvalidResult, match=r"objective\(s\) \['b'\] missing"):
+        parse_result({"a": 1.0}, objectives=["a", "b"])
+    with pytest.raises(InvalidResult, match="has the key\\(s\\) \\['objective'\\]"):
+        parse_result({"a": 1.0, "b": 1.0, "objective": 0.0}, objectives=["a", "b"])

@@ -80,7 +80,8 @@ def test_subclassing_runs_the_suite_and_catches_faults(pytester):
     assert not [f for f in failed if "::TestNearby::" in f]
     # the leaky one fails the pending tests, and only those
     leaky = {f.split("::")[-1].split("[")[0] for f in failed if "::TestLeaky::" in f}
-    assert leaky == {"test_pending_trials_are_cleaned_up", "test_results_in_any_order", "test_defaults_first_trial"}
+    assert leaky == {"test_pending_trials_are_cleaned_up", "test_results_in_any_order", "test_defaults_first_trial",
+                     "test_constraints_are_told"}
     # a subclass without the fixture errors on every test, saying what is missing; the two
     # that set conditional_space = None skip the conditional tests, and the multi-objective
     # tests skip these single-objective optimizers

@@ -134,17 +134,20 @@ def _current_worker() -> Any:
 def pruned(record: TrialRecord, reports: list[tuple[float, dict[str, float]]]) -> TrialRecord:
     """``record`` as a trial stopped after its last report: that report's values are its result."""
     if not reports:
-        return record.replace(status="pruned")
+        return record.replace(status="pruned", constraints=(), values=())
     step, values = reports[-1]
     values = dict(values)
     objective = values.pop("objective", math.nan)
     metrics = {k: v for k, v in values.items() if math.isfinite(v)}
-    return record.replace(status="pruned", objective=objective, metrics=metrics, last_step=step)
+    # what it returned, were it returned, is not its result: no constraints, no objective values
+    return record.replace(status="pruned", objective=objective, metrics=metrics, last_step=step,
+                          constraints=(), values=())
 
 
 def timed_out(record: TrialRecord, timeout: float | None) -> TrialRecord:
     """``record`` as a trial interrupted by its ``trial_timeout``."""
-    return record.replace(status="timeout", objective=math.nan, metrics={}, error=f"trial exceeded trial_timeout={timeout} s")
+    return record.replace(status="timeout", objective=math.nan, metrics={}, constraints=(), values=(),
+                          error=f"trial exceeded trial_timeout={timeout} s")
 
 
 def run_trial(
@@ -189,12 +192,13 @@ def run_trial(
                     value = fn(**task.params, **fn_kwargs)
                 finally:
                     deadline.disarm()
-            objective, metrics = parse_result(value, params=task.params)
-            record = record.replace(objective=objective, metrics=metrics)
-            if math.isfinite(objective):
+            result = parse_result(value, params=task.params)
+            record = record.replace(objective=result.objective, metrics=result.metrics,
+                                    constraints=result.constraints, values=result.values)
+            if result.finite:
                 record = record.replace(status="completed")
             else:
-                record = record.replace(error=f"objective is {objective}")
+                record = record.replace(error=f"objective is {result.objective}")
         except TrialTimeout:
             record = timed_out(record, timeout)
         except TrialPruned:

@@ -20,10 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..engine import Engine, Executor, Planned, Suggester
-from ..objectives import ObjectiveVector, variable
+from ..objectives import ObjectiveVector
 from ..optimizers import CONTINUE, Report
 from ..records import ReportRecord, TrialRecord, TrialStarted
-from ..results import split_constraints
 from ..store import Storage
 from .state import Enqueued, Subscribers
 from .teller import Teller
@@ -230,20 +229,11 @@ class Run:
         finite = record.status in ("completed", "pruned") and math.isfinite(record.objective)
         # "best" keeps the lowest: the objective as the optimizer sees it (negated to maximize)
         self.checkpoints.put(record.trial, checkpoint, objective=self.teller.sign * record.objective if finite else None)
-        metrics, constraints = split_constraints(record.metrics)
-        if constraints:  # parse_result sends them among the metrics
-            record = record.replace(metrics=metrics, constraints=constraints)
-        objectives = self.objectives
-        if objectives and record.status == "completed":
-            # ObjectiveVector sent every objective among the metrics, and a placeholder objective
-            missing = [n for n in objectives if variable(n) not in record.metrics]
-            if missing:  # an executor without an objective to wrap (no .fn): its results are checked here
-                record = record.replace(status="broken", objective=math.nan,
-                                        error=f"InvalidResult: objective(s) {missing} missing from the result")
-            else:
-                values = tuple(record.metrics[variable(n)] for n in objectives)
-                rest = {k: v for k, v in record.metrics.items() if k not in set(map(variable, objectives))}
-                record = record.replace(values=values, objective=math.nan, metrics=rest)
+        if self.objectives and record.status == "completed" and not record.values:
+            # the worker reads the objectives (ObjectiveVector) when the executor's objective could be
+            # wrapped; an executor without one (no .fn) ran the user's function as it is
+            record = record.replace(status="broken", objective=math.nan, error=(
+                f"InvalidResult: objective(s) {list(self.objectives)} missing from the result"))
         record, callbacks = self.subscribers.append(self.history, record)
         told = self.teller.trial(record)
         self.running_from.pop(record.trial, None)

@@ -17,7 +17,6 @@ from typing import Any
 from ..objectives import signs
 from ..optimizers import Report, Trial, optimizer_class
 from ..records import ReportRecord, TrialRecord, direction_sign
-from ..results import CONSTRAINT
 
 __all__ = ["DIRECTIONS", "Teller", "as_report", "as_trial", "check_direction", "handles_constraints"]
 
@@ -39,26 +38,24 @@ def check_direction(direction: Any) -> str:
 
 
 def as_trial(record: TrialRecord, sign: float = 1.0, value_signs: Sequence[float] = ()) -> Trial:
-    """A finished trial's record as the optimizers see it.
+    """A finished trial's record as the optimizers see it, before any penalty (see :class:`Teller`).
 
     ``sign`` is -1 for a maximized experiment: optimizers always minimize, so they are told
     the negated objective (the history keeps the user's own value).  ``value_signs`` does
-    the same for each of several objectives (:attr:`Trial.values`).
+    the same for each of several objectives (:attr:`Trial.values`).  Metrics and
+    constraints are the record's own.
     """
-    metrics = dict(record.metrics)
-    if record.constraints:
-        metrics.update({f"{CONSTRAINT}{i}": c for i, c in enumerate(record.constraints)})
-        metrics["feasible"] = float(record.feasible)
     return Trial(
         record.trial,
         dict(record.params),
         record.status,
         sign * record.objective,
-        metrics,
+        dict(record.metrics),
         parent=record.parent,
         checkpoint=record.checkpoint_from,
         last_step=record.last_step,
         values=tuple(s * v for s, v in zip(value_signs or [1.0] * len(record.values), record.values)),
+        constraints=tuple(record.constraints),
     )
 
 
@@ -75,8 +72,8 @@ class Teller:
     * A completed trial that is infeasible (a constraint ``> 0``) is told as completed with a
       penalized objective: the worst (signed) objective of every completed trial told so far,
       this one included, plus the sum of its constraint violations.  So every algorithm
-      ranks it below every trial told before it, without knowing of constraints; its
-      metrics carry ``constraint_<i>`` and ``feasible`` (0.0).  An algorithm that models
+      ranks it below every trial told before it, without knowing of constraints; it still
+      carries its constraints (:attr:`Trial.constraints`).  An algorithm that models
       constraints itself (:attr:`Optimizer.handles_constraints`, e.g. tpe and gp) is told the
       trial's own objective instead, and reads the constraints from :attr:`Trial.constraints`.
       Deterministic in the order of events, so resume (which tells the same events in the

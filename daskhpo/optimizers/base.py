@@ -37,6 +37,7 @@ parameters of a trial from ``trial.params``, never from what they suggested.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -91,7 +92,12 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class Trial:
-    """A finished trial, as optimizers see it.
+    """A finished trial, as optimizers see it: a signed view of its record.
+
+    The experiment derives it from the trial's :class:`~daskhpo.records.TrialRecord`
+    (the same fields), with every objective turned into one to minimize and, for an
+    algorithm that does not model constraints, infeasible trials penalized (see
+    :attr:`Optimizer.handles_constraints`).
 
     Attributes
     ----------
@@ -102,9 +108,12 @@ class Trial:
     status : str
         ``"completed"``, ``"broken"``, ``"timeout"``, ``"lost"`` or ``"pruned"``.
     objective : float
-        The minimized value; NaN unless the trial completed (or was pruned with a value).
+        The minimized value (a maximized objective negated); NaN unless the trial
+        completed (or was pruned with a value).  For an infeasible trial told to an
+        algorithm that does not model constraints, the penalized value.
     metrics : mapping
-        Every other numeric metric the objective returned.
+        Every other numeric metric the objective returned (constraints and objective
+        values have their own fields).
     parent : int, optional
         :attr:`Suggestion.parent` of the suggestion that started the trial.
     checkpoint : int, optional
@@ -117,6 +126,11 @@ class Trial:
         minimized (a maximized one negated), in the experiment's order; ``objective`` is
         then NaN.  Empty for one objective.  Only algorithms whose class sets
         :attr:`Optimizer.multi_objective` are run on several objectives.
+    constraints : tuple of float
+        The constraint values the objective returned, as it returned them (feasible when
+        every one is ``<= 0``, see :attr:`feasible`); empty for a trial without
+        constraints.  An optimizer that models them declares
+        :attr:`Optimizer.handles_constraints`.
     """
 
     id: int
@@ -128,6 +142,12 @@ class Trial:
     checkpoint: int | None = None
     last_step: float = math.nan
     values: tuple[float, ...] = ()
+    constraints: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.constraints:
+            # the keys optimizers read constraints from before they had their own field
+            object.__setattr__(self, "metrics", _MetricsWithConstraints(self.metrics, self.constraints))
 
     @property
     def ok(self) -> bool:
@@ -137,18 +157,35 @@ class Trial:
         return self.status == "completed" and math.isfinite(self.objective)
 
     @property
-    def constraints(self) -> tuple[float, ...]:
-        """The constraint values the objective returned (feasible when all are ``<= 0``).
+    def feasible(self) -> bool:
+        """Whether every constraint is ``<= 0`` (so, true for a trial without constraints)."""
+        return all(c <= 0 for c in self.constraints)
 
-        Read from ``metrics["constraint_0"]``, ``["constraint_1"]``, ... where the experiment
-        puts them; empty for a trial without constraints.  An optimizer that models them
-        declares :attr:`Optimizer.handles_constraints`.
-        """
-        out: list[float] = []
-        # the names of daskhpo.results.CONSTRAINT, spelled here: optimizers import nothing above them
-        while f"constraint_{len(out)}" in self.metrics:
-            out.append(float(self.metrics[f"constraint_{len(out)}"]))
-        return tuple(out)
+
+class _MetricsWithConstraints(dict):
+    """A trial's metrics that still answer ``metrics["constraint_<i>"]`` and
+    ``metrics["feasible"]``, with a :class:`DeprecationWarning` pointing to
+    :attr:`Trial.constraints` and :attr:`Trial.feasible` (only those lookups: the keys are
+    not among the metrics)."""
+
+    def __init__(self, metrics: Mapping[str, float], constraints: tuple[float, ...]) -> None:
+        super().__init__(metrics)
+        self._constraints = tuple(constraints)
+
+    def __missing__(self, key: str) -> float:
+        if key == "feasible":
+            value = float(all(c <= 0 for c in self._constraints))
+        elif isinstance(key, str) and key.startswith("constraint_") and key[11:].isdigit() \
+                and int(key[11:]) < len(self._constraints):
+            value = self._constraints[int(key[11:])]
+        else:
+            raise KeyError(key)
+        warnings.warn(f"trial.metrics[{key!r}] is deprecated: read trial.constraints (a tuple) and trial.feasible",
+                      DeprecationWarning, stacklevel=2)
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_MetricsWithConstraints, (dict(self), self._constraints))
 
 
 @dataclass(frozen=True)

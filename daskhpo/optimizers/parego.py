@@ -20,6 +20,7 @@ so that parallel suggestions spread out instead of piling onto one point.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,8 +117,8 @@ class ParEGO(Optimizer):
         score = dict(zip((t.id for t in done), scores))
         for trial in self._told:  # in the order they were told, as the live sampler would have been
             value = float(score[trial.id]) if trial.id in score else float("nan")
-            inner.tell(Trial(trial.id, trial.params, trial.status, value, trial.metrics,
-                             parent=trial.parent, checkpoint=trial.checkpoint, last_step=trial.last_step))
+            # the scalarized value in place of the vector; metrics and constraints as told
+            inner.tell(dataclasses.replace(trial, objective=value, values=()))
         lie = float(scores.max()) if len(scores) else float("nan")
         for pending_id, params in zip(self._pending, self._pending.values()):
             inner.tell(Trial(pending_id, params, "completed" if len(scores) else "lost", lie))

@@ -138,3 +138,27 @@ def test_warm_start_must_be_compatible(tmp_path):
         daskhpo.build_experiment("w", SPACE, warm_start=tmp_path / "missing.nc")
     wider = {**SPACE, "layers": "randint(1, 20)"}  # compatible: priors contain the values
     assert daskhpo.build_experiment("w", wider, warm_start=source).attrs["warm_start"] == str(source)
+
+
+def test_experiment_trials_are_told_after_the_warm_start_s(tmp_path):
+    """Infeasible trials are penalized against the worst trial told so far, the warm start's
+    included: ``Experiment.trials`` gives what the optimizer was told, without the warm start's."""
+    def constrained(lr, layers, act):
+        return {"objective": loss(lr, layers, act), "constraints": [layers - 4]}
+
+    source = tmp_path / "source.nc"
+    src = daskhpo.build_experiment("src", SPACE, seed=0, storage=source)
+    src.run(FakeExecutor(lambda **p: 100.0 + loss(**p)), max_trials=6)  # worse than any trial below
+    src.close()
+    told = []
+
+    class Told(RandomSearch):
+        def tell(self, trial):
+            told.append(trial)
+            super().tell(trial)
+
+    exp = daskhpo.build_experiment("w", SPACE, algorithm=Told(daskhpo.Space(SPACE), seed=2), warm_start=source)
+    exp.run(FakeExecutor(constrained, slots=1), max_trials=12)
+    own = [t for t in told if t.id < WARM_START_ID]
+    assert any(not t.feasible for t in own) and min(t.objective for t in own if not t.feasible) > 100
+    assert sorted((t.id, t.objective) for t in exp.trials) == sorted((t.id, t.objective) for t in own)

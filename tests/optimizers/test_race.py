@@ -123,7 +123,7 @@ def test_an_infeasible_configuration_leaves_the_race():
     feed(race, 0, np.full(6, 6.0))
     race.tell(Trial(0, {"q": 0.5}, "completed", 6.0, last_step=6.0))
     feed(race, 1, np.full(6, 2.0))
-    race.tell(Trial(1, {"q": 0.5}, "completed", 100.0, metrics={"constraint_0": 1.0}, last_step=6.0))
+    race.tell(Trial(1, {"q": 0.5}, "completed", 100.0, last_step=6.0, constraints=(1.0,)))
     assert race.incumbent == 0 and race.status(1) != "completed"
     # worse than 1 on every instance, better than 0: raced against 0 alone, it goes on
     assert feed(race, 2, np.full(6, 4.0)) == [CONTINUE] * 6

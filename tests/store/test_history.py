@@ -125,3 +125,63 @@ def test_periodic_snapshot_and_no_temporary_files_left(tmp_path):
     assert xr.load_dataset(path, engine="h5netcdf").sizes["trial"] == 3
     assert os.path.getsize(f"{path}.journal") == 0
     assert sorted(os.listdir(tmp_path)) == ["h.nc", "h.nc.journal"]
+
+
+# -- files written by an earlier version ------------------------------------------------------------
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
+
+
+def _copy_v0(tmp_path, name):
+    import shutil
+
+    for suffix in ("", ".journal"):
+        if os.path.exists(os.path.join(DATA, name + suffix)):
+            shutil.copy(os.path.join(DATA, name + suffix), tmp_path / (name + suffix))
+    return tmp_path / name
+
+
+def test_a_constrained_history_of_the_previous_version_loads_and_resumes(tmp_path):
+    """Written by tests/data/make_v0_histories.py with the code before the typed result: the
+    snapshot's constraint_<i>/feasible variables and a journal line come back as typed fields."""
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    path = _copy_v0(tmp_path, "constrained_v0.nc")
+    exp = daskhpo.load_experiment(path)
+    records = exp.records()
+    assert [r.trial for r in records] == [0, 1, 2, 3, 4] and exp.direction == "maximize"
+    for r in records[:4]:
+        x, y = r.params["x"], r.params["y"]
+        assert r.objective == pytest.approx(x + y) and r.metrics == {"aux": pytest.approx(x * y)}
+        assert r.constraints == (pytest.approx(x - 0.5), pytest.approx(y - 1.0))
+        assert r.feasible == (x <= 0.5 and y <= 1.0) and [q.step for q in exp.reports(r.trial)] == [1.0]
+    assert records[4].constraints == (0.5, -1.0) and not records[4].feasible  # from the journal
+    assert [t.objective for t in exp.trials if records[t.id].feasible] == \
+        [-r.objective for r in records if r.feasible]
+    again = daskhpo.build_experiment("old", {"x": "uniform(-2, 2)", "y": "uniform(-2, 2)"}, storage=path)
+    again.run(FakeExecutor(lambda x, y: {"objective": x, "constraints": [x]}, slots=1), max_trials=7)
+    again.close()
+    ds = daskhpo.load_experiment(path).history
+    assert ds.sizes["trial"] == 7 and ds["feasible"].dtype == bool
+    np.testing.assert_array_equal(np.isnan(ds["constraint_1"].values), [False] * 5 + [True] * 2)
+    assert set(ds.data_vars) >= {"aux", "constraint_0", "constraint_1", "reported_objective"}
+
+
+def test_a_multi_objective_history_of_the_previous_version_loads_and_resumes(tmp_path):
+    import daskhpo
+    from daskhpo.engine import FakeExecutor
+
+    path = _copy_v0(tmp_path, "objectives_v0.nc")
+    exp = daskhpo.load_experiment(path)
+    assert exp.objectives == {"error": "minimize", "speed": "maximize"}
+    for r in exp.records():
+        x, y = r.params["x"], r.params["y"]
+        assert r.values == (pytest.approx(x**2), pytest.approx(-y)) and math.isnan(r.objective)
+        assert r.metrics == {"memory": 3.0} and r.constraints == (pytest.approx(x - 1.0),)
+    assert {f["trial"] for f in exp.pareto_front} <= {r.trial for r in exp.records() if r.feasible}
+    again = daskhpo.build_experiment("oldmo", {"x": "uniform(-2, 2)", "y": "uniform(-2, 2)"}, storage=path)
+    again.run(FakeExecutor(lambda x, y: {"error": x, "speed": y}, slots=1), max_trials=6)
+    again.close()
+    records = daskhpo.load_experiment(path).records()
+    assert len(records) == 6 and records[5].values == (records[5].params["x"], records[5].params["y"])
