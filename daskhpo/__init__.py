@@ -23,8 +23,8 @@ from .space import (  # noqa: E402
     randint,
     uniform,
 )
-from .storage_errors import CorruptStorage  # noqa: E402
-from .storage_lock import StorageLocked  # noqa: E402
+from .store.errors import CorruptStorage  # noqa: E402
+from .store.lock import StorageLocked  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -60,7 +60,15 @@ __all__ = [
 ]
 
 
+#: modules that moved into daskhpo.store; ``daskhpo.<old name>`` still reaches them
+_MOVED = ("history", "journal", "storage_lock", "storage_errors", "checkpoints", "sessions")
+
+
 def __getattr__(name: str):
+    if name in _MOVED:  # e.g. daskhpo.storage_lock.StorageLocked, as before the move
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     # Imported on first use: importing dask_jobqueue has side effects (see daskhpo.cluster).
     if name == "SlurmGPUCluster":
         from .cluster import SlurmGPUCluster

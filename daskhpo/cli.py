@@ -393,9 +393,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _print_sessions(attrs: dict, path: str) -> None:
-    """The driver sessions (daskhpo.sessions): who runs the search, hand-overs so far."""
-    from .sessions import summary
-    from .storage_lock import StorageLock
+    """The driver sessions (daskhpo.store.sessions): who runs the search, hand-overs so far."""
+    from .store.sessions import summary
+    from .store.lock import StorageLock
 
     found = summary(attrs)
     last = found["last"]

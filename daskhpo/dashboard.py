@@ -50,8 +50,8 @@ from bokeh.models import (
 from bokeh.palettes import Viridis256
 
 from . import plot as _plot
-from .history import read_snapshot
-from .journal import JournalTail
+from .store.history import read_snapshot
+from .store.journal import JournalTail
 from .objectives import objectives_from_attrs, signs
 from .pareto import non_dominated
 from .records import TrialRecord
@@ -596,7 +596,7 @@ class FileFollower:
     """Reads the trials that another process appends to a stored history.
 
     Every ``interval`` seconds, in a daemon thread: the new complete lines of the journal
-    are added to the feed (through :class:`daskhpo.journal.JournalTail`); when the snapshot
+    are added to the feed (through :class:`daskhpo.store.journal.JournalTail`); when the snapshot
     at ``path`` is replaced (after which the writer empties the journal), the snapshot is
     read again and the journal from its start.  Trials seen twice are ignored by the feed.
 

@@ -31,7 +31,7 @@ worker jobs without a scheduler: each Dask worker exits after its ``death_timeou
 (dask-jobqueue's ``death_timeout``, ``dask worker --death-timeout``, 60 s by default),
 which ends its job.  The successor then resumes as after a hand-over.
 
-The history records each driver session (see :mod:`daskhpo.sessions`); ``daskhpo status
+The history records each driver session (see :mod:`daskhpo.store.sessions`); ``daskhpo status
 PATH`` shows them.
 """
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from daskhpo import Space
 from daskhpo.experiment import Experiment
-from daskhpo.history import History
+from daskhpo.store.history import History
 from daskhpo.records import TrialRecord
 
 SPACE = {

@@ -82,7 +82,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_imports():
     graph = import_graph()
-    assert "daskhpo.records" in graph["daskhpo.history"]
+    assert "daskhpo.records" in graph["daskhpo.store.history"]
     assert "daskhpo.engine.executor" in graph["daskhpo.engine.loop"]
     assert "daskhpo.plot" in graph["daskhpo.dashboard"]  # `from . import plot as _plot`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
@@ -106,13 +106,17 @@ def test_layers_depend_downwards():
         return seen
 
     assert graph["daskhpo.records"] == set()
-    for store in ("daskhpo.history", "daskhpo.journal"):
-        assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.engine", "daskhpo.experiment")) for m in reach(store))
+    store = {m for m in graph if m.startswith("daskhpo.store")}
+    assert {"daskhpo.store.history", "daskhpo.store.journal", "daskhpo.store.lock"} <= store
+    for module in store:  # the store knows records, never who writes them
+        assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.engine", "daskhpo.experiment")) for m in reach(module)), module
+    for module in (m for m in graph if m.startswith("daskhpo.experiment")):  # files only through the Storage
+        assert not graph[module] & {f"daskhpo.store.{m}" for m in ("lock", "journal", "sessions", "errors")}, module
     engine = {m for m in graph if m.startswith("daskhpo.engine")}
     for module in engine:
         assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.experiment")) for m in reach(module)), module
     for module in (m for m in graph if m.startswith("daskhpo.optimizers")):
-        assert not any(m.startswith(("daskhpo.engine", "daskhpo.history", "daskhpo.experiment")) for m in reach(module)), module
+        assert not any(m.startswith(("daskhpo.engine", "daskhpo.store", "daskhpo.experiment")) for m in reach(module)), module
     for viz in ("daskhpo.plot", "daskhpo.dashboard"):
         assert "daskhpo.experiment" not in reach(viz)
 
@@ -122,3 +126,17 @@ def test_viz_and_tools_use_no_private_attribute_of_the_experiment():
         source = (PACKAGE / f"{name}.py").read_text()
         for private in ("._history", "._client", "._checkpoints", "._subscribers", "._next_id"):
             assert private not in source, (name, private)
+
+
+def test_the_experiment_writes_through_its_storage_only():
+    """No branch on an in-memory experiment: the Storage implementations differ, not the experiment."""
+    for path in (PACKAGE / "experiment").glob("*.py"):
+        source = path.read_text()
+        for branch in ("path is None", "storage is None", "path is not None", "storage is not None"):
+            assert branch not in source, (path.name, branch)
+
+
+def test_the_store_and_the_experiment_are_small_modules():
+    for package in ("store", "experiment"):
+        for path in (PACKAGE / package).glob("*.py"):
+            assert len(path.read_text().splitlines()) <= 450, path

@@ -13,7 +13,7 @@ import pytest
 
 import daskhpo
 from daskhpo.engine import FakeExecutor
-from daskhpo.history import load_history
+from daskhpo.store.history import load_history
 
 SPACE = {
     "kernel": "choices(['rbf', 'poly', 'linear'])",

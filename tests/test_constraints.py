@@ -10,7 +10,7 @@ import pytest
 
 import daskhpo
 from daskhpo.engine import FakeExecutor
-from daskhpo.history import load_history
+from daskhpo.store.history import load_history
 from daskhpo.optimizers.random import RandomSearch
 from daskhpo.optimizers.tpe import TPE
 from daskhpo.records import TrialRecord

@@ -22,7 +22,7 @@ from daskhpo.engine import (
     install_signal_handlers,
     request_drain,
 )
-from daskhpo.history import read_history
+from daskhpo.store.history import read_history
 from daskhpo.optimizers import CONTINUE, PRUNE, Optimizer, Suggestion
 from daskhpo.records import ReportRecord, TrialRecord
 

@@ -206,7 +206,7 @@ def test_two_processes_on_one_storage_then_sigkill_and_resume(tmp_path):
         wait_line(holder, "RUNNING")
         time.sleep(1.0)  # some trials journaled
         calls = []
-        with pytest.raises(daskhpo.storage_lock.StorageLocked) as info:
+        with pytest.raises(daskhpo.StorageLocked) as info:
             exp = build_experiment("two", SPACE, storage=path, seed=0)
             exp.run(daskhpo.engine.FakeExecutor(lambda x: calls.append(x) or x), max_trials=5)
         assert str(holder.pid) in str(info.value) and socket.gethostname() in str(info.value)
@@ -274,7 +274,7 @@ def test_corrupt_journal_line_in_the_middle_is_a_clear_error_and_nothing_is_chan
 
 
 def test_truncated_snapshot_is_corrupt_storage_naming_the_file(tmp_path):
-    from daskhpo.storage_errors import CorruptStorage
+    from daskhpo.store.errors import CorruptStorage
 
     path = tmp_path / "t.nc"
     assert run_script(tmp_path, CRASHER, str(path), "clean", "10") == 0
@@ -319,7 +319,7 @@ ASHA_SCRIPT = textwrap.dedent('''
 
 def rungs_of_fresh_asha(path: str) -> dict:
     from daskhpo.experiment import as_report, as_trial
-    from daskhpo.history import read_history
+    from daskhpo.store.history import read_history
     from daskhpo.optimizers import make_optimizer
     from daskhpo.records import TrialRecord
 

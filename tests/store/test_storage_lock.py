@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from daskhpo.storage_lock import StorageLock, StorageLocked
+from daskhpo.store.lock import StorageLock, StorageLocked
 
-ROOT = Path(__file__).resolve().parents[1]
-MODULE = str(ROOT / "daskhpo" / "storage_lock.py")
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = str(ROOT / "daskhpo" / "store" / "lock.py")
 
 HOLDER = textwrap.dedent(
     """

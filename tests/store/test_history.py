@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from daskhpo.history import History, load_history
+from daskhpo.store.history import History, load_history
 from daskhpo.records import TrialRecord
 from daskhpo.space import Space
 
@@ -129,7 +129,7 @@ def test_periodic_snapshot_and_no_temporary_files_left(tmp_path):
 
 # -- files written by an earlier version ------------------------------------------------------------
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 
 
 def _copy_v0(tmp_path, name):

@@ -16,7 +16,7 @@ import pytest
 import daskhpo
 from daskhpo.optimizers import Optimizer, Suggestion
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rosenbrock(x, y, a=1, b=100):

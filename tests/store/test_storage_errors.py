@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from daskhpo.storage_errors import CorruptStorage, open_snapshot
+from daskhpo.store.errors import CorruptStorage, open_snapshot
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daskhpo.checkpoints import CheckpointStore
+from daskhpo.store.checkpoints import CheckpointStore
 
 
 @pytest.fixture(params=["memory", "disk"])

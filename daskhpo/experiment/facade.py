@@ -1,0 +1,420 @@
+"""The experiment: a space, an optimizer and a history, run on Dask by :meth:`Experiment.workon`.
+
+:class:`Experiment` is a facade.  Its read API is :class:`~daskhpo.experiment.view.ExperimentView`;
+each run's state is a :class:`~daskhpo.experiment.run.Run`; what the optimizer is told comes
+from :mod:`~daskhpo.experiment.teller`; the events go through a
+:class:`~daskhpo.store.Storage`; building, resuming and loading are in
+:mod:`~daskhpo.experiment.build`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from ..engine import DaskExecutor, Executor
+from ..engine.drain import drain_requested
+from ..engine.packed import PackedDaskExecutor
+from ..optimizers import Optimizer
+from ..records import TrialRecord
+from ..space import Space
+from ..store import CheckpointStore, History, MemoryStorage, Storage
+from .run import Run
+from .state import Enqueued, Subscribers
+from .teller import Teller
+from .view import ExperimentView
+
+__all__ = ["Experiment"]
+
+logger = logging.getLogger(__name__)
+
+
+class Experiment(ExperimentView):
+    """A named search: its space, its optimizer and its history.
+
+    Build one with :func:`build_experiment`; reopen a stored one for analysis with
+    :func:`load_experiment`.  Other layers (plots, the dashboard, progress bars, loggers)
+    read it through :meth:`records` and :meth:`subscribe`, both safe to call from any
+    thread while :meth:`workon` runs.
+
+    Parameters
+    ----------
+    name : str
+    space : Space
+    optimizer : Optimizer or None
+        ``None`` for an experiment loaded read-only.
+    storage : Storage or History
+        Where its events go (a :class:`~daskhpo.store.History` alone: in memory).
+    read_only : bool, default False
+    checkpoints : CheckpointStore, optional
+        With a ``History``: its checkpoints (default: beside the history's path, or in memory).
+    warm : list of TrialRecord, optional
+        A warm start's trials, which the optimizer was told before this experiment's own.
+    teller : Teller, optional
+        The teller that told ``optimizer`` the stored events (default: a fresh one).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        space: Space,
+        optimizer: Optimizer | None,
+        storage: Storage | History,
+        read_only: bool = False,
+        checkpoints: CheckpointStore | None = None,
+        *,
+        warm: Sequence[TrialRecord] = (),
+        teller: Teller | None = None,
+    ) -> None:
+        self.name = name
+        self.space = space
+        self.optimizer = optimizer
+        if isinstance(storage, History):
+            storage = MemoryStorage(storage, checkpoints)
+        self._storage = storage
+        self.read_only = read_only
+        self._warm = list(warm)
+        self._client = None
+        self._subscribers = Subscribers()
+        self._dashboard = None
+        #: the run under way (see :mod:`daskhpo.experiment.run`), if any
+        self._run: Run | None = None
+        #: default ``max_trials`` of :meth:`workon` (set by :func:`create_experiment`)
+        self.max_trials: int | None = None
+        #: what the optimizer is told; it remembers the worst values told so far (penalties)
+        self._teller = teller if teller is not None else self._new_teller()
+        #: configurations to run next (see :meth:`enqueue`); the space's defaults first
+        self._queue = Enqueued()
+        defaults = space.defaults()
+        if optimizer is not None and defaults is not None and self._history.next_trial_id == 0:
+            self._queue.put(defaults)
+
+    @property
+    def _checkpoints(self) -> CheckpointStore:
+        return self._storage.checkpoints
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.name!r}: {len(self._history)} trials, {self.optimizer!r}>"
+
+    # -- lifetime ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Write the history, stop writing to the storage and release its lock.
+
+        The experiment stays readable.  Also called when leaving a ``with`` block.
+        """
+        self._storage.close()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
+        state = dict(self.__dict__)
+        state.update(_storage=MemoryStorage(self._storage.history, self._storage.checkpoints),
+                     _dashboard=None, _client=None, _run=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_storage" not in state:  # pickled before daskhpo.store: the history and checkpoints were fields
+            state["_storage"] = MemoryStorage(state.pop("_history"), state.pop("_checkpoints", None))
+            queue = state.get("_queue") or []
+            state["_queue"] = queue if isinstance(queue, Enqueued) else Enqueued(queue)
+            state["_subscribers"] = Subscribers()
+            for old in ("_publish_lock", "_ids_lock", "_lock", "_superseded", "_engine", "_model", "_running_from",
+                        "_filling", "_run_times", "_incumbents"):
+                state.pop(old, None)
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_warm", [])
+        self.__dict__.setdefault("_run", None)
+        self.__dict__.setdefault("_teller", self._new_teller())
+
+    def _on_quarantine(self, entry: dict[str, Any]) -> None:
+        self._history.attrs["quarantined"] = json.dumps([*self.quarantined, entry])
+        logger.warning("%s: worker %s (host %s) quarantined: %s", self.name, entry["worker"], entry["host"], entry["why"])
+        with contextlib.suppress(Exception):  # kept in memory at worst; written at the next snapshot
+            self._storage.snapshot()
+
+    @property
+    def client(self) -> Any:
+        """The Dask client of :meth:`tmp_executor`, while its block runs, else ``None``."""
+        return self._client
+
+    # -- running -----------------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, Any]) -> None:
+        """Run this configuration next, before the optimizer's own suggestions.
+
+        Enqueued configurations run in the order given, each in the place of the next
+        *new* configuration the optimizer suggests (a promotion or a continuation of a
+        running lineage, as ASHA or PBT ask for, keeps its turn).  A partial configuration
+        is completed with that suggestion's values of the parameters it leaves out.  The
+        optimizer learns what ran when the trial is told, as for every trial.
+
+        The space's defaults (when every dimension has one) are the first enqueued
+        configuration of a new experiment.  The queue lives in this object, not in the
+        storage: configurations not yet submitted when the process ends are not resumed
+        (enqueue them again); those submitted are trials like any other.
+
+        Parameters
+        ----------
+        params : dict
+            Parameter name -> value; every value is checked against its prior.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter, for an unknown name or a value its prior cannot take.
+        """
+        if self.read_only:
+            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if not isinstance(params, Mapping):
+            raise ValueError(f"enqueue takes a dict of parameter -> value, got {type(params).__name__}")
+        unknown = [n for n in params if n not in self.space]
+        if unknown:
+            raise ValueError(f"enqueue: unknown parameter(s) {unknown}; the space has {list(self.space)}")
+        self._queue.put({n: self.space[n].validate(v) for n, v in params.items()})
+
+    @property
+    def enqueued(self) -> list[dict[str, Any]]:
+        """The configurations waiting to run (see :meth:`enqueue`), in order."""
+        return self._queue.items()
+
+    def workon(
+        self,
+        fn: Callable[..., Any],
+        max_trials: int | None = None,
+        *,
+        client: Any = None,
+        n_workers: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        retries: int = 1,
+        trial_timeout: float | None = None,
+        max_broken: int = 3,
+        quarantine_after: int | None = 3,
+        worker_timeout: float = 60.0,
+        dashboard: bool | int = False,
+        progress: bool | None = None,
+        callbacks: Sequence[Callable[[dict], Any]] | None = None,
+        trials_per_task: int = 1,
+        fill_idle: float = 0.25,
+        **fn_kwargs: Any,
+    ) -> Experiment:
+        """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
+
+        Parameters
+        ----------
+        fn : callable
+            The objective, called as ``fn(**params, **fn_kwargs)`` on a worker.  It returns
+            a number to minimize, a dict of metrics with the key ``"objective"``, or a list
+            of ``{"name", "type", "value"}`` dicts with one entry of type ``"objective"``.
+        max_trials : int, optional
+            Finished (completed or pruned) trials in the whole experiment, stored ones
+            included.  Default: the experiment's ``max_trials`` (see
+            :func:`create_experiment`); without either the search runs until the
+            optimizer is exhausted (or Ctrl-C).
+        client : distributed.Client, optional
+            Default: the client of :meth:`tmp_executor`, else the current Dask client, else
+            a :class:`~distributed.LocalCluster` started and closed for this call.
+        n_workers : int, optional
+            Trials in flight.  Default: the connected workers' threads (those with the
+            ``resources``), plus one in ten queued on the workers so that a freed thread
+            starts its next trial without a round trip through the client.  Set it to your
+            target size for adaptive clusters, which only grow while trials wait.
+        resources : dict, optional
+            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+        retries : int, default 1
+            Further attempts of a trial whose worker died or left mid-trial (e.g. its
+            Slurm job was cancelled); each is counted in the history's ``attempts``.
+        trial_timeout : float, optional
+            Seconds after which a trial is recorded as ``timeout``.
+        max_broken : int, default 3
+            Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
+            this call.  With quarantine on, the broken trials of a worker not yet judged
+            are counted when it is judged (or when nothing else runs), so the run may
+            stop a few trials later (at most ``quarantine_after + n_workers`` held).
+        quarantine_after : int or None, default 3
+            A worker on which this many distinct trials in a row broke (status
+            ``broken``, not ``timeout``) while trials finish on other workers is
+            quarantined: it is retired from the cluster and gets no further trial, the
+            trials that broke there run again elsewhere (one more ``attempts`` each, not
+            counted in ``max_broken``), and it is listed in :attr:`quarantined`.  A
+            configuration that breaks on every node is still ``broken`` and counted.
+            ``None`` turns it off.  On Slurm, see ``docs/slurm.md`` (a replacement job may
+            land on the same node).
+        worker_timeout : float, default 60
+            Seconds without any connected worker (at the start, or after every worker
+            left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
+            in a batch queue.
+        dashboard : bool or int, default False
+            Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
+            URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
+        progress : bool, optional
+            A progress bar (tqdm; see :mod:`daskhpo.progress`).  ``None``: only when
+            standard error is a terminal or in a notebook; ``True``: always; ``False``: never.
+        callbacks : list of callables, optional
+            Each receives every finished trial's record (a dict; see
+            :func:`daskhpo.progress.attach`), e.g. :class:`daskhpo.callbacks.TensorBoard`.
+        trials_per_task : int, default 1
+            Trials run one after the other in each Dask task (opt-in, for trials of a few
+            milliseconds, whose time Dask's per-task overhead dominates; see
+            :mod:`daskhpo.engine.packed`).  The default ``n_workers`` is then the workers'
+            threads times this.
+        fill_idle : float, default 0.25
+            Most share of the trials that may run a draw from the prior (or the next
+            enqueued configuration) in a slot that would otherwise wait for a model-based
+            algorithm (gp, tpe): only while the model's batch under way has taken longer
+            than 2 % of a typical trial's run time, so trials of minutes never see it;
+            trials of a second on a slow model do (see ``docs/algorithms.md``).  ``0``:
+            slots wait for the model.
+        **fn_kwargs
+            Fixed keyword arguments passed to every call of ``fn``.
+
+        Returns
+        -------
+        Experiment
+            ``self``, for chaining.
+        """
+        clash = sorted(set(fn_kwargs) & set(self.space))
+        if clash:
+            raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
+        max_trials = self._check_writable(max_trials)
+        if self._budget(max_trials) == 0:
+            self._storage.end_session("nothing to do")
+            self._storage.snapshot()
+            return self
+        with _client_for(client or self._client) as dask_client:
+            # short trials: several per Dask task (daskhpo.engine.packed)
+            packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
+            executor = (PackedDaskExecutor if packing else DaskExecutor)(
+                dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
+                worker_timeout=worker_timeout, **packing)
+            if dashboard:
+                from ..dashboard import dask_link
+
+                board = self.dashboard(0 if dashboard is True else int(dashboard))
+                board.dask_link = dask_link(dask_client)
+                logger.info("%s: live dashboard at %s", self.name, board.url)
+            self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
+                     quarantine_after=quarantine_after, progress=progress, callbacks=callbacks,
+                     fill_idle=fill_idle)
+        return self
+
+    def _check_writable(self, max_trials: int | None) -> int | None:
+        """``max_trials``, or the experiment's default, once checked."""
+        if self.read_only:
+            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
+        if self._storage.superseded:
+            raise RuntimeError(f"experiment {self.name!r}: its storage {self.storage!r} was opened again by a later "
+                               "build_experiment in this process; use that experiment object")
+        if max_trials is None:
+            max_trials = self.max_trials
+        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+            raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+        return max_trials
+
+    def _budget(self, max_trials: int | None) -> int | None:
+        return None if max_trials is None else max(max_trials - self._history.finished, 0)
+
+    def run(
+        self,
+        executor: Executor,
+        max_trials: int | None = None,
+        *,
+        n_workers: int | None = None,
+        retries: int = 1,
+        max_broken: int = 3,
+        quarantine_after: int | None = 3,
+        progress: bool | None = False,
+        callbacks: Sequence[Callable[[dict], Any]] | None = None,
+        fill_idle: float = 0.25,
+    ) -> Experiment:
+        """Run trials on any executor until ``max_trials`` trials have finished.
+
+        :meth:`workon` is this with a :class:`~daskhpo.engine.DaskExecutor`; tests and
+        simulations pass a :class:`~daskhpo.engine.FakeExecutor` (virtual time).
+
+        Parameters
+        ----------
+        executor : daskhpo.engine.Executor
+        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks, fill_idle
+            As for :meth:`workon` (``progress`` defaults to off here).
+
+        Returns
+        -------
+        Experiment
+            ``self``, for chaining.
+        """
+        max_trials = self._check_writable(max_trials)
+        if not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1:
+            raise ValueError(f"fill_idle must be a share in [0, 1), got {fill_idle!r}")
+        budget = self._budget(max_trials)
+        request = drain_requested()
+        if budget == 0 or request is not None:  # a drain asked for before the run: run nothing
+            if request is not None:
+                logger.warning("%s: not starting: drained (%s)", self.name, request.reason)
+            self._storage.end_session("nothing to do" if budget == 0 else f"drained: {request.reason}")
+            self._storage.snapshot()
+            return self
+        if n_workers is None:
+            n_workers = executor.slots()
+        self._run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
+        try:
+            self._run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
+                              max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
+                              callbacks=callbacks, fill_idle=fill_idle)
+        finally:
+            self._run = None
+        return self
+
+    @contextlib.contextmanager
+    def tmp_executor(self, executor: str = "dask", n_workers: int | None = None, **cluster_kwargs: Any) -> Iterator[Any]:
+        """Run :meth:`workon` calls of this block on a temporary local Dask cluster.
+
+        Parameters
+        ----------
+        executor : {"dask"}
+        n_workers : int, optional
+            Worker processes of the :class:`~distributed.LocalCluster` (one thread each).
+        **cluster_kwargs
+            Passed to :class:`~distributed.LocalCluster`.
+
+        Yields
+        ------
+        distributed.Client
+        """
+        if executor != "dask":
+            raise ValueError(f"unknown executor {executor!r}; only 'dask' is supported")
+        from distributed import Client, LocalCluster
+
+        cluster_kwargs.setdefault("threads_per_worker", 1)
+        with LocalCluster(n_workers=n_workers, **cluster_kwargs) as cluster, Client(cluster) as client:
+            self._client = client
+            try:
+                yield client
+            finally:
+                self._client = None
+
+
+@contextlib.contextmanager
+def _client_for(client: Any) -> Iterator[Any]:
+    """The given client, the current one, or a LocalCluster's for the duration."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster, default_client
+
+    try:
+        current = default_client()
+    except ValueError:  # no client: not an error of the block below
+        current = None
+    if current is not None:
+        yield current
+        return
+    logger.info("No Dask client: starting a LocalCluster for this run")
+    with LocalCluster() as cluster, Client(cluster) as local:
+        yield local
