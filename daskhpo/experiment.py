@@ -894,11 +894,11 @@ class Experiment:
 
 @contextlib.contextmanager
 def _client_for(client: Any) -> Iterator[Any]:
-    """The given client, the current one, or a LocalCluster's for the duration."""
+    """The given client, the current one, or an implicit local cluster's for the duration."""
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster, default_client
+    from distributed import default_client
 
     try:
         current = default_client()
@@ -907,8 +907,43 @@ def _client_for(client: Any) -> Iterator[Any]:
     if current is not None:
         yield current
         return
-    logger.info("No Dask client: starting a LocalCluster for this run")
-    with LocalCluster() as cluster, Client(cluster) as local:
+    with implicit_client() as local:
+        yield local
+
+
+@contextlib.contextmanager
+def implicit_client() -> Iterator[Any]:
+    """A Dask client of an in-process :class:`~distributed.LocalCluster`, closed afterwards.
+
+    The cluster that :meth:`Experiment.workon` starts when no client is given or current.
+    Its workers are **threads** of this process, so that a plain script with no
+    ``if __name__ == "__main__":`` guard runs as pasted: worker *processes* would be
+    started by re-importing the script (``multiprocessing``'s spawn), which would build
+    the experiment again (``StorageLocked``) and start another cluster (``Nanny failed
+    to start``).  The cost: objectives that hold the GIL (pure Python) run one at a
+    time; numpy, scikit-learn, PyTorch and subprocesses release it.  Give a client of a
+    process cluster for those (docs: "Threads or processes").
+
+    It listens on no network port: the scheduler and workers talk in-process
+    (``inproc://``) and the Dask dashboard is served on the loopback interface only,
+    on a free port (never ``0.0.0.0:8787``).
+    """
+    import dask
+    from distributed import Client, LocalCluster
+    from distributed.deploy.utils import nprocesses_nthreads
+
+    # the same workers and threads as LocalCluster's process default, so that quarantine
+    # and n_workers see the usual topology; memory_limit=0: in-process workers all measure
+    # this one process's memory, and would pause at a fraction of it that is not theirs
+    n_workers, threads_per_worker = nprocesses_nthreads()
+    logger.info("No Dask client: starting an in-process LocalCluster (%d workers x %d threads) for this run",
+                n_workers, threads_per_worker)
+    loopback = "127.0.0.1:0"  # the workers' HTTP servers too: they listen on 0.0.0.0 otherwise
+    # the dashboard link names the host of the in-process address, which it does not listen on
+    with dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"}), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=False,
+                         memory_limit=0, dashboard_address=loopback, worker_dashboard_address=loopback) as cluster, \
+            Client(cluster) as local:
         yield local
 
 
