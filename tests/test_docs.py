@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "BROWSER": "true"}
-#: seconds a block's script may take (each uses small budgets: a few seconds when idle)
-TIMEOUT = 300
+#: seconds a block's script may take (below pytest-timeout's 300; each uses small budgets)
+TIMEOUT = 240
 JOBS = int(os.environ.get("DOCS_JOBS", "3"))
 
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.S | re.M)
