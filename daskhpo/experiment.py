@@ -924,9 +924,14 @@ def implicit_client() -> Iterator[Any]:
     time; numpy, scikit-learn, PyTorch and subprocesses release it.  Give a client of a
     process cluster for those (docs: "Threads or processes").
 
-    It listens on no network port: the scheduler and workers talk in-process
-    (``inproc://``) and the Dask dashboard is served on the loopback interface only,
-    on a free port (never ``0.0.0.0:8787``).
+    It listens on the loopback interface only: the scheduler and workers talk in-process
+    (``inproc://``), and the Dask dashboard and the workers' HTTP servers listen on
+    ``127.0.0.1``, on free ports (never ``0.0.0.0:8787``).
+
+    Yields
+    ------
+    distributed.Client
+        The default client while the block runs.
     """
     import dask
     from distributed import Client, LocalCluster
