@@ -32,6 +32,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cloudpickle
+
 from .results import InvalidResult, _number
 
 __all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "trial_context"]
@@ -75,7 +77,10 @@ def encode_checkpoint(state: Any) -> tuple[str, Any]:
     if isinstance(state, (str, os.PathLike)) and os.path.isdir(state):
         return ("path", os.path.abspath(os.fspath(state)))
     try:
-        return ("pickle", pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        # cloudpickle, as Dask sends functions: a class of ``__main__`` or of a notebook cell
+        # (which reaches a worker process by value) pickles by value too.  Its output is a
+        # plain pickle stream, so pickle.loads reads it, and checkpoints of older versions.
+        return ("pickle", cloudpickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         raise TypeError(
             f"daskhpo.report(checkpoint=...): {type(state).__name__} cannot be pickled ({exc}); "

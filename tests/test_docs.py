@@ -1,29 +1,157 @@
-"""The documentation site builds without warnings, and its Python examples run."""
+"""The documentation site builds without warnings, and every code block runs as users run it.
+
+How the blocks of ``README.md`` and ``docs/*.md`` are run
+-------------------------------------------------------
+Each fenced ```` ```python ```` block is a program a reader pastes into a file and runs: the
+test writes it to ``block.py`` in a fresh temporary directory and runs ``python block.py``
+in a subprocess, with no prelude, no main guard added and no Dask client made for it, so
+that ``workon`` starts its implicit cluster exactly as it does for a user.  Only
+``PYTHONPATH`` (this checkout) and ``TMPDIR`` (the temporary directory) are set.
+
+A block that goes on from the one before it (it uses its names, as the next cell of a
+notebook would) says so with ``<!-- continues -->`` on the line before its fence: it runs
+appended to the script of the previous block, as one script, in page order.  Every other
+block runs alone.
+
+A block not meant to run is marked with ``<!-- not-run: REASON -->`` on the line before its
+fence: shell sessions, output shown, Slurm-only code, and fragments that use the reader's
+own code.  Every fenced block of another language must carry the mark too (Sphinx
+directives such as ``{toctree}`` and ``{eval-rst}`` are markup, not code), so that no block
+is left out silently: ``test_every_block_runs_or_says_why_not`` fails on one that does not,
+and ``test_report_blocks_run_and_skipped`` prints how many ran and were skipped, and why.
+
+The scripts run in parallel, a few at a time (``DOCS_JOBS``, default 3): on first use, the
+module's fixture starts every selected block's script at once in a small thread pool, and
+each parametrized test waits for its own.
+"""
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
 import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "BROWSER": "true"}
+#: seconds a block's script may take (below pytest-timeout's 300; each uses small budgets)
+TIMEOUT = 240
+JOBS = int(os.environ.get("DOCS_JOBS", "3"))
 
-# Every ```python block of a page runs, in order, as one script (```{code-block} python blocks
-# are shown only: they need a Slurm cluster or your own training code).  The prelude makes an
-# in-process cluster the current Dask client, which workon and SearchCV then use.
-PRELUDE = """\
-from distributed import Client, LocalCluster
-_cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
-_client = Client(_cluster)
-"""
-FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-PAGES = sorted(p.name for p in DOCS.glob("*.md") if FENCE.search(p.read_text()))
+FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.S | re.M)
+MARK = re.compile(r"<!--\s*(?P<kind>not-run|continues)\s*(?::\s*(?P<reason>.*?))?\s*-->\s*\Z", re.S)
+DIRECTIVES = ("{toctree}", "{eval-rst}")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int
+    info: str
+    code: str
+    mark: str | None  # "not-run", "continues" or None
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def blocks_of(path: Path) -> list[Block]:
+    """The fenced blocks of a page with the mark on the line before each."""
+    text = path.read_text()
+    page = str(path.relative_to(ROOT))
+    found = []
+    for match in FENCE.finditer(text):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        mark = MARK.search(before)
+        found.append(Block(page, text.count("\n", 0, match.start()) + 1, match["info"].strip(), match["code"],
+                           mark["kind"] if mark else None, (mark["reason"] or "") if mark else ""))
+    return found
+
+
+ALL_BLOCKS = [b for page in PAGES for b in blocks_of(page) if b.info not in DIRECTIVES]
+RUN = [b for b in ALL_BLOCKS if b.mark != "not-run" and b.info == "python"]
+
+
+def scripts() -> dict[str, str]:
+    """Block id -> the script that runs it: the block, after the blocks it continues."""
+    out: dict[str, str] = {}
+    previous: Block | None = None
+    for block in RUN:
+        if block.mark == "continues":
+            assert previous is not None and previous.page == block.page, f"{block.id}: continues no block"
+            out[block.id] = out[previous.id] + "\n" + block.code
+        else:
+            out[block.id] = block.code
+        previous = block
+    return out
+
+
+SCRIPTS = scripts()
+
+
+def run_script(block_id: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="daskhpo-doc-") as tmp:
+        Path(tmp, "block.py").write_text(SCRIPTS[block_id])
+        try:
+            return subprocess.run([sys.executable, "block.py"], cwd=tmp, env={**ENV, "TMPDIR": tmp},
+                                  capture_output=True, text=True, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(exc.cmd, -1, exc.stdout or "", f"timed out after {TIMEOUT} s")
+
+
+@pytest.fixture(scope="module")
+def runs(request):
+    """Block id -> a future of its run; every selected block starts at once, JOBS at a time."""
+    wanted = [item.callspec.params["block_id"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_block_runs_as_a_script"]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=JOBS) as pool:
+        yield {block_id: pool.submit(run_script, block_id) for block_id in wanted}
+
+
+@pytest.mark.parametrize("block_id", list(SCRIPTS))
+def test_block_runs_as_a_script(block_id, runs):
+    done = runs[block_id].result()
+    assert done.returncode == 0, f"{block_id}: python block.py exited {done.returncode}\n{done.stderr[-4000:]}"
+    # a run that printed tracebacks of errors it survived (a worker's, a callback's) is no example
+    assert "Traceback" not in done.stderr, f"{block_id}:\n{done.stderr[-4000:]}"
+
+
+def test_every_block_runs_or_says_why_not():
+    unmarked = [b.id for b in ALL_BLOCKS if b.info != "python" and b.mark != "not-run"]
+    assert not unmarked, f"blocks neither ```python nor marked <!-- not-run: reason -->: {unmarked}"
+    unexplained = [b.id for b in ALL_BLOCKS if b.mark == "not-run" and not b.reason]
+    assert not unexplained, f"<!-- not-run --> without a reason: {unexplained}"
+    # the pages that teach the API run their examples (a page left unchecked by mistake shows here)
+    pages_run = {b.page for b in RUN}
+    assert {"README.md", "docs/getting-started.md", "docs/sklearn.md", "docs/progress.md", "docs/reporting.md",
+            "docs/joblib.md", "docs/objectives.md", "docs/spaces.md", "docs/algorithms.md"} <= pages_run
+
+
+def test_report_blocks_run_and_skipped(capsys):
+    skipped = [b for b in ALL_BLOCKS if b.mark == "not-run"]
+    reasons = collections.Counter(b.reason for b in skipped)
+    with capsys.disabled():
+        print(f"\ndocs code blocks: {len(RUN)} run as scripts ({len(SCRIPTS) - sum(b.mark == 'continues' for b in RUN)} "
+              f"alone, {sum(b.mark == 'continues' for b in RUN)} continuing the block before), {len(skipped)} not run:")
+        for reason, count in reasons.most_common():
+            print(f"  {count} x {reason}")
+    assert len(RUN) >= 20 and len(skipped) <= len(RUN)
+
+
+def test_the_readme_quick_start_is_the_getting_started_one():
+    readme = [b.code for b in blocks_of(ROOT / "README.md") if b.info == "python"][0]
+    assert readme in [b.code for b in blocks_of(DOCS / "getting-started.md")]
 
 
 def test_site_builds_with_warnings_as_errors(tmp_path):
@@ -39,17 +167,6 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
     assert "max_trials" in api and "SearchCV" in api and "report_results" in api  # numpydoc API reference
     for page in ("getting-started", "cli", "sklearn", "progress", "slurm", "reporting"):
         assert (tmp_path / "html" / f"{page}.html").exists()
-
-
-def test_pages_with_examples():
-    assert {"getting-started.md", "sklearn.md", "progress.md", "reporting.md", "joblib.md"} <= set(PAGES)
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_code_examples_run(page, tmp_path):
-    blocks = FENCE.findall((DOCS / page).read_text())
-    script = tmp_path / "example.py"
-    script.write_text(PRELUDE + "\n".join(blocks))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**ENV, "TMPDIR": str(tmp_path)},
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, f"{page}:\n{done.stderr[-4000:]}"
+    # the not-run marks are HTML comments: never shown on the site
+    shown = re.sub(r"<!--.*?-->", "", (tmp_path / "html" / "slurm.html").read_text(), flags=re.S)
+    assert "not-run" not in shown

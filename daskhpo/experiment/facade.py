@@ -22,6 +22,7 @@ from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
+from .clients import client_for
 from .run import Run
 from .state import Enqueued, Subscribers
 from .teller import Teller
@@ -219,7 +220,9 @@ class Experiment(ExperimentView):
             optimizer is exhausted (or Ctrl-C).
         client : distributed.Client, optional
             Default: the client of :meth:`tmp_executor`, else the current Dask client, else
-            a :class:`~distributed.LocalCluster` started and closed for this call.
+            an in-process :class:`~distributed.LocalCluster` of threads, listening on
+            loopback, started and closed for this call (see
+            :func:`~daskhpo.experiment.clients.implicit_client`).
         n_workers : int, optional
             Trials in flight.  Default: the connected workers' threads (those with the
             ``resources``), plus one in ten queued on the workers so that a freed thread
@@ -287,7 +290,7 @@ class Experiment(ExperimentView):
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
             return self
-        with _client_for(client or self._client) as dask_client:
+        with client_for(client or self._client) as dask_client:
             # short trials: several per Dask task (daskhpo.engine.packed)
             packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
             executor = (PackedDaskExecutor if packing else DaskExecutor)(
@@ -381,7 +384,8 @@ class Experiment(ExperimentView):
         n_workers : int, optional
             Worker processes of the :class:`~distributed.LocalCluster` (one thread each).
         **cluster_kwargs
-            Passed to :class:`~distributed.LocalCluster`.
+            Passed to :class:`~distributed.LocalCluster`.  Its dashboard listens on
+            ``127.0.0.1`` on a free port unless ``dashboard_address`` says otherwise.
 
         Yields
         ------
@@ -392,29 +396,10 @@ class Experiment(ExperimentView):
         from distributed import Client, LocalCluster
 
         cluster_kwargs.setdefault("threads_per_worker", 1)
+        cluster_kwargs.setdefault("dashboard_address", "127.0.0.1:0")  # never all interfaces by default
         with LocalCluster(n_workers=n_workers, **cluster_kwargs) as cluster, Client(cluster) as client:
             self._client = client
             try:
                 yield client
             finally:
                 self._client = None
-
-
-@contextlib.contextmanager
-def _client_for(client: Any) -> Iterator[Any]:
-    """The given client, the current one, or a LocalCluster's for the duration."""
-    if client is not None:
-        yield client
-        return
-    from distributed import Client, LocalCluster, default_client
-
-    try:
-        current = default_client()
-    except ValueError:  # no client: not an error of the block below
-        current = None
-    if current is not None:
-        yield current
-        return
-    logger.info("No Dask client: starting a LocalCluster for this run")
-    with LocalCluster() as cluster, Client(cluster) as local:
-        yield local

@@ -209,3 +209,64 @@ def test_asha_promotions_find_their_checkpoints_with_keep_zero(tmp_path):
     assert set(exp._checkpoints.ids()) == needed  # nothing else kept with keep=0
     assert len(os.listdir(f"{path}.checkpoints")) < 40
     exp.close()
+
+
+# A script whose checkpoint is an instance of a class of its own __main__: Dask sends
+# `train` and `Model` to the worker process by value (cloudpickle), so the worker's Model
+# is not an attribute of any module there, and plain pickle cannot save it.
+MAIN_CLASS_SCRIPT = '''
+from distributed import Client, LocalCluster
+
+import daskhpo
+
+
+class Model:
+    def __init__(self):
+        self.epoch = 0
+
+
+def train(x):
+    model = daskhpo.load_checkpoint() or Model()
+    for epoch in range(model.epoch + 1, 3):
+        model.epoch = epoch
+        daskhpo.report(step=epoch, objective=x, checkpoint=model)
+    return x
+
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        exp = daskhpo.build_experiment("main-class", {"x": "uniform(0, 1)"}, storage="main.nc", seed=0)
+        exp.workon(train, max_trials=2, client=client, max_broken=10, progress=False)
+        print("statuses", sorted(exp.history["status"].values.tolist()))
+        print("errors", [e for e in exp.history["error"].values.tolist() if e])
+        from daskhpo.checkpoints import CheckpointStore
+        from daskhpo.reporting import decode_checkpoint
+        state = decode_checkpoint(CheckpointStore("main.nc").get(0))
+        print("checkpoint", type(state).__name__, state.epoch)
+'''
+
+
+def test_checkpoint_of_a_class_defined_in_the_scripts_main(tmp_path):
+    """A class of ``__main__`` sent to worker processes by value is checkpointed (cloudpickle)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "script.py").write_text(MAIN_CLASS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "statuses ['completed', 'completed']" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "checkpoint Model 2" in done.stdout, done.stdout
+
+
+def test_checkpoints_pickled_by_older_versions_still_load():
+    import pickle
+
+    from daskhpo.reporting import decode_checkpoint, encode_checkpoint
+
+    assert decode_checkpoint(("pickle", pickle.dumps({"weights": [1, 2]}))) == {"weights": [1, 2]}
+    kind, data = encode_checkpoint({"weights": [1, 2]})
+    assert kind == "pickle" and pickle.loads(data) == {"weights": [1, 2]}  # readable without cloudpickle's API

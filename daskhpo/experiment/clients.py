@@ -1,0 +1,72 @@
+"""Which Dask client a run uses: the one given, the current one, or an implicit local cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["client_for", "implicit_client"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def client_for(client: Any) -> Iterator[Any]:
+    """The given client, the current one, or an implicit local cluster's for the duration."""
+    if client is not None:
+        yield client
+        return
+    from distributed import default_client
+
+    try:
+        current = default_client()
+    except ValueError:  # no client: not an error of the block below
+        current = None
+    if current is not None:
+        yield current
+        return
+    with implicit_client() as local:
+        yield local
+
+
+@contextlib.contextmanager
+def implicit_client() -> Iterator[Any]:
+    """A Dask client of an in-process :class:`~distributed.LocalCluster`, closed afterwards.
+
+    The cluster that :meth:`Experiment.workon` starts when no client is given or current.
+    Its workers are **threads** of this process, so that a plain script with no
+    ``if __name__ == "__main__":`` guard runs as pasted: worker *processes* would be
+    started by re-importing the script (``multiprocessing``'s spawn), which would build
+    the experiment again (``StorageLocked``) and start another cluster (``Nanny failed
+    to start``).  The cost: objectives that hold the GIL (pure Python) run one at a
+    time; numpy, scikit-learn, PyTorch and subprocesses release it.  Give a client of a
+    process cluster for those (docs: "Threads or processes").
+
+    It listens on the loopback interface only: the scheduler and workers talk in-process
+    (``inproc://``), and the Dask dashboard and the workers' HTTP servers listen on
+    ``127.0.0.1``, on free ports (never ``0.0.0.0:8787``).
+
+    Yields
+    ------
+    distributed.Client
+        The default client while the block runs.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+    from distributed.deploy.utils import nprocesses_nthreads
+
+    # the same workers and threads as LocalCluster's process default, so that quarantine
+    # and n_workers see the usual topology; memory_limit=0: in-process workers all measure
+    # this one process's memory, and would pause at a fraction of it that is not theirs
+    n_workers, threads_per_worker = nprocesses_nthreads()
+    logger.info("No Dask client: starting an in-process LocalCluster (%d workers x %d threads) for this run",
+                n_workers, threads_per_worker)
+    loopback = "127.0.0.1:0"  # the workers' HTTP servers too: they listen on 0.0.0.0 otherwise
+    # the dashboard link names the host of the in-process address, which it does not listen on
+    with dask.config.set({"distributed.dashboard.link": "{scheme}://127.0.0.1:{port}/status"}), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=False,
+                         memory_limit=0, dashboard_address=loopback, worker_dashboard_address=loopback) as cluster, \
+            Client(cluster) as local:
+        yield local
