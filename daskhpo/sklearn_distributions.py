@@ -4,7 +4,9 @@
 priors:
 
 - a daskhpo prior string (``"loguniform(1e-3, 1e3)"``) or dimension (``daskhpo.choices(...)``);
-- a list, tuple or 1-d array of values: ``choices(values)``;
+- a list, tuple or 1-d array of values: ``choices(values)``; when some value is not a
+  literal (an estimator, a tuple such as ``hidden_layer_sizes=(50,)``, ``nan``), the
+  algorithm chooses among their indices and the estimator gets the value;
 - a frozen ``scipy.stats`` distribution of a kind daskhpo has as a prior: the same prior
   (``loguniform(a, b)`` gives ``loguniform(a, b)``; ``uniform(loc, scale)`` gives
   ``uniform(loc, loc + scale)``; ``randint(low, high)`` gives ``randint(low, high - 1)``,
@@ -45,7 +47,9 @@ class Transform:
     def __init__(self, dist: Any, kind: str) -> None:
         self.dist, self.kind = dist, kind
 
-    def __call__(self, value: float) -> Any:
+    def __call__(self, value: Any) -> Any:
+        if self.kind == "index":  # self.dist is the list of values
+            return self.dist[int(value)]
         if self.kind == "ppf":
             out = self.dist.ppf(min(max(float(value), _EDGE), 1 - _EDGE))
         else:  # "rvs": the searched value is a seed
@@ -56,7 +60,14 @@ class Transform:
         return out
 
     def __repr__(self) -> str:
-        return f"Transform({_describe(self.dist)}, {self.kind!r})"
+        what = repr(self.dist) if self.kind == "index" else _describe(self.dist)
+        return f"Transform({what}, {self.kind!r})"
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, int, bool))
 
 
 def _is_discrete(dist: Any) -> bool:
@@ -108,7 +119,11 @@ def to_dimension(name: str, value: Any) -> tuple[Dimension | str, Transform | No
         values = list(value)
         if not values:
             raise ValueError(f"param_distributions[{name!r}]: an empty list of values")
-        return choices_prior([v.item() if isinstance(v, np.generic) else v for v in values]), None
+        values = [v.item() if isinstance(v, np.generic) else v for v in values]
+        if all(_is_literal(v) for v in values):
+            return choices_prior(values), None
+        # objects (estimators, tuples, arrays...): the algorithm chooses their index
+        return choices_prior(list(range(len(values)))), Transform(values, "index")
     if hasattr(value, "rvs"):
         known = _known_prior(value)
         if known is not None:
