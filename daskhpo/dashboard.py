@@ -204,12 +204,13 @@ class _Session:
             TableColumn(field="trial", title="trial", width=60),
             TableColumn(field="status", title="status", width=80),
         ]
-        columns += [TableColumn(field=field, title=field[2:] if field.startswith("o_") else field, width=100,
+        # the table's header renders a title as HTML: names from a file are escaped
+        columns += [TableColumn(field=field, title=html.escape(field[2:] if field.startswith("o_") else field), width=100,
                                 formatter=NumberFormatter(format="0.[000000]", nan_format=""))
                     for field in self._value_columns()]
         for n in names:
             fmt = StringFormatter() if isinstance(space[n], Categorical) else NumberFormatter(format="0.[000000]")
-            columns.append(TableColumn(field=f"p_{n}", title=n, formatter=fmt, width=100))
+            columns.append(TableColumn(field=f"p_{n}", title=html.escape(n), formatter=fmt, width=100))
         columns += [
             TableColumn(field="duration", title="duration (s)", width=90, formatter=NumberFormatter(format="0.00", nan_format="")),
             TableColumn(field="worker", title="worker", width=170),
@@ -250,7 +251,7 @@ class _Session:
             text += f" ({counts})"
         if self.info.objectives:
             text += (f'<br>Pareto front: <b class="daskhpo-front">{len(self.front_trials)}</b> trial(s) '
-                     f"({', '.join(f'{html.escape(n)}: {d}' for n, d in self.info.objectives.items())})")
+                     f"({', '.join(f'{html.escape(n)}: {html.escape(str(d))}' for n, d in self.info.objectives.items())})")
         if self.best is not None:
             params = ", ".join(f"{html.escape(k)}={html.escape(_plot.label(v))}" for k, v in self.best["params"].items())
             text += (
