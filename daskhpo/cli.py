@@ -166,6 +166,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"daskhpo {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """``daskhpo status x.nc | head``: the reader closed the pipe; stop quietly, as ``cat`` does.
+
+    Standard output is pointed at ``/dev/null`` so that the interpreter's own flush at exit
+    does not fail again; the status is 128 + SIGPIPE, the status of a program the signal ended.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (captured): nothing to flush
+        pass
+    return 128 + 13
 
 
 # -- hunt ----------------------------------------------------------------------------------------
@@ -192,7 +209,8 @@ def _algorithm(args: argparse.Namespace) -> Any:
 
 def _hunt(args: argparse.Namespace, command: list[str]) -> int:
     from . import TooManyBrokenTrials, build_experiment
-    from .external import Command, parse_command
+    from .external import Command, check_command, parse_command
+    from .space import Space
 
     if not command:
         raise UsageError("no command given after '--' (daskhpo hunt [options] -- COMMAND ... --x~'uniform(0, 1)')")
@@ -213,6 +231,14 @@ def _hunt(args: argparse.Namespace, command: list[str]) -> int:
         raise UsageError(f"--storage: directory {os.path.dirname(storage)!r} does not exist")
     if not os.path.exists(storage) and os.path.exists(f"{storage}.journal"):
         raise UsageError(f"{storage}.journal exists without {storage}: another hunt may be writing it")
+    try:  # the priors first: a malformed one is the first thing to say
+        Space(space)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc).replace("\n", "; ")) from None
+    try:  # a typo in the program or its script: said once, before any trial
+        check_command(template, cwd=os.getcwd())
+    except OSError as exc:
+        raise UsageError(str(exc)) from None
     try:
         experiment = build_experiment(args.name, space, _algorithm(args), storage=storage, seed=args.seed)
     except (ValueError, KeyError, TypeError) as exc:
