@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="write a plot to HTML", description="Write one plot of a stored experiment to a standalone HTML file.")
     plot.add_argument("kind", help=f"one of {', '.join(PLOTS)} (dashes allowed)")
     plot.add_argument("path", help="the experiment's storage path")
-    plot.add_argument("-o", "--output", default=None, help="the HTML file (default: KIND.html)")
+    plot.add_argument("-o", "--output", default=None, help="the file: .html, .png or .svg (default: KIND.html)")
 
     export = commands.add_parser("export", help="export a stored experiment", description="Export a stored experiment.")
     export.add_argument("format", choices=["tensorboard"], help="tensorboard: event files for TensorBoard's scalars and HParams dashboards")
@@ -488,7 +488,15 @@ def _plot(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = args.output or f"{kind}.html"
-    plots.save_html(obj, out, title=f"{experiment.name}: {kind}")
+    from .plot_export import ImageExportUnavailable
+
+    try:
+        if out.lower().endswith((".html", ".htm")):
+            plots.save_html(obj, out, title=f"{experiment.name}: {kind}")
+        else:
+            plots.save(obj, out)
+    except (ValueError, ImageExportUnavailable) as exc:
+        raise UsageError(str(exc)) from None
     print(out)
     return 0
 
