@@ -184,6 +184,7 @@ class _Session:
         self.header = Div(text=self._header_html(), name="header", styles={"font-size": "14px"})
         self.summary = Div(text="", name="summary", styles={"font-size": "14px"})
         objectives = list(info.objectives)
+        self.regret_fig: Any = None
         if objectives:
             # several objectives: every completed trial's values, and the current front
             self.pareto_points = ColumnDataSource({"trial": [], **{n: [] for n in objectives}}, name="pareto_trials")
@@ -195,9 +196,10 @@ class _Session:
             regret_fig.title.text = f"Pareto front: {objectives[1]} against {objectives[0]}"
         else:
             regret_fig = _plot.regret_figure(
-                self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320,
+                self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320, name="regret",
             )
             regret_fig.title.text = "Objective, and best so far, in the order trials finished"
+            self.regret_fig = regret_fig
         self.timeline = _plot.timeline_figure(self.bars, ["(none yet)"], width=700, height=320)
         parcoords = _plot.parcoords_figure(space, self.lines, self.labels, self.mapper, width=1260, height=340)
         columns = [
@@ -335,6 +337,8 @@ class _Session:
             # Only the colour range and the few objective-axis labels change; the lines'
             # objective is scaled in the browser.
             self.lo, self.hi = lo, hi
+            if self.regret_fig is not None:  # log when the objectives span orders of magnitude
+                _plot.set_log_y(self.regret_fig, _plot.wants_log_axis(lo, hi))
             self.mapper.update(low=lo, high=hi if hi > lo else lo + 1)
             self.labels.data = _plot.parcoords_labels(space, lo, hi)
         workers = sorted(set(self.workers) | set(bars["worker"]))

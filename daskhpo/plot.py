@@ -235,7 +235,33 @@ def _axis_type(dim: Dimension) -> str:
 # -- regret ------------------------------------------------------------------------------------
 
 
-def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int = 480, height: int = 320) -> Any:
+#: objectives spanning this ratio (largest / smallest, all positive) get a log axis by default
+LOG_AXIS_SPAN = 100.0
+
+
+def wants_log_axis(lo: float, hi: float) -> bool:
+    """Whether objectives from ``lo`` to ``hi`` read better on a log axis: all positive and
+    spanning two orders of magnitude or more (on a linear axis of 0.19 to 823, the best so
+    far lies flat on the axis)."""
+    return bool(math.isfinite(lo) and math.isfinite(hi) and lo > 0 and hi / lo >= LOG_AXIS_SPAN)
+
+
+def set_log_y(fig: Any, log: bool) -> None:
+    """Switch a figure's y axis between log and linear (works on a served, live document)."""
+    from bokeh.models import BasicTicker, BasicTickFormatter, LinearScale, LogScale, LogTicker, LogTickFormatter
+
+    if isinstance(fig.y_scale, LogScale) == log:
+        return
+    fig.y_scale = LogScale() if log else LinearScale()
+    ticker = LogTicker() if log else BasicTicker()
+    for axis in fig.left:
+        axis.ticker = ticker
+        axis.formatter = LogTickFormatter() if log else BasicTickFormatter()
+    for grid in fig.ygrid:
+        grid.ticker = ticker
+
+
+def regret(history: xr.Dataset | Experiment, *, log_y: bool | None = None, width: int = 480, height: int = 320) -> Any:
     """Objective of every completed trial and the best so far.
 
     The best so far is a running minimum, or a running maximum when the history's attr
@@ -246,8 +272,10 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
     Parameters
     ----------
     history : xarray.Dataset or Experiment
-    log_y : bool, default False
-        Draw the objective on a log axis (it must then be positive).
+    log_y : bool, optional
+        Draw the objective on a log axis (it must then be positive).  Default: when every
+        objective is positive and they span two orders of magnitude or more
+        (:func:`wants_log_axis`).
     width, height : int
         Size of each panel in pixels.
 
@@ -281,6 +309,9 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
     best_time = ColumnDataSource(
         {"elapsed": elapsed[by_time], "best": best_so_far(objective[by_time], way)}, name="best_time"
     )
+    finite = objective[np.isfinite(objective)]
+    if log_y is None:
+        log_y = finite.size > 0 and wants_log_axis(float(finite.min()), float(finite.max()))
     y_type = "log" if log_y else "linear"
     legend = "bottom_right" if way == "maximize" else "top_right"
     left = regret_figure(trials, best, x="trial", y_axis_type=y_type, width=width, height=height, legend_location=legend)

@@ -395,3 +395,30 @@ def test_the_dashboard_listens_on_localhost_only():
             socket.create_connection((outward, board.port), timeout=5).close()
     finally:
         board.stop()
+
+
+def test_regret_axis_turns_log_when_objectives_span_orders_of_magnitude(browser):
+    import dataclasses
+
+    def spanning(values, start):
+        return [dataclasses.replace(r, trial=start + i, status="completed", objective=v, error=None)
+                for i, (r, v) in enumerate(zip(make_records(len(values), seed=start), values))]
+
+    scale = ("() => Bokeh.documents[0].get_model_by_name('regret').y_scale.constructor.__name__")
+    experiment = make_experiment(0)
+    board = experiment.dashboard()
+    page = Page(browser)
+    try:
+        page.open(board.url)
+        _feed(experiment, spanning([5.0, 4.1, 3.2], 0))
+        page.wait_for_length("trials", 3)
+        page.settle()
+        assert page.page.evaluate(scale) == "LinearScale"
+        _feed(experiment, spanning([823.0, 0.19], 3))
+        page.wait_for_length("trials", 5)
+        page.page.wait_for_function(f"() => ({scale})() === 'LogScale'", timeout=10_000, polling=50)
+        page.settle()
+        assert page.errors == []
+    finally:
+        page.close()
+        board.stop()
