@@ -380,7 +380,8 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _optimized_metric(self, scorers: Mapping[str, Any], multimetric: bool) -> str:
         if not multimetric:
-            return "score"
+            # a callable scorer may return a dict of metrics: refit names the one to optimize
+            return self.refit if isinstance(self.refit, str) and callable(self.scoring) else "score"
         if isinstance(self.refit, str):
             if self.refit not in scorers:
                 raise ValueError(f"refit={self.refit!r} is not one of the metrics of scoring: {sorted(scorers)}")
@@ -455,11 +456,16 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             # hash=False: a fresh key per fit (equal data scattered again must not share it)
             [data] = client.scatter([(X, y, dict(fit_params))], hash=False)
             try:
+                # a candidate fails for its parameters, not its worker: no quarantine; with
+                # error_score="raise" the first failure ends the search
                 experiment.workon(
-                    objective, n_iter, client=client, n_workers=n_in_flight,
-                    max_broken=n_iter, progress=self.verbose >= 1, callbacks=callbacks, daskhpo_data=data,
+                    objective, n_iter, client=client, n_workers=n_in_flight, quarantine_after=None,
+                    max_broken=0 if self.error_score == "raise" else n_iter, progress=self.verbose >= 1,
+                    callbacks=callbacks, daskhpo_data=data,
                 )
             except TooManyBrokenTrials:
+                if self.error_score == "raise":
+                    self._raise_failure(experiment, X, y, fit_params, which="first")
                 if not any(t.status == "completed" for t in experiment.trials):
                     self._raise_failure(experiment, X, y, fit_params, which="last")
                 logger.warning("SearchCV: stopped after too many failed candidates")
@@ -527,6 +533,8 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             return np.array([float(t.metrics.get(name, np.nan)) if t.status == "completed" else np.nan for t in trials])
 
         completed = next(t for t in trials if t.status == "completed")
+        if not multimetric and "mean_test_score" not in completed.metrics:
+            multimetric = self.multimetric_ = True  # a callable scorer returned a dict
         if multimetric:
             names = sorted({k[len("mean_test_"):] for k in completed.metrics if k.startswith("mean_test_")},
                            key=lambda k: (k not in scorers, list(scorers).index(k) if k in scorers else 0, k))
@@ -580,7 +588,10 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.multimetric_:
             if not isinstance(self.refit, str):
                 raise ValueError("score: with several metrics and refit a callable, say which metric: refit='name'")
-            scorer = self.scorer_[self.refit]
+            if isinstance(self.scorer_, Mapping):
+                scorer = self.scorer_[self.refit]
+            else:  # a callable scorer that returns a dict
+                return float(self.scorer_(best, X, y, **params)[self.refit])
         return float(scorer(best, X, y, **params))
 
     @available_if(_estimator_has("predict"))

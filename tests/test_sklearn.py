@@ -286,3 +286,22 @@ def test_a_script_without_main_guard_reuses_one_cluster(tmp_path):
     assert len(lines) == 2 and lines[0][1] == lines[1][1]  # one cluster for both fits
     assert lines[0][1].startswith("tcp://127.0.0.1:")
     assert "Traceback" not in proc.stderr and "bootstrapping" not in proc.stderr
+
+
+def test_a_scorer_returning_a_dict_and_failures_that_quarantine_no_worker(current, iris):
+    X, y = iris
+
+    def two_metrics(estimator, X, y):
+        predicted = estimator.predict(X)
+        return {"acc": float((predicted == y).mean()), "hits": float((predicted == y).sum())}
+
+    search = SearchCV(LogisticRegression(max_iter=300), {"C": [0.001, 1.0, 100.0]}, n_iter=3, cv=2,
+                      scoring=two_metrics, refit="acc").fit(X, y)
+    assert search.multimetric_ and {"mean_test_acc", "rank_test_hits"} <= set(search.cv_results_)
+    assert search.best_score_ == pytest.approx(np.max(search.cv_results_["mean_test_acc"]))
+    assert search.score(X, y) == pytest.approx(two_metrics(search.best_estimator_, X, y)["acc"])
+    with pytest.warns(FitFailedWarning):
+        failing = SearchCV(Fragile(), {"c": "uniform(0.3, 1)"}, n_iter=4, cv=2, algorithm="random",
+                           random_state=5).fit(X, y)
+    assert np.isnan(failing.cv_results_["mean_test_score"]).sum() >= 2
+    assert failing.experiment_.quarantined == []  # the parameters failed, not the workers
