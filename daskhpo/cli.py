@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="write a plot to HTML", description="Write one plot of a stored experiment to a standalone HTML file.")
     plot.add_argument("kind", help=f"one of {', '.join(PLOTS)} (dashes allowed)")
     plot.add_argument("path", help="the experiment's storage path")
-    plot.add_argument("-o", "--output", default=None, help="the HTML file (default: KIND.html)")
+    plot.add_argument("-o", "--output", default=None, help="the file: .html, .png or .svg (default: KIND.html)")
 
     export = commands.add_parser("export", help="export a stored experiment", description="Export a stored experiment.")
     export.add_argument("format", choices=["tensorboard"], help="tensorboard: event files for TensorBoard's scalars and HParams dashboards")
@@ -166,6 +166,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"daskhpo {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """``daskhpo status x.nc | head``: the reader closed the pipe; stop quietly, as ``cat`` does.
+
+    Standard output is pointed at ``/dev/null`` so that the interpreter's own flush at exit
+    does not fail again; the status is 128 + SIGPIPE, the status of a program the signal ended.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (captured): nothing to flush
+        pass
+    return 128 + 13
 
 
 # -- hunt ----------------------------------------------------------------------------------------
@@ -192,7 +209,8 @@ def _algorithm(args: argparse.Namespace) -> Any:
 
 def _hunt(args: argparse.Namespace, command: list[str]) -> int:
     from . import TooManyBrokenTrials, build_experiment
-    from .external import Command, parse_command
+    from .external import Command, check_command, parse_command
+    from .space import Space
 
     if not command:
         raise UsageError("no command given after '--' (daskhpo hunt [options] -- COMMAND ... --x~'uniform(0, 1)')")
@@ -213,6 +231,14 @@ def _hunt(args: argparse.Namespace, command: list[str]) -> int:
         raise UsageError(f"--storage: directory {os.path.dirname(storage)!r} does not exist")
     if not os.path.exists(storage) and os.path.exists(f"{storage}.journal"):
         raise UsageError(f"{storage}.journal exists without {storage}: another hunt may be writing it")
+    try:  # the priors first: a malformed one is the first thing to say
+        Space(space)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc).replace("\n", "; ")) from None
+    try:  # a typo in the program or its script: said once, before any trial
+        check_command(template, cwd=os.getcwd())
+    except OSError as exc:
+        raise UsageError(str(exc)) from None
     try:
         experiment = build_experiment(args.name, space, _algorithm(args), storage=storage, seed=args.seed)
     except (ValueError, KeyError, TypeError) as exc:
@@ -462,7 +488,15 @@ def _plot(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = args.output or f"{kind}.html"
-    plots.save_html(obj, out, title=f"{experiment.name}: {kind}")
+    from .plot_export import ImageExportUnavailable
+
+    try:
+        if out.lower().endswith((".html", ".htm")):
+            plots.save_html(obj, out, title=f"{experiment.name}: {kind}")
+        else:
+            plots.save(obj, out)
+    except (ValueError, ImageExportUnavailable) as exc:
+        raise UsageError(str(exc)) from None
     print(out)
     return 0
 

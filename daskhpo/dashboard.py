@@ -184,6 +184,7 @@ class _Session:
         self.header = Div(text=self._header_html(), name="header", styles={"font-size": "14px"})
         self.summary = Div(text="", name="summary", styles={"font-size": "14px"})
         objectives = list(info.objectives)
+        self.regret_fig: Any = None
         if objectives:
             # several objectives: every completed trial's values, and the current front
             self.pareto_points = ColumnDataSource({"trial": [], **{n: [] for n in objectives}}, name="pareto_trials")
@@ -195,21 +196,23 @@ class _Session:
             regret_fig.title.text = f"Pareto front: {objectives[1]} against {objectives[0]}"
         else:
             regret_fig = _plot.regret_figure(
-                self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320,
+                self.points, self.best_line, x="order", xlabel="trials finished", width=560, height=320, name="regret",
             )
             regret_fig.title.text = "Objective, and best so far, in the order trials finished"
+            self.regret_fig = regret_fig
         self.timeline = _plot.timeline_figure(self.bars, ["(none yet)"], width=700, height=320)
         parcoords = _plot.parcoords_figure(space, self.lines, self.labels, self.mapper, width=1260, height=340)
         columns = [
             TableColumn(field="trial", title="trial", width=60),
             TableColumn(field="status", title="status", width=80),
         ]
-        columns += [TableColumn(field=field, title=field[2:] if field.startswith("o_") else field, width=100,
+        # the table's header renders a title as HTML: names from a file are escaped
+        columns += [TableColumn(field=field, title=html.escape(field[2:] if field.startswith("o_") else field), width=100,
                                 formatter=NumberFormatter(format="0.[000000]", nan_format=""))
                     for field in self._value_columns()]
         for n in names:
             fmt = StringFormatter() if isinstance(space[n], Categorical) else NumberFormatter(format="0.[000000]")
-            columns.append(TableColumn(field=f"p_{n}", title=n, formatter=fmt, width=100))
+            columns.append(TableColumn(field=f"p_{n}", title=html.escape(n), formatter=fmt, width=100))
         columns += [
             TableColumn(field="duration", title="duration (s)", width=90, formatter=NumberFormatter(format="0.00", nan_format="")),
             TableColumn(field="worker", title="worker", width=170),
@@ -250,7 +253,7 @@ class _Session:
             text += f" ({counts})"
         if self.info.objectives:
             text += (f'<br>Pareto front: <b class="daskhpo-front">{len(self.front_trials)}</b> trial(s) '
-                     f"({', '.join(f'{html.escape(n)}: {d}' for n, d in self.info.objectives.items())})")
+                     f"({', '.join(f'{html.escape(n)}: {html.escape(str(d))}' for n, d in self.info.objectives.items())})")
         if self.best is not None:
             params = ", ".join(f"{html.escape(k)}={html.escape(_plot.label(v))}" for k, v in self.best["params"].items())
             text += (
@@ -334,6 +337,8 @@ class _Session:
             # Only the colour range and the few objective-axis labels change; the lines'
             # objective is scaled in the browser.
             self.lo, self.hi = lo, hi
+            if self.regret_fig is not None:  # log when the objectives span orders of magnitude
+                _plot.set_log_y(self.regret_fig, _plot.wants_log_axis(lo, hi))
             self.mapper.update(low=lo, high=hi if hi > lo else lo + 1)
             self.labels.data = _plot.parcoords_labels(space, lo, hi)
         workers = sorted(set(self.workers) | set(bars["worker"]))

@@ -83,6 +83,28 @@ def parse_walltime(walltime: str) -> int:
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
+#: characters that would end a job-script line (or hide in one): C0 controls and DEL
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _check_script_text(name: str, value: Any, *, spaces: bool = True) -> None:
+    """Refuse a value written into the job script that could add or break a line there.
+
+    A newline in ``partition="gpu\n#SBATCH --x"`` would otherwise become its own
+    ``#SBATCH`` directive (or command) of the script.
+    """
+    if value is None:
+        return
+    text = str(value)
+    bad = _CONTROL.search(text)
+    if bad:
+        raise ValueError(
+            f"{name} must not contain control characters (newline, tab...): {bad.group()!r} in {text!r}"
+        )
+    if not spaces and re.search(r"\s", text):
+        raise ValueError(f"{name} must not contain whitespace, got {text!r}")
+
+
 def _option(token: str) -> str:
     """The option a token names: ``--time=1:00`` and ``-t1:00`` (a short option with its value
     attached) name ``--time`` and ``-t``."""
@@ -160,6 +182,14 @@ class DriverJob:
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
+        # every value written into the job script stays on its own line
+        for name in ("partition", "account", "memory", "walltime"):
+            _check_script_text(name, getattr(self, name), spaces=False)
+        for name in ("script", "log_directory", "workdir", "python", "job_name"):
+            _check_script_text(name, getattr(self, name))
+        if not isinstance(self.sbatch_options, str):
+            for token in self.sbatch_options:
+                _check_script_text("sbatch_options", token)
         script = os.path.abspath(os.fspath(self.script))
         if not os.path.isfile(script):
             raise ValueError(f"script {self.script!r} is not a file")

@@ -30,6 +30,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -39,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Command", "CommandFailed", "parse_command", "terminate_all", "RESULTS_ENV", "TRIAL_ENV", "TRIAL_DIR_ENV"]
+__all__ = ["Command", "CommandFailed", "parse_command", "check_command", "terminate_all", "RESULTS_ENV", "TRIAL_ENV", "TRIAL_DIR_ENV"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,68 @@ def parse_command(
         space[name] = prior.strip()
         template.append(_Param(dashes + flag, name))
     return space, template
+
+
+#: programs that run a script named by their first argument (``python train.py``)
+_INTERPRETERS = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|bash|sh|dash|zsh|ksh|Rscript|julia|node|perl|ruby|lua|php)$")
+#: options of Python that take the next argument as their value
+_PYTHON_OPTION_VALUES = {"-X", "-W", "--check-hash-based-pycs"}
+#: options after which no script file follows (the code is inline, or a module)
+_NO_SCRIPT = {"-c", "-m", "-e", "-E", "--eval", "-r", "-"}
+
+
+def _script_argument(program: str, args: Sequence[str | _Param]) -> str | None:
+    """The script an interpreter is asked to run (``train.py`` of ``python -u train.py``), if any."""
+    skip = False
+    for arg in args:
+        if isinstance(arg, _Param):
+            return None  # a parameter before any script: no script to check
+        if skip:
+            skip = False
+            continue
+        if arg in _NO_SCRIPT:
+            return None
+        if arg.startswith("-"):
+            skip = program.startswith(("python", "pypy")) and arg in _PYTHON_OPTION_VALUES
+            continue
+        return arg
+    return None
+
+
+def check_command(template: Sequence[str | _Param], cwd: str | os.PathLike | None = None) -> None:
+    """Check that the program of a command exists, and the script it runs, before any trial.
+
+    Parameters
+    ----------
+    template : sequence
+        The command as :func:`parse_command` returns it.
+    cwd : path, optional
+        The directory relative paths are taken from (default: the current one).
+
+    Raises
+    ------
+    FileNotFoundError
+        One line naming the program or the script that is missing (``python trian.py``).
+    PermissionError
+        For a program file that is not executable.
+    """
+    if not template or not isinstance(template[0], str):
+        raise FileNotFoundError("the command has no program")
+    cwd = os.fspath(cwd) if cwd is not None else os.getcwd()
+    program = template[0]
+    if os.sep in program or (os.altsep and os.altsep in program):
+        path = program if os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"program {program!r} does not exist")
+        if not os.access(path, os.X_OK):
+            raise PermissionError(f"program {program!r} is not executable (chmod +x {shlex.quote(program)})")
+    elif shutil.which(program) is None:
+        raise FileNotFoundError(f"program {program!r} is not found on PATH")
+    name = os.path.basename(program)
+    if _INTERPRETERS.match(name):
+        script = _script_argument(name, template[1:])
+        if script is not None and not os.path.isfile(os.path.join(cwd, script)):
+            raise FileNotFoundError(f"{name}: script {script!r} does not exist in {cwd}")
 
 
 def _format(value: Any) -> str:

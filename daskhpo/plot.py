@@ -235,7 +235,33 @@ def _axis_type(dim: Dimension) -> str:
 # -- regret ------------------------------------------------------------------------------------
 
 
-def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int = 480, height: int = 320) -> Any:
+#: objectives spanning this ratio (largest / smallest, all positive) get a log axis by default
+LOG_AXIS_SPAN = 100.0
+
+
+def wants_log_axis(lo: float, hi: float) -> bool:
+    """Whether objectives from ``lo`` to ``hi`` read better on a log axis: all positive and
+    spanning two orders of magnitude or more (on a linear axis of 0.19 to 823, the best so
+    far lies flat on the axis)."""
+    return bool(math.isfinite(lo) and math.isfinite(hi) and lo > 0 and hi / lo >= LOG_AXIS_SPAN)
+
+
+def set_log_y(fig: Any, log: bool) -> None:
+    """Switch a figure's y axis between log and linear (works on a served, live document)."""
+    from bokeh.models import BasicTicker, BasicTickFormatter, LinearScale, LogScale, LogTicker, LogTickFormatter
+
+    if isinstance(fig.y_scale, LogScale) == log:
+        return
+    fig.y_scale = LogScale() if log else LinearScale()
+    ticker = LogTicker() if log else BasicTicker()
+    for axis in fig.left:
+        axis.ticker = ticker
+        axis.formatter = LogTickFormatter() if log else BasicTickFormatter()
+    for grid in fig.ygrid:
+        grid.ticker = ticker
+
+
+def regret(history: xr.Dataset | Experiment, *, log_y: bool | None = None, width: int = 480, height: int = 320) -> Any:
     """Objective of every completed trial and the best so far.
 
     The best so far is a running minimum, or a running maximum when the history's attr
@@ -246,8 +272,10 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
     Parameters
     ----------
     history : xarray.Dataset or Experiment
-    log_y : bool, default False
-        Draw the objective on a log axis (it must then be positive).
+    log_y : bool, optional
+        Draw the objective on a log axis (it must then be positive).  Default: when every
+        objective is positive and they span two orders of magnitude or more
+        (:func:`wants_log_axis`).
     width, height : int
         Size of each panel in pixels.
 
@@ -281,6 +309,9 @@ def regret(history: xr.Dataset | Experiment, *, log_y: bool = False, width: int 
     best_time = ColumnDataSource(
         {"elapsed": elapsed[by_time], "best": best_so_far(objective[by_time], way)}, name="best_time"
     )
+    finite = objective[np.isfinite(objective)]
+    if log_y is None:
+        log_y = finite.size > 0 and wants_log_axis(float(finite.min()), float(finite.max()))
     y_type = "log" if log_y else "linear"
     legend = "bottom_right" if way == "maximize" else "top_right"
     left = regret_figure(trials, best, x="trial", y_axis_type=y_type, width=width, height=height, legend_location=legend)
@@ -1035,11 +1066,50 @@ def save_html(obj: Model, path: str | os.PathLike, *, title: str = "daskhpo", re
     return path
 
 
+def save(obj: Model, path: str | os.PathLike, **kwargs: Any) -> str:
+    """Write a plot to a file, of the kind its suffix says.
+
+    ``.html``/``.htm``: a standalone page (:func:`save_html`; nothing to install).
+    ``.png``/``.svg``: an image drawn by a headless browser
+    (:func:`daskhpo.plot_export.save_image`; needs ``pip install playwright`` and
+    ``python -m playwright install chromium``, or a Chromium already installed).
+
+    Parameters
+    ----------
+    obj : bokeh model
+    path : path
+    **kwargs
+        Passed to :func:`save_html` (``title``, ``resources``) or
+        :func:`~daskhpo.plot_export.save_image` (``scale``, ``timeout``).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For another suffix (nothing is written).
+    daskhpo.plot_export.ImageExportUnavailable
+        For an image without a browser to draw it (the message says how to get one).
+    """
+    from .plot_export import IMAGE_FORMATS, save_image
+
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in (".html", ".htm"):
+        return save_html(obj, path, **kwargs)
+    if suffix in IMAGE_FORMATS:
+        return save_image(obj, path, **kwargs)
+    raise ValueError(f"path: save writes .html, .png or .svg files, got {os.fspath(path)!r}")
+
+
 class PlotAccessor:
     """``experiment.plot.<kind>(...)``: the plots of :mod:`daskhpo.plot` for one experiment.
 
     Each method takes the keyword arguments of the function of the same name, without the
-    history, and returns a Bokeh object.  ``save(obj, path)`` writes one to HTML.
+    history, and returns a Bokeh object.  ``save(obj, path)`` writes one to HTML, PNG or SVG
+    (see :func:`save`).
     """
 
     def __init__(self, experiment: Experiment) -> None:
@@ -1078,8 +1148,8 @@ class PlotAccessor:
 
     @staticmethod
     def save(obj: Model, path: str | os.PathLike, **kwargs: Any) -> str:
-        """See :func:`daskhpo.plot.save_html`."""
-        return save_html(obj, path, **kwargs)
+        """See :func:`daskhpo.plot.save` (HTML, PNG or SVG by the path's suffix)."""
+        return save(obj, path, **kwargs)
 
 
 # -- showing: .show(), .save(path) and inline display in Jupyter --------------------------------
@@ -1089,10 +1159,20 @@ class PlotAccessor:
 NOTEBOOK_RESOURCES = "cdn"
 
 
+def _no_display() -> bool:
+    """Linux or BSD without X11 or Wayland (a login node, ssh without -X): no browser window."""
+    import sys
+
+    if sys.platform.startswith(("win", "darwin", "cygwin")):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def _show(self: Any) -> str | None:
     """Display the plot: inline in a notebook, else in a web browser (from a temporary HTML file).
 
-    Returns the path of the HTML file opened, or ``None`` in a notebook.
+    Without a display or a browser to open, a warning (logged) says where the page is.
+    Returns the path of the HTML file written, or ``None`` in a notebook.
     """
     if in_notebook():
         from IPython.display import display  # type: ignore[import-not-found]
@@ -1105,13 +1185,19 @@ def _show(self: Any) -> str | None:
     fd, path = tempfile.mkstemp(prefix="daskhpo-", suffix=".html")
     os.close(fd)
     save_html(self, path)
-    webbrowser.open("file://" + os.path.abspath(path))
+    path = os.path.abspath(path)
+    if _no_display():
+        # a console browser (w3m, lynx) would take the terminal over: say where the page is
+        logger.warning("no display to open a browser on: the plot is in %s (copy it to your machine, "
+                       "or .save('plot.png') for an image)", path)
+    elif not webbrowser.open("file://" + path):
+        logger.warning("no web browser found to open the plot: it is in %s", path)
     return path
 
 
 def _save(self: Any, path: str | os.PathLike, **kwargs: Any) -> str:
-    """Write the plot to a standalone HTML file (see :func:`save_html`); returns the path."""
-    return save_html(self, path, **kwargs)
+    """Write the plot to HTML, PNG or SVG, by the path's suffix (see :func:`save`); returns the path."""
+    return save(self, path, **kwargs)
 
 
 def _repr_mimebundle_(self: Any, include: Any = None, exclude: Any = None) -> dict[str, str]:

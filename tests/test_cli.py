@@ -20,3 +20,23 @@ def test_usage_errors_exit_with_status_2(capsys):
         main(["dashboard", "x.nc", "--port", "many"])
     assert exc.value.code == 2
     assert "invalid int value" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`daskhpo status x.nc | head`: the reader goes away; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers_plot import make_experiment
+
+    path = tmp_path / "x.nc"
+    make_experiment(30, path=str(path)).close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    for argv in (["status", str(path)], ["list", str(tmp_path)]):
+        proc = subprocess.Popen([sys.executable, "-m", "daskhpo", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        proc.stdout.close()  # as `head` does after its lines: every write now fails with EPIPE
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err

@@ -319,3 +319,106 @@ def _summary_text(info) -> str:
     from daskhpo.dashboard import _Session
 
     return _Session(info, Document()).summary.text
+
+
+XSS = '<img src=x onerror="window.__xss=(window.__xss||[]).concat([1])">'
+
+
+def test_what_a_storage_file_says_is_escaped_not_run(browser, tmp_path):
+    """A crafted file (objectives, name, errors) shows its text; no markup of it reaches the page."""
+    from bokeh.models import Div, TableColumn
+
+    from daskhpo.dashboard import make_app
+
+    path = str(tmp_path / "crafted.nc")
+    writer = make_experiment(0, path=path)
+    import dataclasses
+
+    for record in make_records(4, broken_every=2):
+        if record.error:
+            record = dataclasses.replace(record, error=f"ValueError: {XSS}")
+        writer._history.append(record)
+    writer._history.attrs["objectives"] = json.dumps({f"loss{XSS}": f"minimize{XSS}", "size": "maximize"})
+    writer._history.attrs["name"] = f"exp{XSS}"
+    writer._history.snapshot()
+
+    # the Bokeh models: every text shown as HTML escapes it, column titles too
+    feed = TrialFeed()
+    follower = FileFollower(path, feed)
+    follower.poll()
+    from daskhpo.objectives import objectives_from_attrs
+
+    _, info = make_app(f"exp{XSS}", writer.space, feed, objectives=objectives_from_attrs(follower.attrs))
+    from bokeh.document import Document
+
+    from daskhpo.dashboard import _Session
+
+    doc = Document()
+    _Session(info, doc)
+    texts = [m.text for m in doc.select({"type": Div})] + [m.title for m in doc.select({"type": TableColumn})]
+    assert texts and not [t for t in texts if "<img" in t]
+    assert any("&lt;img" in t for t in texts)
+
+    board = serve_history(path)
+    page = Page(browser)
+    try:
+        assert board.url.startswith("http://localhost:")
+        page.open(board.url)
+        page.settle()
+        page.page.wait_for_timeout(300)  # an <img src=x> errors at once: give it its event turn
+        assert page.page.evaluate("() => window.__xss === undefined")
+        assert page.page.locator("img[src=x]").count() == 0
+        assert page.page.get_by_text("minimize<img", exact=False).count() >= 1  # shown as text
+    finally:
+        page.close()
+        board.stop()
+
+
+def test_the_dashboard_listens_on_localhost_only():
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))  # no packet sent: picks the outward interface
+        outward = probe.getsockname()[0]
+    except OSError:
+        outward = None
+    finally:
+        probe.close()
+    if not outward or outward.startswith("127."):
+        pytest.skip("no network interface other than loopback")
+    board = make_experiment(3).dashboard()
+    try:
+        with socket.create_connection(("127.0.0.1", board.port), timeout=5):
+            pass
+        with pytest.raises(OSError):
+            socket.create_connection((outward, board.port), timeout=5).close()
+    finally:
+        board.stop()
+
+
+def test_regret_axis_turns_log_when_objectives_span_orders_of_magnitude(browser):
+    import dataclasses
+
+    def spanning(values, start):
+        return [dataclasses.replace(r, trial=start + i, status="completed", objective=v, error=None)
+                for i, (r, v) in enumerate(zip(make_records(len(values), seed=start), values))]
+
+    scale = ("() => Bokeh.documents[0].get_model_by_name('regret').y_scale.constructor.__name__")
+    experiment = make_experiment(0)
+    board = experiment.dashboard()
+    page = Page(browser)
+    try:
+        page.open(board.url)
+        _feed(experiment, spanning([5.0, 4.1, 3.2], 0))
+        page.wait_for_length("trials", 3)
+        page.settle()
+        assert page.page.evaluate(scale) == "LinearScale"
+        _feed(experiment, spanning([823.0, 0.19], 3))
+        page.wait_for_length("trials", 5)
+        page.page.wait_for_function(f"() => ({scale})() === 'LogScale'", timeout=10_000, polling=50)
+        page.settle()
+        assert page.errors == []
+    finally:
+        page.close()
+        board.stop()

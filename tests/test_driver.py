@@ -317,3 +317,20 @@ def test_a_failing_script_ends_the_chain_unless_the_cluster_failed(slurm, tmp_pa
     assert "the cluster failed (NoWorkersError): successor job" in out[f"daskhpo-stuck-{stuck}.out"]
     second = [n for n in out if n.startswith("daskhpo-stuck-") and n != f"daskhpo-stuck-{stuck}.out"]
     assert len(second) == 1 and "restart 1 = max_restarts: no successor" in out[second[0]]
+
+
+@pytest.mark.parametrize("field", ["partition", "account", "memory", "log_directory", "walltime", "job_name",
+                                   "sbatch_options", "workdir"])
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\x00", "\u2028"])
+def test_no_value_adds_a_line_to_the_job_script(field, breaker, tmp_path):
+    value = f"small{breaker}#SBATCH --qos=top"
+    options = {field: [f"--comment=x{breaker}#SBATCH --qos=top"] if field == "sbatch_options" else value}
+    if field == "walltime":
+        options[field] = f"02:00:00{breaker}#SBATCH --qos=top"
+    options.setdefault("workdir", str(tmp_path))
+    with pytest.raises(ValueError, match=f"^{field} must not contain"):
+        job = DriverJob(str(SEARCH), **options)
+        # what the old code wrote: the injected directive on a line of its own
+        assert "\n#SBATCH --qos=top" not in job.job_script()
+    assert DriverJob(str(SEARCH), partition="gpu-small", account="proj_42", memory="8G",
+                     workdir=str(tmp_path)).job_script().count("\n#SBATCH") == 9

@@ -164,10 +164,17 @@ def test_asha_prunes_an_external_program(tmp_path, monkeypatch):
         (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--", "prog", "--x~uniform(0,"], "malformed prior"),
         (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--"], "no command given"),
         (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2"], "no command given"),
-        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--algorithm", "nope", "--", "p", "--x~uniform(0, 1)"], "unknown algorithm"),
+        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--algorithm", "nope", "--", "true", "--x~uniform(0, 1)"], "unknown algorithm"),
         (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--", "p", "--a", "1"], "no parameter"),
         (["hunt", "-n", "x", "--storage", "{tmp}/no/a.nc", "--max-trials", "2", "--", "p", "--x~uniform(0, 1)"], "does not exist"),
-        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--algorithm-config", "{{", "--max-trials", "2", "--", "p", "--x~uniform(0, 1)"], "not JSON"),
+        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--algorithm-config", "{{", "--max-trials", "2", "--", "true", "--x~uniform(0, 1)"], "not JSON"),
+        # a typo in the program or its script: before any trial, no storage written
+        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--", "python", "trian.py", "--x~uniform(0, 1)"],
+         "python: script 'trian.py' does not exist"),
+        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--", "./trian.sh", "--x~uniform(0, 1)"],
+         "program './trian.sh' does not exist"),
+        (["hunt", "-n", "x", "--storage", "{tmp}/a.nc", "--max-trials", "2", "--", "pythn", "t.py", "--x~uniform(0, 1)"],
+         "program 'pythn' is not found on PATH"),
         (["status", "{tmp}/missing.nc"], "no experiment stored at"),
         (["plot", "regret", "{tmp}/missing.nc"], "no experiment stored at"),
         (["plot", "nope", "{tmp}/missing.nc"], "unknown plot"),
@@ -184,6 +191,27 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "a.nc").exists() and not (tmp_path / "a.nc.trials").exists()  # no trial ran
+
+
+def test_check_command_finds_the_script_an_interpreter_runs(tmp_path):
+    from daskhpo.external import check_command
+
+    (tmp_path / "train.py").write_text("")
+    for ok in (["python", "-u", "train.py"], ["python", "-X", "dev", "train.py"], ["python", "-m", "mod"],
+               ["python", "-c", "print(1)"], ["sh", "-c", "echo 1"], ["python", _param()], ["echo", "train.pyy"]):
+        check_command(ok, cwd=tmp_path)
+    with pytest.raises(FileNotFoundError, match="script 'trian.py' does not exist"):
+        check_command(["python3", "-u", "trian.py", _param()], cwd=tmp_path)
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    with pytest.raises(PermissionError, match="not executable"):
+        check_command(["./run.sh"], cwd=tmp_path)
+
+
+def _param():
+    from daskhpo.external import _Param
+
+    return _Param("--x", "x")
 
 
 def test_direct_call_and_objective_line(tmp_path):

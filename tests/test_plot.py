@@ -211,3 +211,36 @@ def test_saved_plots_render_in_a_browser_without_errors(experiment, tmp_path):
             page.close()
         assert page.errors == []
     assert (tmp_path / "intermediate.png").stat().st_size > 5000
+
+
+def _spanning(objectives):
+    """Records of make_records with these objectives (0.19 to 823 in a real run)."""
+    import dataclasses
+
+    from tests.helpers_plot import make_records
+
+    records = make_records(len(objectives))
+    return [dataclasses.replace(r, status="completed", objective=float(v), error=None)
+            for r, v in zip(records, objectives)]
+
+
+@pytest.mark.parametrize("objectives, log", [
+    ([823.0, 41.0, 5.2, 0.9, 0.19, 0.3, 12.0], True),  # positive, over three orders of magnitude
+    ([5.0, 4.1, 3.2, 2.9, 3.3], False),                # one order: linear reads best
+    ([-3.0, 823.0, 0.19], False),                      # not all positive: no log axis
+])
+def test_regret_axis_is_log_when_objectives_span_orders_of_magnitude(objectives, log):
+    from bokeh.models import LogScale
+
+    from daskhpo.experiment import Experiment
+    from daskhpo.history import History
+    from tests.helpers_plot import SPACE
+
+    space = daskhpo.Space(SPACE)
+    attrs = {"name": "span", "space": json.dumps(space.to_dict()), "algorithm": "random", "algorithm_config": "{}",
+             "seed": 0, "daskhpo_version": "test"}
+    experiment = Experiment("span", space, None, History(space, attrs, None, _spanning(objectives)))
+    figures = experiment.plot.regret().children
+    assert [isinstance(f.y_scale, LogScale) for f in figures] == [log, log]
+    assert all(isinstance(f.y_scale, LogScale) for f in experiment.plot.regret(log_y=True).children)
+    assert not any(isinstance(f.y_scale, LogScale) for f in experiment.plot.regret(log_y=False).children)
