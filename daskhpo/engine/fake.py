@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun, Wake
-from .worker import TrialOutcome, TrialTask, pruned, run_trial, timed_out
+from .worker import TrialOutcome, TrialTask, cut_short, run_trial
 
 __all__ = ["FakeExecutor"]
 
@@ -194,22 +194,31 @@ class FakeExecutor:
             record = outcome.record.replace(started=start, ended=start + length / 10, worker=worker)
             self._at(start + length / 10, task.key, Completed(task.key, TrialOutcome(record, [], None)))
             return
-        outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs)
-        record, reports = outcome.record, outcome.reports
+        # Run to its end now, keeping the checkpoint of each report: where a prune or the
+        # deadline stops it is only known later, and cut_short (the worker's semantics) cuts it.
+        outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs,
+                            keep_checkpoints=True)
+        n = len(outcome.reports)
         end = start + length
         if self.trial_timeout is not None and length > self.trial_timeout:
             end = start + self.trial_timeout
-            reports = reports[: int(len(reports) * self.trial_timeout / length)]
-            record = timed_out(record, self.trial_timeout)
-        for i, (step, values) in enumerate(reports):
-            self._at(start + length * (i + 1) / (len(reports) + 1), task.key,
-                     Reported(task.key, task.trial, step, values, worker))
+            # the reports made before the deadline (see _report_time), then the interrupt
+            before = sum(1 for i in range(n) if self._report_time(start, length, i, n) < end)
+            outcome = cut_short(outcome, before, "timeout", self.trial_timeout)
+        for i, (step, values) in enumerate(outcome.reports):
+            self._at(self._report_time(start, length, i, n), task.key, Reported(task.key, task.trial, step, values, worker))
         if fault == "rerun":
             self._at(start + length / 2, task.key, Rerun(task.key))
             end += length / 2
-        outcome = TrialOutcome(record.replace(started=start, ended=end, worker=worker), reports, outcome.checkpoint)
+        outcome = TrialOutcome(outcome.record.replace(started=start, ended=end, worker=worker), outcome.reports,
+                               outcome.checkpoint, outcome.checkpoints)
         self._running[task.key] = outcome
         self._at(end, task.key, Completed(task.key, outcome))
+
+    @staticmethod
+    def _report_time(start: float, length: float, i: int, n: int) -> float:
+        """When report ``i`` of ``n`` of an attempt of ``length`` seconds is made: evenly spread."""
+        return start + length * (i + 1) / (n + 1)
 
     def next_event(self) -> ExecutorEvent:
         """The earliest scheduled event; the clock moves to its time."""
@@ -253,8 +262,8 @@ class FakeExecutor:
         else:
             when, delivered = upcoming[0], len(outcome.reports) - len(upcoming) + 1
         self._drop(key, since=when)
-        reports = outcome.reports[:delivered]
-        outcome = TrialOutcome(pruned(outcome.record, reports).replace(ended=when), reports, outcome.checkpoint)
+        outcome = cut_short(outcome, delivered, "pruned")
+        outcome = TrialOutcome(outcome.record.replace(ended=when), outcome.reports, outcome.checkpoint, outcome.checkpoints)
         self._running[key] = outcome
         self._at(when, key, Completed(key, outcome))
 

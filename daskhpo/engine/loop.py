@@ -44,7 +44,7 @@ from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
 from . import drain as _drain
-from .dask_executor import NoWorkersError, SchedulerLostError
+from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
 from .drain import DrainRequest
 from .executor import Completed, Executor, Failed, NoWorkers, Reported, Rerun, Wake
 from .quarantine import Quarantine
@@ -54,10 +54,6 @@ from .worker import TrialTask
 __all__ = ["Engine", "Planned", "TooManyBrokenTrials"]
 
 logger = logging.getLogger(__name__)
-
-
-class TooManyBrokenTrials(RuntimeError):
-    """More trials broke (raised, returned garbage, timed out, were lost) than allowed."""
 
 
 @dataclass(frozen=True)
