@@ -26,9 +26,10 @@ for tests and simulations of thousands of slots).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .worker import TrialOutcome, TrialTask
+if TYPE_CHECKING:  # only annotations: the loop imports this module, and nothing of the worker side
+    from .worker import TrialOutcome, TrialTask
 
 __all__ = ["Executor", "Wakeable", "Releasing", "Quarantining", "Clocked", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers", "Wake"]
 
