@@ -32,7 +32,7 @@ from typing import Any
 from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun, Wake
 from .worker import TrialOutcome, TrialTask, cut_short, run_trial
 
-__all__ = ["FakeExecutor"]
+__all__ = ["FakeExecutor", "FakeModelExecutor"]
 
 
 class FakeExecutor:
@@ -165,7 +165,7 @@ class FakeExecutor:
         """A :class:`~daskhpo.engine.executor.Wake` event ``delay`` virtual seconds from now."""
         self._at(self.now + delay, "", Wake())
 
-    def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
+    def _at(self, time: float, key: str, event: Any) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))
 
     def submit(self, task: TrialTask, avoid: str | None = None) -> None:
@@ -274,3 +274,85 @@ class FakeExecutor:
 
 def _faulty_node(**params: Any) -> float:
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class _ModelTurn:
+    """The end of the model's batch under way (an event the fake keeps to itself)."""
+
+
+class FakeModelExecutor(FakeExecutor):
+    """A fake executor that runs the production suggester path in virtual time.
+
+    It has ``wake()``, so an experiment (or an engine given a
+    :class:`~daskhpo.engine.suggester.Suggester`) suggests through the suggester: batches
+    (``ask_batch``), tells and decisions posted while a batch runs, late decisions, fills.
+    But no model thread runs: the engine hands the suggester to :meth:`drive_model`, and
+    each of the model's batches takes ``model_seconds`` of virtual time, during which
+    trials run, results are recorded and calls are posted, exactly as they would while a
+    real model thread fits.  So the suggester's timing rules are tested deterministically
+    (contrast :class:`~daskhpo.engine.simulate.ModelClockExecutor`, charged with real time).
+
+    Parameters
+    ----------
+    fn, **kwargs
+        As for :class:`FakeExecutor`.
+    model_seconds : float or callable, default 1.0
+        Virtual seconds one batch of the model takes: a number, or ``model_seconds(k)``
+        for a batch of ``k`` suggestions.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, model_seconds: float | Callable[[int], float] = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(fn, **kwargs)
+        self.model_seconds = model_seconds if callable(model_seconds) else (lambda k, s=float(model_seconds): s)
+        self._model: Any = None
+        self._turn = False
+        #: (virtual start, virtual end, size) of each batch of the model
+        self.batches: list[tuple[float, float, int]] = []
+
+    def open(self) -> None:
+        super().open()
+        self._model, self._turn = None, False
+
+    def drive_model(self, model: Any) -> None:
+        """Run ``model``'s turns here, in virtual time, instead of on a thread of its own."""
+        self._model = model
+        model.clock = self.clock
+
+    def wake(self) -> None:
+        """A :class:`~daskhpo.engine.executor.Wake` event now."""
+        self._at(self.now, "", Wake())
+
+    def model_busy(self, busy: bool) -> None:
+        """The model has work (trials requested): begin a batch unless one is under way."""
+        if busy:
+            self._begin_turn()
+
+    def model_wait(self) -> ExecutorEvent | None:
+        """Nothing runs: the next event (the end of the batch under way), or ``None`` if none is due."""
+        return self.next_event() if self._events else None
+
+    def _begin_turn(self) -> None:
+        model = self._model
+        if model is None or self._turn or not model.has_work():
+            return
+        if model.begin_turn():  # the posted calls ran; a batch is under way, holding the model
+            k = model.batch_under_way
+            self._turn = True
+            end = self.now + float(self.model_seconds(k))
+            self.batches.append((self.now, end, k))
+            self._at(end, "", _ModelTurn())
+
+    def next_event(self) -> ExecutorEvent:
+        """The earliest event; a batch that ends hands its suggestions over and wakes the loop."""
+        while True:
+            event = super().next_event()
+            if not isinstance(event, _ModelTurn):
+                return event
+            self._turn = False
+            self._model.end_turn()  # wakes the loop (a Wake event now)
+            self._begin_turn()  # what was posted or requested meanwhile
+
+    def close(self) -> None:
+        super().close()
+        self._model, self._turn = None, False

@@ -187,12 +187,14 @@ class Engine:
         self._on_report, self._on_start = on_report, on_start
         self._seen_drains = 0
         self._decisions.clear()
+        self._driven = False
         self._clock = getattr(executor, "clock", None) or time.monotonic
         executor.open()
         if model is not None:
             model.on_ready = executor.wake
             model.on_busy = getattr(executor, "model_busy", None)
             drive = getattr(executor, "drive_model", None)
+            self._driven = drive is not None
             if drive is not None:
                 drive(model)  # the executor runs the model's turns (in virtual time)
             else:
@@ -293,6 +295,9 @@ class Engine:
             if alarm is not None:
                 alarm(instruction.delay)
         elif isinstance(instruction, WaitForModel):
+            waiter = getattr(executor, "model_wait", None) if self._driven else None
+            if waiter is not None:  # the executor runs the model's turns: its next event is one
+                return waiter()
             self._model.wait(timeout=instruction.timeout)
         elif isinstance(instruction, Finish):
             self.drained, self.abandoned = instruction.drained, list(instruction.abandoned)

@@ -312,6 +312,12 @@ class Suggester:
         self._thread = None
 
     # -- the model thread ------------------------------------------------------------------
+    @property
+    def batch_under_way(self) -> int:
+        """Suggestions the batch under way was asked for (0: none runs)."""
+        with self._cv:
+            return self._batch_k
+
     def has_work(self) -> bool:
         """Whether the model has something to do: posted calls, or trials wanted.
 
