@@ -88,3 +88,30 @@ def test_the_model_thread_makes_a_decision_posted_during_its_batch_right_after_i
     finally:
         go.set()
         model.close()
+
+
+def tpe_on_a_slow_model(name, **options):
+    """An experiment with TPE whose every batch takes 5 virtual seconds, trials 1 s."""
+    exp = daskhpo.build_experiment(name, {"x": "uniform(-1, 1)"}, algorithm="tpe", seed=3)
+    executor = FakeModelExecutor(lambda x: x**2, duration=lambda p: 1.0 + p["x"] / 4, slots=8, model_seconds=5.0)
+    exp.run(executor, max_trials=60, **options)
+    return exp, executor
+
+
+def test_the_experiment_runs_the_suggester_path_deterministically_in_virtual_time():
+    """Batches, tells posted while a batch runs, fills: the same run twice, to the virtual second."""
+    first, executor = tpe_on_a_slow_model("a")
+    again, _ = tpe_on_a_slow_model("b")
+    runs = [[(r.trial, r.params, r.started, r.ended) for r in exp.records()] for exp in (first, again)]
+    assert runs[0] == runs[1] and len(runs[0]) == 60
+    assert len(executor.batches) > 1 and max(k for _, _, k in executor.batches) > 1  # ask_batch, not one by one
+    # the model is slow next to the trials: idle slots were filled, up to fill_idle's share
+    ends = {end for _, end, _ in executor.batches}
+    filled = [r for r in first.records() if r.started not in ends]  # started while the model worked
+    assert 0 < len(filled) <= 0.25 * 60 + 1
+
+
+def test_without_fills_slots_wait_for_the_model_in_virtual_time():
+    exp, executor = tpe_on_a_slow_model("c", fill_idle=0.0)
+    ends = {end for _, end, _ in executor.batches}
+    assert all(r.started in ends for r in exp.records())  # every trial started when a batch ended
