@@ -344,6 +344,8 @@ class LoopState:
             self.drains.append(event.request)
             return []
         if isinstance(event, Idle):
+            if self.jobs:
+                return []  # something runs: its events move things on
             if self.guard.held:  # every slot holds a broken trial: judge now
                 return self._resolve(*self.guard.settle(), wall=wall) + self._fill()
             if self.drains or not self.model:
@@ -367,7 +369,7 @@ class LoopState:
 
     # -- suggestions -----------------------------------------------------------------------
     def _fill(self) -> list[Any]:
-        if self.drains:
+        if self.drains or self.done:
             return []  # draining: nothing new, no retry; a resumed search runs it again
         if self.model:
             return [TakeSuggestions(ask_nothing=not self.hold)]
