@@ -7,7 +7,8 @@
 :mod:`.state`               :class:`LoopState`: the loop's decisions, a pure state machine
 :mod:`.errors`              the engine's errors (no Dask needed to import them)
 :mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
-:mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests
+:mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests;
+                            :class:`FakeModelExecutor`: the suggester path in virtual time
 :mod:`.suggester`           :class:`Suggester`: the optimizer on a thread of its own
 :mod:`.packed`              ``PackedDaskExecutor``: several short trials per Dask task
 :mod:`.simulate`            ``ModelClockExecutor``: fake executor charged with real work
@@ -19,7 +20,7 @@ from .dask_executor import DaskExecutor
 from .drain import DrainRequest, clear_drain, drain_requested, install_signal_handlers, request_drain
 from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
 from .executor import Clocked, Completed, Executor, Failed, NoWorkers, Quarantining, Releasing, Reported, Rerun, Wake, Wakeable
-from .fake import FakeExecutor
+from .fake import FakeExecutor, FakeModelExecutor
 from .loop import Engine, Planned
 from .suggester import Suggester
 from .worker import TrialOutcome, TrialTask, TrialTimeout, run_trial
@@ -42,6 +43,7 @@ __all__ = [
     "Clocked",
     "DaskExecutor",
     "FakeExecutor",
+    "FakeModelExecutor",
     "Completed",
     "Failed",
     "Reported",

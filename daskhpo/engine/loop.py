@@ -14,8 +14,11 @@ events, and submits the suggested trials when the model thread wakes it (a
 :class:`~daskhpo.engine.executor.Wake` event).  One request serves every slot that is
 free when the model thread gets to it (one batch, one fit), so the cost of a model is paid
 once per batch rather than once per slot; the loop itself waits for the model only when
-nothing at all is running.  With a plain callable (and with the fake executor) ``suggest``
-runs on the loop thread, deterministically, as before.
+nothing at all is running.  With a plain callable (and with the plain fake executor)
+``suggest`` runs on the loop thread, deterministically.  An executor with
+``drive_model(model)`` (:class:`~daskhpo.engine.fake.FakeModelExecutor`) runs the model's
+turns itself, in virtual time, instead of a model thread: the production suggester path,
+deterministically.
 
 A drain (:meth:`Engine.drain`, or :func:`~daskhpo.engine.drain.request_drain` for the
 whole process, e.g. from a signal handler) stops submitting, waits up to its grace for

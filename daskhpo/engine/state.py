@@ -279,7 +279,9 @@ class LoopState:
         self.n_workers, self.retries, self.max_broken = n_workers, retries, max_broken
         self.quarantine_after, self.budget, self.model, self.reports = quarantine_after, budget, model, reports
         self.run = run
-        self.guard = Quarantine(quarantine_after)
+        #: the wall-clock time of the event being handled
+        self.wall = 0.0
+        self.guard = Quarantine(quarantine_after, clock=lambda: self.wall)
         #: attempt key -> its job, while it runs
         self.jobs: dict[str, _Job] = {}
         self.finished = self.broken = 0
@@ -326,6 +328,7 @@ class LoopState:
         wall : float
             The wall-clock time (``time.time()``), for the records.
         """
+        self.wall = wall
         if self.done and not isinstance(event, Ended):
             return []
         if isinstance(event, Ended):
