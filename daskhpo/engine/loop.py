@@ -256,59 +256,59 @@ class Engine:
 
     def _handle(self, event: Any) -> None:
         """Hand ``event`` to the state machine and carry out what it says, answers included."""
-        todo = deque(self._state.handle(event, now=self._clock(), wall=time.time()))
+        now, wall = self._clock(), time.time()  # one reading for the event and its answers
+        state = self._state
+        todo = state.handle(event, now=now, wall=wall)
         while todo:
-            answer = self._carry_out(todo.popleft())
+            instruction = todo.pop(0)
+            answer = self._carry_out(instruction)
             if answer is not None:  # what follows the answer comes before the rest
                 self._drain_requests()  # one asked for meanwhile (by record, say) submits nothing more
-                todo.extendleft(reversed(self._state.handle(answer, now=self._clock(), wall=time.time())))
+                todo[:0] = state.handle(answer, now=now, wall=wall)
 
     def _carry_out(self, instruction: Any) -> Any:
         """Do one instruction; returns the event that answers it, if any."""
-        executor = self.executor
-        if isinstance(instruction, Submit):
-            plan = instruction.plan
-            if self._on_start is not None:
-                self._on_start(plan, instruction.attempt)
-            task = TrialTask(plan.trial, plan.params, instruction.key, checkpoint=plan.checkpoint)
-            if instruction.avoid is not None:
-                executor.submit(task, avoid=instruction.avoid)
-            else:
-                executor.submit(task)
-        elif isinstance(instruction, Record):
-            self._record(instruction.trial, instruction.checkpoint)
-        elif isinstance(instruction, Report):
-            return self._report(instruction)
-        elif isinstance(instruction, RequestSuggestions):
-            return self._suggestions(instruction.n)
-        elif isinstance(instruction, TakeSuggestions):
-            return self._taken(requested=False, ask_nothing=instruction.ask_nothing)
-        elif isinstance(instruction, Prune):
-            executor.stop(instruction.key, instruction.worker)
-        elif isinstance(instruction, Release):
-            release = getattr(executor, "release", None)
-            if release is not None:
-                release(instruction.key, instruction.worker, instruction.step)
-        elif isinstance(instruction, Cancel):
-            executor.cancel(instruction.key)
-        elif isinstance(instruction, QuarantineWorker):
-            self._quarantine(instruction)
-        elif isinstance(instruction, SetAlarm):
-            alarm = getattr(executor, "alarm", None)
-            if alarm is not None:
-                alarm(instruction.delay)
-        elif isinstance(instruction, WaitForModel):
-            waiter = getattr(executor, "model_wait", None) if self._driven else None
-            if waiter is not None:  # the executor runs the model's turns: its next event is one
-                return waiter()
-            self._model.wait(timeout=instruction.timeout)
-        elif isinstance(instruction, Finish):
-            self.drained, self.abandoned = instruction.drained, list(instruction.abandoned)
-        elif isinstance(instruction, Raise):
-            raise instruction.error
+        try:
+            do = self._do[type(instruction)]
+        except KeyError:
+            raise TypeError(f"Engine: unknown instruction {instruction!r}") from None
+        return do(self, instruction)
+
+    def _do_submit(self, instruction: Submit) -> None:
+        plan = instruction.plan
+        if self._on_start is not None:
+            self._on_start(plan, instruction.attempt)
+        task = TrialTask(plan.trial, plan.params, instruction.key, checkpoint=plan.checkpoint)
+        if instruction.avoid is not None:
+            self.executor.submit(task, avoid=instruction.avoid)
         else:
-            raise TypeError(f"Engine: unknown instruction {instruction!r}")
+            self.executor.submit(task)
+
+    def _do_record(self, instruction: Record) -> None:
+        self._record(instruction.trial, instruction.checkpoint)
+
+    def _do_release(self, instruction: Release) -> None:
+        release = getattr(self.executor, "release", None)
+        if release is not None:
+            release(instruction.key, instruction.worker, instruction.step)
+
+    def _do_alarm(self, instruction: SetAlarm) -> None:
+        alarm = getattr(self.executor, "alarm", None)
+        if alarm is not None:
+            alarm(instruction.delay)
+
+    def _do_wait(self, instruction: WaitForModel) -> Any:
+        waiter = getattr(self.executor, "model_wait", None) if self._driven else None
+        if waiter is not None:  # the executor runs the model's turns: its next event is one
+            return waiter()
+        self._model.wait(timeout=instruction.timeout)
         return None
+
+    def _do_finish(self, instruction: Finish) -> None:
+        self.drained, self.abandoned = instruction.drained, list(instruction.abandoned)
+
+    def _do_raise(self, instruction: Raise) -> None:
+        raise instruction.error
 
     def _suggestions(self, n: int) -> Suggested:
         if self._model is not None:
@@ -347,3 +347,20 @@ class Engine:
                 self.on_quarantine(dict(instruction.entry))
             except Exception:
                 logger.exception("on_quarantine failed")
+
+
+Engine._do = {
+    Submit: Engine._do_submit,
+    Record: Engine._do_record,
+    Report: lambda self, i: self._report(i),
+    RequestSuggestions: lambda self, i: self._suggestions(i.n),
+    TakeSuggestions: lambda self, i: self._taken(requested=False, ask_nothing=i.ask_nothing),
+    Prune: lambda self, i: self.executor.stop(i.key, i.worker) and None,
+    Release: Engine._do_release,
+    Cancel: lambda self, i: self.executor.cancel(i.key) and None,
+    QuarantineWorker: lambda self, i: self._quarantine(i) and None,
+    SetAlarm: Engine._do_alarm,
+    WaitForModel: Engine._do_wait,
+    Finish: Engine._do_finish,
+    Raise: Engine._do_raise,
+}

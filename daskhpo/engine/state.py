@@ -337,38 +337,31 @@ class LoopState:
         return out + self._check_drain(now)
 
     def _handle(self, event: Any, wall: float) -> list[Any]:
-        if isinstance(event, Start):
-            return self._fill()
-        if isinstance(event, Suggested):
-            return self._suggested(event, wall)
-        if isinstance(event, Decided):
-            return self._decided(event)
-        if isinstance(event, DrainRequested):
-            self.drains.append(event.request)
+        try:
+            handler = _HANDLERS[type(event)]
+        except KeyError:
+            raise TypeError(f"LoopState.handle: unknown event {event!r}") from None
+        return handler(self, event, wall)
+
+    def _idle(self, event: Idle, wall: float) -> list[Any]:
+        if self.jobs:
+            return []  # something runs: its events move things on
+        if self.guard.held:  # every slot holds a broken trial: judge now
+            return self._resolve(*self.guard.settle(), wall=wall) + self._fill()
+        if self.drains or not self.model:
             return []
-        if isinstance(event, Idle):
-            if self.jobs:
-                return []  # something runs: its events move things on
-            if self.guard.held:  # every slot holds a broken trial: judge now
-                return self._resolve(*self.guard.settle(), wall=wall) + self._fill()
-            if self.drains or not self.model:
-                return []
-            return [WaitForModel(0.1), *self._fill()]  # only the model can move things on
-        if isinstance(event, Wake):
-            return self._fill()
+        return [WaitForModel(0.1), *self._fill()]  # only the model can move things on
+
+    def _drain_requested(self, event: DrainRequested, wall: float) -> list[Any]:
+        self.drains.append(event.request)
+        return []
+
+    def _attempt_ended(self, event: Completed | Failed, wall: float) -> list[Any]:
         self.hold = False
-        if isinstance(event, Reported):
-            return self._reported(event)
-        if isinstance(event, Rerun):
-            return self._rerun(event.key)
-        if isinstance(event, NoWorkers):
-            return [self._no_workers(event)]
-        if isinstance(event, (Completed, Failed)):
-            job = self.jobs.pop(event.key, None)
-            if job is None:
-                return []  # an attempt already given up
-            return self._finished(job, event, wall)
-        raise TypeError(f"LoopState.handle: unknown event {event!r}")
+        job = self.jobs.pop(event.key, None)
+        if job is None:
+            return []  # an attempt already given up
+        return self._finished(job, event, wall)
 
     # -- suggestions -----------------------------------------------------------------------
     def _fill(self) -> list[Any]:
@@ -398,7 +391,8 @@ class LoopState:
         return Submit(job.plan, job.key, job.attempts, job.quarantined_from)
 
     # -- reports and decisions -------------------------------------------------------------
-    def _reported(self, event: Reported) -> list[Any]:
+    def _reported(self, event: Reported, wall: float = 0.0) -> list[Any]:
+        self.hold = False
         job = self.jobs.get(event.key)
         if job is None:
             return []  # a trial already recorded, or a lost attempt
@@ -412,7 +406,7 @@ class LoopState:
         job.seen.add(event.step)
         return [Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params, job.key)]
 
-    def _decided(self, event: Decided) -> list[Any]:
+    def _decided(self, event: Decided, wall: float = 0.0) -> list[Any]:
         if event.key is not None:  # the answer of on_report
             job = self.jobs.get(event.key)
             if job is None:
@@ -443,8 +437,10 @@ class LoopState:
         return [Release(job.key, job.worker, step)]
 
     # -- attempts ----------------------------------------------------------------------------
-    def _rerun(self, key: str) -> list[Any]:
+    def _rerun(self, event: Rerun, wall: float = 0.0) -> list[Any]:
         """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""
+        self.hold = False
+        key = event.key
         job = self.jobs.get(key)
         if job is None:
             return []
@@ -459,8 +455,11 @@ class LoopState:
                        job.plan.trial, job.attempts)
         return []
 
-    def _no_workers(self, event: NoWorkers) -> Raise:
+    def _no_workers(self, event: NoWorkers, wall: float = 0.0) -> list[Any]:
         self.done = True
+        return [self._no_workers_error(event)]
+
+    def _no_workers_error(self, event: NoWorkers) -> Raise:
         if event.scheduler is not None:
             return Raise(SchedulerLostError(
                 f"lost the connection to the Dask scheduler at {event.scheduler} "
@@ -571,3 +570,18 @@ class LoopState:
         self.jobs.clear()
         self.done = True
         return [*out, Finish(drained, abandoned)]
+
+
+_HANDLERS = {
+    Start: lambda self, event, wall: self._fill(),
+    Wake: lambda self, event, wall: self._fill(),
+    Suggested: LoopState._suggested,
+    Decided: LoopState._decided,
+    DrainRequested: LoopState._drain_requested,
+    Idle: LoopState._idle,
+    Reported: LoopState._reported,
+    Rerun: LoopState._rerun,
+    NoWorkers: LoopState._no_workers,
+    Completed: LoopState._attempt_ended,
+    Failed: LoopState._attempt_ended,
+}
