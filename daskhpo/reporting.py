@@ -9,7 +9,7 @@ This module runs on the workers.  :func:`daskhpo.engine.run_trial` opens a trial
   worker's already-open batched stream to the scheduler, which forwards it to the
   subscribed client: no new connection, no round trip, nothing waited for.
 * The engine answers a decision to prune with :meth:`distributed.Client.run` of
-  :func:`_stop_trial` on that one worker, which sets the trial's stop flag in this
+  :func:`stop_trial` on that one worker, which sets the trial's stop flag in this
   process.  The next :func:`report` sees the flag and raises :class:`TrialPruned`.  The
   flag lives in the trial context, which is removed when the trial returns: a late stop
   for a trial that already ended finds nothing and leaves nothing behind.
@@ -36,7 +36,7 @@ import cloudpickle
 
 from .results import InvalidResult, _number
 
-__all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "trial_context"]
+__all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "trial_context", "stop_trial", "release_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,12 @@ class _TrialContext:
     decided: threading.Event = field(default_factory=threading.Event)
     #: the step of the report that waits for its decision, if any
     waiting: float | None = None
+    #: the checkpoint in force after each report, when the context keeps them (for an
+    #: executor that replays a trial and cuts it short later: the fake executor)
+    checkpoints: list | None = None
 
 
-#: contexts of the trials running in this process, by task key (what _stop_trial finds)
+#: contexts of the trials running in this process, by task key (what stop_trial finds)
 _ACTIVE: dict[str, _TrialContext] = {}
 _ACTIVE_LOCK = threading.Lock()
 _CURRENT: contextvars.ContextVar[_TrialContext | None] = contextvars.ContextVar("daskhpo_trial", default=None)
@@ -102,12 +105,15 @@ def trial_context(context: Mapping[str, Any] | None) -> Iterator[_TrialContext |
 
     ``context`` holds ``trial`` (id), ``key`` (unique per attempt), ``topic`` (where
     reports are published; ``None``: only collected) and ``checkpoint`` (the stored start
-    state, or ``None``).
+    state, or ``None``); ``keep_checkpoints`` (optional) keeps the checkpoint in force
+    after each report, not only the last.
     """
     if context is None:
         yield None
         return
     ctx = _TrialContext(int(context["trial"]), str(context["key"]), context.get("topic"), context.get("checkpoint"))
+    if context.get("keep_checkpoints"):
+        ctx.checkpoints = []
     try:
         from distributed import get_worker
 
@@ -126,8 +132,13 @@ def trial_context(context: Mapping[str, Any] | None) -> Iterator[_TrialContext |
             _ACTIVE.pop(ctx.key, None)
 
 
-def _stop_trial(key: str) -> bool:
-    """Set the stop flag of the trial running as task ``key`` in this process, if any."""
+def stop_trial(key: str) -> bool:
+    """Set the stop flag of the trial running as task ``key`` in this process, if any.
+
+    The seam through which an executor prunes a trial where it runs (the Dask executor
+    calls it on the trial's worker with ``Client.run``).  Returns whether a trial of that
+    key runs here.
+    """
     ctx = _ACTIVE.get(key)
     if ctx is None:
         return False
@@ -136,8 +147,11 @@ def _stop_trial(key: str) -> bool:
     return True
 
 
-def _release_trial(key: str, step: float) -> bool:
-    """Let the trial of task ``key`` go on, if its report at ``step`` waits for its decision."""
+def release_trial(key: str, step: float) -> bool:
+    """Let the trial of task ``key`` go on, if its report at ``step`` waits for its decision.
+
+    Returns whether a trial of that key waited here on that step.
+    """
     ctx = _ACTIVE.get(key)
     if ctx is None or ctx.waiting != step:
         return False  # ended, or a late answer to a wait that timed out: not this report's
@@ -158,6 +172,10 @@ def _await_decision(ctx: _TrialContext, step: float, timeout: float) -> None:
     if not ctx.decided.is_set():
         logger.warning("trial %d: no decision on its report at step %g within %g s; going on", ctx.trial, step, timeout)
     ctx.waiting = None
+
+
+#: the names this seam had before it was public
+_stop_trial, _release_trial = stop_trial, release_trial
 
 
 def active_trials() -> int:
@@ -227,6 +245,8 @@ def report(
     if checkpoint is not None:
         ctx.checkpoint = encode_checkpoint(checkpoint)
     ctx.reports.append([step, values])
+    if ctx.checkpoints is not None:
+        ctx.checkpoints.append(ctx.checkpoint)
     if ctx.stop:
         raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
     if ctx.topic is not None:

@@ -140,3 +140,80 @@ def test_the_store_and_the_experiment_are_small_modules():
     for package in ("store", "experiment"):
         for path in (PACKAGE / package).glob("*.py"):
             assert len(path.read_text().splitlines()) <= 450, path
+
+
+#: modules that touch files, sockets or processes
+FILE_IO = {"os", "io", "pathlib", "shutil", "tempfile", "glob", "fnmatch", "subprocess", "socket", "pickle", "shelve",
+           "sqlite3", "mmap", "fcntl", "xarray", "netCDF4", "h5py", "h5netcdf"}
+
+
+class _ImportTimeImports(_Imports):
+    """What a module imports when it is imported: every module, daskhpo's resolved, function bodies excluded."""
+
+    def __init__(self, name: str, package: str) -> None:
+        super().__init__(name, package)
+        self.external: set[str] = set()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:  # runs later, if ever
+        return
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Import(self, node: ast.Import) -> None:
+        super().visit_Import(node)
+        self.external.update(a.name.split(".")[0] for a in node.names)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        super().visit_ImportFrom(node)
+        if not node.level and node.module:
+            self.external.add(node.module.split(".")[0])
+
+
+def _every_import(path: Path) -> set[str]:
+    """Top-level names of every module ``path`` imports anywhere (function bodies included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("open", "__import__"):
+            found.add(f"{node.func.id}()")
+    return found
+
+
+def test_the_loop_and_its_state_machine_know_no_dask_and_do_no_file_io():
+    """The loop (a driver) and the state machine (its decisions) are the engine's core: no Dask, no files.
+
+    Checked on the AST: their own imports and ``open()`` calls anywhere in them, and every
+    module imported when they are imported (function bodies, which run later, excluded).
+    """
+    core = {"daskhpo.engine.loop": PACKAGE / "engine" / "loop.py", "daskhpo.engine.state": PACKAGE / "engine" / "state.py"}
+    for name, path in core.items():
+        own = _every_import(path)
+        assert not own & {"distributed", "dask", "dask_jobqueue"}, (name, own)
+        assert not own & (FILE_IO | {"open()"}), (name, own & (FILE_IO | {"open()"}))
+    # the state machine is pure: no clock, no thread, no randomness
+    assert not _every_import(core["daskhpo.engine.state"]) & {"time", "threading", "queue", "uuid", "random", "signal",
+                                                               "asyncio", "concurrent"}
+    seen, todo = set(), list(core)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = PACKAGE.parent / (name.replace(".", "/") + ".py")
+        if not path.exists():
+            path = PACKAGE.parent / name.replace(".", "/") / "__init__.py"
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        visitor = _ImportTimeImports(name, package)
+        visitor.visit(ast.parse(path.read_text()))
+        assert not visitor.external & {"distributed", "dask", "dask_jobqueue"}, (name, "imported by the engine's core")
+        todo += [m for m in visitor.found if m != name and m not in ("daskhpo", "daskhpo.engine")]
+    assert "daskhpo.engine.quarantine" in seen and "daskhpo.engine.dask_executor" not in seen
+
+
+def test_the_state_machine_check_sees_what_it_forbids(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os.path\nfrom distributed import Client\ndef f():\n    return open('x')\n")
+    assert {"os", "distributed", "open()"} <= _every_import(bad)

@@ -32,21 +32,14 @@ from typing import Any
 from distributed import Client, Future, as_completed
 
 from ..pickling import PickledObjective, check_picklable, classify_failure, failure_reason
-from ..reporting import _release_trial, _stop_trial
+from ..reporting import release_trial, stop_trial
+from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import TrialTask, run_trial
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
 logger = logging.getLogger(__name__)
-
-
-class NoWorkersError(RuntimeError):
-    """No Dask worker became available in time."""
-
-
-class SchedulerLostError(NoWorkersError):
-    """The connection to the Dask scheduler was lost for ``worker_timeout`` seconds."""
 
 
 def _is_slurm(cluster: Any) -> bool:
@@ -269,12 +262,12 @@ class DaskExecutor:
     def stop(self, key: str, worker: str | None) -> None:
         """Set the stop flag of attempt ``key`` on its worker, without waiting."""
         if worker is not None:
-            self.client.loop.add_callback(self._send, _stop_trial, worker, key)
+            self.client.loop.add_callback(self._send, stop_trial, worker, key)
 
     def release(self, key: str, worker: str | None, step: float) -> None:
         """Let attempt ``key``, waiting for the decision on its report at ``step``, go on."""
         if worker is not None:
-            self.client.loop.add_callback(self._send, _release_trial, worker, key, step)
+            self.client.loop.add_callback(self._send, release_trial, worker, key, step)
 
     async def _send(self, fn: Callable[..., bool], worker: str, *args: Any) -> None:
         try:

@@ -26,11 +26,12 @@ for tests and simulations of thousands of slots).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .worker import TrialOutcome, TrialTask
+if TYPE_CHECKING:  # only annotations: the loop imports this module, and nothing of the worker side
+    from .worker import TrialOutcome, TrialTask
 
-__all__ = ["Executor", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers", "Wake"]
+__all__ = ["Executor", "Wakeable", "Releasing", "Quarantining", "Clocked", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers", "Wake"]
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,13 @@ ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers | Wake
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs trial attempts and reports what happens to them.
+    """Runs trial attempts and reports what happens to them: what every executor must have.
 
     The loop calls :meth:`open` once, then :meth:`submit` and :meth:`next_event` from one
-    thread, and :meth:`close` at the end of the run, whatever happened.
+    thread, and :meth:`close` at the end of the run, whatever happened.  What only some
+    executors can do is in the capability protocols below (:class:`Wakeable`,
+    :class:`Releasing`, :class:`Quarantining`, :class:`Clocked`); the loop uses a
+    capability when the executor has it.
     """
 
     def slots(self) -> int:
@@ -118,11 +122,8 @@ class Executor(Protocol):
     def open(self) -> None:
         """Start a run: from now on, events are collected."""
 
-    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
-        """Start an attempt (non-blocking), if possible not on worker ``avoid``.
-
-        ``avoid`` is only given (by keyword) to executors that have :meth:`quarantine`.
-        """
+    def submit(self, task: TrialTask) -> None:
+        """Start an attempt (non-blocking)."""
 
     def next_event(self) -> ExecutorEvent:
         """Wait for the next event of a submitted attempt."""
@@ -136,17 +137,51 @@ class Executor(Protocol):
         A report waiting for its decision (``report(wait=...)``) raises at once.
         """
 
-    def release(self, key: str, worker: str | None, step: float) -> None:
-        """Let attempt ``key``, waiting for the decision on its report at ``step``, go on
-        (optional: only executors whose trials can wait have it)."""
-
-    def quarantine(self, worker: str) -> None:
-        """Send no further attempt to ``worker`` (optional: the loop calls it when present)."""
-
     def close(self) -> None:
         """End the run: cancel what still runs, hold nothing."""
 
-    # Optional, for a drain's grace (see daskhpo.engine.drain): ``clock() -> float``, the
-    # executor's time in seconds (default ``time.monotonic``; virtual time in the fake
-    # executor), and ``alarm(delay)``, a :class:`Wake` from ``next_event`` after ``delay``
-    # seconds of that clock.
+
+@runtime_checkable
+class Wakeable(Protocol):
+    """An executor whose :meth:`~Executor.next_event` can be interrupted from any thread.
+
+    The engine then runs the optimizer on a model thread
+    (:class:`~daskhpo.engine.suggester.Suggester`), which wakes the loop when suggestions
+    or decisions are ready.
+    """
+
+    def wake(self) -> None:
+        """Make :meth:`~Executor.next_event` return a :class:`Wake` soon (callable from any thread)."""
+
+
+@runtime_checkable
+class Releasing(Protocol):
+    """An executor whose trials can wait for the decision on a report (``report(wait=...)``)."""
+
+    def release(self, key: str, worker: str | None, step: float) -> None:
+        """Let attempt ``key``, waiting for the decision on its report at ``step``, go on."""
+
+
+@runtime_checkable
+class Quarantining(Protocol):
+    """An executor that can keep attempts away from a worker."""
+
+    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+        """Start an attempt, if possible not on worker ``avoid``."""
+
+    def quarantine(self, worker: str) -> None:
+        """Send no further attempt to ``worker``."""
+
+
+@runtime_checkable
+class Clocked(Protocol):
+    """An executor with a clock of its own (virtual time in the fake executor) and alarms.
+
+    Without it the loop measures a drain's grace on ``time.monotonic`` and has no alarm.
+    """
+
+    def clock(self) -> float:
+        """The executor's time, in seconds."""
+
+    def alarm(self, delay: float) -> None:
+        """A :class:`Wake` from :meth:`~Executor.next_event` after ``delay`` seconds of :meth:`clock`."""

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .executor import Completed, ExecutorEvent, Failed, Reported, Rerun, Wake
-from .worker import TrialOutcome, TrialTask, pruned, run_trial, timed_out
+from .worker import TrialOutcome, TrialTask, cut_short, run_trial
 
-__all__ = ["FakeExecutor"]
+__all__ = ["FakeExecutor", "FakeModelExecutor"]
 
 
 class FakeExecutor:
@@ -165,7 +165,7 @@ class FakeExecutor:
         """A :class:`~daskhpo.engine.executor.Wake` event ``delay`` virtual seconds from now."""
         self._at(self.now + delay, "", Wake())
 
-    def _at(self, time: float, key: str, event: ExecutorEvent) -> None:
+    def _at(self, time: float, key: str, event: Any) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))
 
     def submit(self, task: TrialTask, avoid: str | None = None) -> None:
@@ -194,22 +194,31 @@ class FakeExecutor:
             record = outcome.record.replace(started=start, ended=start + length / 10, worker=worker)
             self._at(start + length / 10, task.key, Completed(task.key, TrialOutcome(record, [], None)))
             return
-        outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs)
-        record, reports = outcome.record, outcome.reports
+        # Run to its end now, keeping the checkpoint of each report: where a prune or the
+        # deadline stops it is only known later, and cut_short (the worker's semantics) cuts it.
+        outcome = run_trial(self.fn, TrialTask(task.trial, task.params, task.key, None, task.checkpoint), self.fn_kwargs,
+                            keep_checkpoints=True)
+        n = len(outcome.reports)
         end = start + length
         if self.trial_timeout is not None and length > self.trial_timeout:
             end = start + self.trial_timeout
-            reports = reports[: int(len(reports) * self.trial_timeout / length)]
-            record = timed_out(record, self.trial_timeout)
-        for i, (step, values) in enumerate(reports):
-            self._at(start + length * (i + 1) / (len(reports) + 1), task.key,
-                     Reported(task.key, task.trial, step, values, worker))
+            # the reports made before the deadline (see _report_time), then the interrupt
+            before = sum(1 for i in range(n) if self._report_time(start, length, i, n) < end)
+            outcome = cut_short(outcome, before, "timeout", self.trial_timeout)
+        for i, (step, values) in enumerate(outcome.reports):
+            self._at(self._report_time(start, length, i, n), task.key, Reported(task.key, task.trial, step, values, worker))
         if fault == "rerun":
             self._at(start + length / 2, task.key, Rerun(task.key))
             end += length / 2
-        outcome = TrialOutcome(record.replace(started=start, ended=end, worker=worker), reports, outcome.checkpoint)
+        outcome = TrialOutcome(outcome.record.replace(started=start, ended=end, worker=worker), outcome.reports,
+                               outcome.checkpoint, outcome.checkpoints)
         self._running[task.key] = outcome
         self._at(end, task.key, Completed(task.key, outcome))
+
+    @staticmethod
+    def _report_time(start: float, length: float, i: int, n: int) -> float:
+        """When report ``i`` of ``n`` of an attempt of ``length`` seconds is made: evenly spread."""
+        return start + length * (i + 1) / (n + 1)
 
     def next_event(self) -> ExecutorEvent:
         """The earliest scheduled event; the clock moves to its time."""
@@ -253,8 +262,8 @@ class FakeExecutor:
         else:
             when, delivered = upcoming[0], len(outcome.reports) - len(upcoming) + 1
         self._drop(key, since=when)
-        reports = outcome.reports[:delivered]
-        outcome = TrialOutcome(pruned(outcome.record, reports).replace(ended=when), reports, outcome.checkpoint)
+        outcome = cut_short(outcome, delivered, "pruned")
+        outcome = TrialOutcome(outcome.record.replace(ended=when), outcome.reports, outcome.checkpoint, outcome.checkpoints)
         self._running[key] = outcome
         self._at(when, key, Completed(key, outcome))
 
@@ -265,3 +274,85 @@ class FakeExecutor:
 
 def _faulty_node(**params: Any) -> float:
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class _ModelTurn:
+    """The end of the model's batch under way (an event the fake keeps to itself)."""
+
+
+class FakeModelExecutor(FakeExecutor):
+    """A fake executor that runs the production suggester path in virtual time.
+
+    It has ``wake()``, so an experiment (or an engine given a
+    :class:`~daskhpo.engine.suggester.Suggester`) suggests through the suggester: batches
+    (``ask_batch``), tells and decisions posted while a batch runs, late decisions, fills.
+    But no model thread runs: the engine hands the suggester to :meth:`drive_model`, and
+    each of the model's batches takes ``model_seconds`` of virtual time, during which
+    trials run, results are recorded and calls are posted, exactly as they would while a
+    real model thread fits.  So the suggester's timing rules are tested deterministically
+    (contrast :class:`~daskhpo.engine.simulate.ModelClockExecutor`, charged with real time).
+
+    Parameters
+    ----------
+    fn, **kwargs
+        As for :class:`FakeExecutor`.
+    model_seconds : float or callable, default 1.0
+        Virtual seconds one batch of the model takes: a number, or ``model_seconds(k)``
+        for a batch of ``k`` suggestions.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, model_seconds: float | Callable[[int], float] = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(fn, **kwargs)
+        self.model_seconds = model_seconds if callable(model_seconds) else (lambda k, s=float(model_seconds): s)
+        self._model: Any = None
+        self._turn = False
+        #: (virtual start, virtual end, size) of each batch of the model
+        self.batches: list[tuple[float, float, int]] = []
+
+    def open(self) -> None:
+        super().open()
+        self._model, self._turn = None, False
+
+    def drive_model(self, model: Any) -> None:
+        """Run ``model``'s turns here, in virtual time, instead of on a thread of its own."""
+        self._model = model
+        model.clock = self.clock
+
+    def wake(self) -> None:
+        """A :class:`~daskhpo.engine.executor.Wake` event now."""
+        self._at(self.now, "", Wake())
+
+    def model_busy(self, busy: bool) -> None:
+        """The model has work (trials requested): begin a batch unless one is under way."""
+        if busy:
+            self._begin_turn()
+
+    def model_wait(self) -> ExecutorEvent | None:
+        """Nothing runs: the next event (the end of the batch under way), or ``None`` if none is due."""
+        return self.next_event() if self._events else None
+
+    def _begin_turn(self) -> None:
+        model = self._model
+        if model is None or self._turn or not model.has_work():
+            return
+        if model.begin_turn():  # the posted calls ran; a batch is under way, holding the model
+            k = model.batch_under_way
+            self._turn = True
+            end = self.now + float(self.model_seconds(k))
+            self.batches.append((self.now, end, k))
+            self._at(end, "", _ModelTurn())
+
+    def next_event(self) -> ExecutorEvent:
+        """The earliest event; a batch that ends hands its suggestions over and wakes the loop."""
+        while True:
+            event = super().next_event()
+            if not isinstance(event, _ModelTurn):
+                return event
+            self._turn = False
+            self._model.end_turn()  # wakes the loop (a Wake event now)
+            self._begin_turn()  # what was posted or requested meanwhile
+
+    def close(self) -> None:
+        super().close()
+        self._model, self._turn = None, False

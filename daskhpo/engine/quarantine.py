@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -73,12 +74,16 @@ class Quarantine:
     after : int or None
         Distinct trials in a row broken on one worker (while others succeed) before it is
         quarantined; ``None`` turns quarantine off (every outcome is recorded at once).
+    clock : callable, default time.time
+        The time of a suspicion or a quarantine (the loop's state machine passes the time
+        of the event it handles: it reads no clock).
     """
 
-    def __init__(self, after: int | None) -> None:
+    def __init__(self, after: int | None, clock: Callable[[], float] = time.time) -> None:
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 1):
             raise ValueError(f"quarantine_after must be a positive integer or None, got {after!r}")
         self.after = after
+        self._clock = clock
         self._workers: dict[str, _WorkerState] = {}
         #: workers on which a trial finished in this run
         self._healthy: set[str] = set()
@@ -172,7 +177,7 @@ class Quarantine:
         self.suspects[worker] = {
             "worker": worker,
             "host": worker_host(worker),
-            "when": time.time(),
+            "when": self._clock(),
             "why": _last_line(state.held[-1].record.error),
             "trials": list(trials),
             "pending": set(trials),
@@ -186,7 +191,7 @@ class Quarantine:
         """Quarantine a suspect: one of its trials finished elsewhere."""
         entry = self.suspects.pop(worker)
         del entry["pending"]
-        entry["when"] = time.time()
+        entry["when"] = self._clock()
         state = self._workers.pop(worker, None)
         held = [] if state is None else state.held
         entry["trials"] += [h.job.plan.trial for h in held]

@@ -93,6 +93,9 @@ class Suggester:
     fill_after : float, default 0.02
         Requests are filled once the batch under way has taken this share of
         :attr:`trial_seconds`.
+    clock : callable, default time.perf_counter
+        Seconds, for the batches' durations and the fills' patience (an executor that
+        drives the model in virtual time sets its own: see :meth:`begin_turn`).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Suggester:
         fill: Callable[[int], list[Any]] | None = None,
         fill_share: float = 0.25,
         fill_after: float = 0.02,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not 0.0 <= fill_share < 1.0:
             raise ValueError(f"fill_share must be in [0, 1), got {fill_share!r}")
@@ -135,6 +139,9 @@ class Suggester:
         #: a model whose batches take less than this (seconds, moving average) runs inline
         self.inline_s = inline_s
         self._batch_s: float | None = None
+        self.clock = clock
+        #: plans (or the error) of the batch begun by :meth:`begin_turn`, until :meth:`end_turn`
+        self._turn: tuple[int, list[Any], BaseException | None] | None = None
 
     # -- the loop's side -------------------------------------------------------------------
     def start(self) -> Suggester:
@@ -170,7 +177,7 @@ class Suggester:
             uncovered = self._wanted - self._batch_k
             if not self._batch_k or uncovered <= 0 or self._error is not None or self._closed:
                 return
-            if time.perf_counter() - self._batch_t0 < self.fill_after * self.trial_seconds:
+            if self.clock() - self._batch_t0 < self.fill_after * self.trial_seconds:
                 return
             # fills <= share x all suggestions, counting these
             made, fills = self.stats["suggestions"], self.stats["fills"]
@@ -208,14 +215,16 @@ class Suggester:
 
     def _batch(self, k: int) -> list[Any]:
         """One call of ``suggest_batch`` (the caller holds the model lock), timed."""
-        t0 = time.perf_counter()
+        t0 = self.clock()
         try:
             return list(self._suggest_batch(k))
         finally:
-            took = time.perf_counter() - t0
-            self._batch_s = took if self._batch_s is None else 0.8 * self._batch_s + 0.2 * took
-            self.stats["suggest_s"] += took
-            self.stats["batches"] += 1
+            self._timed(self.clock() - t0)
+
+    def _timed(self, took: float) -> None:
+        self._batch_s = took if self._batch_s is None else 0.8 * self._batch_s + 0.2 * took
+        self.stats["suggest_s"] += took
+        self.stats["batches"] += 1
 
     @property
     def outstanding(self) -> int:
@@ -303,37 +312,92 @@ class Suggester:
         self._thread = None
 
     # -- the model thread ------------------------------------------------------------------
+    @property
+    def batch_under_way(self) -> int:
+        """Suggestions the batch under way was asked for (0: none runs)."""
+        with self._cv:
+            return self._batch_k
+
+    def has_work(self) -> bool:
+        """Whether the model has something to do: posted calls, or trials wanted.
+
+        Posted calls count on their own: a decision posted while a batch runs is made
+        right after that batch, not at the next request for trials (which may never come).
+        """
+        with self._cv:
+            return not self._closed and (bool(self._tasks) or (bool(self._wanted) and self._error is None))
+
     def _run(self) -> None:
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: self._closed or (self._wanted and self._error is None))
+                self._cv.wait_for(lambda: self._closed or self._tasks or (self._wanted and self._error is None))
                 if self._closed:
                     return
-            with self._model_lock:
-                self._drain(raise_posted=False)
-                with self._cv:
-                    k = min(self._wanted, self.max_batch)
-                    if self._closed or not k or self._error is not None:
-                        continue
-                    self._batch_k, self._batch_t0 = k, time.perf_counter()
-                try:
-                    plans = self._batch(k)
-                    error = None
-                except BaseException as exc:  # noqa: BLE001 - raised in the loop by take()
-                    plans, error = [], exc
-                with self._cv:
-                    self._batch_k = 0
-                    self.stats["suggestions"] += len(plans)
-                    self._ready.extend(plans)
-                    if error is not None:
-                        self._error, self._wanted = error, 0
-                    elif len(plans) < k:  # nothing more right now: drop the rest of the request
-                        self._wanted, self._nothing = 0, True
-                    else:
-                        self._wanted -= k
-                    idle = not self._wanted
-                    self._cv.notify_all()
-            if self.on_ready is not None:
-                self.on_ready()
-            if idle and self.on_busy is not None:
-                self.on_busy(False)
+            if self.begin_turn(blocking=True):
+                self.end_turn()
+
+    def begin_turn(self, blocking: bool = False) -> bool:
+        """One turn of the model, first half: the posted calls, then a batch's suggestions.
+
+        The model thread calls it and :meth:`end_turn` back to back.  An executor that
+        drives the model in virtual time instead of :meth:`start` (the fake executor, see
+        :meth:`~daskhpo.engine.fake.FakeExecutor.drive_model`) calls this when trials are
+        requested and :meth:`end_turn` when the batch's virtual duration has passed:
+        in between, the model lock stays held, so that calls posted meanwhile wait for
+        the batch as they would for a real one.
+
+        Returns
+        -------
+        bool
+            Whether a batch was begun (then the model lock is held until :meth:`end_turn`);
+            ``False`` when there was nothing to suggest, or the model lock was taken.
+        """
+        if not self._model_lock.acquire(blocking=blocking):
+            return False
+        with self._cv:
+            posted = bool(self._tasks)
+        self._drain(raise_posted=False)
+        with self._cv:
+            k = min(self._wanted, self.max_batch)
+            begin = not (self._closed or not k or self._error is not None)
+            if begin:
+                self._batch_k, self._batch_t0 = k, self.clock()
+        if not begin:
+            self._model_lock.release()
+            if posted and self.on_ready is not None:
+                self.on_ready()  # what the posted calls decided is there to take
+            return False
+        try:
+            plans, error = list(self._suggest_batch(k)), None
+        except BaseException as exc:  # noqa: BLE001 - raised in the loop by take()
+            plans, error = [], exc
+        self._turn = (k, plans, error)
+        return True
+
+    def end_turn(self) -> None:
+        """One turn of the model, second half: hand the batch begun by :meth:`begin_turn` over.
+
+        Releases the model lock and wakes the loop (``on_ready``).
+        """
+        assert self._turn is not None, "end_turn() without begin_turn()"
+        (k, plans, error), self._turn = self._turn, None
+        try:
+            with self._cv:
+                self._timed(self.clock() - self._batch_t0)
+                self._batch_k = 0
+                self.stats["suggestions"] += len(plans)
+                self._ready.extend(plans)
+                if error is not None:
+                    self._error, self._wanted = error, 0
+                elif len(plans) < k:  # nothing more right now: drop the rest of the request
+                    self._wanted, self._nothing = 0, True
+                else:
+                    self._wanted -= k
+                idle = not self._wanted
+                self._cv.notify_all()
+        finally:
+            self._model_lock.release()
+        if self.on_ready is not None:
+            self.on_ready()
+        if idle and self.on_busy is not None:
+            self.on_busy(False)

@@ -21,7 +21,7 @@ from ..records import TrialRecord
 from ..reporting import TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
 
-__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "run_trial", "pruned", "timed_out"]
+__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "run_trial", "pruned", "timed_out", "cut_short"]
 
 
 class TrialTimeout(BaseException):
@@ -76,6 +76,9 @@ class TrialOutcome:
     record: TrialRecord
     reports: list[tuple[float, dict[str, float]]]
     checkpoint: tuple[str, Any] | None = None
+    #: the checkpoint in force after each report, only when asked for
+    #: (``run_trial(..., keep_checkpoints=True)``: what :func:`cut_short` needs)
+    checkpoints: tuple | None = None
 
 
 class _Deadline:
@@ -150,11 +153,40 @@ def timed_out(record: TrialRecord, timeout: float | None) -> TrialRecord:
                           error=f"trial exceeded trial_timeout={timeout} s")
 
 
+def cut_short(outcome: TrialOutcome, reports: int, status: str, timeout: float | None = None) -> TrialOutcome:
+    """``outcome`` as if its attempt had stopped right after its first ``reports`` reports.
+
+    What a worker does when a trial is pruned (``status="pruned"``: :class:`TrialPruned`
+    raised by the report a decision answered) or interrupted by its deadline
+    (``status="timeout"``), for an executor that ran the attempt to its end first and
+    learns later where it stopped (the fake executor): the same record as
+    :func:`run_trial` makes (:func:`pruned`, :func:`timed_out`), the reports made before
+    the stop, and the checkpoint in force at the last of them (a trial pruned at step 4
+    keeps its step-4 checkpoint, not a later one).  ``outcome`` must come from
+    ``run_trial(..., keep_checkpoints=True)`` when it has checkpoints.
+    """
+    if status not in ("pruned", "timeout"):
+        raise ValueError(f"status must be 'pruned' or 'timeout', got {status!r}")
+    kept = list(outcome.reports[: max(reports, 0)])
+    checkpoint = None
+    if kept:
+        if outcome.checkpoints is None:
+            if outcome.checkpoint is not None:
+                raise ValueError("cut_short: the outcome kept no checkpoint per report (run_trial(keep_checkpoints=True))")
+        else:
+            checkpoint = outcome.checkpoints[len(kept) - 1]
+    record = pruned(outcome.record, kept) if status == "pruned" else timed_out(outcome.record, timeout)
+    if kept:
+        record = record.replace(last_step=kept[-1][0])
+    return TrialOutcome(record, kept, checkpoint, None if outcome.checkpoints is None else outcome.checkpoints[: len(kept)])
+
+
 def run_trial(
     fn: Callable[..., Any],
     task: TrialTask,
     fn_kwargs: Mapping[str, Any],
     timeout: float | None = None,
+    keep_checkpoints: bool = False,
 ) -> TrialOutcome:
     """Run one attempt of a trial and describe its outcome as plain data.
 
@@ -170,7 +202,8 @@ def run_trial(
     within milliseconds: a worker that dies sooner than that goes uncounted, and the
     scheduler's own limit, ``allowed-failures``, still bounds its re-runs.)  The objective
     may call :func:`daskhpo.report`; a trial stopped by :class:`daskhpo.TrialPruned` is
-    ``pruned`` with its last reported values.
+    ``pruned`` with its last reported values.  ``keep_checkpoints`` keeps the checkpoint
+    in force after each report in :attr:`TrialOutcome.checkpoints` (for :func:`cut_short`).
     """
     worker = _current_worker()
     if task.topic and worker is not None:
@@ -183,7 +216,8 @@ def run_trial(
         gpu=os.environ.get("CUDA_VISIBLE_DEVICES"),
         started=time.time(),
     )
-    context = {"trial": task.trial, "key": task.key, "topic": task.topic, "checkpoint": task.checkpoint}
+    context = {"trial": task.trial, "key": task.key, "topic": task.topic, "checkpoint": task.checkpoint,
+               "keep_checkpoints": keep_checkpoints}
     reports: list = []
     with trial_context(context) as ctx:
         try:
@@ -210,4 +244,5 @@ def run_trial(
         reports = [(float(step), dict(values)) for step, values in ctx.reports]
     if reports:
         record = record.replace(last_step=reports[-1][0])
-    return TrialOutcome(record.replace(ended=time.time()), reports, ctx.checkpoint)
+    checkpoints = None if ctx.checkpoints is None else tuple(ctx.checkpoints)
+    return TrialOutcome(record.replace(ended=time.time()), reports, ctx.checkpoint, checkpoints)

@@ -1,0 +1,17 @@
+"""The engine's errors, importable without Dask (the loop raises them; executors too)."""
+
+from __future__ import annotations
+
+__all__ = ["NoWorkersError", "SchedulerLostError", "TooManyBrokenTrials"]
+
+
+class NoWorkersError(RuntimeError):
+    """No Dask worker became available in time."""
+
+
+class SchedulerLostError(NoWorkersError):
+    """The connection to the Dask scheduler was lost for ``worker_timeout`` seconds."""
+
+
+class TooManyBrokenTrials(RuntimeError):
+    """More trials broke (raised, returned garbage, timed out, were lost) than allowed."""

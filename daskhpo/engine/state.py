@@ -1,0 +1,587 @@
+"""The loop's decisions as a pure state machine: events in, instructions out.
+
+:class:`LoopState` is everything :class:`~daskhpo.engine.loop.Engine` decides, and nothing it
+does: which trials to submit and when, attempts and retries, the budget, ``max_broken``,
+prunes and the answers to reports that wait for them, the quarantine of faulty workers
+(:mod:`daskhpo.engine.quarantine`) and a drain's grace.  It reads no clock (the time
+comes with each event), starts no thread, touches no file and knows no Dask, so each rule
+is tested by feeding it events (see ``tests/test_engine_state.py``), in the spirit of
+``distributed``'s ``WorkerState``.
+
+:meth:`LoopState.handle` takes one event and returns the instructions to carry out, in
+order.  The events are the executor's (:class:`~daskhpo.engine.executor.Completed`,
+:class:`~daskhpo.engine.executor.Failed`, :class:`~daskhpo.engine.executor.Reported`,
+:class:`~daskhpo.engine.executor.Rerun`, :class:`~daskhpo.engine.executor.NoWorkers`,
+:class:`~daskhpo.engine.executor.Wake`) and the driver's own (:class:`Start`,
+:class:`Suggested`, :class:`Decided`, :class:`DrainRequested`, :class:`Idle`,
+:class:`Ended`).  Some instructions ask for an answer, which the driver hands back as the
+next event: :class:`RequestSuggestions` and :class:`TakeSuggestions` are answered by
+:class:`Suggested`, a :class:`Report` that needs a decision by :class:`Decided`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import FINISHED, ReportRecord, TrialRecord
+from .drain import DrainRequest
+from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
+from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake
+from .quarantine import Quarantine
+
+__all__ = [
+    "LoopState", "Planned",
+    # events
+    "Start", "Suggested", "Decided", "DrainRequested", "Idle", "Ended",
+    # instructions
+    "Submit", "Cancel", "Prune", "Release", "Report", "Record", "QuarantineWorker", "SetAlarm",
+    "RequestSuggestions", "TakeSuggestions", "WaitForModel", "Raise", "Finish",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A trial to run, as ``suggest`` hands it to the loop.
+
+    Attributes
+    ----------
+    trial : int
+    params : dict
+    parent, checkpoint_from : int or None
+        Lineage, copied into the record.
+    checkpoint : tuple or None
+        The stored checkpoint it starts from, shipped to its worker.
+    """
+
+    trial: int
+    params: dict[str, Any]
+    parent: int | None = None
+    checkpoint_from: int | None = None
+    checkpoint: tuple[str, Any] | None = None
+
+
+# -- events of the driver ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Start:
+    """The run starts: fill the slots."""
+
+
+@dataclass(frozen=True)
+class Suggested:
+    """The answer to :class:`RequestSuggestions` or :class:`TakeSuggestions`.
+
+    ``nothing``: the optimizer has nothing more right now; ``outstanding``: trials the
+    model still owes (requested, not yet taken); ``requested``: the answer to a request
+    (else to a take).
+    """
+
+    plans: tuple[Planned, ...] = ()
+    nothing: bool = False
+    outstanding: int = 0
+    requested: bool = False
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision (``"prune"``, ``"continue"``; ``None``: it comes later) on a report of ``trial``.
+
+    ``key`` is set for the answer to a :class:`Report` (the attempt that reported); a
+    late decision (:meth:`~daskhpo.engine.loop.Engine.decide_later`) has none.
+    """
+
+    trial: int
+    decision: str | None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class DrainRequested:
+    """Stop gracefully (see :mod:`daskhpo.engine.drain`)."""
+
+    request: DrainRequest
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing runs: judge what is held, or wait for the model."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The run ends, however: what is still held is recorded broken."""
+
+
+# -- instructions -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Submit:
+    """Start attempt ``attempt`` of ``plan`` as ``key``, if possible not on worker ``avoid``."""
+
+    plan: Planned
+    key: str
+    attempt: int
+    avoid: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Give up attempt ``key``."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Stop attempt ``key`` (running on ``worker``) at its next report."""
+
+    key: str
+    worker: str | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Let attempt ``key``, waiting on its report at ``step``, go on."""
+
+    key: str
+    worker: str | None
+    step: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Hand ``report`` to ``on_report``; ``decide``: answer with a :class:`Decided` for ``key``."""
+
+    report: ReportRecord
+    params: dict[str, Any]
+    key: str
+    decide: bool = True
+
+
+@dataclass(frozen=True)
+class Record:
+    """Record a finished trial (``record(trial, checkpoint)``)."""
+
+    trial: TrialRecord
+    checkpoint: Any = None
+
+
+@dataclass(frozen=True)
+class QuarantineWorker:
+    """Send nothing more to ``worker``; ``entry`` is its quarantine record (for ``on_quarantine``)."""
+
+    worker: str
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SetAlarm:
+    """Wake the loop after ``delay`` seconds of the executor's clock (a drain's deadline)."""
+
+    delay: float
+
+
+@dataclass(frozen=True)
+class RequestSuggestions:
+    """Ask for ``n`` more trials (``n <= 0``: none), then answer with what is ready."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class TakeSuggestions:
+    """Answer with the suggestions ready now (those of a model working on its own).
+
+    ``ask_nothing``: also ask the model whether it has nothing more (which clears its flag).
+    """
+
+    ask_nothing: bool = True
+
+
+@dataclass(frozen=True)
+class WaitForModel:
+    """Nothing runs: wait (up to ``timeout`` seconds) for the model to suggest."""
+
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Raise:
+    """End the run with ``error``."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A drain ended the run: ``drained`` is its request, ``abandoned`` the trials cancelled."""
+
+    drained: DrainRequest
+    abandoned: list[int]
+
+
+@dataclass
+class _Job:
+    plan: Planned
+    submitted: float
+    key: str = ""
+    attempts: int = 1
+    #: set when the cluster re-ran the trial more often than ``retries`` allows
+    exhausted: bool = False
+    #: steps whose reports the caller has been given
+    seen: set = field(default_factory=set)
+    stopping: bool = False
+    #: the worker of its last report (where a prune is sent)
+    worker: str | None = None
+    #: the suspect or quarantined worker it broke on, when it runs again because of that
+    quarantined_from: str | None = None
+    #: the step of a report the trial waits on (``report(wait=...)``) until it is answered
+    waiting: float | None = None
+    #: reports whose decision comes later (:class:`Decided` with ``decision=None``)
+    undecided: int = 0
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class LoopState:
+    """What the loop knows and decides during one run.
+
+    Parameters
+    ----------
+    n_workers : int
+        Trials in flight.
+    retries : int
+        Further attempts of a trial whose worker died or left mid-trial.
+    max_broken : int
+        More broken trials than this end the run (:class:`Raise` of
+        :class:`~daskhpo.engine.errors.TooManyBrokenTrials`).
+    quarantine_after : int or None
+        See :class:`~daskhpo.engine.quarantine.Quarantine`.
+    budget : int or None
+        Most trials to finish in this run.
+    model : bool
+        Suggestions come from a model working on its own (take, then request), not one
+        by one from a plain callable.
+    reports : bool
+        Reports are handed on (the run has an ``on_report``).
+    run : str
+        Unique per run: the attempts' keys are made of it.
+    """
+
+    def __init__(self, *, n_workers: int, retries: int = 1, max_broken: int = 3, quarantine_after: int | None = 3,
+                 budget: int | None = None, model: bool = False, reports: bool = False, run: str = "run") -> None:
+        self.n_workers, self.retries, self.max_broken = n_workers, retries, max_broken
+        self.quarantine_after, self.budget, self.model, self.reports = quarantine_after, budget, model, reports
+        self.run = run
+        #: the wall-clock time of the event being handled
+        self.wall = 0.0
+        self.guard = Quarantine(quarantine_after, clock=lambda: self.wall)
+        #: attempt key -> its job, while it runs
+        self.jobs: dict[str, _Job] = {}
+        self.finished = self.broken = 0
+        #: trials the model owes (requested, not taken), as of its last answer
+        self.outstanding = 0
+        #: the optimizer had nothing more to suggest: ask again after the next real event
+        self.hold = False
+        self.drains: list[DrainRequest] = []
+        #: the drain's deadline on the executor's clock, once a drain was seen
+        self.deadline: float | None = None
+        #: set once the run is over (drained, or an error)
+        self.done = False
+        self._told: set[str] = set()
+        self._attempts = 0
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether the run goes on: something runs, is held, is owed by the model, or a drain waits."""
+        return not self.done and bool(self.jobs or self.guard.held or self.outstanding or self.drains)
+
+    def free_slots(self) -> int:
+        """Trials to ask for now."""
+        # Up to ``quarantine_after`` held trials leave their slot to another trial (so a
+        # streak can be seen); more occupy slots, so a fast-failing worker cannot churn
+        # through the search while it waits for its judgement.
+        taken = len(self.jobs) + self.outstanding
+        held = self.guard.held
+        free = self.n_workers - taken - max(0, held - (self.quarantine_after or 0))
+        if self.budget is not None:
+            free = min(free, self.budget - self.finished - taken - held)
+        return free
+
+    # -- the one entry point ---------------------------------------------------------------
+    def handle(self, event: Any, *, now: float, wall: float) -> list[Any]:
+        """The instructions that follow ``event``, in order.
+
+        Parameters
+        ----------
+        event
+            An executor event or one of this module's.
+        now : float
+            The executor's clock (what a drain's grace is measured on).
+        wall : float
+            The wall-clock time (``time.time()``), for the records.
+        """
+        self.wall = wall
+        if self.done and not isinstance(event, Ended):
+            return []
+        if isinstance(event, Ended):
+            return [Record(trial, checkpoint) for _job, trial, checkpoint in self.guard.release()]
+        out = self._handle(event, wall)
+        return out + self._check_drain(now)
+
+    def _handle(self, event: Any, wall: float) -> list[Any]:
+        try:
+            handler = _HANDLERS[type(event)]
+        except KeyError:
+            raise TypeError(f"LoopState.handle: unknown event {event!r}") from None
+        return handler(self, event, wall)
+
+    def _idle(self, event: Idle, wall: float) -> list[Any]:
+        if self.jobs:
+            return []  # something runs: its events move things on
+        if self.guard.held:  # every slot holds a broken trial: judge now
+            return self._resolve(*self.guard.settle(), wall=wall) + self._fill()
+        if self.drains or not self.model:
+            return []
+        return [WaitForModel(0.1), *self._fill()]  # only the model can move things on
+
+    def _drain_requested(self, event: DrainRequested, wall: float) -> list[Any]:
+        self.drains.append(event.request)
+        return []
+
+    def _attempt_ended(self, event: Completed | Failed, wall: float) -> list[Any]:
+        self.hold = False
+        job = self.jobs.pop(event.key, None)
+        if job is None:
+            return []  # an attempt already given up
+        return self._finished(job, event, wall)
+
+    # -- suggestions -----------------------------------------------------------------------
+    def _fill(self) -> list[Any]:
+        if self.drains or self.done:
+            return []  # draining: nothing new, no retry; a resumed search runs it again
+        if self.model:
+            return [TakeSuggestions(ask_nothing=not self.hold)]
+        return [RequestSuggestions(1)] if self.free_slots() > 0 else []
+
+    def _suggested(self, event: Suggested, wall: float) -> list[Any]:
+        out = [self._submit(_Job(plan, wall)) for plan in event.plans if not self.drains]
+        self.outstanding = event.outstanding
+        if not self.model:
+            return out if event.nothing else out + self._fill()
+        if event.requested:
+            self.hold = event.nothing
+            return out
+        self.hold = self.hold or event.nothing
+        if self.hold or self.drains:
+            return out
+        return [*out, RequestSuggestions(self.free_slots())]
+
+    def _submit(self, job: _Job) -> Submit:
+        self._attempts += 1
+        job.key = f"daskhpo-trial-{job.plan.trial}-{self.run}-{self._attempts}"
+        self.jobs[job.key] = job
+        return Submit(job.plan, job.key, job.attempts, job.quarantined_from)
+
+    # -- reports and decisions -------------------------------------------------------------
+    def _reported(self, event: Reported, wall: float = 0.0) -> list[Any]:
+        self.hold = False
+        job = self.jobs.get(event.key)
+        if job is None:
+            return []  # a trial already recorded, or a lost attempt
+        job.worker = event.worker
+        if event.wait:
+            job.waiting = event.step
+        if not self.reports or event.step in job.seen:
+            # report() values still reach the record, with the trial's outcome; nothing to
+            # decide (no on_report, or a repeated step): a trial waiting on it goes on
+            return self._answer(job)
+        job.seen.add(event.step)
+        return [Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params, job.key)]
+
+    def _decided(self, event: Decided, wall: float = 0.0) -> list[Any]:
+        if event.key is not None:  # the answer of on_report
+            job = self.jobs.get(event.key)
+            if job is None:
+                return []
+            if event.decision is None:
+                job.undecided += 1
+                return []
+            return self._decide(job, event.decision)
+        job = next((j for j in self.jobs.values() if j.plan.trial == event.trial), None)
+        if job is None:
+            return []
+        job.undecided = max(job.undecided - 1, 0)
+        return self._decide(job, event.decision)
+
+    def _decide(self, job: _Job, decision: str | None) -> list[Any]:
+        if decision == "prune" and not job.stopping:
+            job.stopping = True
+            job.waiting = None  # the stop flag answers a waiting report too
+            logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
+            return [Prune(job.key, job.worker)]
+        return self._answer(job)
+
+    def _answer(self, job: _Job) -> list[Any]:
+        """Release a trial waiting on its report once every decision on its reports is in."""
+        if job.waiting is None or job.undecided or job.stopping:
+            return []
+        step, job.waiting = job.waiting, None
+        return [Release(job.key, job.worker, step)]
+
+    # -- attempts ----------------------------------------------------------------------------
+    def _rerun(self, event: Rerun, wall: float = 0.0) -> list[Any]:
+        """The cluster runs an attempt again: one more attempt, bounded by ``retries``."""
+        self.hold = False
+        key = event.key
+        job = self.jobs.get(key)
+        if job is None:
+            return []
+        job.attempts += 1
+        if job.attempts > self.retries + 1:
+            logger.warning("trial %d: its worker left again, giving up after %d attempts (retries=%d)",
+                           job.plan.trial, job.attempts - 1, self.retries)
+            job.attempts -= 1
+            job.exhausted = True
+            return [Cancel(key)]
+        logger.warning("trial %d: its worker left mid-trial; the cluster runs it again (attempt %d)",
+                       job.plan.trial, job.attempts)
+        return []
+
+    def _no_workers(self, event: NoWorkers, wall: float = 0.0) -> list[Any]:
+        self.done = True
+        return [self._no_workers_error(event)]
+
+    def _no_workers_error(self, event: NoWorkers) -> Raise:
+        if event.scheduler is not None:
+            return Raise(SchedulerLostError(
+                f"lost the connection to the Dask scheduler at {event.scheduler} "
+                f"{event.waited:.0f} s ago (its process or node died?) while {len(self.jobs)} trials "
+                "ran; every finished trial is stored: start a scheduler and its workers again and "
+                "run the same script to resume"
+            ))
+        return Raise(NoWorkersError(
+            f"no Dask worker connected within {event.waited:.0f} s while {len(self.jobs)} "
+            "trials waited; check that the cluster's jobs start and stay up (e.g. squeue "
+            "and the jobs' logs), or raise worker_timeout for a busy queue"
+        ))
+
+    def _finished(self, job: _Job, event: Completed | Failed, wall: float) -> list[Any]:
+        plan = job.plan
+        base = dict(submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
+                    checkpoint_from=plan.checkpoint_from)
+        out: list[Any] = []
+        if isinstance(event, Completed):
+            outcome = event.outcome
+            trial, checkpoint = outcome.record.replace(**base), outcome.checkpoint
+            if not outcome.reports and job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            if self.reports:  # reports whose live message was lost or came late
+                for step, values in sorted(outcome.reports, key=lambda r: r[0]):
+                    if step not in job.seen:
+                        job.seen.add(step)
+                        out.append(Report(ReportRecord(plan.trial, float(step), dict(values)), plan.params, job.key,
+                                          decide=False))
+        else:
+            status = "lost"
+            if job.exhausted:
+                reason = f"its worker left mid-trial in each of {job.attempts} attempts (retries={self.retries})"
+            elif not event.lost:  # running it again would fail the same way
+                status, reason = "broken", event.reason
+            elif job.attempts <= self.retries:
+                logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason,
+                               job.attempts + 1)
+                if self.drains:
+                    return []
+                return [self._submit(_Job(plan, job.submitted, attempts=job.attempts + 1, seen=job.seen))]
+            else:
+                reason = f"{event.reason} (after {job.attempts} attempts)"
+            trial = TrialRecord(plan.trial, dict(plan.params), status, ended=wall, error=reason, **base)
+            if job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            checkpoint = None
+        out += self._resolve(*self.guard.judge(job, trial, checkpoint), wall=wall)
+        return out + self._fill()
+
+    # -- records, quarantine -----------------------------------------------------------------
+    def _resolve(self, ready: list, again: list, wall: float) -> list[Any]:
+        out = self._quarantined()
+        for job, worker in again:  # broke on a suspect or quarantined worker: once more, elsewhere
+            if self.drains:
+                break
+            logger.info("trial %d: running it again away from worker %s (attempt %d)",
+                        job.plan.trial, worker, job.attempts + 1)
+            out.append(self._submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen,
+                                         quarantined_from=worker)))
+        last = None
+        for _job, trial, checkpoint in ready:  # all recorded, then judged
+            out.append(Record(trial, checkpoint))
+            if trial.status in FINISHED:
+                self.finished += 1
+            else:
+                self.broken, last = self.broken + 1, trial
+        if last is not None and self.broken > self.max_broken:
+            self.done = True
+            out.append(Raise(TooManyBrokenTrials(
+                f"{self.broken} trials broke (max_broken={self.max_broken}); last one, "
+                f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
+            )))
+        return out
+
+    def _quarantined(self) -> list[Any]:
+        """Workers quarantined since last time."""
+        out = []
+        for worker, entry in self.guard.quarantined.items():
+            if worker not in self._told:
+                self._told.add(worker)
+                out.append(QuarantineWorker(worker, dict(entry)))
+        return out
+
+    # -- draining ------------------------------------------------------------------------------
+    def _check_drain(self, now: float) -> list[Any]:
+        """Whether to stop now; starts the deadline when a drain is first seen."""
+        if not self.drains or self.done:
+            return []
+        out: list[Any] = []
+        grace = min(r.grace for r in self.drains)
+        if self.deadline is None or now + grace < self.deadline:
+            first = self.deadline is None
+            self.deadline = now + grace
+            if self.jobs and grace > 0:
+                out.append(SetAlarm(grace))  # wakes the loop at the deadline if nothing else does
+            if first:
+                logger.warning("draining (%s): submitting nothing more; %d trial(s) in flight get %g s",
+                               self.drains[0].reason, len(self.jobs), grace)
+        if self.jobs and now < self.deadline - 0.01:  # a timer may fire a hair early
+            return out
+        drained = min(self.drains, key=lambda r: r.grace)
+        abandoned = sorted({job.plan.trial for job in self.jobs.values()})
+        if abandoned:
+            logger.warning("drain: grace over, cancelling trial(s) %s (not recorded: a resumed search "
+                           "runs them again)", abandoned)
+        out += [Cancel(key) for key in self.jobs]
+        self.jobs.clear()
+        self.done = True
+        return [*out, Finish(drained, abandoned)]
+
+
+_HANDLERS = {
+    Start: lambda self, event, wall: self._fill(),
+    Wake: lambda self, event, wall: self._fill(),
+    Suggested: LoopState._suggested,
+    Decided: LoopState._decided,
+    DrainRequested: LoopState._drain_requested,
+    Idle: LoopState._idle,
+    Reported: LoopState._reported,
+    Rerun: LoopState._rerun,
+    NoWorkers: LoopState._no_workers,
+    Completed: LoopState._attempt_ended,
+    Failed: LoopState._attempt_ended,
+}
