@@ -420,8 +420,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _print_sessions(attrs: dict, path: str) -> None:
     """The driver sessions (daskhpo.store.sessions): who runs the search, hand-overs so far."""
-    from .store.sessions import summary
     from .store.lock import StorageLock
+    from .store.sessions import summary
 
     found = summary(attrs)
     last = found["last"]

@@ -50,12 +50,12 @@ from bokeh.models import (
 from bokeh.palettes import Viridis256
 
 from . import plot as _plot
-from .store.history import read_snapshot
-from .store.journal import JournalTail
 from .objectives import objectives_from_attrs, signs
 from .pareto import non_dominated
 from .records import TrialRecord
 from .space import Categorical, Space
+from .store.history import read_snapshot
+from .store.journal import JournalTail
 
 if TYPE_CHECKING:
     from bokeh.document import Document

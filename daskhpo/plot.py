@@ -248,7 +248,14 @@ def wants_log_axis(lo: float, hi: float) -> bool:
 
 def set_log_y(fig: Any, log: bool) -> None:
     """Switch a figure's y axis between log and linear (works on a served, live document)."""
-    from bokeh.models import BasicTicker, BasicTickFormatter, LinearScale, LogScale, LogTicker, LogTickFormatter
+    from bokeh.models import (
+        BasicTicker,
+        BasicTickFormatter,
+        LinearScale,
+        LogScale,
+        LogTicker,
+        LogTickFormatter,
+    )
 
     if isinstance(fig.y_scale, LogScale) == log:
         return

@@ -9,8 +9,8 @@ import numpy as np
 
 from daskhpo import Space
 from daskhpo.experiment import Experiment
-from daskhpo.store.history import History
 from daskhpo.records import TrialRecord
+from daskhpo.store.history import History
 
 SPACE = {
     "lr": "loguniform(1e-4, 1)",

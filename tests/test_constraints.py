@@ -10,11 +10,11 @@ import pytest
 
 import daskhpo
 from daskhpo.engine import FakeExecutor
-from daskhpo.store.history import load_history
 from daskhpo.optimizers.random import RandomSearch
 from daskhpo.optimizers.tpe import TPE
 from daskhpo.records import TrialRecord
 from daskhpo.results import InvalidResult, Result, parse_result
+from daskhpo.store.history import load_history
 
 SPACE = {"x": "uniform(-2, 2)", "y": "uniform(-2, 2)"}
 

@@ -22,9 +22,9 @@ from daskhpo.engine import (
     install_signal_handlers,
     request_drain,
 )
-from daskhpo.store.history import read_history
 from daskhpo.optimizers import CONTINUE, PRUNE, Optimizer, Suggestion
 from daskhpo.records import ReportRecord, TrialRecord
+from daskhpo.store.history import read_history
 
 SPACE = {"x": "uniform(-1, 1)"}
 

@@ -8,8 +8,26 @@ from daskhpo.engine.drain import DrainRequest
 from daskhpo.engine.errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
 from daskhpo.engine.executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake
 from daskhpo.engine.state import (
-    Cancel, Decided, DrainRequested, Ended, Finish, Idle, LoopState, Planned, Prune, Raise, Record, Release, Report,
-    RequestSuggestions, SetAlarm, Start, Submit, Suggested, TakeSuggestions, WaitForModel,
+    Cancel,
+    Decided,
+    DrainRequested,
+    Ended,
+    Finish,
+    Idle,
+    LoopState,
+    Planned,
+    Prune,
+    Raise,
+    Record,
+    Release,
+    Report,
+    RequestSuggestions,
+    SetAlarm,
+    Start,
+    Submit,
+    Suggested,
+    TakeSuggestions,
+    WaitForModel,
 )
 from daskhpo.engine.worker import TrialOutcome
 from daskhpo.records import TrialRecord

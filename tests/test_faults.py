@@ -319,9 +319,9 @@ ASHA_SCRIPT = textwrap.dedent('''
 
 def rungs_of_fresh_asha(path: str) -> dict:
     from daskhpo.experiment import as_report, as_trial
-    from daskhpo.store.history import read_history
     from daskhpo.optimizers import make_optimizer
     from daskhpo.records import TrialRecord
+    from daskhpo.store.history import read_history
 
     space, attrs, events = read_history(path)
     fresh = make_optimizer(ASHA, space, int(attrs["seed"]))

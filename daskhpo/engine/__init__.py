@@ -19,7 +19,19 @@
 from .dask_executor import DaskExecutor
 from .drain import DrainRequest, clear_drain, drain_requested, install_signal_handlers, request_drain
 from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
-from .executor import Clocked, Completed, Executor, Failed, NoWorkers, Quarantining, Releasing, Reported, Rerun, Wake, Wakeable
+from .executor import (
+    Clocked,
+    Completed,
+    Executor,
+    Failed,
+    NoWorkers,
+    Quarantining,
+    Releasing,
+    Reported,
+    Rerun,
+    Wake,
+    Wakeable,
+)
 from .fake import FakeExecutor, FakeModelExecutor
 from .loop import Engine, Planned
 from .suggester import Suggester

@@ -53,8 +53,27 @@ from .errors import TooManyBrokenTrials
 from .executor import Executor
 from .quarantine import Quarantine
 from .state import (
-    Cancel, Decided, DrainRequested, Ended, Finish, Idle, LoopState, Planned, Prune, QuarantineWorker, Raise, Record,
-    Release, Report, RequestSuggestions, SetAlarm, Start, Submit, Suggested, TakeSuggestions, WaitForModel,
+    Cancel,
+    Decided,
+    DrainRequested,
+    Ended,
+    Finish,
+    Idle,
+    LoopState,
+    Planned,
+    Prune,
+    QuarantineWorker,
+    Raise,
+    Record,
+    Release,
+    Report,
+    RequestSuggestions,
+    SetAlarm,
+    Start,
+    Submit,
+    Suggested,
+    TakeSuggestions,
+    WaitForModel,
 )
 from .suggester import Suggester
 from .worker import TrialTask

@@ -3,7 +3,9 @@ version whose worker sent constraints and objective vectors among the metrics
 (``constraint_<i>``, ``objective_<name>``), so that tests check that files of that version still
 load.  Not run by the tests; ``PYTHONPATH=<old checkout> python make_v0_histories.py tests/data``.
 """
-import os, sys, shutil
+import os
+import sys
+
 import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.journal import Journal
@@ -19,7 +21,8 @@ def constrained(x, y):
 
 path = os.path.join(out, "constrained_v0.nc")
 for p in (path, path + ".journal"):
-    if os.path.exists(p): os.remove(p)
+    if os.path.exists(p):
+        os.remove(p)
 exp = daskhpo.build_experiment("old", SPACE, seed=0, direction="maximize", storage=path)
 exp.run(FakeExecutor(constrained, slots=1), max_trials=4)
 exp.close()
@@ -34,7 +37,8 @@ def tradeoff(x, y):
 
 path = os.path.join(out, "objectives_v0.nc")
 for p in (path, path + ".journal"):
-    if os.path.exists(p): os.remove(p)
+    if os.path.exists(p):
+        os.remove(p)
 exp = daskhpo.build_experiment("oldmo", SPACE, seed=0, storage=path,
                                objectives={"error": "minimize", "speed": "maximize"})
 exp.run(FakeExecutor(tradeoff, slots=1), max_trials=4)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from daskhpo.store.history import History, load_history
 from daskhpo.records import TrialRecord
 from daskhpo.space import Space
+from daskhpo.store.history import History, load_history
 
 SPACE = Space(
     {
