@@ -39,7 +39,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import KFold, RandomizedSearchCV, train_test_split
 from sklearn.svm import SVC
 
-from daskhpo.sklearn import SearchCV
+from daskhpo.integrations.sklearn import SearchCV
 
 TASKS = {
     "svc": (

@@ -60,22 +60,25 @@ __all__ = [
 ]
 
 
-#: modules that moved into daskhpo.store; ``daskhpo.<old name>`` still reaches them
-_MOVED = ("history", "journal", "storage_lock", "storage_errors", "checkpoints", "sessions")
+#: modules that moved into store/, viz/ and integrations/: ``daskhpo.<old name>`` still reaches them
+from ._moved import MOVED as _MOVED  # noqa: E402
+from ._moved import install as _install_moved  # noqa: E402
+
+_install_moved(__name__)
 
 
 def __getattr__(name: str):
-    if name in _MOVED:  # e.g. daskhpo.storage_lock.StorageLocked, as before the move
+    if name in _MOVED:  # daskhpo.callbacks, daskhpo.storage_lock.StorageLocked, ... as before the move
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
-    # Imported on first use: importing dask_jobqueue has side effects (see daskhpo.cluster).
+    # Imported on first use: importing dask_jobqueue has side effects (see daskhpo.integrations.cluster).
     if name == "SlurmGPUCluster":
-        from .cluster import SlurmGPUCluster
+        from .integrations.cluster import SlurmGPUCluster
 
         return SlurmGPUCluster
-    if name in ("submit", "DriverJob"):  # the Slurm driver job (daskhpo.driver), on first use too
-        from . import driver
+    if name in ("submit", "DriverJob"):  # the Slurm driver job (daskhpo.integrations.driver), on first use too
+        from .integrations import driver
 
         return getattr(driver, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

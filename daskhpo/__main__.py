@@ -1,7 +1,7 @@
-"""``python -m daskhpo ...`` runs the command line (see :mod:`daskhpo.cli`)."""
+"""``python -m daskhpo ...`` runs the command line (see :mod:`daskhpo.integrations.cli`)."""
 
 import sys
 
-from .cli import main
+from .integrations.cli import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from .records import direction_sign
-from .results import InvalidResult, Result, _show, name_problem, parse_result
+from .results import InvalidResult, Result, name_problem, parse_result, show_value
 
 __all__ = ["ObjectiveVector", "check_objectives", "objectives_from_attrs", "variable"]
 
@@ -56,7 +56,7 @@ def check_objectives(objectives: Any, params: Collection[str] = ()) -> dict[str,
     if not isinstance(objectives, Mapping):
         raise ValueError(
             "objectives must be a dict of name -> 'minimize' or 'maximize', "
-            f"e.g. {{'error': 'minimize', 'latency_ms': 'minimize'}}; got {type(objectives).__name__} {_show(objectives)}"
+            f"e.g. {{'error': 'minimize', 'latency_ms': 'minimize'}}; got {type(objectives).__name__} {show_value(objectives)}"
         )
     if len(objectives) < 2:
         raise ValueError(
@@ -66,7 +66,7 @@ def check_objectives(objectives: Any, params: Collection[str] = ()) -> dict[str,
     out: dict[str, str] = {}
     for name, direction in objectives.items():
         if not isinstance(name, str):
-            raise ValueError(f"objective names must be strings, got {type(name).__name__} {_show(name)}")
+            raise ValueError(f"objective names must be strings, got {type(name).__name__} {show_value(name)}")
         if name == "objective":
             raise ValueError("objective name 'objective' is the single objective's; name each objective of "
                              "objectives= after what it measures (e.g. 'error', 'latency_ms')")

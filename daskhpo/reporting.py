@@ -34,7 +34,7 @@ from typing import Any
 
 import cloudpickle
 
-from .results import InvalidResult, _number
+from .results import InvalidResult, checked_number
 
 __all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "trial_context", "stop_trial", "release_trial"]
 
@@ -234,9 +234,9 @@ def report(
         warnings.warn("daskhpo.report() called outside a daskhpo trial: ignored", RuntimeWarning, stacklevel=2)
         return
     try:
-        step = _number("step", step)
-        values = {k: _number(k, v) for k, v in metrics.items()}
-        values["objective"] = math.nan if objective is None else _number("objective", objective)
+        step = checked_number("step", step)
+        values = {k: checked_number(k, v) for k, v in metrics.items()}
+        values["objective"] = math.nan if objective is None else checked_number("objective", objective)
     except InvalidResult as exc:
         raise ValueError(f"daskhpo.report(): {exc}") from None
     if not math.isfinite(step):
@@ -268,7 +268,7 @@ def _wait_seconds(wait: bool | float) -> float:
     if wait is False or wait is None:
         return 0.0
     try:
-        seconds = _number("wait", wait)
+        seconds = checked_number("wait", wait)
     except InvalidResult:
         seconds = math.nan
     if not seconds >= 0:

@@ -96,7 +96,7 @@ class Result:
 _MAX_SHOWN = 120
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A short ``repr`` that never raises (huge ints, broken ``__repr__``)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
         return f"an int of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
@@ -107,18 +107,18 @@ def _show(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
-def _number(name: str, value: Any) -> float:
+def checked_number(name: str, value: Any) -> float:
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
         value = value.reshape(()).item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
-        raise InvalidResult(f"metric {name!r} must be a real number, got {type(value).__name__} {_show(value)}")
+        raise InvalidResult(f"metric {name!r} must be a real number, got {type(value).__name__} {show_value(value)}")
     try:
         return float(value)
     except OverflowError:
         raise InvalidResult(
-            f"metric {name!r} is too large to be stored as a float64: {_show(value)}"
+            f"metric {name!r} is too large to be stored as a float64: {show_value(value)}"
         ) from None
 
 
@@ -151,7 +151,7 @@ def _name(key: Any) -> str:
         return key
     if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
         return str(key)
-    raise InvalidResult(f"metric names must be strings, got {type(key).__name__} {_show(key)}")
+    raise InvalidResult(f"metric names must be strings, got {type(key).__name__} {show_value(key)}")
 
 
 def _constraints(value: Any) -> list[float]:
@@ -160,12 +160,12 @@ def _constraints(value: Any) -> list[float]:
     if not isinstance(value, (list, tuple)):
         raise InvalidResult(
             f"'constraints' must be a list of finite numbers (feasible when every one is <= 0), "
-            f"got {type(value).__name__} {_show(value)}"
+            f"got {type(value).__name__} {show_value(value)}"
         )
     out = []
     for i, item in enumerate(value):
         try:
-            number = _number(f"constraints[{i}]", item)
+            number = checked_number(f"constraints[{i}]", item)
         except InvalidResult as exc:
             raise InvalidResult(f"'constraints' must be a list of finite numbers: {exc}") from None
         if not math.isfinite(number):
@@ -183,8 +183,8 @@ def _rest(value: Mapping[Any, Any], skip: Collection[str]) -> tuple[dict[str, fl
             continue
         name = _name(key)
         if name in metrics:
-            raise InvalidResult(f"metric {name!r} is given twice (as {_show(key)} and another key)")
-        metrics[name] = _number(name, item)
+            raise InvalidResult(f"metric {name!r} is given twice (as {show_value(key)} and another key)")
+        metrics[name] = checked_number(name, item)
     return metrics, constraints
 
 
@@ -194,11 +194,11 @@ def _objective_values(value: Any, names: Sequence[str]) -> tuple[tuple[float, ..
     if not isinstance(value, Mapping):
         raise InvalidResult(
             f"the experiment has objectives {names}: the objective must return a dict with those keys, "
-            f"got {type(value).__name__} {_show(value)}"
+            f"got {type(value).__name__} {show_value(value)}"
         )
     missing = [n for n in names if n not in value]
     if missing:
-        keys = sorted(k if isinstance(k, str) else _show(k) for k in value)
+        keys = sorted(k if isinstance(k, str) else show_value(k) for k in value)
         raise InvalidResult(f"objective(s) {missing} missing from the returned dict (keys {keys}); "
                             f"the experiment has objectives {names}")
     if "objective" in value:
@@ -207,7 +207,7 @@ def _objective_values(value: Any, names: Sequence[str]) -> tuple[tuple[float, ..
     values = []
     for name in names:
         try:
-            number = _number(name, value[name])
+            number = checked_number(name, value[name])
         except InvalidResult as exc:
             raise InvalidResult(str(exc).replace("metric", "objective", 1)) from None
         if not math.isfinite(number):
@@ -256,28 +256,28 @@ def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[
     constraints: list[float] = []
     values: tuple[float, ...] = ()
     if isinstance(value, Result):  # read already (ObjectiveVector): checked as any other result
-        objective = _number("objective", value.objective)
-        metrics = {_name(k): _number(str(k), v) for k, v in value.metrics.items()}
-        values = tuple(_number(f"values[{i}]", v) for i, v in enumerate(value.values))
+        objective = checked_number("objective", value.objective)
+        metrics = {_name(k): checked_number(str(k), v) for k, v in value.metrics.items()}
+        values = tuple(checked_number(f"values[{i}]", v) for i, v in enumerate(value.values))
         constraints = _constraints(list(value.constraints))
     elif objectives:
         values, metrics, constraints = _objective_values(value, objectives)
         objective = math.nan
     elif isinstance(value, Mapping):
         if "objective" not in value:
-            keys = sorted(_show(k) if not isinstance(k, str) else k for k in value)
+            keys = sorted(show_value(k) if not isinstance(k, str) else k for k in value)
             raise InvalidResult(f"a dict result needs the key 'objective', got keys {keys}")
         metrics, constraints = _rest(value, ("objective",))
-        objective = _number("objective", value["objective"])
+        objective = checked_number("objective", value["objective"])
     elif isinstance(value, (list, tuple)):
         objective, metrics, n_objectives = math.nan, {}, 0
         for entry in value:
             if not (isinstance(entry, Mapping) and {"name", "type", "value"} <= set(entry)):
                 raise InvalidResult(
-                    f"a list result holds {{'name', 'type', 'value'}} dicts, got {_show(entry)}"
+                    f"a list result holds {{'name', 'type', 'value'}} dicts, got {show_value(entry)}"
                 )
             name = _name(entry["name"])
-            number = _number(name, entry["value"])
+            number = checked_number(name, entry["value"])
             if entry["type"] == "constraint":
                 constraints.extend(_constraints([number]))
             elif entry["type"] == "objective":
@@ -290,12 +290,12 @@ def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[
             raise InvalidResult(f"a list result needs exactly one entry of type 'objective', got {n_objectives}")
     else:
         try:
-            objective, metrics = _number("objective", value), {}
+            objective, metrics = checked_number("objective", value), {}
         except InvalidResult as exc:
             if "too large" in str(exc):
                 raise
             raise InvalidResult(
-                f"objective returned {type(value).__name__} {_show(value)}; expected a number, "
+                f"objective returned {type(value).__name__} {show_value(value)}; expected a number, "
                 "a dict with key 'objective', or a list of {'name', 'type', 'value'} dicts"
             ) from None
     params = frozenset(params)

@@ -776,6 +776,11 @@ class Space(Mapping[str, Dimension]):
         self._order = _check_conditions(dims)
         self.conditional = any(d.when is not None for d in dims.values())
 
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Parameter names, every parent before the parameters conditional on it."""
+        return tuple(self._order)
+
     def __getitem__(self, name: str) -> Dimension:
         return self._dims[name]
 

@@ -1,4 +1,4 @@
-"""A search script as a user writes it, run unchanged in Slurm driver jobs by tests/test_driver.py.
+"""A search script as a user writes it, run unchanged in Slurm driver jobs by tests/integrations/test_driver.py.
 
 ``python slurm_driver_search.py STORAGE N DELAYS LOG_DIRECTORY``: N trials on GPU worker jobs
 (1 core, 1 fake GPU, 1 GB each; their Dask workers give up 5 s after failing to reach the

@@ -46,7 +46,7 @@ class _Imports(ast.NodeVisitor):
             target = node.module or ""
         if target.split(".")[0] != "daskhpo":
             return
-        for alias in node.names:  # `from . import plot` imports the module daskhpo.plot
+        for alias in node.names:  # `from . import plot` imports the module daskhpo.viz.plot
             sub = f"{target}.{alias.name}"
             self.found.add(sub if exists(sub) else target)
 
@@ -84,7 +84,7 @@ def test_the_graph_sees_imports():
     graph = import_graph()
     assert "daskhpo.records" in graph["daskhpo.store.history"]
     assert "daskhpo.engine.executor" in graph["daskhpo.engine.loop"]
-    assert "daskhpo.plot" in graph["daskhpo.dashboard"]  # `from . import plot as _plot`
+    assert "daskhpo.viz.plot" in graph["daskhpo.viz.dashboard"]  # `from . import plot as _plot`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
 
 
@@ -117,15 +117,122 @@ def test_layers_depend_downwards():
         assert not any(m.startswith(("daskhpo.optimizers", "daskhpo.experiment")) for m in reach(module)), module
     for module in (m for m in graph if m.startswith("daskhpo.optimizers")):
         assert not any(m.startswith(("daskhpo.engine", "daskhpo.store", "daskhpo.experiment")) for m in reach(module)), module
-    for viz in ("daskhpo.plot", "daskhpo.dashboard"):
+    for viz in ("daskhpo.viz.plot", "daskhpo.viz.dashboard"):
         assert "daskhpo.experiment" not in reach(viz)
 
 
-def test_viz_and_tools_use_no_private_attribute_of_the_experiment():
-    for name in ("plot", "dashboard", "cli", "progress", "callbacks", "sklearn", "external"):
-        source = (PACKAGE / f"{name}.py").read_text()
-        for private in ("._history", "._client", "._checkpoints", "._subscribers", "._next_id"):
-            assert private not in source, (name, private)
+#: the layers, lowest first: a module imports only from its own layer or those below it
+LAYERS = [
+    ("core", ("daskhpo._version", "daskhpo._moved", "daskhpo.records", "daskhpo.results", "daskhpo.space",
+              "daskhpo.pareto", "daskhpo.objectives", "daskhpo.pickling", "daskhpo.reporting")),
+    ("parts", ("daskhpo.optimizers", "daskhpo.engine", "daskhpo.store")),
+    ("experiment", ("daskhpo.experiment", "daskhpo.testing")),
+    ("viz", ("daskhpo.viz",)),
+    ("integrations", ("daskhpo.integrations",)),
+    ("package", ("daskhpo", "daskhpo.__main__")),
+]
+#: imports upwards, each for a reason: the experiment's conveniences (``experiment.plot``,
+#: ``.dashboard()``, ``workon(progress=...)``) load the layer above on first use
+UPWARD = {
+    ("daskhpo.experiment.view", "daskhpo.viz.plot"), ("daskhpo.experiment.view", "daskhpo.viz.dashboard"),
+    ("daskhpo.experiment.run", "daskhpo.viz.progress"), ("daskhpo.experiment.facade", "daskhpo.viz.dashboard"),
+}
+
+
+def layer(module: str) -> int:
+    """The rank of ``module``'s layer in :data:`LAYERS`."""
+    for rank, (_name, prefixes) in enumerate(LAYERS):
+        if module in prefixes or any(module.startswith(p + ".") for p in prefixes if p != "daskhpo"):
+            return rank
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards():
+    graph = import_graph()
+    upward = set()
+    for module, imports in graph.items():
+        for imported in imports:
+            if layer(imported) > layer(module):
+                upward.add((module, imported))
+    assert upward == UPWARD, sorted(upward ^ UPWARD)
+
+
+def test_the_parts_know_nothing_of_each_other():
+    """Optimizers, engine and store each stand on the core alone."""
+    graph = import_graph()
+    parts = ("daskhpo.optimizers", "daskhpo.engine", "daskhpo.store")
+    for module, imports in graph.items():
+        own = next((p for p in parts if module.startswith(p)), None)
+        if own is not None:
+            others = {i for i in imports if i.startswith(parts) and not i.startswith(own)}
+            assert not others, (module, others)
+
+
+def private_accesses(package: Path = PACKAGE) -> list[tuple[str, str, str]]:
+    """``(module, private name, where)`` for each use of another daskhpo module's private name.
+
+    On the AST: ``from x import _name``; ``module._name`` on an imported daskhpo module; and
+    ``obj._name`` where ``_name`` is not defined in the module itself but in another one of
+    the package (``self._name`` of a base class included only when no base defines it:
+    subclasses may use what their bases give them).
+    """
+    def defined_in(tree: ast.AST) -> set[str]:
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+        return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    trees = {name_of(p): (p, ast.parse(p.read_text())) for p in package.rglob("*.py")}
+    own = {name: defined_in(tree) for name, (_p, tree) in trees.items()}
+    found = []
+    for name, (path, tree) in trees.items():
+        package_name = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        elsewhere = set().union(*(d for other, d in own.items() if other != name)) - own[name]
+        modules = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = package_name.split(".")[: len(package_name.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target.split(".")[0] != package.name:
+                    continue
+                for alias in node.names:
+                    if f"{target}.{alias.name}" in trees:  # a module of the package
+                        modules[alias.asname or alias.name] = f"{target}.{alias.name}"
+                    elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append((name, alias.name, f"from {target} import {alias.name}"))
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = node.value
+                if isinstance(base, ast.Name) and base.id in ("self", "cls"):
+                    continue  # its own, or its base class's
+                if (isinstance(base, ast.Name) and base.id in modules) or node.attr in elsewhere:
+                    found.append((name, node.attr, ast.unparse(node)))
+    return found
+
+
+def test_no_module_uses_another_module_s_private_names():
+    assert private_accesses() == []
+
+
+def test_the_private_access_check_sees_what_it_forbids(tmp_path):
+    pkg = tmp_path / "daskhpo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("_secret = 1\nclass A:\n    def __init__(self):\n        self._state = 0\n")
+    (pkg / "b.py").write_text("from . import a\nfrom .a import _secret\n\ndef peek(obj):\n"
+                              "    return a._secret, obj._state\n")
+    found = {(m, n) for m, n, _where in private_accesses(pkg)}
+    assert {("daskhpo.b", "_secret"), ("daskhpo.b", "_state")} <= found
 
 
 def test_the_experiment_writes_through_its_storage_only():

@@ -12,14 +12,14 @@ import pytest
 from bokeh.document import Document
 
 import daskhpo
-from daskhpo import plot
-from daskhpo.cli import main
-from daskhpo.dashboard import TrialFeed, _Session, make_app
 from daskhpo.engine import FakeExecutor
+from daskhpo.integrations.cli import main
 from daskhpo.optimizers import Trial, make_optimizer
 from daskhpo.pareto import crowding_distance, hypervolume, non_dominated, non_dominated_sort
-from daskhpo.progress import ProgressBar
 from daskhpo.records import TrialRecord
+from daskhpo.viz import plot
+from daskhpo.viz.dashboard import TrialFeed, _Session, make_app
+from daskhpo.viz.progress import ProgressBar
 
 SPACE = {"x": "uniform(0, 1)", "y": "uniform(0, 1)"}
 OBJECTIVES = {"error": "minimize", "speed": "maximize"}

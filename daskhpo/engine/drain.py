@@ -22,7 +22,7 @@ list and put a wake-up event into the executor's queue
 (:class:`queue.SimpleQueue.put` is reentrant), so the loop looks at the request at once
 instead of at its next event.
 
-Nothing here knows about Slurm: the Slurm driver job (:mod:`daskhpo.driver`) installs the
+Nothing here knows about Slurm: the Slurm driver job (:mod:`daskhpo.integrations.driver`) installs the
 handlers, and a test or any other tool may call :func:`request_drain` directly.
 """
 
@@ -71,7 +71,7 @@ _REQUEST: DrainRequest | None = None
 _RUNNING: dict[int, _Drainable] = {}
 
 
-def _check_grace(grace: float) -> float:
+def check_grace(grace: float) -> float:
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
         raise ValueError(f"grace must be non-negative seconds, got {grace!r}")
     return float(grace)
@@ -94,7 +94,7 @@ def request_drain(reason: str = "drain requested", grace: float = 0.0) -> DrainR
         The request now in force.
     """
     global _REQUEST
-    request = DrainRequest(str(reason), _check_grace(grace), time.time())
+    request = DrainRequest(str(reason), check_grace(grace), time.time())
     if _REQUEST is None or request.grace < _REQUEST.grace:
         _REQUEST = request
     for engine in list(_RUNNING.values()):
@@ -120,11 +120,11 @@ def clear_drain() -> None:
     _REQUEST = None
 
 
-def _register(engine: _Drainable) -> None:
+def register(engine: _Drainable) -> None:
     _RUNNING[id(engine)] = engine
 
 
-def _unregister(engine: _Drainable) -> None:
+def unregister(engine: _Drainable) -> None:
     _RUNNING.pop(id(engine), None)
 
 
@@ -147,7 +147,7 @@ def install_signal_handlers(graces: Mapping[int, float]) -> Callable[[], None]:
     """
     previous: dict[int, Any] = {}
     for signum, grace in graces.items():
-        grace = _check_grace(grace)
+        grace = check_grace(grace)
         name = signal.Signals(signum).name
 
         def handler(received: int, frame: Any, grace: float = grace, name: str = name) -> None:

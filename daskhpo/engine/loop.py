@@ -142,7 +142,7 @@ class Engine:
         signal handler (it takes no lock); a second call with a shorter grace shortens it.
         A drain asked for before :meth:`run` applies to the next run only.
         """
-        self._drains.append(DrainRequest(str(reason), _drain._check_grace(grace), time.time()))
+        self._drains.append(DrainRequest(str(reason), _drain.check_grace(grace), time.time()))
         wake = getattr(self.executor, "wake", None)
         if wake is not None and getattr(self, "_state", None) is not None:
             try:
@@ -189,14 +189,14 @@ class Engine:
         """
         executor = self.executor
         self.drained, self.abandoned = None, []
-        _drain._register(self)  # before reading the process-wide request: none is missed
+        _drain.register(self)  # before reading the process-wide request: none is missed
         request = _drain.drain_requested()
         if request is not None:
             self._drains.append(request)
         try:
             n_workers = self.n_workers if self.n_workers is not None else executor.slots()
         except BaseException:
-            _drain._unregister(self)
+            _drain.unregister(self)
             raise
         model = suggest if isinstance(suggest, Suggester) else None
         state = self._state = LoopState(
@@ -237,7 +237,7 @@ class Engine:
                 self._decisions_in()
             return state.finished
         finally:
-            _drain._unregister(self)
+            _drain.unregister(self)
             self._drains = []
             try:
                 for instruction in state.handle(Ended(), now=self._clock(), wall=time.time()):

@@ -100,7 +100,7 @@ def build_experiment(
         For an invalid space, algorithm or ``direction``, a reserved parameter name, a
         ``storage`` holding an experiment with another space (the message shows both) or
         stored with the other direction, or a ``warm_start`` that is not compatible.
-    daskhpo.storage_lock.StorageLocked
+    daskhpo.store.lock.StorageLocked
         When another process writes ``storage`` (the message names its host and pid).
         One process writes a storage path at a time; the lock is the operating system's
         (``flock`` on ``<storage>.lock``), released when the holder exits or dies, even

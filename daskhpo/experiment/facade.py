@@ -257,11 +257,11 @@ class Experiment(ExperimentView):
             Serve the live dashboard (:meth:`dashboard`; an int is its port) and log its
             URL.  It keeps serving after the run; ``experiment.dashboard().stop()`` ends it.
         progress : bool, optional
-            A progress bar (tqdm; see :mod:`daskhpo.progress`).  ``None``: only when
+            A progress bar (tqdm; see :mod:`daskhpo.viz.progress`).  ``None``: only when
             standard error is a terminal or in a notebook; ``True``: always; ``False``: never.
         callbacks : list of callables, optional
             Each receives every finished trial's record (a dict; see
-            :func:`daskhpo.progress.attach`), e.g. :class:`daskhpo.callbacks.TensorBoard`.
+            :func:`daskhpo.viz.progress.attach`), e.g. :class:`daskhpo.integrations.callbacks.TensorBoard`.
         trials_per_task : int, default 1
             Trials run one after the other in each Dask task (opt-in, for trials of a few
             milliseconds, whose time Dask's per-task overhead dominates; see
@@ -297,7 +297,7 @@ class Experiment(ExperimentView):
                 dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
                 worker_timeout=worker_timeout, **packing)
             if dashboard:
-                from ..dashboard import dask_link
+                from ..viz.dashboard import dask_link
 
                 board = self.dashboard(0 if dashboard is True else int(dashboard))
                 board.dask_link = dask_link(dask_client)

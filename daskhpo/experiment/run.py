@@ -87,7 +87,7 @@ class Run:
                 retries: int, max_broken: int, quarantine_after: int | None, progress: bool | None,
                 callbacks: Sequence[Callable[[dict], Any]] | None, fill_idle: float) -> None:
         """Run trials on ``executor`` until ``budget`` more have finished; records why it ended."""
-        from ..progress import attach
+        from ..viz.progress import attach
 
         name = self.experiment.name
         fn = getattr(executor, "fn", None)

@@ -196,8 +196,8 @@ class ExperimentView:
 
     @property
     def plot(self) -> Any:
-        """Plots of this experiment: ``experiment.plot.regret()`` etc. (see :mod:`daskhpo.plot`)."""
-        from ..plot import PlotAccessor
+        """Plots of this experiment: ``experiment.plot.regret()`` etc. (see :mod:`daskhpo.viz.plot`)."""
+        from ..viz.plot import PlotAccessor
 
         return PlotAccessor(self)
 
@@ -217,10 +217,10 @@ class ExperimentView:
 
         Returns
         -------
-        daskhpo.dashboard.Dashboard
+        daskhpo.viz.dashboard.Dashboard
             With ``.url`` and ``.stop()``.
         """
-        from ..dashboard import serve_experiment
+        from ..viz.dashboard import serve_experiment
 
         running = self._dashboard
         if running is not None and running.running:

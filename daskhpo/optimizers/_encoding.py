@@ -78,7 +78,7 @@ class Encoding:
         # (is numeric, column, [(parent's cat column, allowed choice indices as a mask)]).
         self._conditions: list[tuple[bool, int, list[tuple[int, np.ndarray]]]] = []
         if self.conditional:
-            for name in space._order:
+            for name in space.order:
                 dim = space[name]
                 if dim.when is None or isinstance(dim, Fidelity):
                     continue
@@ -194,7 +194,7 @@ def complete_params(space: Space, params: Mapping[str, Any], rng: np.random.Gene
     """``params`` with the parameters its values activate but it lacks drawn from their priors,
     and those its values make inactive left out (parents first, so conditions may nest)."""
     out = dict(params)
-    for name in space._order:
+    for name in space.order:
         if space.is_active(name, out):
             if name not in out and not isinstance(space[name], Fidelity):  # the caller sets fidelity
                 out[name] = space[name].sample(rng)

@@ -60,7 +60,7 @@ def rung_resources(min_resource: float, max_resource: float, reduction_factor: f
     return rungs
 
 
-class _Bracket:
+class Bracket:
     """The rungs of one successive-halving bracket and the results in them.
 
     Each rung keeps its results sorted by ``(objective, trial id)`` (``bisect``), and
@@ -179,7 +179,7 @@ class SuccessiveHalving(Optimizer):
         self.sampler = make_optimizer(sampler, self.space, self.seed)
         if isinstance(self.sampler, SuccessiveHalving):
             raise option_error(self.name, "sampler", "must not itself be a multi-fidelity algorithm")
-        self.brackets: list[_Bracket] = [_Bracket(self.rungs, reduction_factor)]
+        self.brackets: list[Bracket] = [Bracket(self.rungs, reduction_factor)]
         self._bracket: dict[int, int] = {}  # config id -> bracket
         self._config: dict[int, int] = {}  # trial id -> config id
         self._rung: dict[int, int] = {}  # trial id -> rung (fidelity mode)
@@ -220,7 +220,7 @@ class SuccessiveHalving(Optimizer):
         return {trial for b in self.brackets for k in range(len(b.rungs) - 1)
                 for cid, (_, trial) in b.results[k].items() if cid not in b.promoted[k]}
 
-    def _resource(self, bracket: _Bracket, k: int) -> Any:
+    def _resource(self, bracket: Bracket, k: int) -> Any:
         return self.space[self.fidelity].cast(bracket.rungs[k])
 
     # -- protocol ----------------------------------------------------------------------

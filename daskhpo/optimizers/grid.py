@@ -92,7 +92,7 @@ class GridSearch(Optimizer):
         axes = dict(zip(self.space, self._axes))
         partial: list[dict[str, Any]] = [{}]
         # parents before children, so a parameter's activity is known when it is reached
-        for name in self.space._order:
+        for name in self.space.order:
             active = [self.space.is_active(name, params) for params in partial]
             # counted before it is built: a grid too large is refused at once
             if sum(len(axes[name]) if on else 1 for on in active) > _MAX_TREE:

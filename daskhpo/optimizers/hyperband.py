@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Space
-from .asha import SuccessiveHalving, _Bracket
+from .asha import Bracket, SuccessiveHalving
 
 __all__ = ["Hyperband"]
 
@@ -53,7 +53,7 @@ class Hyperband(SuccessiveHalving):
         super().__init__(space, seed, min_resource, max_resource, reduction_factor, sampler)
         top = len(self.rungs) - 1
         eta = self.reduction_factor
-        self.brackets = [_Bracket(self.rungs[s:], eta) for s in range(top + 1)]
+        self.brackets = [Bracket(self.rungs[s:], eta) for s in range(top + 1)]
         sizes = np.array([math.ceil((top + 1) / (top - s + 1) * eta ** (top - s)) for s in range(top + 1)], dtype=float)
         self._weights = sizes / sizes.sum()
 

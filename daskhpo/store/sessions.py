@@ -11,7 +11,7 @@ of the history's attr ``driver_sessions``, oldest first, kept across resumes:
 ``job``
     the Slurm job id (``SLURM_JOB_ID``), or ``None`` outside a job;
 ``restart``
-    the driver job's place in its chain (0 for the first; see :mod:`daskhpo.driver`), or
+    the driver job's place in its chain (0 for the first; see :mod:`daskhpo.integrations.driver`), or
     ``None`` outside a driver job; ``successor``: the job id of the successor it queued;
 ``start``, ``end``
     ISO 8601 times (UTC); ``end`` is ``None`` while it runs, and stays so for a session

@@ -8,8 +8,8 @@ import sys
 
 import daskhpo
 from daskhpo.engine import FakeExecutor
-from daskhpo.journal import Journal
 from daskhpo.records import TrialRecord
+from daskhpo.store.journal import Journal
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)

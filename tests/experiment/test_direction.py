@@ -7,11 +7,11 @@ import pytest
 from bokeh.document import Document
 
 import daskhpo
-from daskhpo import plot
-from daskhpo.dashboard import TrialFeed, _Session, make_app
 from daskhpo.engine import FakeExecutor
 from daskhpo.optimizers.random import RandomSearch
 from daskhpo.records import TrialRecord
+from daskhpo.viz import plot
+from daskhpo.viz.dashboard import TrialFeed, _Session, make_app
 
 SPACE = {"x": "uniform(0, 1)"}
 

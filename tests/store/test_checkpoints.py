@@ -239,7 +239,7 @@ if __name__ == "__main__":
         exp.workon(train, max_trials=2, client=client, max_broken=10, progress=False)
         print("statuses", sorted(exp.history["status"].values.tolist()))
         print("errors", [e for e in exp.history["error"].values.tolist() if e])
-        from daskhpo.checkpoints import CheckpointStore
+        from daskhpo.store.checkpoints import CheckpointStore
         from daskhpo.reporting import decode_checkpoint
         state = decode_checkpoint(CheckpointStore("main.nc").get(0))
         print("checkpoint", type(state).__name__, state.epoch)
@@ -252,7 +252,7 @@ def test_checkpoint_of_a_class_defined_in_the_scripts_main(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     (tmp_path / "script.py").write_text(MAIN_CLASS_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
