@@ -51,21 +51,30 @@ def test_training_set_is_capped_and_keeps_the_best():
 
 
 def test_categorical_and_integer_dimensions_are_rounded_and_learned():
+    """Over several seeds the GP's late picks favour the best category and integer value.
+
+    The claim is on four seeds together, not on one run: a single run's ten late picks move
+    by one when the floating-point rounding changes (seed 1 picks "good" 7 times with
+    OpenBLAS's Haswell kernels, 8 times with its SkylakeX kernels, on the same machine).
+    Drawn at random, a third of the picks would be "good" (28 or more of 40: p < 3e-6) and a
+    ninth would be n == 7 (20 or more of 40: p < 2e-9); the GP gets about 34 and 29.
+    """
     space = Space({"kind": "choices(['bad', 'good', 'worse'])", "n": "randint(1, 10)", "x": "uniform(0, 1)"})
 
     def fn(p):
         return {"bad": 1.0, "good": 0.0, "worse": 2.0}[p["kind"]] + abs(p["n"] - 7) / 5 + (p["x"] - 0.3) ** 2
 
-    opt = make_optimizer(("gp", FAST), space, 1)
     late = []
-    for trial_id in range(25):
-        params = opt.ask(trial_id).params
-        assert space.validate(params) == params
-        opt.tell(Trial(trial_id, params, "completed", fn(params)))
-        if trial_id >= 15:
-            late.append(params)
-    assert sum(p["kind"] == "good" for p in late) >= 8
-    assert min(abs(p["n"] - 7) for p in late) == 0
+    for seed in range(4):
+        opt = make_optimizer(("gp", FAST), space, seed)
+        for trial_id in range(25):
+            params = opt.ask(trial_id).params
+            assert space.validate(params) == params
+            opt.tell(Trial(trial_id, params, "completed", fn(params)))
+            if trial_id >= 15:
+                late.append(params)
+    assert sum(p["kind"] == "good" for p in late) >= 28
+    assert sum(p["n"] == 7 for p in late) >= 20
 
 
 def test_log_h_matches_the_direct_formula_and_stays_finite():
