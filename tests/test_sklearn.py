@@ -122,6 +122,7 @@ def test_failed_candidates_rank_last_and_all_failed_raises(current, iris):
         SearchCV(Fragile(), {"c": "uniform(0.6, 1)"}, max_trials=2, cv=2).fit(X, y)
 
 
+@pytest.mark.slow  # starts its own LocalCluster
 def test_without_a_client_it_starts_a_local_cluster(iris, tmp_path):
     X, y = iris
     search = SearchCV(LogisticRegression(max_iter=300), {"C": "loguniform(1e-2, 1e2)"}, max_trials=2, cv=2,

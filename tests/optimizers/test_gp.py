@@ -22,6 +22,7 @@ from daskhpo.space import Space
 FAST = {"n_initial": 8, "n_candidates": 300}
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_beats_random_search_on_branin():
     seeds = range(3)
     gp = [best_regret(("gp", FAST), BRANIN_SPACE, branin, 30, s, BRANIN_MIN) for s in seeds]
@@ -29,6 +30,7 @@ def test_beats_random_search_on_branin():
     assert np.median(gp) < np.median(rnd) / 10
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_pending_trials_spread_parallel_suggestions():
     """Without the liar the eight asks collapse onto the acquisition's maximum; with it they spread."""
     spreads = {}
@@ -50,6 +52,7 @@ def test_training_set_is_capped_and_keeps_the_best():
     assert opt.last_train_size == 30
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_categorical_and_integer_dimensions_are_rounded_and_learned():
     """Over several seeds the GP's late picks favour the best category and integer value.
 
@@ -125,6 +128,7 @@ def run_and_resume(config: dict, seed: int, n: int, fit_every: int = 0) -> tuple
     return original, resumed
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_refitting_every_few_trials_stays_resumable():
     """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
     original, resumed = run_and_resume({**FAST, "refit_every": 4}, 5, 14)
@@ -135,6 +139,7 @@ def test_refitting_every_few_trials_stays_resumable():
         resumed.tell(Trial(trial_id, b, "completed", branin(b)))
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_warm_started_kernel_fits_are_a_function_of_the_history():
     """Fits warm-start from the previous scheduled fit; a resumed optimizer replays the chain."""
     # fits asked for every 5 trials while they are scheduled every 2: the skipped ones are caught up
@@ -145,6 +150,7 @@ def test_warm_started_kernel_fits_are_a_function_of_the_history():
     assert original.ask(30).params == resumed.ask(30).params
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_output_warping_spreads_the_good_values():
     opt = make_optimizer(("gp", {**FAST, "output_warping": True}), BRANIN_SPACE, 0)
     y = np.array([0.0, 0.1, 0.2, 0.3, 50.0])  # one value far worse than the rest
