@@ -7,7 +7,6 @@ import math
 import os
 import signal
 import threading
-import time
 
 import pytest
 
