@@ -7,7 +7,6 @@ import math
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -345,17 +344,25 @@ def test_drain_rejects_a_bad_grace(no_drain):
 
 
 def test_a_drain_while_every_slot_waits_for_the_model_submits_nothing(no_drain):
-    """Nothing runs, the model's first batch takes 1.5 s: a drain meanwhile ends the run without
-    submitting the batch's trials."""
+    """Nothing runs, the model's first batch is still being computed: a drain meanwhile ends the
+    run without submitting the batch's trials."""
     from daskhpo.engine import Suggester
     from daskhpo.engine.simulate import ModelClockExecutor
 
+    batch_started, drained = threading.Event(), threading.Event()
+
     def slow_batch(k):
-        time.sleep(1.5)
+        batch_started.set()
+        drained.wait(30)  # the model is still busy when the drain arrives
         return [Planned(i, {"x": 0.0}) for i in range(k)]
+
+    def drain_mid_batch():
+        batch_started.wait(30)
+        engine.drain(0.0, "test")
+        drained.set()
 
     executor = ModelClockExecutor(lambda x: x, duration=1.0, slots=4)
     engine = Engine(executor)
-    threading.Timer(0.3, engine.drain, args=(0.0, "test")).start()
+    threading.Thread(target=drain_mid_batch, daemon=True).start()
     assert engine.run(Suggester(slow_batch), lambda rec, ck: None) == 0
     assert engine.drained.reason == "test" and executor.submitted == []

@@ -9,6 +9,7 @@ same with ``scancel`` on a real Slurm job.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,11 +19,32 @@ from distributed import Client, LocalCluster
 import daskhpo
 
 
+def wait_until_the_scheduler_has_the_start(attempt: int) -> None:
+    """Block until the scheduler holds ``attempt`` start events of the running task.
+
+    The engine counts attempts by these events, and one leaves with the worker's next
+    message batch: a worker that dies before that goes uncounted (see ``run_trial``).  A
+    test that kills its worker mid-trial waits for the event, not for some milliseconds.
+    """
+    from distributed import get_client, get_worker
+
+    key = get_worker().get_current_task()
+    client = get_client()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        topics = client.get_events().values()  # every topic ("all" may repeat the run's)
+        if max((sum(isinstance(m, dict) and m.get("key") == key for _, m in events) for events in topics),
+               default=0) >= attempt:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"start {attempt} of {key} did not reach the scheduler within 60 s")
+
+
 def kills_its_worker_once(x: float, marker_dir: str) -> float:
     marker = os.path.join(marker_dir, "died")
     if x > 0.5 and not os.path.exists(marker):
         open(marker, "w").close()
-        time.sleep(0.3)
+        wait_until_the_scheduler_has_the_start(1)
         os._exit(1)  # the worker process dies mid-trial; its nanny starts a new one
     time.sleep(0.1)
     return x
@@ -35,19 +57,30 @@ def first_trial_always_kills_its_worker(x: float, marker_dir: str) -> float:
             f.write(repr(x))
     with open(marker) as f:
         if f.read() == repr(x):
-            time.sleep(0.3)
+            attempts = os.path.join(marker_dir, "victim-attempts")
+            with open(attempts, "a") as f:
+                f.write(".")
+            with open(attempts) as f:
+                wait_until_the_scheduler_has_the_start(len(f.read()))
             os._exit(1)
     time.sleep(0.1)
     return x
 
 
-@pytest.fixture
-def nanny_client():
+@pytest.fixture(scope="module")
+def nanny_cluster_client():
     # Default scheduler settings: a task whose worker died is re-run by the scheduler.
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(
         cluster, set_as_default=False
     ) as client:
         yield client
+
+
+@pytest.fixture
+def nanny_client(nanny_cluster_client):
+    """The module's cluster, once both workers are up (a nanny restarts the one a test killed)."""
+    nanny_cluster_client.wait_for_workers(2, timeout=60)
+    return nanny_cluster_client
 
 
 def test_trial_rerun_by_the_scheduler_counts_as_a_second_attempt(nanny_client, tmp_path):
@@ -79,9 +112,10 @@ def test_all_workers_leaving_mid_search_fails_after_worker_timeout():
         cluster, set_as_default=False
     ) as client, ThreadPoolExecutor(1) as pool:
         exp = daskhpo.build_experiment("orphaned", {"x": "uniform(0, 1)"}, seed=0)
+        first_recorded = threading.Event()
+        exp.subscribe(lambda record: first_recorded.set())
         search = pool.submit(exp.workon, slow, max_trials=50, client=client, n_workers=1, worker_timeout=2)
-        while len(exp.history["trial"]) < 1:
-            time.sleep(0.05)
+        assert first_recorded.wait(60), "no trial recorded within 60 s"
         cluster.scale(0)  # every job ended, none comes back
         gone = time.time()
         with pytest.raises(daskhpo.NoWorkersError, match="within 2 s"):

@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,8 +116,15 @@ def test_cli_submit_print_shows_the_job_script_of_the_options(tmp_path, monkeypa
 # -- a drain on a real Dask cluster -----------------------------------------------------------------
 
 
-def short_or_long(x: float, long: float) -> float:
-    time.sleep(0.1 if x < 0 else long)
+#: the long trials of the drain test run until the test opens this (the in-process cluster's
+#: workers share this module): a drain that waited for them would wait 60 s
+_LONG_TRIALS_MAY_END = threading.Event()
+
+
+def short_or_long(x: float, hold: bool) -> float:
+    time.sleep(0.1)
+    if x >= 0 and hold:
+        _LONG_TRIALS_MAY_END.wait(60)
     return x**2
 
 
@@ -142,18 +150,22 @@ def test_drain_on_dask_abandons_trials_past_the_grace_and_resume_completes(tmp_p
                 Client(cluster) as client:
             exp = daskhpo.build_experiment("dask-drain", {"x": "uniform(-1, 1)"}, storage=storage, seed=1)
             exp.subscribe(signal_after_three)
-            exp.workon(short_or_long, max_trials=12, client=client, n_workers=4, long=3.0)
+            _LONG_TRIALS_MAY_END.clear()
+            try:
+                exp.workon(short_or_long, max_trials=12, client=client, n_workers=4, hold=True)
+            finally:
+                _LONG_TRIALS_MAY_END.set()  # the abandoned trials end, and free their threads
             drained_in = time.monotonic() - signalled[0]
             first = {r.trial: r for r in exp.records()}
             exp.close()
             clear_drain()
             # the successor's part, on the same cluster: every trial short now
             resumed = daskhpo.build_experiment("dask-drain", {"x": "uniform(-1, 1)"}, storage=storage)
-            resumed.workon(short_or_long, max_trials=12, client=client, n_workers=4, long=0.1)
+            resumed.workon(short_or_long, max_trials=12, client=client, n_workers=4, hold=False)
     finally:
         restore()
         clear_drain()
-    assert drained_in < 2.5  # the 0.5 s grace and the history, not the 3 s of a long trial
+    assert drained_in < 30  # the 0.5 s grace and the history, not the 60 s of a held trial
     assert re.search(r"drained \(SIGUSR1\) after \d+ finished trials; [1-9]\d* abandoned", caplog.text)
     assert len(first) >= 3 and {r.status for r in first.values()} == {"completed"}
     assert all(r.params["x"] < 0 for r in first.values())  # no long trial finished: they were abandoned

@@ -130,6 +130,7 @@ def session_cluster():
     close_session_cluster()
 
 
+@pytest.mark.slow  # starts the session's LocalCluster
 def test_without_a_client_it_starts_a_local_cluster(iris, tmp_path, session_cluster):
     X, y = iris
     search = SearchCV(LogisticRegression(max_iter=300), {"C": "loguniform(1e-2, 1e2)"}, max_trials=2, cv=2,

@@ -22,6 +22,7 @@ from daskhpo.space import Space
 FAST = {"n_initial": 8, "n_candidates": 300}
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_beats_random_search_on_branin():
     seeds = range(3)
     gp = [best_regret(("gp", FAST), BRANIN_SPACE, branin, 30, s, BRANIN_MIN) for s in seeds]
@@ -29,6 +30,7 @@ def test_beats_random_search_on_branin():
     assert np.median(gp) < np.median(rnd) / 10
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_pending_trials_spread_parallel_suggestions():
     """Without the liar the eight asks collapse onto the acquisition's maximum; with it they spread."""
     spreads = {}
@@ -50,22 +52,32 @@ def test_training_set_is_capped_and_keeps_the_best():
     assert opt.last_train_size == 30
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_categorical_and_integer_dimensions_are_rounded_and_learned():
+    """Over several seeds the GP's late picks favour the best category and integer value.
+
+    The claim is on four seeds together, not on one run: a single run's ten late picks move
+    by one when the floating-point rounding changes (seed 1 picks "good" 7 times with
+    OpenBLAS's Haswell kernels, 8 times with its SkylakeX kernels, on the same machine).
+    Drawn at random, a third of the picks would be "good" (28 or more of 40: p < 3e-6) and a
+    ninth would be n == 7 (20 or more of 40: p < 2e-9); the GP gets about 34 and 29.
+    """
     space = Space({"kind": "choices(['bad', 'good', 'worse'])", "n": "randint(1, 10)", "x": "uniform(0, 1)"})
 
     def fn(p):
         return {"bad": 1.0, "good": 0.0, "worse": 2.0}[p["kind"]] + abs(p["n"] - 7) / 5 + (p["x"] - 0.3) ** 2
 
-    opt = make_optimizer(("gp", FAST), space, 1)
     late = []
-    for trial_id in range(25):
-        params = opt.ask(trial_id).params
-        assert space.validate(params) == params
-        opt.tell(Trial(trial_id, params, "completed", fn(params)))
-        if trial_id >= 15:
-            late.append(params)
-    assert sum(p["kind"] == "good" for p in late) >= 8
-    assert min(abs(p["n"] - 7) for p in late) == 0
+    for seed in range(4):
+        opt = make_optimizer(("gp", FAST), space, seed)
+        for trial_id in range(25):
+            params = opt.ask(trial_id).params
+            assert space.validate(params) == params
+            opt.tell(Trial(trial_id, params, "completed", fn(params)))
+            if trial_id >= 15:
+                late.append(params)
+    assert sum(p["kind"] == "good" for p in late) >= 28
+    assert sum(p["n"] == 7 for p in late) >= 20
 
 
 def test_log_h_matches_the_direct_formula_and_stays_finite():
@@ -116,6 +128,7 @@ def run_and_resume(config: dict, seed: int, n: int, fit_every: int = 0) -> tuple
     return original, resumed
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_refitting_every_few_trials_stays_resumable():
     """Hyperparameters fitted every 4 trials depend on the history only, so resume still matches."""
     original, resumed = run_and_resume({**FAST, "refit_every": 4}, 5, 14)
@@ -126,6 +139,7 @@ def test_refitting_every_few_trials_stays_resumable():
         resumed.tell(Trial(trial_id, b, "completed", branin(b)))
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_warm_started_kernel_fits_are_a_function_of_the_history():
     """Fits warm-start from the previous scheduled fit; a resumed optimizer replays the chain."""
     # fits asked for every 5 trials while they are scheduled every 2: the skipped ones are caught up
@@ -136,6 +150,7 @@ def test_warm_started_kernel_fits_are_a_function_of_the_history():
     assert original.ask(30).params == resumed.ask(30).params
 
 
+@pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
 def test_output_warping_spreads_the_good_values():
     opt = make_optimizer(("gp", {**FAST, "output_warping": True}), BRANIN_SPACE, 0)
     y = np.array([0.0, 0.1, 0.2, 0.3, 50.0])  # one value far worse than the rest

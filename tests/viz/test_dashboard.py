@@ -68,8 +68,15 @@ def test_dashboard_of_an_experiment_shows_its_trials(browser, tmp_path):
     assert experiment.subscribers == []  # stop() detaches it from the experiment
 
 
+#: opened by test_trials_appear_live_while_an_experiment_runs once the page shows 3 trials
+#: (the in-process cluster's workers share this module)
+_PAGE_SHOWS_THREE = threading.Event()
+
+
 def slow_objective(x, lr, kind, delay):
     time.sleep(delay)
+    if daskhpo.reporting.current_trial() >= 5:  # the run is still going while the page is checked
+        assert _PAGE_SHOWS_THREE.wait(60), "the page never showed 3 trials"
     return (x - 0.5) ** 2 + (0.1 if kind == "b" else 0.0) + 0.01 * abs(math.log10(lr))
 
 
@@ -78,7 +85,8 @@ def test_trials_appear_live_while_an_experiment_runs(browser, client, tmp_path, 
     space = {"x": "uniform(-2, 2)", "lr": "loguniform(1e-4, 1)", "kind": "choices(['a', 'b'])"}
     experiment = daskhpo.build_experiment("live", space, "random", storage=tmp_path / "live.nc", seed=1)
     recorded: list[tuple[float, int]] = []
-    experiment.subscribe(lambda r: recorded.append((time.perf_counter(), r.trial)))
+    first_recorded = threading.Event()
+    experiment.subscribe(lambda r: recorded.append((time.perf_counter(), r.trial)) or first_recorded.set())
     page = Page(browser)
     board = experiment.dashboard()
     try:  # on the in-process LocalCluster of tests/conftest.py: 2 workers, 1 thread each
@@ -89,23 +97,22 @@ def test_trials_appear_live_while_an_experiment_runs(browser, client, tmp_path, 
 
         def run() -> None:
             try:
-                experiment.workon(slow_objective, max_trials=8, client=client, dashboard=True, delay=0.8)
+                experiment.workon(slow_objective, max_trials=8, client=client, dashboard=True, delay=0.3)
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
         runner = threading.Thread(target=run)
+        _PAGE_SHOWS_THREE.clear()
         runner.start()
         try:
-            deadline = time.monotonic() + 30
-            while not recorded and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert recorded, "no trial finished within 30 s"
-            page.wait_for_length("trials_table", 1, timeout=5)
+            assert first_recorded.wait(30), "no trial finished within 30 s"
+            page.wait_for_length("trials_table", 1, timeout=10)
             latency = time.perf_counter() - recorded[0][0]
             # the run goes on after the first trial: more appear without a reload
-            page.wait_for_length("trials_table", 3, timeout=20)
+            page.wait_for_length("trials_table", 3, timeout=30)
             assert len(recorded) < 8, "the run should still be going"
         finally:
+            _PAGE_SHOWS_THREE.set()
             runner.join(60)
         assert not errors, errors
         page.wait_for_length("trials_table", 8, timeout=5)
@@ -162,7 +169,10 @@ def test_ten_thousand_trials_are_streamed_not_resent(browser):
         page.wait_for_length("trials_table", 10_001, timeout=10)
         page.settle()
         one_s = time.perf_counter() - start
-        time.sleep(0.3)  # let the rest of that update's messages arrive
+        # the summary is the update's last change: once it shows, all its messages arrived
+        page.page.wait_for_function(
+            "() => Bokeh.documents[0].get_model_by_name('summary').text.includes('>10001</span> trials')", timeout=10_000
+        )
         update_bytes = sum(frames)
         assert update_bytes < 30_000, f"an update of one trial sent {update_bytes} bytes: re-sent whole?"
         assert one_s < 3.0
