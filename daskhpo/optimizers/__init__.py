@@ -39,6 +39,9 @@ _BUILTIN: dict[str, str] = {
     "pbt": "daskhpo.optimizers.pbt:PBT",
     "race": "daskhpo.optimizers.race:Race",
     "parego": "daskhpo.optimizers.parego:ParEGO",
+    "cmaes": "daskhpo.optimizers.cmaes:CMAES",
+    "sobol": "daskhpo.optimizers.sobol:Sobol",
+    "qmc": "daskhpo.optimizers.sobol:QMC",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
