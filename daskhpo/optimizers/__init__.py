@@ -42,6 +42,7 @@ _BUILTIN: dict[str, str] = {
     "cmaes": "daskhpo.optimizers.cmaes:CMAES",
     "sobol": "daskhpo.optimizers.sobol:Sobol",
     "qmc": "daskhpo.optimizers.sobol:QMC",
+    "motpe": "daskhpo.optimizers.motpe:MOTPE",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
