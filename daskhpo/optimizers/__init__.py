@@ -43,6 +43,7 @@ _BUILTIN: dict[str, str] = {
     "sobol": "daskhpo.optimizers.sobol:Sobol",
     "qmc": "daskhpo.optimizers.sobol:QMC",
     "motpe": "daskhpo.optimizers.motpe:MOTPE",
+    "auto": "daskhpo.optimizers.auto:Auto",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 
