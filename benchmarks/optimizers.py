@@ -45,8 +45,8 @@ import numpy as np
 from daskhpo.optimizers import Trial, make_optimizer
 from daskhpo.space import Categorical, Integer, Space
 
-DASKHPO = ["random", "tpe", "gp", "evolution"]
-PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe"]
+DASKHPO = ["random", "tpe", "gp", "evolution", "cmaes", "sobol", "auto"]
+PEERS = ["optuna-tpe", "optuna-gp", "optuna-cmaes", "optuna-qmc", "hyperopt-tpe"]
 
 
 # -- problems ------------------------------------------------------------------------------
@@ -214,7 +214,8 @@ def _optuna_study(seed: int, sampler: str = "tpe"):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}
+    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+                "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
     return optuna.create_study(sampler=samplers[sampler](seed=seed))
 
 
@@ -288,7 +289,7 @@ def run_one(task: tuple[str, str, int, int]) -> dict:
     algorithm, problem_name, seed, in_flight = task
     problem = PROBLEMS[problem_name]
     start = time.perf_counter()
-    if algorithm in ("optuna-tpe", "optuna-gp"):
+    if algorithm.startswith("optuna-"):
         values = run_optuna(problem, seed, in_flight, algorithm.split("-")[1])
     elif algorithm == "hyperopt-tpe":
         values = run_hyperopt(problem, seed, in_flight)
@@ -315,11 +316,11 @@ def suggest_time(algorithm: str, history: int, n_asks: int = 5) -> float:
     rng = np.random.default_rng(12345)
     past = [space.sample(rng) for _ in range(history)]
     times = []
-    if algorithm == "optuna-tpe":
+    if algorithm.startswith("optuna-"):
         import optuna
 
         dists = _optuna_distributions(space)
-        study = _optuna_study(0)
+        study = _optuna_study(0, algorithm.split("-")[1])
         study.add_trials(
             [optuna.trial.create_trial(params=p, distributions=dists, value=problem.fn(p)) for p in past]
         )

@@ -58,7 +58,8 @@ class Sobol(Optimizer):
             self._engine = qmc.Sobol(max(len(self._names), 1), scramble=True, seed=np.random.default_rng(self.seed))
         if index != self._next:  # trials asked out of order (or a resume): jump there
             self._engine.reset()
-            self._engine.fast_forward(index)
+            if index:  # scipy's fast_forward(0) after a reset fails (it steps n - 1)
+                self._engine.fast_forward(index)
         with warnings.catch_warnings():  # "balance properties ... power of 2": documented above
             warnings.simplefilter("ignore", UserWarning)
             point = self._engine.random(1)[0]
