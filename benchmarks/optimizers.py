@@ -215,7 +215,10 @@ def _optuna_study(seed: int, sampler: str = "tpe"):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
-                "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
+                "cmaes": optuna.samplers.CmaEsSampler,
+                # scrambled like daskhpo's sobol: unscrambled, every seed gets the same points, the
+                # first of them the centre of the box (Ackley's optimum)
+                "qmc": lambda seed: optuna.samplers.QMCSampler(scramble=True, seed=seed)}
     return optuna.create_study(sampler=samplers[sampler](seed=seed))
 
 

@@ -21,12 +21,13 @@ constraints (feasible trials ranked first, then infeasible ones by total violati
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 
 import numpy as np
 
-from ..pareto import hypervolume, non_dominated_sort
+from ..pareto import hypervolume, non_dominated
 from .base import Trial
 from .tpe import TPE
 
@@ -49,7 +50,9 @@ def select_by_hypervolume(points: np.ndarray, k: int, reference: np.ndarray) -> 
 
     Each step adds the point whose hypervolume together with those chosen is largest (ties:
     the lowest index).  Greedy selection reaches at least ``1 - 1/e`` of the best subset's
-    hypervolume.
+    hypervolume.  It is lazy: a point's gain only shrinks as points are chosen (hypervolume
+    is submodular), so each step recomputes the gains of the most promising points only,
+    from their bounds, until one is at least every other bound.
 
     Parameters
     ----------
@@ -65,12 +68,21 @@ def select_by_hypervolume(points: np.ndarray, k: int, reference: np.ndarray) -> 
         The chosen rows, in the order chosen.
     """
     chosen: list[int] = []
-    left = list(range(len(points)))
-    for _ in range(k):
-        gains = [hypervolume(points[chosen + [i]], reference) for i in left]
-        best = left[int(np.argmax(gains))]
-        chosen.append(best)
-        left.remove(best)
+    # bounds of each point's gain: at first its own box, exact for the empty set
+    heap = [(-float(np.prod(np.clip(reference - p, 0.0, None))), i) for i, p in enumerate(points)]
+    heapq.heapify(heap)
+    fresh = {i: True for i in range(len(points))}  # whether the bound is the gain given ``chosen``
+    volume = 0.0
+    while len(chosen) < k and heap:
+        bound, i = heapq.heappop(heap)
+        if fresh[i]:
+            chosen.append(i)
+            volume = hypervolume(points[chosen], reference)
+            fresh = dict.fromkeys(fresh, False)
+            continue
+        gain = hypervolume(points[chosen + [i]], reference) - volume
+        fresh[i] = True
+        heapq.heappush(heap, (-gain, i))
     return np.array(chosen, dtype=int)
 
 
@@ -84,6 +96,17 @@ def hypervolume_contributions(points: np.ndarray, reference: np.ndarray) -> np.n
         out[i] = total - hypervolume(points[keep], reference)
         keep[i] = True
     return out
+
+
+def _dominator_counts(values: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """How many rows of ``values`` dominate each row (rows of the matrix a chunk at a time)."""
+    counts = np.zeros(len(values), dtype=int)
+    for start in range(0, len(values), chunk):
+        block = values[start : start + chunk]  # the would-be dominators
+        leq = np.all(block[:, None, :] <= values[None, :, :], axis=2)
+        lt = np.any(block[:, None, :] < values[None, :, :], axis=2)
+        counts += (leq & lt).sum(axis=0)
+    return counts
 
 
 class MOTPE(TPE):
@@ -100,9 +123,11 @@ class MOTPE(TPE):
     Notes
     -----
     Reads :attr:`Trial.values`; a trial told without values (one objective) counts as a
-    vector of one.  Non-dominated sorting costs ``O(m n^2)`` for ``n`` completed trials and
-    ``m`` objectives, once per history size (cached); the hypervolume subset selection
-    ``O(max_good^2)`` hypervolumes of at most ``max_good`` points.
+    vector of one.  The split is computed once per history size (cached): the first fronts
+    are peeled off one at a time until the good group is full (``O(n log n)`` each for two
+    objectives, ``O(m n^2)`` for more), and the front that is cut costs a lazy greedy
+    hypervolume selection (a few hypervolumes of at most ``max_good`` points per chosen one,
+    typically; more when very many trials share that front).
     """
 
     name = "motpe"
@@ -142,7 +167,7 @@ class MOTPE(TPE):
         weights = np.full(len(good), _EPS)
         if len(good):
             g = values[good]
-            front = non_dominated_sort(g) == 0
+            front = non_dominated(g)
             contributions = hypervolume_contributions(g[front], reference)
             top = contributions.max() if len(contributions) else 0.0
             weights[front] = np.maximum(contributions / top, _EPS) if top > 0 else 1.0
@@ -152,18 +177,20 @@ class MOTPE(TPE):
     @staticmethod
     def _good_by_fronts(values: np.ndarray, rows: np.ndarray, k: int, reference: np.ndarray) -> np.ndarray:
         """``k`` of ``rows``: whole Pareto fronts, then a hypervolume selection from the next."""
-        if k <= 0 or not len(rows):
-            return np.zeros(0, dtype=int)
-        rank = non_dominated_sort(values[rows])
         good: list[int] = []
-        for level in range(int(rank.max()) + 1):
-            front = rows[rank == level]
+        left = np.asarray(rows, dtype=int)
+        if values.shape[1] > 2 and len(left) > 4 * k:
+            # A trial dominated by k others is never needed: its dominators lie in earlier fronts,
+            # which fill the good group first.  Counting them is vectorized, where peeling fronts
+            # of three or more objectives is a loop over the trials.
+            left = left[_dominator_counts(values[left]) < k]
+        while len(good) < k and len(left):
+            # peel one front at a time: only the first few are needed, not a full sort
+            on_front = non_dominated(values[left])
+            front, left = left[on_front], left[~on_front]
             if len(good) + len(front) <= k:
                 good.extend(front.tolist())
-                if len(good) == k:
-                    break
                 continue
             picked = select_by_hypervolume(values[front], k - len(good), reference)
             good.extend(front[picked].tolist())
-            break
         return np.array(good, dtype=int)
