@@ -162,3 +162,16 @@ def test_auto_runs_its_choice_and_switches_on_objective_vectors():
     opt.tell(Trial(2, BOX.sample(np.random.default_rng(2)), "completed", math.nan, values=(2.0, 1.0)))
     assert opt.pending == ()
     assert opt.config == {"budget": 50}
+
+
+@pytest.mark.parametrize("algorithm", ["cmaes", "sobol", "motpe", "auto"])
+def test_a_pickled_optimizer_suggests_what_the_original_would(algorithm):
+    """Experiments are pickled (driver sessions, Dask): the copy continues the same run."""
+    opt = make_optimizer(algorithm, BOX, 0)
+    for i in range(24):
+        params = opt.ask(i).params
+        opt.tell(Trial(i, params, "completed", sphere(params)))
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(opt))
+    assert [copy.ask(24 + i).params for i in range(3)] == [opt.ask(24 + i).params for i in range(3)]
