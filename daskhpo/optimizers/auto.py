@@ -9,6 +9,11 @@ automatically"):
   unknown one): ``gp``.  In ``benchmarks/optimizers.py`` it has the lowest regret on
   Branin, Hartmann-6, Ackley-5 and the mixed 4-d problem at 100 trials, sequentially and
   with 8 trials in flight;
+* one objective, an unconditional space of at most ``GP_MAX_DIMS`` numeric parameters (no
+  categorical one) and a budget above ``GP_MAX_BUDGET``: ``cmaes``.  At 600 trials (3 seeds,
+  preliminary) it reaches a regret 10 to 100,000 times lower than ``tpe`` on Hartmann-6 and
+  Ackley-5 and 1.7 times lower on Rosenbrock-4D, and its suggestions cost a fraction of a
+  millisecond whatever the history;
 * otherwise ``tpe``: conditional spaces (its densities follow the active parameters), many
   dimensions or categories, and long runs, where a suggestion must stay cheap (about 10 ms
   at 1,000 trials, against about 130 ms for ``gp``).
@@ -62,6 +67,8 @@ def choose(space: Space, budget: int | None = None, n_objectives: int = 1) -> st
     >>> choose(Space({"x": "uniform(0, 1)", "y": "uniform(0, 1)"}))
     'gp'
     >>> choose(Space({"x": "uniform(0, 1)"}), budget=5000)
+    'cmaes'
+    >>> choose(Space({"x": "uniform(0, 1)", "k": "choices(['a', 'b'])"}), budget=5000)
     'tpe'
     >>> choose(Space({"x": "uniform(0, 1)"}), n_objectives=2)
     'motpe'
@@ -73,6 +80,8 @@ def choose(space: Space, budget: int | None = None, n_objectives: int = 1) -> st
     small = len(searched) <= GP_MAX_DIMS and 2 * n_categorical <= len(searched)
     if not space.conditional and small and (budget is None or budget <= GP_MAX_BUDGET):
         return "gp"
+    if not space.conditional and n_categorical == 0 and len(searched) <= GP_MAX_DIMS:
+        return "cmaes"  # a long run on a small numeric space
     return "tpe"
 
 

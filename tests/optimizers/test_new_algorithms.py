@@ -141,7 +141,9 @@ def test_motpe_finds_a_better_front_than_random():
 
 def test_auto_rule():
     assert choose(BOX) == "gp"
-    assert choose(BOX, budget=5000) == "tpe"
+    assert choose(BOX, budget=1000) == "gp"
+    assert choose(BOX, budget=5000) == "cmaes"  # a long run on a small numeric space
+    assert choose(Space({"x": "uniform(0, 1)", "k": "choices(['a', 'b'])"}), budget=5000) == "tpe"
     assert choose(Space({f"x{i}": "uniform(0, 1)" for i in range(11)})) == "tpe"
     assert choose(Space({"a": "choices([1, 2])", "b": "choices([1, 2])", "x": "uniform(0, 1)"})) == "tpe"
     conditional = Space({"m": "choices(['a', 'b'])", "x": "uniform(0, 1, when={'m': 'a'})", "y": "uniform(0, 1)"})
