@@ -36,7 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from typing import Any
 
@@ -510,7 +510,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--histories", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--jobs", type=int, default=1, help="processes running seeds concurrently")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "optimizers.md"))
+    parser.add_argument("--budget", type=int, default=None, help="trials per run instead of each problem's budget")
     args = parser.parse_args(argv)
+    if args.budget is not None:  # before the pool forks: workers see the changed problems
+        for name, problem in list(PROBLEMS.items()):
+            PROBLEMS[name] = replace(problem, budget=args.budget)
     problems = args.problems or (["branin", "hartmann6"] if args.quick else list(PROBLEMS))
     if args.quick and args.seeds is None:
         args.seeds = 3
