@@ -50,7 +50,7 @@ import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.pareto import hypervolume
 
-DASKHPO = ["random", "evolution", "parego"]
+DASKHPO = ["random", "sobol", "evolution", "parego", "motpe", "auto"]
 PEERS = ["optuna-nsga2", "optuna-tpe"]
 BUDGETS = (100, 300)
 

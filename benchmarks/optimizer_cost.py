@@ -38,7 +38,7 @@ from utilization import SPACE, value  # noqa: E402
 from daskhpo.optimizers import Report, Trial, make_optimizer  # noqa: E402
 from daskhpo.space import Space  # noqa: E402
 
-ALGORITHMS = ["tpe", "gp", "asha", "hyperband", "optuna-tpe", "optuna-gp"]
+ALGORITHMS = ["tpe", "gp", "cmaes", "sobol", "motpe", "asha", "hyperband", "optuna-tpe", "optuna-gp"]
 GOALS = {("tpe", 1000): 10.0, ("tpe", 10000): 15.0, ("gp", 1000): 100.0}
 
 
@@ -48,17 +48,27 @@ def history_of(n: int, seed: int = 0) -> list[dict]:
     return [space.sample(rng) for _ in range(n)]
 
 
+def told(trial_id: int, params: dict, multi_objective: bool) -> Trial:
+    """A completed trial; for a multi-objective algorithm with two conflicting objectives
+    (the value, and the value with the first two coordinates mirrored)."""
+    if not multi_objective:
+        return Trial(trial_id, params, "completed", value(params))
+    mirrored = {**params, "x0": -params["x0"], "x1": -params["x1"]}
+    return Trial(trial_id, params, "completed", float("nan"), values=(value(params), value(mirrored)))
+
+
 def time_daskhpo(algorithm: str, n: int, asks: int) -> list[float]:
     space = Space(SPACE)
     opt = make_optimizer(algorithm, space, seed=0)
+    multi = algorithm == "motpe"
     for i, p in enumerate(history_of(n)):
-        opt.tell(Trial(i, p, "completed", value(p)))
+        opt.tell(told(i, p, multi))
     times = []
     for j in range(asks):
         trial_id = n + j
         t0 = time.perf_counter()
         s = opt.ask(trial_id)
-        opt.tell(Trial(trial_id, s.params, "completed", value(s.params)))
+        opt.tell(told(trial_id, s.params, multi))
         times.append(time.perf_counter() - t0)
     return times
 

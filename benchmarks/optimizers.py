@@ -36,7 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from typing import Any
 
@@ -45,8 +45,8 @@ import numpy as np
 from daskhpo.optimizers import Trial, make_optimizer
 from daskhpo.space import Categorical, Integer, Space
 
-DASKHPO = ["random", "tpe", "gp", "evolution"]
-PEERS = ["optuna-tpe", "optuna-gp", "hyperopt-tpe"]
+DASKHPO = ["random", "tpe", "gp", "evolution", "cmaes", "sobol", "auto"]
+PEERS = ["optuna-tpe", "optuna-gp", "optuna-cmaes", "optuna-qmc", "hyperopt-tpe"]
 
 
 # -- problems ------------------------------------------------------------------------------
@@ -214,7 +214,11 @@ def _optuna_study(seed: int, sampler: str = "tpe"):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}
+    samplers = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
+                "cmaes": optuna.samplers.CmaEsSampler,
+                # scrambled like daskhpo's sobol: unscrambled, every seed gets the same points, the
+                # first of them the centre of the box (Ackley's optimum)
+                "qmc": lambda seed: optuna.samplers.QMCSampler(scramble=True, seed=seed)}
     return optuna.create_study(sampler=samplers[sampler](seed=seed))
 
 
@@ -288,7 +292,7 @@ def run_one(task: tuple[str, str, int, int]) -> dict:
     algorithm, problem_name, seed, in_flight = task
     problem = PROBLEMS[problem_name]
     start = time.perf_counter()
-    if algorithm in ("optuna-tpe", "optuna-gp"):
+    if algorithm.startswith("optuna-"):
         values = run_optuna(problem, seed, in_flight, algorithm.split("-")[1])
     elif algorithm == "hyperopt-tpe":
         values = run_hyperopt(problem, seed, in_flight)
@@ -315,11 +319,11 @@ def suggest_time(algorithm: str, history: int, n_asks: int = 5) -> float:
     rng = np.random.default_rng(12345)
     past = [space.sample(rng) for _ in range(history)]
     times = []
-    if algorithm == "optuna-tpe":
+    if algorithm.startswith("optuna-"):
         import optuna
 
         dists = _optuna_distributions(space)
-        study = _optuna_study(0)
+        study = _optuna_study(0, algorithm.split("-")[1])
         study.add_trials(
             [optuna.trial.create_trial(params=p, distributions=dists, value=problem.fn(p)) for p in past]
         )
@@ -506,7 +510,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--histories", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--jobs", type=int, default=1, help="processes running seeds concurrently")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "optimizers.md"))
+    parser.add_argument("--budget", type=int, default=None, help="trials per run instead of each problem's budget")
     args = parser.parse_args(argv)
+    if args.budget is not None:  # before the pool forks: workers see the changed problems
+        for name, problem in list(PROBLEMS.items()):
+            PROBLEMS[name] = replace(problem, budget=args.budget)
     problems = args.problems or (["branin", "hartmann6"] if args.quick else list(PROBLEMS))
     if args.quick and args.seeds is None:
         args.seeds = 3

@@ -256,7 +256,7 @@ def zdt1(**params):
     return {"f1": float(x[0]), "f2": float(g * (1 - np.sqrt(x[0] / g)))}
 
 
-@pytest.mark.parametrize("algorithm", ["evolution", "parego"])
+@pytest.mark.parametrize("algorithm", ["evolution", "parego", "motpe", "auto"])
 def test_multi_objective_algorithms_beat_random_search_on_zdt1(algorithm):
     """Hypervolume of 120 trials, 4 in flight, 2 seeds each: the search must beat random draws."""
     space = {f"x{i}": "uniform(0, 1)" for i in range(6)}

@@ -39,6 +39,11 @@ _BUILTIN: dict[str, str] = {
     "pbt": "daskhpo.optimizers.pbt:PBT",
     "race": "daskhpo.optimizers.race:Race",
     "parego": "daskhpo.optimizers.parego:ParEGO",
+    "cmaes": "daskhpo.optimizers.cmaes:CMAES",
+    "sobol": "daskhpo.optimizers.sobol:Sobol",
+    "qmc": "daskhpo.optimizers.sobol:QMC",
+    "motpe": "daskhpo.optimizers.motpe:MOTPE",
+    "auto": "daskhpo.optimizers.auto:Auto",
 }
 _REGISTRY: dict[str, type[Optimizer] | str] = dict(_BUILTIN)
 

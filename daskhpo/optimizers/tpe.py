@@ -358,12 +358,7 @@ class TPE(Optimizer):
     def _suggest(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         enc = self._enc
         num, cat, y, v = self._history_arrays()
-        if self._infeasible:
-            # feasible first by objective, then infeasible by violation (Optuna's c-TPE)
-            order = np.lexsort((y, v))
-        else:
-            order = np.argsort(y, kind="stable")
-        good, bad = order[: self.n_good(len(y))], order[self.n_good(len(y)) :]
+        good, bad, good_w = self._split(y, v)
         bad_w = np.ones(len(bad))
         if len(bad) > self.max_bad:
             # a seeded sample of the bad group (a function of the history size only),
@@ -379,7 +374,7 @@ class TPE(Optimizer):
             bad_num = np.concatenate([bad_num, pend_num])
             bad_cat = np.concatenate([bad_cat, pend_cat])
             bad_w = np.append(bad_w, np.full(n_pending, self.liar_weight))
-        l_model = _Parzen(num[good], cat[good], enc, self.bandwidth, self.prior_weight)
+        l_model = _Parzen(num[good], cat[good], enc, self.bandwidth, self.prior_weight, good_w)
         g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight, bad_w)
         cand_num, cand_cat = l_model.sample(rng, self.n_candidates)
         score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
@@ -387,6 +382,20 @@ class TPE(Optimizer):
             score = score + self.feasibility_weight * self._log_feasibility(num, cat, cand_num, cand_cat)
         best = int(np.argmax(score))
         return cand_num[best : best + 1], cand_cat[best : best + 1]
+
+    def _split(self, y: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The good and bad groups (indices of modelled trials) and the good trials' weights.
+
+        The seam of multi-objective TPE (:class:`daskhpo.optimizers.motpe.MOTPE`), which
+        ranks by Pareto fronts instead of ``y``.  ``None`` weights: all equal.
+        """
+        if self._infeasible:
+            # feasible first by objective, then infeasible by violation (Optuna's c-TPE)
+            order = np.lexsort((y, v))
+        else:
+            order = np.argsort(y, kind="stable")
+        k = self.n_good(len(y))
+        return order[:k], order[k:], None
 
     def _log_feasibility(
         self, num: np.ndarray, cat: np.ndarray, cand_num: np.ndarray, cand_cat: np.ndarray
