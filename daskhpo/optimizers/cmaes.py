@@ -30,7 +30,6 @@ resumed run (told the stored history) reaches the same state as the live one.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np

@@ -124,7 +124,7 @@ def test_motpe_finds_a_better_front_than_random():
         return (sphere(p), sum((p[k] - 0.7) ** 2 for k in "abc"))
 
     def hv(opt):
-        vals, running = [], []
+        vals = []
         for i in range(120):
             params = opt.ask(i).params
             vals.append(two(params))
