@@ -103,7 +103,8 @@ def slurm_cluster(slurm, tmp_path):
             cores=1, processes=1, memory="1GB", walltime="00:10:00", interface="lo",
             log_directory=str(tmp_path / "slurm-logs"), scheduler_options={"dashboard_address": ":0"},
             # The workers unpickle the tests' objectives by module name (test_slurm).
-            job_script_prologue=[f"export PYTHONPATH={TESTS}${{PYTHONPATH:+:$PYTHONPATH}}"],
+            # the test modules (their objectives are pickled by reference) and tests/ itself
+            job_script_prologue=[f"export PYTHONPATH={TESTS / 'integrations'}:{TESTS}${{PYTHONPATH:+:$PYTHONPATH}}"],
         )
         options.update(kwargs)
         cluster = SlurmGPUCluster(**options)

@@ -174,11 +174,26 @@ def test_worker_processes_sigkilled_mid_trial_several_times(tmp_path):
                 assert progress.wait_for(lambda: finished[0] >= target, timeout=120), "no progress in 120 s"
             return pids
 
+        def mid_trial(pids: dict) -> list:
+            """The workers (of ``pids``) running a trial now, so that a kill is mid-trial."""
+            deadline = time.monotonic() + 120
+            while True:
+                assert time.monotonic() < deadline, "no worker ran a trial for 120 s"
+                try:
+                    running = client.run(lambda dask_worker: dask_worker.state.executing_count,
+                                         workers=list(pids), on_error="ignore")
+                except Exception:
+                    running = {}
+                busy = [w for w, n in running.items() if n]
+                if busy:
+                    return busy
+                stop.wait(0.01)
+
         def killer():
             try:
                 for _ in range(4):
                     pids = both_workers_busy()  # never kill both
-                    pid = pids[rng.choice(sorted(pids))]
+                    pid = pids[rng.choice(sorted(mid_trial(pids)))]
                     os.kill(pid, signal.SIGKILL)  # a worker process, grandchild of this test
                     kills.append(pid)
                 both_workers_busy()
