@@ -14,6 +14,7 @@ from .reading import is_log, label
 
 
 def unit_span(dim: Dimension) -> tuple[float, float]:
+    """The part of the unit interval a dimension's axis shows."""
     # A normal prior has no bounds: draw the central 99 % of it.
     return (0.005, 0.995) if getattr(dim, "prior", "") == "normal" else (0.0, 1.0)
 
@@ -63,4 +64,5 @@ def style_param_axis(fig: Any, axis: str, dim: Dimension) -> None:
 
 
 def axis_type(dim: Dimension) -> str:
+    """Bokeh's axis type for a dimension: ``"log"`` or ``"linear"``."""
     return "log" if is_log(dim) else "linear"

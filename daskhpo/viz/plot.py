@@ -15,6 +15,11 @@ a plot can be found with ``layout.select(name=...)``.
 Conventions: only *completed* trials (finite objective) enter the objective plots; the
 objective is minimized; parameters with a log prior (``loguniform``, ``fidelity``) are
 drawn on log axes, categorical ones on axes labelled with their choices.
+
+This module is the public entry point; the figures are drawn in ``objective_plots`` (regret,
+Pareto front), ``surrogate_plots`` (partial dependencies, importance) and ``trial_plots``
+(parallel coordinates, timeline, intermediate results) from the history as ``reading`` and
+``param_axes`` read it, and written to files by ``saving``.
 """
 
 from __future__ import annotations
@@ -210,9 +215,14 @@ def _displayable_result(fn: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return displayable(fn(*args, **kwargs))
 
+    # the wrapper is what users reach as daskhpo.viz.plot.<name>: say so, so that pickling it
+    # by reference, help() and the API docs find it here (the plain function lives elsewhere)
+    wrapper.__module__ = __name__
     return wrapper
 
 
+# The plot functions users call: the figures of the modules above, given .show(), .save(path)
+# and inline display in Jupyter.
 regret = _displayable_result(regret)
 partial_dependencies = _displayable_result(partial_dependencies)
 parallel_coordinates = _displayable_result(parallel_coordinates)
