@@ -124,9 +124,6 @@ def build_experiment(
         reserved = sorted(set(space) & RESERVED)
         if reserved:
             raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
-    elif storage is None:
-        raise ValueError(f"build_experiment({name!r}): space is needed to create an experiment (only a stored "
-                         "experiment, storage=PATH, can be resumed without it)")
     if objectives is not None and direction is not None:
         raise ValueError(f"direction={direction!r} and objectives={dict(objectives)!r} were both given; with several "
                          "objectives give each one's direction in objectives= and leave direction out")
@@ -136,8 +133,9 @@ def build_experiment(
         stored = store.read()
         if space is None:
             if stored is None:
-                raise ValueError(f"build_experiment({name!r}): nothing is stored at storage={os.fspath(storage)!r}, "
-                                 "so space is needed to create the experiment (resuming without it needs a stored one)")
+                where = os.fspath(storage) if storage else None
+                raise ValueError(f"build_experiment({name!r}): nothing is stored at storage={where!r}, so space is "
+                                 "needed to create the experiment (only a stored one resumes without it)")
             space = stored.space
         if objectives is not None:
             objectives = check_objectives(objectives, params=space)

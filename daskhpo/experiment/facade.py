@@ -24,7 +24,7 @@ from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .clients import client_for
 from .run import Run
-from .state import Enqueued, Subscribers, dump_queue, load_queue
+from .state import Enqueued, Subscribers, stored_queue
 from .teller import Teller
 from .view import ExperimentView
 
@@ -57,12 +57,9 @@ class Experiment(ExperimentView):
     teller : Teller, optional
         The teller that told ``optimizer`` the stored events (default: a fresh one).
     on_run : dict, optional
-        Attrs to write when the next run starts (another algorithm or seed than the
-        stored one; see :func:`daskhpo.experiment.resume.reconcile`).
+        Attrs to write when a run starts (another algorithm or seed than the stored one).
     resume : callable, optional
-        For an experiment loaded read-only: makes the writing experiment of the same
-        storage (``build_experiment(name, storage=path)``), which :meth:`workon`,
-        :meth:`run` and :meth:`enqueue` turn this one into.
+        Loaded read-only: makes the writer that :meth:`workon`, :meth:`run`, :meth:`enqueue` turn it into.
     """
 
     def __init__(
@@ -98,22 +95,8 @@ class Experiment(ExperimentView):
         self._teller = teller if teller is not None else self._new_teller()
         self._on_run = dict(on_run or {})
         self._resume = resume
-        self._queue = self._stored_queue(optimizer is not None)
-
-    def _stored_queue(self, writing: bool) -> Enqueued:
-        """The configurations to run next (see :meth:`enqueue`): the stored queue, kept in
-        the history's attr ``enqueued`` as it changes; for a new experiment, the space's defaults."""
-        history = self._history
-
-        def store(entries: list[dict[str, Any]]) -> None:
-            history.attrs["enqueued"] = dump_queue(entries)  # written with the next snapshot
-
-        stored = history.attrs.get("enqueued")
-        queue = Enqueued(load_queue(stored), on_change=store)
-        defaults = self.space.defaults()
-        if writing and stored is None and defaults is not None and history.next_trial_id == 0:
-            queue.put(defaults)
-        return queue
+        #: configurations to run next (see :meth:`enqueue`), kept in the attr ``enqueued``
+        self._queue = stored_queue(self._history, space, writing=optimizer is not None)
 
     @property
     def _checkpoints(self) -> CheckpointStore:
@@ -313,10 +296,8 @@ class Experiment(ExperimentView):
 
         Notes
         -----
-        On an experiment from :func:`load_experiment`, the first call resumes it as
-        ``build_experiment(name, storage=path)`` does (stored space, algorithm, seed and
-        enqueued configurations): it takes the storage's writer lock then, and keeps it
-        until :meth:`close`.
+        An experiment from :func:`load_experiment` is first resumed as
+        ``build_experiment(name, storage=path)`` does, taking the writer lock then.
         """
         clash = sorted(set(fn_kwargs) & set(self.space))
         if clash:

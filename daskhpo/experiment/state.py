@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..records import TrialRecord
+from ..space import Space
 from ..store import History
 
-__all__ = ["Enqueued", "Subscribers", "dump_queue", "load_queue"]
+__all__ = ["Enqueued", "Subscribers", "dump_queue", "load_queue", "stored_queue"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,3 +184,19 @@ def load_queue(raw: str | None) -> list[dict[str, Any]]:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         logger.warning("the stored queue of enqueued configurations cannot be read (%s): it is left out", exc)
         return []
+
+
+def stored_queue(history: History, space: Space, *, writing: bool) -> Enqueued:
+    """The queue of :meth:`daskhpo.Experiment.enqueue`: the one stored in ``history``'s attr
+    ``enqueued``, kept there as it changes (written with the next snapshot); for a new
+    experiment (``writing``, nothing stored), the space's defaults."""
+
+    def store(entries: list[dict[str, Any]]) -> None:
+        history.attrs["enqueued"] = dump_queue(entries)
+
+    stored = history.attrs.get("enqueued")
+    queue = Enqueued(load_queue(stored), on_change=store)
+    defaults = space.defaults()
+    if writing and stored is None and defaults is not None and history.next_trial_id == 0:
+        queue.put(defaults)
+    return queue
