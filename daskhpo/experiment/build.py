@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,8 @@ from ..results import RESERVED
 from ..space import Dimension, Space
 from ..store import History, MemoryStorage, NetCDFStorage, open_storage
 from .facade import Experiment
-from .resume import reconcile, warm_start_trials
+from .resume import reconcile, unconsumed, warm_start_trials
+from .state import dump_queue
 from .teller import Teller, check_direction, handles_constraints
 
 __all__ = ["build_experiment", "create_experiment", "load_experiment"]
@@ -24,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def build_experiment(
     name: str,
-    space: Mapping[str, str | Dimension] | Space,
+    space: Mapping[str, str | Dimension] | Space | None = None,
     algorithm: Any = None,
     storage: str | os.PathLike | None = None,
     seed: int | None = None,
@@ -40,21 +42,29 @@ def build_experiment(
     Parameters
     ----------
     name : str
-        The experiment's name (stored in the history's attrs).
-    space : dict or Space
-        Parameter names to priors, e.g. ``{"lr": "loguniform(1e-5, 1)"}``.
+        The experiment's name (stored in the history's attrs).  Resuming takes the stored
+        name: another one raises ``ValueError``.
+    space : dict or Space, optional
+        Parameter names to priors, e.g. ``{"lr": "loguniform(1e-5, 1)"}``.  Needed to
+        create an experiment; when resuming, default the stored space
+        (``build_experiment(name, storage=path)`` continues from the file alone).
     algorithm : str, (str, dict) or Optimizer, optional
         An algorithm name (see :func:`daskhpo.optimizers.available`), a name with its
         configuration, or an optimizer object.  Default: the stored one when resuming,
         else ``"random"``.  A resumed experiment given another algorithm uses it (say, a
-        model warm-started from a random search); the change is logged and kept in the
-        attr ``algorithm_history``.
+        model warm-started from a random search); the change is logged, and written
+        (the attrs ``algorithm``, ``algorithm_config``, ``seed`` and an entry of
+        ``algorithm_history``) when a run of this experiment starts: a call that runs
+        nothing leaves the stored experiment as it was.
     storage : path, optional
         Where the history is kept (netCDF-4 plus a journal).  An existing history there is
-        resumed: its events are replayed to the optimizer in their original order, and its
-        trials count towards ``max_trials``.
+        resumed: its events are replayed to the optimizer in their original order, its
+        trials count towards ``max_trials``, and the configurations enqueued but not run
+        (:meth:`Experiment.enqueue`) run first.
     seed : int, optional
         Seed of the optimizer; default the stored one when resuming, else a fresh one.
+        Another seed when resuming is treated as another algorithm: logged, and kept in
+        ``algorithm_history`` when a run starts.
     snapshot_interval : float, default 30
         Seconds between full rewrites of the storage file while trials arrive.
     fsync : bool, default False
@@ -98,8 +108,9 @@ def build_experiment(
     ------
     ValueError
         For an invalid space, algorithm or ``direction``, a reserved parameter name, a
-        ``storage`` holding an experiment with another space (the message shows both) or
-        stored with the other direction, or a ``warm_start`` that is not compatible.
+        ``storage`` holding an experiment with another name or space (the message shows
+        both spaces) or stored with the other direction, a ``warm_start`` that is not
+        compatible, or no ``space`` for an experiment that is not stored yet.
     daskhpo.store.lock.StorageLocked
         When another process writes ``storage`` (the message names its host and pid).
         One process writes a storage path at a time; the lock is the operating system's
@@ -108,19 +119,31 @@ def build_experiment(
     """
     if direction is not None:
         check_direction(direction)
-    space = Space(space)
-    if objectives is not None:
-        objectives = check_objectives(objectives, params=space)
-        if direction is not None:
-            raise ValueError(f"direction={direction!r} and objectives={objectives!r} were both given; with several "
-                             "objectives give each one's direction in objectives= and leave direction out")
-    reserved = sorted(set(space) & RESERVED)
-    if reserved:
-        raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
+    if space is not None:
+        space = Space(space)
+        reserved = sorted(set(space) & RESERVED)
+        if reserved:
+            raise ValueError(f"parameter name(s) {reserved} are reserved by the history; rename them")
+    if objectives is not None and direction is not None:
+        raise ValueError(f"direction={direction!r} and objectives={dict(objectives)!r} were both given; with several "
+                         "objectives give each one's direction in objectives= and leave direction out")
     store = open_storage(storage, snapshot_interval=snapshot_interval, fsync=fsync)
     store.claim()  # before the history is read, so that what is read stays the truth
-    found = reconcile(name, space, store.read(), storage, algorithm=algorithm, seed=seed, direction=direction,
-                      objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints)
+    try:
+        stored = store.read()
+        if space is None:
+            if stored is None:
+                where = os.fspath(storage) if storage else None
+                raise ValueError(f"build_experiment({name!r}): nothing is stored at storage={where!r}, so space is "
+                                 "needed to create the experiment (only a stored one resumes without it)")
+            space = stored.space
+        if objectives is not None:
+            objectives = check_objectives(objectives, params=space)
+        found = reconcile(name, space, stored, storage, algorithm=algorithm, seed=seed, direction=direction,
+                          objectives=objectives, warm_start=warm_start, keep_checkpoints=keep_checkpoints)
+    except ValueError:
+        store.close()  # refused before anything was written: let go of the lock at once
+        raise
     history = store.open(space, found.attrs, found.events, stored_attrs=found.stored_attrs,
                          keep_checkpoints=keep_checkpoints)
     optimizer = found.optimizer
@@ -130,7 +153,7 @@ def build_experiment(
     teller.replay(found.warm, history.events(), tell=optimizer.tell, decide=optimizer.report)
     # objectives for "best", as the optimizer sees them
     store.checkpoints.retain(None, {r.trial: teller.sign * r.objective for r in history.records if r.ok})
-    return Experiment(name, space, optimizer, store, warm=found.warm, teller=teller)
+    return Experiment(name, space, optimizer, store, warm=found.warm, teller=teller, on_run=found.on_run)
 
 
 def create_experiment(
@@ -184,10 +207,17 @@ def create_experiment(
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:
-    """Open a stored experiment read-only, for analysis and plots.
+    """Open a stored experiment for analysis and plots, without taking its writer lock.
 
-    Its attrs keep the algorithm it ran with (``algorithm_history``: each algorithm and
-    the first trial it suggested).
+    It reads what is stored and writes nothing, so it works while another process runs
+    the search.  Its attrs keep the algorithm it ran with (``algorithm_history``: each
+    algorithm, its configuration and seed, and the first trial it suggested).
+
+    To continue the search, call :meth:`~Experiment.workon` (or :meth:`~Experiment.run`,
+    :meth:`~Experiment.enqueue`) on it: it is then resumed as
+    ``build_experiment(name, storage=path)`` does (the stored space, algorithm, seed and
+    enqueued configurations), taking the writer lock at that moment
+    (:class:`~daskhpo.store.lock.StorageLocked` while another process writes it).
 
     Raises
     ------
@@ -197,9 +227,12 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no experiment stored at {os.fspath(path)!r}")
     space, attrs, events = NetCDFStorage(path).read()
+    if "enqueued" in attrs:  # as a resume would find it: without the configurations that ran
+        attrs["enqueued"] = dump_queue(unconsumed(attrs["enqueued"], events, space, str(attrs.get("name", ""))))
     history = History(space, attrs, None, events)
-    return Experiment(str(attrs.get("name", "")), space, None, MemoryStorage(history), read_only=True,
-                      warm=_warm_or_none(attrs, space))
+    name = str(attrs.get("name", ""))
+    return Experiment(name, space, None, MemoryStorage(history), read_only=True,
+                      warm=_warm_or_none(attrs, space), resume=functools.partial(build_experiment, name, storage=path))
 
 
 def _warm_or_none(attrs: Mapping[str, Any], space: Space) -> list:

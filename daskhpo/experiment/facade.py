@@ -24,7 +24,7 @@ from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .clients import client_for
 from .run import Run
-from .state import Enqueued, Subscribers
+from .state import Enqueued, Subscribers, stored_queue
 from .teller import Teller
 from .view import ExperimentView
 
@@ -56,6 +56,10 @@ class Experiment(ExperimentView):
         A warm start's trials, which the optimizer was told before this experiment's own.
     teller : Teller, optional
         The teller that told ``optimizer`` the stored events (default: a fresh one).
+    on_run : dict, optional
+        Attrs to write when a run starts (another algorithm or seed than the stored one).
+    resume : callable, optional
+        Loaded read-only: makes the writer that :meth:`workon`, :meth:`run`, :meth:`enqueue` turn it into.
     """
 
     def __init__(
@@ -69,6 +73,8 @@ class Experiment(ExperimentView):
         *,
         warm: Sequence[TrialRecord] = (),
         teller: Teller | None = None,
+        on_run: Mapping[str, Any] | None = None,
+        resume: Callable[[], Experiment] | None = None,
     ) -> None:
         self.name = name
         self.space = space
@@ -87,11 +93,10 @@ class Experiment(ExperimentView):
         self.max_trials: int | None = None
         #: what the optimizer is told; it remembers the worst values told so far (penalties)
         self._teller = teller if teller is not None else self._new_teller()
-        #: configurations to run next (see :meth:`enqueue`); the space's defaults first
-        self._queue = Enqueued()
-        defaults = space.defaults()
-        if optimizer is not None and defaults is not None and self._history.next_trial_id == 0:
-            self._queue.put(defaults)
+        self._on_run = dict(on_run or {})
+        self._resume = resume
+        #: configurations to run next (see :meth:`enqueue`), kept in the attr ``enqueued``
+        self._queue = stored_queue(self._history, space, writing=optimizer is not None)
 
     @property
     def _checkpoints(self) -> CheckpointStore:
@@ -118,7 +123,7 @@ class Experiment(ExperimentView):
         # Pickled (e.g. inside a fitted SearchCV): the results travel, not the live wiring.
         state = dict(self.__dict__)
         state.update(_storage=MemoryStorage(self._storage.history, self._storage.checkpoints),
-                     _dashboard=None, _client=None, _run=None)
+                     _dashboard=None, _client=None, _run=None, _resume=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -134,6 +139,8 @@ class Experiment(ExperimentView):
         self.__dict__.setdefault("_warm", [])
         self.__dict__.setdefault("_run", None)
         self.__dict__.setdefault("_teller", self._new_teller())
+        self.__dict__.setdefault("_on_run", {})
+        self.__dict__.setdefault("_resume", None)
 
     def _on_quarantine(self, entry: dict[str, Any]) -> None:
         self._history.attrs["quarantined"] = json.dumps([*self.quarantined, entry])
@@ -157,9 +164,10 @@ class Experiment(ExperimentView):
         optimizer learns what ran when the trial is told, as for every trial.
 
         The space's defaults (when every dimension has one) are the first enqueued
-        configuration of a new experiment.  The queue lives in this object, not in the
-        storage: configurations not yet submitted when the process ends are not resumed
-        (enqueue them again); those submitted are trials like any other.
+        configuration of a new experiment.  The queue is stored with the history (the
+        attr ``enqueued``, written now): a configuration whose trial has not finished
+        when the process ends, by a crash or :meth:`close`, runs on resume, once.  On an
+        experiment from :func:`load_experiment`, this resumes it first (see :meth:`workon`).
 
         Parameters
         ----------
@@ -171,14 +179,18 @@ class Experiment(ExperimentView):
         ValueError
             Naming the parameter, for an unknown name or a value its prior cannot take.
         """
-        if self.read_only:
-            raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
         if not isinstance(params, Mapping):
             raise ValueError(f"enqueue takes a dict of parameter -> value, got {type(params).__name__}")
         unknown = [n for n in params if n not in self.space]
         if unknown:
             raise ValueError(f"enqueue: unknown parameter(s) {unknown}; the space has {list(self.space)}")
-        self._queue.put({n: self.space[n].validate(v) for n, v in params.items()})
+        checked = {n: self.space[n].validate(v) for n, v in params.items()}
+        self._check_writable(None)
+        run = self._run
+        # the lowest id of a trial that may run it: no trial stored (or of the run under way) before it
+        self._queue.put(checked, after=run.first_id if run is not None else self._history.next_trial_id)
+        if run is None:  # on disk now, so that a crash before the run keeps it
+            self._storage.snapshot()
 
     @property
     def enqueued(self) -> list[dict[str, Any]]:
@@ -281,6 +293,11 @@ class Experiment(ExperimentView):
         -------
         Experiment
             ``self``, for chaining.
+
+        Notes
+        -----
+        An experiment from :func:`load_experiment` is first resumed as
+        ``build_experiment(name, storage=path)`` does, taking the writer lock then.
         """
         clash = sorted(set(fn_kwargs) & set(self.space))
         if clash:
@@ -308,7 +325,10 @@ class Experiment(ExperimentView):
         return self
 
     def _check_writable(self, max_trials: int | None) -> int | None:
-        """``max_trials``, or the experiment's default, once checked."""
+        """``max_trials``, or the experiment's default, once checked; a loaded experiment is
+        resumed first."""
+        if self.read_only and self._resume is not None:
+            self._become_writer()
         if self.read_only:
             raise RuntimeError(f"experiment {self.name!r} was loaded read-only; use build_experiment to resume it")
         if self._storage.superseded:
@@ -319,6 +339,22 @@ class Experiment(ExperimentView):
         if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
             raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
         return max_trials
+
+    def _become_writer(self) -> None:
+        """Resume a loaded experiment in place: take the storage's lock, read it again (another
+        process may have run trials since it was loaded) and continue from what is stored."""
+        writer = self._resume()  # StorageLocked while another process writes it: stays read-only
+        logger.info("%s: resumed for writing from %s", self.name, writer.storage)
+        for attr in ("name", "space", "optimizer", "_storage", "_warm", "_teller", "_on_run", "_queue"):
+            setattr(self, attr, getattr(writer, attr))
+        self.read_only, self._resume = False, None
+
+    def _start_run(self) -> None:
+        """Write what changed on resume (another algorithm or seed) now that a run starts."""
+        if self._on_run:
+            self._history.attrs.update(self._on_run)
+            self._on_run = {}
+            self._storage.snapshot()
 
     def _budget(self, max_trials: int | None) -> int | None:
         return None if max_trials is None else max(max_trials - self._history.finished, 0)
@@ -365,6 +401,7 @@ class Experiment(ExperimentView):
             return self
         if n_workers is None:
             n_workers = executor.slots()
+        self._start_run()
         self._run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
         try:
             self._run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,

@@ -22,8 +22,9 @@ from ..optimizers import Optimizer, available, make_optimizer, optimizer_class
 from ..records import TrialRecord
 from ..space import Space
 from ..store import Stored, read_history
+from .state import dump_queue
 
-__all__ = ["WARM_START_ID", "Reconciled", "reconcile", "warm_start_trials"]
+__all__ = ["WARM_START_ID", "Reconciled", "reconcile", "unconsumed", "warm_start_trials", "IDENTITY"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 #: completed trial of the other experiment is ``WARM_START_ID + k``): far above any id of
 #: this experiment, so that no optimizer mistakes one for a trial of its own
 WARM_START_ID = 2**40
+
+#: the attrs that say which algorithm runs: on resume, a change of any of them is written
+#: when a run starts (:attr:`Reconciled.on_run`), never by a call that runs nothing
+IDENTITY = ("algorithm", "algorithm_config", "seed", "algorithm_history")
 
 
 @dataclasses.dataclass
@@ -46,6 +51,9 @@ class Reconciled:
     stored_attrs: dict[str, Any]
     #: a warm start's trials, to tell before the events
     warm: list[TrialRecord]
+    #: attrs to write when the next run starts: another algorithm or seed than the stored
+    #: one (``attrs`` keeps the stored ones until then); empty when nothing changed
+    on_run: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def space_diff(stored: Space, given: Space) -> str:
@@ -80,7 +88,7 @@ def reconcile(
     Raises
     ------
     ValueError
-        For a stored experiment with another space, objectives or direction, a warm start
+        For a stored experiment with another name, space, objectives or direction, a warm start
         given to a stored experiment created without the same one, or an algorithm that
         cannot search the objectives.
     """
@@ -88,6 +96,12 @@ def reconcile(
     stored_attrs: dict[str, Any] = {}
     if stored is not None:
         stored_space, stored_attrs, events = stored
+        stored_name = str(stored_attrs.get("name") or "")
+        if stored_name and name != stored_name:
+            raise ValueError(
+                f"name={name!r}, but storage {os.fspath(storage)!r} holds experiment {stored_name!r}; pass "
+                f"name={stored_name!r} to resume it, or another storage path for a new experiment"
+            )
         if stored_space != space:
             raise ValueError(
                 f"storage {os.fspath(storage)!r} holds experiment {stored_attrs.get('name')!r} with "
@@ -152,27 +166,90 @@ def reconcile(
             raise ValueError("warm_start is not supported by the 'pbt' algorithm (its population is its own lineages)")
         attrs["warm_start"] = os.path.abspath(warm_start)
         warm = warm_start_trials(warm_start, space, attrs.get("direction", "minimize"), objectives or {})
-    attrs["algorithm_history"] = json.dumps(_algorithm_history(name, stored_attrs, attrs, events))
+    changes, changed = _algorithm_history(name, stored_attrs, attrs, events)
+    attrs["algorithm_history"] = json.dumps(changes)
+    on_run: dict[str, Any] = {}
+    if changed and stored_attrs.get("algorithm"):
+        # Another algorithm or seed than the stored one: written when a run starts, so that
+        # a call that runs nothing leaves the stored experiment as it was.
+        on_run = {k: attrs[k] for k in IDENTITY}
+        attrs.update({k: stored_attrs[k] for k in IDENTITY if k in stored_attrs})
+        attrs["algorithm_history"] = json.dumps(changes[:-1])
     if "quarantined" in stored_attrs:
         attrs["quarantined"] = stored_attrs["quarantined"]
-    return Reconciled(optimizer, attrs, events, stored_attrs, warm)
+    if "enqueued" in stored_attrs:
+        attrs["enqueued"] = dump_queue(unconsumed(stored_attrs["enqueued"], events, space, name))
+    return Reconciled(optimizer, attrs, events, stored_attrs, warm, on_run)
 
 
 def _algorithm_history(name: str, stored_attrs: Mapping[str, Any], attrs: Mapping[str, Any],
-                       events: list) -> list[dict[str, Any]]:
-    """The stored ``algorithm_history``, with the algorithm of ``attrs`` appended when it changed."""
+                       events: list) -> tuple[list[dict[str, Any]], bool]:
+    """The stored ``algorithm_history``, with the algorithm and seed of ``attrs`` appended when
+    either changed; and whether they did."""
     changes = json.loads(stored_attrs.get("algorithm_history", "[]"))
+    stored_seed = int(stored_attrs["seed"]) if "seed" in stored_attrs else None
     if not changes and stored_attrs.get("algorithm"):
         changes = [{"algorithm": stored_attrs["algorithm"],
-                    "config": json.loads(stored_attrs.get("algorithm_config", "{}")), "from_trial": 0}]
-    current = {"algorithm": attrs["algorithm"], "config": json.loads(attrs["algorithm_config"])}
-    if not changes or {k: changes[-1][k] for k in current} != current:
-        if changes:
-            logger.warning("%s: stored with algorithm %s %s, continuing with %s %s", name, changes[-1]["algorithm"],
-                           changes[-1]["config"], current["algorithm"], current["config"])
-        from_trial = max((e.trial + 1 for e in events if isinstance(e, TrialRecord)), default=0)
-        changes.append({**current, "from_trial": from_trial})
-    return changes
+                    "config": json.loads(stored_attrs.get("algorithm_config", "{}")), "seed": stored_seed,
+                    "from_trial": 0}]
+    current = {"algorithm": attrs["algorithm"], "config": json.loads(attrs["algorithm_config"]),
+               "seed": int(attrs["seed"])}
+    if changes:
+        last = changes[-1]
+        # entries written before seeds were kept have none: the stored seed was theirs
+        before = {"algorithm": last["algorithm"], "config": last["config"], "seed": last.get("seed", stored_seed)}
+        if before == current:
+            return changes, False
+        logger.warning("%s: stored with algorithm %s %s and seed %s, continuing with %s %s and seed %s (kept in "
+                       "the attr algorithm_history when a run starts)", name, before["algorithm"], before["config"],
+                       before["seed"], current["algorithm"], current["config"], current["seed"])
+    from_trial = max((e.trial + 1 for e in events if isinstance(e, TrialRecord)), default=0)
+    changes.append({**current, "from_trial": from_trial})
+    return changes, True
+
+
+def unconsumed(raw: str, events: list, space: Space, name: str = "") -> list[dict[str, Any]]:
+    """The stored queue of :meth:`~daskhpo.Experiment.enqueue` less the entries that ran.
+
+    An entry ran when a stored trial numbered ``after`` or later (each trial counted once,
+    entries in order) holds its parameters: the trial that took it finished before the
+    attr was written again.  An entry that no longer fits the space is dropped, logged.
+
+    Parameters
+    ----------
+    raw : str
+        The attr ``enqueued`` (JSON: a list of ``{"params", "after"}``).
+    events : list
+        The stored events.
+    space : Space
+    name : str
+        The experiment's name, for the log.
+    """
+    try:
+        entries = json.loads(raw or "[]")
+        entries = [{"params": dict(e["params"]), "after": int(e.get("after", 0))} for e in entries]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        logger.warning("%s: the stored queue of enqueued configurations cannot be read (%s): it is dropped", name, exc)
+        return []
+    finished = sorted((e for e in events if isinstance(e, TrialRecord)), key=lambda r: r.trial)
+    used: set[int] = set()
+    out = []
+    for entry in entries:
+        try:
+            params = {n: space[n].validate(v) for n, v in entry["params"].items()}
+        except (KeyError, ValueError, TypeError) as exc:
+            logger.warning("%s: enqueued configuration %s does not fit the space (%s): dropped", name,
+                           entry["params"], exc)
+            continue
+        ran = next((r.trial for r in finished if r.trial >= entry["after"] and r.trial not in used
+                    and all(n in r.params and r.params[n] == v for n, v in params.items())), None)
+        if ran is None:
+            out.append({"params": params, "after": entry["after"]})
+        else:
+            used.add(ran)
+    if out:
+        logger.info("%s: %d enqueued configuration(s) still to run", name, len(out))
+    return out
 
 
 def warm_start_trials(

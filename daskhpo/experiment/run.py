@@ -70,6 +70,8 @@ class Run:
         #: guards the trial ids (the model thread and fills take them)
         self._ids_lock = threading.Lock()
         self._next_id = self.history.next_trial_id
+        #: the lowest id a trial of this run may have (what configurations enqueued now wait for)
+        self.first_id = self._next_id
         #: the suggester (model thread), if suggestions are made in the background
         self.model: Suggester | None = None
         self.engine: Engine | None = None
@@ -129,6 +131,7 @@ class Run:
         finally:
             self.model = self.engine = None  # hold no executor (nor its client) after the run
             self.filling = False
+            self.queue.requeue()  # enqueued configurations whose trial never finished wait again
             self.storage.end_session(ended)
             self.storage.snapshot()
 
@@ -177,7 +180,7 @@ class Run:
         """A suggestion as the engine runs it: an enqueued configuration first, validated."""
         parent, checkpoint = suggestion.parent, suggestion.checkpoint
         params = dict(suggestion.params)
-        queued = self.queue.take() if parent is None and checkpoint is None else None
+        queued = self.queue.take(trial_id) if parent is None and checkpoint is None else None
         if queued is not None:
             # An enqueued configuration (first, the defaults) takes the place of a new one,
             # completed by the suggestion; the optimizer learns what ran when it is told.
@@ -235,6 +238,7 @@ class Run:
             record = record.replace(status="broken", objective=math.nan, error=(
                 f"InvalidResult: objective(s) {list(self.objectives)} missing from the result"))
         record, callbacks = self.subscribers.append(self.history, record)
+        self.queue.done(record.trial)  # its enqueued configuration (if any) ran: no longer stored
         told = self.teller.trial(record)
         self.running_from.pop(record.trial, None)
         if self.filling and record.status == "completed" and record.started and record.ended:

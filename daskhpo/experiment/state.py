@@ -6,15 +6,17 @@ each keeps its own lock; neither is stored: they live as long as the experiment 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..records import TrialRecord
+from ..space import Space
 from ..store import History
 
-__all__ = ["Enqueued", "Subscribers"]
+__all__ = ["Enqueued", "Subscribers", "dump_queue", "load_queue", "stored_queue"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,33 +74,129 @@ class Subscribers:
 
 
 class Enqueued:
-    """Configurations to run next, in order (see :meth:`daskhpo.Experiment.enqueue`)."""
+    """Configurations to run next, in order (see :meth:`daskhpo.Experiment.enqueue`).
 
-    def __init__(self, items: Iterable[dict[str, Any]] = ()) -> None:
+    Each entry is ``{"params": {...}, "after": id}``: ``after`` is the lowest trial id that
+    may run it (the trials stored before it was enqueued cannot have).  An entry taken by
+    a trial stays *taken* until that trial finishes: :meth:`stored` (what goes into the
+    history's attr ``enqueued``) lists the taken entries first, so a process that dies
+    before the trial finishes runs the entry again on resume, once (see
+    :func:`daskhpo.experiment.resume.unconsumed`).
+
+    Parameters
+    ----------
+    items : iterable of dict
+        Entries (``params`` and ``after``), or bare configurations (``after`` 0).
+    on_change : callable, optional
+        Called with :meth:`stored` after each change (under the queue's lock).
+    """
+
+    def __init__(self, items: Iterable[dict[str, Any]] = (),
+                 on_change: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         # the model thread and fills on the loop's thread take from it
         self._lock = threading.Lock()
-        self._items = [dict(p) for p in items]
+        self._items = [_entry(p) for p in items]
+        #: trial id -> the entry it took, until the trial finishes
+        self._taken: dict[int, dict[str, Any]] = {}
+        self._on_change = on_change
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"items": self.items()}
+        return {"items": self.stored()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["items"])
 
-    def put(self, params: dict[str, Any]) -> None:
-        """Run ``params`` after those enqueued before."""
-        with self._lock:
-            self._items.append(dict(params))
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self._stored())
 
-    def take(self) -> dict[str, Any] | None:
-        """The next configuration, removed from the queue; ``None`` when it is empty."""
+    def put(self, params: dict[str, Any], after: int = 0) -> None:
+        """Run ``params`` after those enqueued before, in a trial ``after`` or later."""
         with self._lock:
-            return self._items.pop(0) if self._items else None
+            self._items.append({"params": dict(params), "after": int(after)})
+            self._changed()
+
+    def take(self, trial_id: int | None = None) -> dict[str, Any] | None:
+        """The next configuration, removed from the queue; ``None`` when it is empty.
+
+        With ``trial_id``, the entry is kept as taken by that trial until :meth:`done`.
+        """
+        with self._lock:
+            if not self._items:
+                return None
+            entry = self._items.pop(0)
+            if trial_id is not None:
+                self._taken[trial_id] = entry
+            self._changed()
+            return dict(entry["params"])
+
+    def done(self, trial_id: int) -> None:
+        """The trial that took an entry finished: the entry is consumed."""
+        with self._lock:
+            if self._taken.pop(trial_id, None) is not None:
+                self._changed()
+
+    def requeue(self) -> None:
+        """Put the entries taken by trials that never finished back first (the run ended)."""
+        with self._lock:
+            if self._taken:
+                self._items[:0] = [self._taken[t] for t in sorted(self._taken)]
+                self._taken.clear()
+                self._changed()
 
     def items(self) -> list[dict[str, Any]]:
         """Copies of the waiting configurations, in order."""
         with self._lock:
-            return [dict(p) for p in self._items]
+            return [dict(e["params"]) for e in self._items]
+
+    def stored(self) -> list[dict[str, Any]]:
+        """The entries to store: those taken by unfinished trials, then those waiting."""
+        with self._lock:
+            return self._stored()
+
+    def _stored(self) -> list[dict[str, Any]]:
+        taken = [self._taken[t] for t in sorted(self._taken)]
+        return [{"params": dict(e["params"]), "after": e["after"]} for e in [*taken, *self._items]]
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _entry(item: dict[str, Any]) -> dict[str, Any]:
+    """An entry from a stored one or a bare configuration (pickled before entries existed)."""
+    if set(item) == {"params", "after"} and isinstance(item["params"], dict):
+        return {"params": dict(item["params"]), "after": int(item["after"])}
+    return {"params": dict(item), "after": 0}
+
+
+def dump_queue(entries: list[dict[str, Any]]) -> str:
+    """The attr ``enqueued``: the entries as JSON (NumPy scalars as Python numbers)."""
+    return json.dumps(entries, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+
+def load_queue(raw: str | None) -> list[dict[str, Any]]:
+    """The entries of the attr ``enqueued`` (none for an absent or unreadable one, logged)."""
+    if not raw:
+        return []
+    try:
+        entries = json.loads(raw)
+        return [_entry(e) for e in entries]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        logger.warning("the stored queue of enqueued configurations cannot be read (%s): it is left out", exc)
+        return []
+
+
+def stored_queue(history: History, space: Space, *, writing: bool) -> Enqueued:
+    """The queue of :meth:`daskhpo.Experiment.enqueue`: the one stored in ``history``'s attr
+    ``enqueued``, kept there as it changes (written with the next snapshot); for a new
+    experiment (``writing``, nothing stored), the space's defaults."""
+
+    def store(entries: list[dict[str, Any]]) -> None:
+        history.attrs["enqueued"] = dump_queue(entries)
+
+    stored = history.attrs.get("enqueued")
+    queue = Enqueued(load_queue(stored), on_change=store)
+    defaults = space.defaults()
+    if writing and stored is None and defaults is not None and history.next_trial_id == 0:
+        queue.put(defaults)
+    return queue

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     hunt.add_argument("-n", "--name", required=True, help="the experiment's name")
     hunt.add_argument("--storage", required=True, help="the history file (netCDF), e.g. exp.nc; trials run in PATH.trials/<id>/")
     hunt.add_argument("--max-trials", type=int, required=True, help="finished trials of the experiment, stored ones included")
-    hunt.add_argument("--algorithm", default=None, help="algorithm name (default random); see daskhpo.optimizers.available()")
+    hunt.add_argument("--algorithm", default=None, help="algorithm name (default: the stored one when resuming, else random); see daskhpo.optimizers.available()")
     hunt.add_argument(
         "--algorithm-config", default=None, metavar="JSON",
         help="the algorithm's configuration: with --algorithm, a JSON object of options; without, {\"NAME\": {options}}",
@@ -200,7 +200,7 @@ def _algorithm(args: argparse.Namespace) -> Any:
     if args.algorithm is not None:
         return args.algorithm if config is None else (args.algorithm, config)
     if config is None:
-        return "random"
+        return None  # random for a new experiment, the stored algorithm when resuming
     if len(config) != 1 or not isinstance(next(iter(config.values())), (dict, type(None))):
         raise UsageError('without --algorithm, --algorithm-config must be {"NAME": {options}}, e.g. {"tpe": {"n_initial": 5}}')
     ((name, options),) = config.items()

@@ -228,7 +228,19 @@ class History:
         with self._lock:
             if self._dataset is None:
                 self._dataset = to_dataset(self.space, self.attrs, self.records, self._reports)
+            elif _changed(self._dataset.attrs, self.attrs):
+                # attrs set between events (a session's end, a quarantine, the enqueued queue):
+                # never a stale copy, on disk or shown
+                self._dataset = self._dataset.copy(deep=False)
+                self._dataset.attrs = dict(self.attrs)
             return self._dataset
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    try:
+        return bool(old != new)
+    except ValueError:  # array-valued attrs (an old file's): compared by value is ambiguous
+        return True
 
 
 def read_history(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord | ReportRecord]]:

@@ -165,13 +165,17 @@ def test_invalid_suggestions_are_caught_before_running(client):
         exp.workon(rosenbrock, max_trials=1, client=client)
 
 
-def test_loaded_experiment_is_read_only(client, tmp_path):
+def test_loaded_experiment_reads_and_resumes_on_workon(client, tmp_path):
     path = tmp_path / "ro.nc"
     daskhpo.build_experiment("ro", SPACE, storage=path, seed=0).workon(rosenbrock, max_trials=3, client=client)
     loaded = daskhpo.load_experiment(path)
-    assert loaded.history.sizes["trial"] == 3 and loaded.best is not None
-    with pytest.raises(RuntimeError, match="read-only"):
-        loaded.workon(rosenbrock, max_trials=5)
+    assert loaded.history.sizes["trial"] == 3 and loaded.best is not None and loaded.read_only
+    # workon resumes it from the file (stored space, algorithm and seed), taking the lock then
+    loaded.workon(rosenbrock, max_trials=5, client=client)
+    assert not loaded.read_only and loaded.optimizer.seed == 0
+    assert loaded.history.sizes["trial"] == 5
+    loaded.close()
+    assert daskhpo.load_experiment(path).history.sizes["trial"] == 5
     with pytest.raises(FileNotFoundError):
         daskhpo.load_experiment(tmp_path / "missing.nc")
 
