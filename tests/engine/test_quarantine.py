@@ -298,3 +298,12 @@ def test_real_cluster_a_third_of_the_space_failing_reaches_max_trials_and_quaran
     assert exp.quarantined == [] and not any(r.status == "lost" for r in records)
     assert len(process_client.scheduler_info(n_workers=-1)["workers"]) == 2  # no worker retired
     exp.close()
+
+
+def test_held_trials_judged_when_another_worker_finishes_are_recorded_not_dropped():
+    guard = Quarantine(3)
+    for trial in (1, 2, 3):  # no worker has finished a trial yet: w0's three wait
+        assert guard.judge(_job(trial), _outcome(trial, "w0", OOM.format(5, trial)), None) == ([], [])
+    guard.judge(_job(4), _outcome(4, "w1", OOM.format(5, 4)), None)
+    ready, again = guard.judge(_job(5), _outcome(5, "w1"), None)  # w1 finishes: the same error is the parameters'
+    assert sorted(r.trial for _j, r, _c in ready) == [1, 2, 3, 4, 5] and again == [] and guard.held == 0
