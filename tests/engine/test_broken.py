@@ -27,14 +27,20 @@ def outcomes(policy, finished):
 
 
 @pytest.mark.parametrize("n_workers", [1, 4, 32])
-@pytest.mark.parametrize("share", [1 / 3, 1 / 2, 0.8])
+@pytest.mark.parametrize("share", [1 / 3, 1 / 2])
 def test_auto_never_stops_a_search_where_part_of_the_space_fails(n_workers, share):
     rng = random.Random(0)
-    for _ in range(20):
+    for _ in range(50):
         # the worst case for the first outcomes: failures fast, so each slot's first ones fail
         first = [False] * round(n_workers * share / (1 - share))
         stream = first + [rng.random() >= share for _ in range(2000)]
         assert outcomes(BrokenPolicy("auto", n_workers), stream) is None
+
+
+def test_a_rate_measured_on_few_outcomes_does_not_stop_a_run_where_most_trials_fail():
+    # 7 finished and 10 broken, then 20 in a row: at the 59 % measured, a streak of 20 would be
+    # a 1-in-57,000 event; at the 80 % that may be true, it is not (the upper bound is used)
+    assert outcomes(BrokenPolicy("auto", 1), [True, False, False] * 5 + [True, True] + [False] * 20) is None
 
 
 @pytest.mark.parametrize("n_workers", [1, 4, 32])

@@ -83,13 +83,14 @@ def test_timeout_on_the_fake_executor_lets_trials_in_flight_finish_saves_and_ret
     assert len(daskhpo.load_experiment(str(tmp_path / "t.nc")).records()) == 44  # saved
 
 
-def test_timeout_grace_cancels_what_runs_past_it_and_a_resume_goes_on():
-    exp = daskhpo.build_experiment("t", SPACE, seed=0)
+def test_timeout_grace_cancels_what_runs_past_it_and_a_resume_goes_on(tmp_path):
+    exp = daskhpo.build_experiment("t", SPACE, storage=str(tmp_path / "t.nc"), seed=0)
     executor = FakeExecutor(square, duration=1.0, slots=4)
     exp.run(executor, max_trials=10_000, timeout=10.5, timeout_grace=0)
     assert len(exp.records()) == 40 and executor.now == pytest.approx(10.5)  # the 4 in flight are not recorded
     exp.run(FakeExecutor(square, duration=1.0, slots=4), max_trials=50)
     assert len(exp.records()) == 50 and sessions(exp) == ["timeout: 10.5 s", "completed"]
+    exp.close()
 
 
 def test_a_run_that_ends_before_its_timeout_is_a_plain_run():
