@@ -11,7 +11,17 @@ from daskhpo import TooManyBrokenTrials, build_experiment
 from daskhpo.engine import FakeExecutor
 from daskhpo.engine.broken import BrokenPolicy, check_max_broken
 from daskhpo.engine.executor import Completed
-from daskhpo.engine.state import Ended, LoopState, Planned, Raise, Record, RequestSuggestions, Start, Submit, Suggested
+from daskhpo.engine.state import (
+    Ended,
+    LoopState,
+    Planned,
+    Raise,
+    Record,
+    RequestSuggestions,
+    Start,
+    Submit,
+    Suggested,
+)
 from daskhpo.engine.worker import TrialOutcome
 from daskhpo.records import TrialRecord
 

@@ -10,7 +10,16 @@ import pytest
 import daskhpo
 from daskhpo.engine import Engine, FakeExecutor, Planned
 from daskhpo.engine.executor import Completed, Wake
-from daskhpo.engine.state import Cancel, Finish, LoopState, RequestSuggestions, SetAlarm, Start, Submit, Suggested
+from daskhpo.engine.state import (
+    Cancel,
+    Finish,
+    LoopState,
+    RequestSuggestions,
+    SetAlarm,
+    Start,
+    Submit,
+    Suggested,
+)
 from daskhpo.engine.worker import TrialOutcome
 from daskhpo.records import TrialRecord
 
