@@ -127,7 +127,7 @@ def test_max_broken_none_never_stops():
     state = LoopState(n_workers=2, max_broken=None, quarantine_after=None)
     plans = iter(Planned(t, {"x": t}) for t in range(1000))
     out = answer(state, feed(state, Start()), plans)
-    for trial in range(300):
+    for _ in range(300):
         submit = next(i for i in out if isinstance(i, Submit))
         out = [i for i in out if i is not submit]
         out += answer(state, feed(state, outcome(submit.key, submit.plan.trial, ok=False)), plans)
