@@ -5,6 +5,8 @@
 :mod:`.drain`               a graceful stop (drain) from another thread or a signal handler
 :mod:`.executor`            the executor protocol, its capabilities, the events it emits
 :mod:`.state`               :class:`LoopState`: the loop's decisions, a pure state machine
+:mod:`.broken`              ``max_broken``: when broken trials end a run (pure policy)
+:mod:`.quarantine`          faulty-node quarantine: do a worker's failures reproduce elsewhere?
 :mod:`.errors`              the engine's errors (no Dask needed to import them)
 :mod:`.dask_executor`       :class:`DaskExecutor`: futures, as_completed, pub/sub, watchdog
 :mod:`.fake`                :class:`FakeExecutor`: in-process, virtual time, for tests;

@@ -14,4 +14,8 @@ class SchedulerLostError(NoWorkersError):
 
 
 class TooManyBrokenTrials(RuntimeError):
-    """More trials broke (raised, returned garbage, timed out, were lost) than allowed."""
+    """Broken trials (raised, returned garbage, timed out, were lost) stopped the run.
+
+    With ``max_broken="auto"`` (the default) only an objective that looks broken itself
+    stops it; with an int, more broken trials than that (see :mod:`daskhpo.engine.broken`).
+    """

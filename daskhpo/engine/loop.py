@@ -23,7 +23,8 @@ deterministically.
 A drain (:meth:`Engine.drain`, or :func:`~daskhpo.engine.drain.request_drain` for the
 whole process, e.g. from a signal handler) stops submitting, waits up to its grace for
 the trials in flight, cancels the rest without recording them, and returns normally;
-:attr:`Engine.drained` says so.
+:attr:`Engine.drained` says so.  The run's ``timeout`` is a drain of its own, at the time
+set (:attr:`Engine.timed_out`).
 
 Broken outcomes pass through a :class:`~daskhpo.engine.quarantine.Quarantine`, which may
 hold them until their worker is judged, and quarantine a faulty one (its trials then run
@@ -48,6 +49,7 @@ from typing import Any
 
 from ..records import ReportRecord, TrialRecord
 from . import drain as _drain
+from .broken import MaxBroken, check_max_broken
 from .drain import DrainRequest
 from .errors import TooManyBrokenTrials
 from .executor import Executor
@@ -97,8 +99,11 @@ class Engine:
     retries : int
         Further attempts of a trial whose worker died or left mid-trial; beyond them the
         trial is recorded ``lost``.
-    max_broken : int
-        The run stops with :class:`TooManyBrokenTrials` once more trials than this broke.
+    max_broken : {"auto"} or int or None, default "auto"
+        When broken trials stop the run with :class:`TooManyBrokenTrials`: ``"auto"`` only
+        when the objective itself looks broken (long streaks of broken trials, see
+        :mod:`daskhpo.engine.broken`), an int once more trials than this broke, ``None``
+        never.
     quarantine_after : int or None, default 3
         Distinct trials in a row broken on one worker, while trials finish on others,
         before that worker is quarantined (see :mod:`daskhpo.engine.quarantine`);
@@ -106,20 +111,32 @@ class Engine:
     on_quarantine : callable, optional
         Receives the record (a dict: worker, host, when, why, trials) of each worker
         quarantined.
+    timeout : float, optional
+        Seconds (of the executor's clock) from the start of each run after which nothing
+        more is submitted; the run then ends as a drain does, and returns normally with
+        :attr:`timed_out` set.
+    timeout_grace : float, optional
+        Seconds the trials in flight at the timeout get to finish; those still running then
+        are cancelled and not recorded (a resumed search runs them again).  ``None``: they
+        run to their end.
     """
 
-    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1, max_broken: int = 3,
-                 quarantine_after: int | None = 3, on_quarantine: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1,
+                 max_broken: MaxBroken = "auto", quarantine_after: int | None = 3,
+                 on_quarantine: Callable[[dict], None] | None = None, timeout: float | None = None,
+                 timeout_grace: float | None = None) -> None:
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-        if not isinstance(max_broken, int) or max_broken < 0:
-            raise ValueError(f"max_broken must be a non-negative integer, got {max_broken!r}")
         self.executor = executor
         self.n_workers = n_workers
         self.retries = retries
-        self.max_broken = max_broken
+        self.max_broken = check_max_broken(max_broken)
+        self.timeout = check_seconds("timeout", timeout, positive=True)
+        self.timeout_grace = check_seconds("timeout_grace", timeout_grace, positive=False)
+        #: whether the last run ended at its ``timeout``
+        self.timed_out = False
         Quarantine(quarantine_after)  # checks the value
         self.quarantine_after = quarantine_after
         self.on_quarantine = on_quarantine
@@ -188,7 +205,7 @@ class Engine:
             The number of trials that finished (completed or pruned).
         """
         executor = self.executor
-        self.drained, self.abandoned = None, []
+        self.drained, self.abandoned, self.timed_out = None, [], False
         _drain.register(self)  # before reading the process-wide request: none is missed
         request = _drain.drain_requested()
         if request is not None:
@@ -202,7 +219,8 @@ class Engine:
         state = self._state = LoopState(
             n_workers=n_workers, retries=self.retries, max_broken=self.max_broken,
             quarantine_after=self.quarantine_after, budget=budget, model=model is not None,
-            reports=on_report is not None, run=uuid.uuid4().hex,
+            reports=on_report is not None, run=uuid.uuid4().hex, timeout=self.timeout,
+            timeout_grace=self.timeout_grace,
         )
         self.guard = state.guard
         self._suggest, self._model, self._record = suggest, model, record
@@ -325,6 +343,7 @@ class Engine:
 
     def _do_finish(self, instruction: Finish) -> None:
         self.drained, self.abandoned = instruction.drained, list(instruction.abandoned)
+        self.timed_out = instruction.timeout
 
     def _do_raise(self, instruction: Raise) -> None:
         raise instruction.error
@@ -366,6 +385,17 @@ class Engine:
                 self.on_quarantine(dict(instruction.entry))
             except Exception:
                 logger.exception("on_quarantine failed")
+
+
+def check_seconds(name: str, value: float | None, positive: bool) -> float | None:
+    """``value`` as seconds (``None`` kept); a ``ValueError`` naming ``name`` otherwise."""
+    if value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value < float("inf")
+    if not ok or not (value > 0 if positive else value >= 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be {kind} seconds (or None), got {value!r}")
+    return float(value)
 
 
 Engine._do = {

@@ -1,11 +1,12 @@
 """The loop's decisions as a pure state machine: events in, instructions out.
 
 :class:`LoopState` is everything :class:`~daskhpo.engine.loop.Engine` decides, and nothing it
-does: which trials to submit and when, attempts and retries, the budget, ``max_broken``,
-prunes and the answers to reports that wait for them, the quarantine of faulty workers
-(:mod:`daskhpo.engine.quarantine`) and a drain's grace.  It reads no clock (the time
+does: which trials to submit and when, attempts and retries, the budget, ``max_broken``
+(:mod:`daskhpo.engine.broken`), prunes and the answers to reports that wait for them, the
+quarantine of faulty workers (:mod:`daskhpo.engine.quarantine`), a drain's grace and the
+run's overall ``timeout`` (a drain of its own when the time is up).  It reads no clock (the time
 comes with each event), starts no thread, touches no file and knows no Dask, so each rule
-is tested by feeding it events (see ``tests/test_engine_state.py``), in the spirit of
+is tested by feeding it events (see ``tests/engine/test_state.py``), in the spirit of
 ``distributed``'s ``WorkerState``.
 
 :meth:`LoopState.handle` takes one event and returns the instructions to carry out, in
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import FINISHED, ReportRecord, TrialRecord
+from .broken import BrokenPolicy, MaxBroken
 from .drain import DrainRequest
 from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
 from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake
@@ -217,10 +219,14 @@ class Raise:
 
 @dataclass(frozen=True)
 class Finish:
-    """A drain ended the run: ``drained`` is its request, ``abandoned`` the trials cancelled."""
+    """A drain ended the run: ``drained`` is its request, ``abandoned`` the trials cancelled.
+
+    ``timeout``: the drain was the run's own, its ``timeout`` reached (not a request).
+    """
 
     drained: DrainRequest
     abandoned: list[int]
+    timeout: bool = False
 
 
 @dataclass
@@ -258,9 +264,10 @@ class LoopState:
         Trials in flight.
     retries : int
         Further attempts of a trial whose worker died or left mid-trial.
-    max_broken : int
-        More broken trials than this end the run (:class:`Raise` of
-        :class:`~daskhpo.engine.errors.TooManyBrokenTrials`).
+    max_broken : {"auto"} or int or None, default "auto"
+        When broken trials end the run (:class:`Raise` of
+        :class:`~daskhpo.engine.errors.TooManyBrokenTrials`): see
+        :mod:`daskhpo.engine.broken`.
     quarantine_after : int or None
         See :class:`~daskhpo.engine.quarantine.Quarantine`.
     budget : int or None
@@ -272,11 +279,26 @@ class LoopState:
         Reports are handed on (the run has an ``on_report``).
     run : str
         Unique per run: the attempts' keys are made of it.
+    timeout : float or None
+        Seconds of the executor's clock, from :class:`Start`, after which nothing more is
+        submitted: the run drains itself (reason ``"timeout"``), its trials in flight get
+        ``timeout_grace`` seconds to finish.
+    timeout_grace : float or None
+        ``None``: trials in flight at the timeout may run to their end; ``0``: they are
+        cancelled at once (not recorded: a resumed search runs them again).
     """
 
-    def __init__(self, *, n_workers: int, retries: int = 1, max_broken: int = 3, quarantine_after: int | None = 3,
-                 budget: int | None = None, model: bool = False, reports: bool = False, run: str = "run") -> None:
+    def __init__(self, *, n_workers: int, retries: int = 1, max_broken: MaxBroken = "auto",
+                 quarantine_after: int | None = 3, budget: int | None = None, model: bool = False,
+                 reports: bool = False, run: str = "run", timeout: float | None = None,
+                 timeout_grace: float | None = None) -> None:
         self.n_workers, self.retries, self.max_broken = n_workers, retries, max_broken
+        self.policy = BrokenPolicy(max_broken, n_workers)
+        self.timeout, self.timeout_grace = timeout, timeout_grace
+        #: the executor's clock at :class:`Start` (where ``timeout`` counts from)
+        self.started: float | None = None
+        #: set once ``timeout`` was reached
+        self.timed_out = False
         self.quarantine_after, self.budget, self.model, self.reports = quarantine_after, budget, model, reports
         self.run = run
         #: the wall-clock time of the event being handled
@@ -333,8 +355,24 @@ class LoopState:
             return []
         if isinstance(event, Ended):
             return [Record(trial, checkpoint) for _job, trial, checkpoint in self.guard.release()]
-        out = self._handle(event, wall)
+        out: list[Any] = []
+        if isinstance(event, Start) and self.started is None:
+            self.started = now
+            if self.timeout is not None:
+                out.append(SetAlarm(self.timeout))  # wakes the loop at the timeout if nothing else does
+        self._check_timeout(now, wall)  # before the event: what it frees is not filled again
+        out += self._handle(event, wall)
         return out + self._check_drain(now)
+
+    def _check_timeout(self, now: float, wall: float) -> None:
+        """Drain the run once ``timeout`` seconds passed since :class:`Start`."""
+        if self.timeout is None or self.timed_out or self.started is None:
+            return
+        if now < self.started + self.timeout - 0.01:  # a timer may fire a hair early
+            return
+        self.timed_out = True
+        grace = math.inf if self.timeout_grace is None else self.timeout_grace
+        self.drains.append(DrainRequest(f"timeout={self.timeout:g} s", grace, wall))
 
     def _handle(self, event: Any, wall: float) -> list[Any]:
         try:
@@ -520,20 +558,32 @@ class LoopState:
                         job.plan.trial, worker, job.attempts + 1)
             out.append(self._submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen,
                                          quarantined_from=worker)))
+        last = self._record(ready, out)
+        verdict = None if last is None else self.policy.verdict()
+        if verdict is None:
+            return out
+        # Stopping: what the quarantine still holds is recorded (and counted) first, so the
+        # message counts what the history holds.
+        last = self._record(self.guard.release(), out) or last
+        verdict = self.policy.verdict() or verdict
+        self.done = True
+        out.append(Raise(TooManyBrokenTrials(
+            f"{verdict}; last one, trial {last.trial} ({last.status}): {_last_line(last.error)}"
+        )))
+        return out
+
+    def _record(self, ready: list, out: list[Any]) -> TrialRecord | None:
+        """Append a :class:`Record` of each of ``ready`` to ``out``; the last broken one."""
         last = None
         for _job, trial, checkpoint in ready:  # all recorded, then judged
             out.append(Record(trial, checkpoint))
-            if trial.status in FINISHED:
+            finished = trial.status in FINISHED
+            self.policy.observe(finished)
+            if finished:
                 self.finished += 1
             else:
                 self.broken, last = self.broken + 1, trial
-        if last is not None and self.broken > self.max_broken:
-            self.done = True
-            out.append(Raise(TooManyBrokenTrials(
-                f"{self.broken} trials broke (max_broken={self.max_broken}); last one, "
-                f"trial {last.trial} ({last.status}): {_last_line(last.error)}"
-            )))
-        return out
+        return last
 
     def _quarantined(self) -> list[Any]:
         """Workers quarantined since last time."""
@@ -554,11 +604,13 @@ class LoopState:
         if self.deadline is None or now + grace < self.deadline:
             first = self.deadline is None
             self.deadline = now + grace
-            if self.jobs and grace > 0:
+            if self.jobs and 0 < grace < math.inf:
                 out.append(SetAlarm(grace))  # wakes the loop at the deadline if nothing else does
             if first:
-                logger.warning("draining (%s): submitting nothing more; %d trial(s) in flight get %g s",
-                               self.drains[0].reason, len(self.jobs), grace)
+                log = logger.info if self.timed_out and len(self.drains) == 1 else logger.warning
+                log("draining (%s): submitting nothing more; %d trial(s) in flight %s",
+                    self.drains[0].reason, len(self.jobs),
+                    "may run to their end" if grace == math.inf else f"get {grace:g} s")
         if self.jobs and now < self.deadline - 0.01:  # a timer may fire a hair early
             return out
         drained = min(self.drains, key=lambda r: r.grace)
@@ -569,7 +621,7 @@ class LoopState:
         out += [Cancel(key) for key in self.jobs]
         self.jobs.clear()
         self.done = True
-        return [*out, Finish(drained, abandoned)]
+        return [*out, Finish(drained, abandoned, timeout=self.timed_out and drained.reason.startswith("timeout="))]
 
 
 _HANDLERS = {

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..engine import DaskExecutor, Executor
+from ..engine.broken import MaxBroken, check_max_broken
 from ..engine.drain import drain_requested
+from ..engine.loop import check_seconds
 from ..engine.packed import PackedDaskExecutor
 from ..optimizers import Optimizer
 from ..records import TrialRecord
@@ -207,8 +209,10 @@ class Experiment(ExperimentView):
         resources: Mapping[str, float] | None = None,
         retries: int = 1,
         trial_timeout: float | None = None,
-        max_broken: int = 3,
+        max_broken: MaxBroken = "auto",
         quarantine_after: int | None = 3,
+        timeout: float | None = None,
+        timeout_grace: float | None = None,
         worker_timeout: float = 60.0,
         dashboard: bool | int = False,
         progress: bool | None = None,
@@ -247,20 +251,31 @@ class Experiment(ExperimentView):
             Slurm job was cancelled); each is counted in the history's ``attempts``.
         trial_timeout : float, optional
             Seconds after which a trial is recorded as ``timeout``.
-        max_broken : int, default 3
-            Stop with :class:`~daskhpo.TooManyBrokenTrials` once more trials broke in
-            this call.  With quarantine on, the broken trials of a worker not yet judged
-            are counted when it is judged (or when nothing else runs), so the run may
-            stop a few trials later (at most ``quarantine_after + n_workers`` held).
+        max_broken : "auto", int or None, default "auto"
+            When broken trials (raised, returned NaN, timed out, lost) stop the call with
+            :class:`~daskhpo.TooManyBrokenTrials`.  ``"auto"``: only when the objective
+            itself looks broken, never because some configurations fail: ``10 + 2 *
+            n_workers`` broken in a row with none finished in this call, or a streak that
+            long and too unlikely (under 1 in 1,000) at the failure rate seen before it
+            (see :mod:`daskhpo.engine.broken`).  An int: once more trials than this broke
+            in this call.  ``None``: never.
         quarantine_after : int or None, default 3
             A worker on which this many distinct trials in a row broke (status
-            ``broken``, not ``timeout``) while trials finish on other workers is
-            quarantined: it is retired from the cluster and gets no further trial, the
-            trials that broke there run again elsewhere (one more ``attempts`` each, not
-            counted in ``max_broken``), and it is listed in :attr:`quarantined`.  A
-            configuration that breaks on every node is still ``broken`` and counted.
-            ``None`` turns it off.  On Slurm, see ``docs/slurm.md`` (a replacement job may
-            land on the same node).
+            ``broken``) while trials finish on other workers becomes a suspect: those
+            trials run again elsewhere (one more ``attempts`` each).  If one fails there
+            again with the same error, the parameters are at fault: the worker is cleared
+            and the trials count as broken.  If none does, the worker is quarantined
+            (retired, no further trial; listed in :attr:`quarantined`).  ``None`` turns it
+            off.  On Slurm, see ``docs/slurm.md``.
+        timeout : float, optional
+            An overall time budget in seconds, from the start of the search: then nothing
+            more is submitted, the trials in flight finish (see ``timeout_grace``), the
+            history is saved and the call returns normally.
+        timeout_grace : float, optional
+            Seconds the trials in flight at ``timeout`` get; those still running then are
+            cancelled and not recorded (a resumed search runs them again).  Default
+            ``None``: they run to their end (bounded by ``trial_timeout``); ``0``: cancel
+            them at once.
         worker_timeout : float, default 60
             Seconds without any connected worker (at the start, or after every worker
             left) before :class:`~daskhpo.NoWorkersError`.  Raise it when jobs wait long
@@ -303,6 +318,9 @@ class Experiment(ExperimentView):
         if clash:
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
         max_trials = self._check_writable(max_trials)
+        check_max_broken(max_broken)  # bad values fail before a cluster starts
+        check_seconds("timeout", timeout, positive=True)
+        check_seconds("timeout_grace", timeout_grace, positive=False)
         if self._budget(max_trials) == 0:
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
@@ -321,7 +339,7 @@ class Experiment(ExperimentView):
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
                      quarantine_after=quarantine_after, progress=progress, callbacks=callbacks,
-                     fill_idle=fill_idle)
+                     fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
         return self
 
     def _check_writable(self, max_trials: int | None) -> int | None:
@@ -366,11 +384,13 @@ class Experiment(ExperimentView):
         *,
         n_workers: int | None = None,
         retries: int = 1,
-        max_broken: int = 3,
+        max_broken: MaxBroken = "auto",
         quarantine_after: int | None = 3,
         progress: bool | None = False,
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
         fill_idle: float = 0.25,
+        timeout: float | None = None,
+        timeout_grace: float | None = None,
     ) -> Experiment:
         """Run trials on any executor until ``max_trials`` trials have finished.
 
@@ -382,6 +402,9 @@ class Experiment(ExperimentView):
         executor : daskhpo.engine.Executor
         max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks, fill_idle
             As for :meth:`workon` (``progress`` defaults to off here).
+        timeout, timeout_grace
+            As for :meth:`workon`, in seconds of the executor's clock (virtual time on a
+            :class:`~daskhpo.engine.FakeExecutor`).
 
         Returns
         -------
@@ -406,7 +429,7 @@ class Experiment(ExperimentView):
         try:
             self._run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
                               max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
-                              callbacks=callbacks, fill_idle=fill_idle)
+                              callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
         finally:
             self._run = None
         return self

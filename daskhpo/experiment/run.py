@@ -86,8 +86,9 @@ class Run:
 
     # -- the run -----------------------------------------------------------------------
     def execute(self, executor: Executor, budget: int | None, *, max_trials: int | None, n_workers: int,
-                retries: int, max_broken: int, quarantine_after: int | None, progress: bool | None,
-                callbacks: Sequence[Callable[[dict], Any]] | None, fill_idle: float) -> None:
+                retries: int, max_broken: int | str | None, quarantine_after: int | None, progress: bool | None,
+                callbacks: Sequence[Callable[[dict], Any]] | None, fill_idle: float, timeout: float | None = None,
+                timeout_grace: float | None = None) -> None:
         """Run trials on ``executor`` until ``budget`` more have finished; records why it ended."""
         from ..viz.progress import attach
 
@@ -97,7 +98,8 @@ class Run:
             # read on the worker: the objective returns a dict of the objectives, not "objective"
             executor.fn = ObjectiveVector(fn, self.objectives)
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken,
-                        quarantine_after=quarantine_after, on_quarantine=self.on_quarantine)
+                        quarantine_after=quarantine_after, on_quarantine=self.on_quarantine, timeout=timeout,
+                        timeout_grace=timeout_grace)
         logger.info("%s: running up to %s more trials, %d in flight", name, budget, n_workers)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
         fill = None
@@ -118,7 +120,12 @@ class Run:
             if self.model is not None and self.model.stats["fills"]:
                 logger.info("%s: %d trials filled while the model was busy (fill_idle=%s)",
                             name, self.model.stats["fills"], fill_idle)
-            if engine.drained is not None:
+            if engine.timed_out:  # the run's own time budget: a normal end, not a hand-over
+                ended = engine.drained.reason.replace("=", ": ", 1)
+                logger.info("%s: %s reached after %d finished trials%s", name, engine.drained.reason,
+                            self.history.finished, f"; {len(engine.abandoned)} cancelled in flight, to be run "
+                            "again on resume" if engine.abandoned else "")
+            elif engine.drained is not None:
                 ended = f"drained: {engine.drained.reason}"
                 logger.warning("%s: drained (%s) after %d finished trials; %d abandoned, to be run again on "
                                "resume", name, engine.drained.reason, self.history.finished, len(engine.abandoned))

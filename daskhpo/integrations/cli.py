@@ -40,6 +40,19 @@ logger = logging.getLogger(__name__)
 PLOTS = ("regret", "partial_dependencies", "parallel_coordinates", "importance", "timeline", "intermediate", "pareto")
 
 
+def _max_broken(text: str) -> str | int | None:
+    """``--max-broken``: ``auto``, ``none`` or a non-negative integer."""
+    if text.strip().lower() in ("auto", "none"):
+        return None if text.strip().lower() == "none" else "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a non-negative integer, got {text!r}")
+    return value
+
+
 class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit status 2."""
 
@@ -79,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, default=None, help="trials in parallel on a local cluster (default: the CPU count)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
     hunt.add_argument("--trial-timeout", type=float, default=None, metavar="S", help="seconds after which a trial's program is terminated")
-    hunt.add_argument("--max-broken", type=int, default=3, help="stop once more trials than this broke in this run (default 3)")
+    hunt.add_argument("--max-broken", type=_max_broken, default="auto", metavar="auto|none|N",
+                      help="when broken trials stop the search: auto (default: only when the program itself looks "
+                           "broken, never because some configurations fail), none (never), or N (once more than N "
+                           "broke in this run)")
     hunt.add_argument("--seed", type=int, default=None, help="the algorithm's seed (default: a fresh one, stored)")
     hunt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="a progress bar (default: in a terminal)")
     hunt.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

@@ -40,3 +40,18 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 141, err
         assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+
+
+def test_hunt_max_broken_takes_auto_none_or_a_count(monkeypatch, capsys):
+    import daskhpo.integrations.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_hunt", lambda args, command: seen.append(args.max_broken) or 0)
+    base = ["hunt", "-n", "x", "--storage", "x.nc", "--max-trials", "1"]
+    for extra, expected in [([], "auto"), (["--max-broken", "none"], None), (["--max-broken", "7"], 7),
+                            (["--max-broken", "AUTO"], "auto")]:
+        assert main([*base, *extra, "--", "prog"]) == 0
+        assert seen[-1] == expected
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--max-broken", "-1", "--", "prog"])
+    assert exc.value.code == 2 and "auto, none or a non-negative integer" in capsys.readouterr().err
