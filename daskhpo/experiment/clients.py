@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["client_for", "implicit_client"]
+__all__ = ["client_for", "implicit_client", "temporary_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +70,19 @@ def implicit_client() -> Iterator[Any]:
                          memory_limit=0, dashboard_address=loopback, worker_dashboard_address=loopback) as cluster, \
             Client(cluster) as local:
         yield local
+
+
+@contextlib.contextmanager
+def temporary_client(n_workers: int | None = None, **cluster_kwargs: Any) -> Iterator[Any]:
+    """A client of a :class:`~distributed.LocalCluster` of worker processes, closed afterwards.
+
+    What :meth:`~daskhpo.Experiment.tmp_executor` runs on: one thread per worker unless
+    ``threads_per_worker`` says otherwise, and the dashboard on ``127.0.0.1`` on a free port
+    unless ``dashboard_address`` does (never all interfaces by default).
+    """
+    from distributed import Client, LocalCluster
+
+    cluster_kwargs.setdefault("threads_per_worker", 1)
+    cluster_kwargs.setdefault("dashboard_address", "127.0.0.1:0")
+    with LocalCluster(n_workers=n_workers, **cluster_kwargs) as cluster, Client(cluster) as client:
+        yield client

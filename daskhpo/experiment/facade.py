@@ -24,9 +24,9 @@ from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
-from .clients import client_for
+from .clients import client_for, temporary_client
 from .run import Run
-from .state import Enqueued, Subscribers, stored_queue
+from .state import Subscribers, state_of_an_older_pickle, stored_queue
 from .teller import Teller
 from .view import ExperimentView
 
@@ -129,20 +129,8 @@ class Experiment(ExperimentView):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "_storage" not in state:  # pickled before daskhpo.store: the history and checkpoints were fields
-            state["_storage"] = MemoryStorage(state.pop("_history"), state.pop("_checkpoints", None))
-            queue = state.get("_queue") or []
-            state["_queue"] = queue if isinstance(queue, Enqueued) else Enqueued(queue)
-            state["_subscribers"] = Subscribers()
-            for old in ("_publish_lock", "_ids_lock", "_lock", "_superseded", "_engine", "_model", "_running_from",
-                        "_filling", "_run_times", "_incumbents"):
-                state.pop(old, None)
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_warm", [])
-        self.__dict__.setdefault("_run", None)
+        self.__dict__.update(state_of_an_older_pickle(state))
         self.__dict__.setdefault("_teller", self._new_teller())
-        self.__dict__.setdefault("_on_run", {})
-        self.__dict__.setdefault("_resume", None)
 
     def _on_quarantine(self, entry: dict[str, Any]) -> None:
         self._history.attrs["quarantined"] = json.dumps([*self.quarantined, entry])
@@ -453,11 +441,7 @@ class Experiment(ExperimentView):
         """
         if executor != "dask":
             raise ValueError(f"unknown executor {executor!r}; only 'dask' is supported")
-        from distributed import Client, LocalCluster
-
-        cluster_kwargs.setdefault("threads_per_worker", 1)
-        cluster_kwargs.setdefault("dashboard_address", "127.0.0.1:0")  # never all interfaces by default
-        with LocalCluster(n_workers=n_workers, **cluster_kwargs) as cluster, Client(cluster) as client:
+        with temporary_client(n_workers, **cluster_kwargs) as client:
             self._client = client
             try:
                 yield client

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..records import TrialRecord
 from ..space import Space
-from ..store import History
+from ..store import History, MemoryStorage
 
 __all__ = ["Enqueued", "Subscribers", "dump_queue", "load_queue", "stored_queue"]
 
@@ -200,3 +200,23 @@ def stored_queue(history: History, space: Space, *, writing: bool) -> Enqueued:
     if writing and stored is None and defaults is not None and history.next_trial_id == 0:
         queue.put(defaults)
     return queue
+
+
+def state_of_an_older_pickle(state: dict[str, Any]) -> dict[str, Any]:
+    """An :class:`~daskhpo.Experiment`'s pickled ``__dict__`` in today's shape.
+
+    Pickled before :mod:`daskhpo.store`, the history and checkpoints were fields of the
+    experiment and the run's state lived on it too; later fields get their defaults.
+    """
+    state = dict(state)
+    if "_storage" not in state:
+        state["_storage"] = MemoryStorage(state.pop("_history"), state.pop("_checkpoints", None))
+        queue = state.get("_queue") or []
+        state["_queue"] = queue if isinstance(queue, Enqueued) else Enqueued(queue)
+        state["_subscribers"] = Subscribers()
+        for old in ("_publish_lock", "_ids_lock", "_lock", "_superseded", "_engine", "_model", "_running_from",
+                    "_filling", "_run_times", "_incumbents"):
+            state.pop(old, None)
+    for name, default in (("_warm", []), ("_run", None), ("_on_run", {}), ("_resume", None)):
+        state.setdefault(name, default)
+    return state
