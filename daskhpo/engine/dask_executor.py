@@ -42,7 +42,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
-from .worker import TrialTask, release_claims, run_attempt
+from .worker import CLAIMS, TrialTask, run_attempt
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
@@ -338,11 +338,16 @@ class DaskExecutor:
         self._pump_thread.join(5)
         # Hold no future after the run, so an adaptive cluster can shrink to its minimum.
         self._futures, self._starts = {}, {}
-        if self.client.status == "running":  # the scheduler forgets the run's claims
-            try:
-                release_claims(self.client, self.topic)
-            except Exception:
-                logger.debug("could not release the claims of %s", self.topic, exc_info=True)
+        if self.client.status == "running" and not self._scheduler_lost.is_set():
+            # The scheduler forgets the run's claims (its futures are released: no task of
+            # the run starts again).  Not waited for: a closing run never waits on the network.
+            self.client.loop.add_callback(self._release_claims)
+
+    async def _release_claims(self) -> None:
+        try:
+            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic], value=None)
+        except Exception as exc:  # the client or the scheduler is closing
+            logger.debug("could not release the claims of %s: %s", self.topic, exc)
 
     # -- threads feeding the inbox -----------------------------------------------------
     def _pump(self) -> None:

@@ -114,7 +114,7 @@ class PackedDaskExecutor(DaskExecutor):
             if isinstance(event, Completed):
                 self._unpacked.extend(Completed(k, outcome) for k, outcome in zip(keys, event.outcome))
             else:
-                self._unpacked.extend(Failed(k, event.reason, event.error) for k in keys)
+                self._unpacked.extend(Failed(k, event.reason, event.error, event.lost) for k in keys)
         return self._unpacked.popleft()
 
     def cancel(self, key: str) -> None:

@@ -22,8 +22,8 @@ from ..records import TrialRecord
 from ..reporting import TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
 
-__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "AttemptLost", "run_trial", "run_attempt", "claim_attempt",
-           "release_claims", "pruned", "timed_out", "cut_short"]
+__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "AttemptLost", "CLAIMS", "run_trial", "run_attempt",
+           "claim_attempt", "pruned", "timed_out", "cut_short"]
 
 #: the scheduler's metadata (``Client.set_metadata``) where attempts are claimed, by run then key
 CLAIMS = "daskhpo-attempts"
@@ -240,11 +240,6 @@ def claim_attempt(run: str | None, key: str) -> None:
         raise AttemptLost(f"attempt {key} started again on {worker.address} after its first start on "
                           f"{next(iter(starts.values()))}, whose worker left (or it had finished): "
                           "an attempt runs at most once")
-
-
-def release_claims(client: Any, run: str) -> None:
-    """Forget run ``run``'s claims on the scheduler (the run's futures are released already)."""
-    client.set_metadata([CLAIMS, run], None)
 
 
 def run_attempt(
