@@ -1,6 +1,6 @@
 """Exactly once, within ``retries``: worker processes killed for real, objective calls counted.
 
-Every objective here appends one line per call (its attempt's task key) to a file, so the
+Every objective here appends one line per call (its trial id and task key) to a file, so the
 tests count what actually ran, not only what was recorded:
 
 * a recorded trial never runs again, even when the worker that computed it dies later
@@ -27,31 +27,31 @@ from distributed import Client, LocalCluster
 
 import daskhpo
 from daskhpo.engine import TrialTask, run_trial
+from daskhpo.reporting import current_trial
 
 SPACE = {"x": "uniform(0, 1)"}
 
 
-def calls(log_dir: str) -> list[str]:
-    """The task keys of every objective call so far, in order."""
+def calls(log_dir: str) -> Counter:
+    """How many times the objective ran, by trial id, so far."""
     path = os.path.join(log_dir, "calls")
     if not os.path.exists(path):
-        return []
+        return Counter()
     with open(path) as f:
-        return f.read().split()
+        return Counter(int(line.split()[0]) for line in f if line.strip())
 
 
-def trial_of(key: str) -> int:
-    return int(key.split("-")[2])  # daskhpo-trial-<trial>-<run>-<attempt>
+def log_call(log_dir: str) -> int:
+    """Append this call's trial id and task key to the log; the trial id.
 
-
-def log_call(log_dir: str) -> str:
-    """Append this call's task key to the log (one short write: whole lines, even when killed)."""
+    One short write per call: whole lines, even when the process is killed right after.
+    """
     from distributed import get_worker
 
-    key = str(get_worker().get_current_task())
+    trial = current_trial()
     with open(os.path.join(log_dir, "calls"), "a") as f:
-        f.write(key + "\n")
-    return key
+        f.write(f"{trial} {get_worker().get_current_task()}\n")
+    return trial
 
 
 def counted(x: float, log_dir: str) -> float:
@@ -62,16 +62,16 @@ def counted(x: float, log_dir: str) -> float:
 
 def first_trial_kills_its_worker(x: float, log_dir: str) -> float:
     """The first trial to run kills its worker process at every call, at once."""
-    key = log_call(log_dir)
+    trial = log_call(log_dir)
     victim = os.path.join(log_dir, "victim")
     try:
         fd = os.open(victim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(trial_of(key)).encode())
+        os.write(fd, str(trial).encode())
         os.close(fd)
     except FileExistsError:
         pass
     with open(victim) as f:
-        if f.read() == str(trial_of(key)):
+        if f.read() == str(trial):
             os._exit(1)
     return x
 
@@ -81,7 +81,7 @@ class Stop(BaseException):
 
 
 def exits_or_interrupts(x: float, log_dir: str) -> float:
-    trial = trial_of(log_call(log_dir))
+    trial = log_call(log_dir)
     if trial == 1:
         sys.exit(3)
     if trial == 2:
@@ -145,8 +145,8 @@ def test_a_recorded_trial_never_runs_again_when_its_worker_dies_later(nanny_clie
     assert len(records) == 12 and {r.status for r in records} == {"completed"}
     assert [r.attempts for r in records] == [1] * 12
     ran = calls(str(tmp_path))
-    assert Counter(trial_of(k) for k in ran) == {r.trial: 1 for r in records}, ran
-    assert len(ran) == 12
+    assert ran == {r.trial: 1 for r in records}, ran
+    assert sum(ran.values()) == 12
 
 
 @pytest.mark.parametrize("retries", [0, 1, 2])
@@ -169,7 +169,7 @@ def test_an_objective_that_kills_its_worker_runs_at_most_1_plus_retries_times(na
     assert f"after {1 + retries} attempts" in lost[0].error
     others = [r for r in records if r.trial != victim]
     assert len(others) == 2 and all(r.status == "completed" and r.attempts == 1 for r in others)
-    ran = Counter(trial_of(k) for k in calls(str(tmp_path)))
+    ran = calls(str(tmp_path))
     assert ran == {victim: 1 + retries, **{r.trial: 1 for r in others}}
 
 
@@ -186,7 +186,7 @@ def test_sys_exit_and_keyboard_interrupt_in_the_objective_break_the_trial_not_th
     assert "KeyboardInterrupt()" in records[2].error
     assert "Stop('stop here')" in records[3].error
     assert all(r.attempts == 1 for r in records.values())
-    assert Counter(trial_of(k) for k in calls(str(tmp_path))) == {t: 1 for t in records}
+    assert calls(str(tmp_path)) == {t: 1 for t in records}
     assert nanny_client.run(os.getpid) == pids  # the same worker processes, none restarted
 
 
@@ -211,3 +211,18 @@ def test_run_trial_on_a_worker_thread_records_base_exceptions_as_broken(error):
 def test_keyboard_interrupt_on_the_main_thread_is_the_users_ctrl_c():
     with pytest.raises(KeyboardInterrupt):
         run_trial(raises(KeyboardInterrupt()), TrialTask(0, {}, "k"), {})
+
+
+def test_packed_trials_of_a_worker_killing_objective_run_at_most_1_plus_retries_times(nanny_client, tmp_path):
+    """Several trials per task: a pack started again by the scheduler is refused as a whole."""
+    exp = daskhpo.build_experiment("packed-bound", SPACE, seed=0)
+    exp.workon(first_trial_kills_its_worker, max_trials=4, client=nanny_client, n_workers=2, trials_per_task=2,
+               retries=1, worker_timeout=120, log_dir=str(tmp_path))
+    every_worker_idle(nanny_client)
+    records = {r.trial: r for r in exp.records()}
+    with open(tmp_path / "victim") as f:
+        victim = int(f.read())
+    assert records[victim].status == "lost" and records[victim].attempts == 2
+    ran = calls(str(tmp_path))
+    assert ran[victim] == 2
+    assert all(ran[t] <= r.attempts for t, r in records.items()), (ran, records)
