@@ -221,7 +221,7 @@ def claim_attempt(run: str | None, key: str) -> None:
     Raises
     ------
     AttemptLost
-        This start is not the attempt's first.
+        This start is not the attempt's first, or the scheduler could not be asked.
     """
     worker = _current_worker()
     if worker is None or run is None:
@@ -235,7 +235,10 @@ def claim_attempt(run: str | None, key: str) -> None:
         await worker.scheduler.set_metadata(keys=[*path, token], value=worker.address)
         return await worker.scheduler.get_metadata(keys=path, default={})
 
-    starts = sync(worker.loop, claim)
+    try:
+        starts = sync(worker.loop, claim)
+    except Exception as exc:  # the scheduler unreachable: a lost attempt, not a broken trial
+        raise AttemptLost(f"attempt {key} could not be claimed on the scheduler ({type(exc).__name__}: {exc})") from exc
     if len(starts) > 1:
         raise AttemptLost(f"attempt {key} started again on {worker.address} after its first start on "
                           f"{next(iter(starts.values()))}, whose worker left (or it had finished): "
