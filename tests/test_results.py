@@ -271,9 +271,9 @@ class _OddEq(str):
     [
         # before: ValueError: The truth value of an array with more than one element is ambiguous
         ([{"name": "a", "type": np.array(["objective", "x"]), "value": 1.0}], "'type' of list entry 'a' must be a string"),
-        ([{"name": "a", "type": np.array("objective"), "value": 1.0}], "must be a string, got ndarray"),
-        ([{"name": "a", "type": None, "value": 1.0}], "must be a string, got NoneType"),
-        ([{"name": "a", "type": ["objective"], "value": 1.0}], "must be a string, got list"),
+        ([{"name": "a", "type": np.array("objective"), "value": 1.0}], "or another), got ndarray"),
+        ([{"name": "a", "type": None, "value": 1.0}], "or another), got NoneType"),
+        ([{"name": "a", "type": ["objective"], "value": 1.0}], "or another), got list"),
         (_RaisingMapping(objective=1.0), "could not be read as a result (RuntimeError: no item for you)"),
         ([{"name": "a", "type": _OddEq("objective"), "value": 1.0}], "could not be read as a result (TypeError"),
     ],
