@@ -263,7 +263,8 @@ def classify_failure(exc: BaseException) -> Literal["lost", "broken"]:
     Returns
     -------
     {"lost", "broken"}
-        ``"lost"`` for :class:`distributed.scheduler.KilledWorker`,
+        ``"lost"`` for :class:`distributed.scheduler.KilledWorker`, the engine's
+        :class:`~daskhpo.engine.worker.AttemptLost`,
         :class:`distributed.comm.CommClosedError` and other connection errors, and a
         :class:`distributed.client.FutureCancelledError` whose reason is a lost scheduler or
         lost dependencies (:data:`LOST_REASONS`).  Everything else, including a cancellation
@@ -273,8 +274,8 @@ def classify_failure(exc: BaseException) -> Literal["lost", "broken"]:
 
     if isinstance(exc, FutureCancelledError):
         return "lost" if getattr(exc, "reason", None) in LOST_REASONS else "broken"
-    if isinstance(exc, _lost_types()):
-        return "lost"
+    if isinstance(exc, _lost_types()) or getattr(exc, "daskhpo_lost", False):
+        return "lost"  # daskhpo_lost: an attempt started again after its worker left (AttemptLost)
     return "broken"
 
 

@@ -253,6 +253,16 @@ def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[
         With a message that says what was returned and what is expected, or which names
         clash.  No other exception comes out of this function.
     """
+    try:
+        return _parse(value, params, objectives)
+    except InvalidResult:
+        raise
+    except Exception as exc:  # a result built to confuse (a Mapping that raises, an odd __eq__, ...)
+        raise InvalidResult(f"objective returned {type(value).__name__} {show_value(value)}, which could not be "
+                            f"read as a result ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(value: Any, params: Collection[str], objectives: Sequence[str]) -> Result:
     constraints: list[float] = []
     values: tuple[float, ...] = ()
     if isinstance(value, Result):  # read already (ObjectiveVector): checked as any other result
@@ -278,9 +288,13 @@ def parse_result(value: Any, params: Collection[str] = (), objectives: Sequence[
                 )
             name = _name(entry["name"])
             number = checked_number(name, entry["value"])
-            if entry["type"] == "constraint":
+            kind = entry["type"]
+            if not isinstance(kind, str):
+                raise InvalidResult(f"the 'type' of list entry {name!r} must be a string ('objective', "
+                                    f"'constraint' or another), got {type(kind).__name__} {show_value(kind)}")
+            if kind == "constraint":
                 constraints.extend(_constraints([number]))
-            elif entry["type"] == "objective":
+            elif kind == "objective":
                 objective, n_objectives = number, n_objectives + 1
             else:
                 if name in metrics:

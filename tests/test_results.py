@@ -252,3 +252,34 @@ def test_several_objectives_are_read_into_values_in_their_order():
         parse_result({"a": 1.0}, objectives=["a", "b"])
     with pytest.raises(InvalidResult, match="has the key\\(s\\) \\['objective'\\]"):
         parse_result({"a": 1.0, "b": 1.0, "objective": 0.0}, objectives=["a", "b"])
+
+
+class _RaisingMapping(dict):
+    def __getitem__(self, key):
+        raise RuntimeError("no item for you")
+
+
+class _OddEq(str):
+    def __eq__(self, other):
+        raise TypeError("cannot compare")
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        # before: ValueError: The truth value of an array with more than one element is ambiguous
+        ([{"name": "a", "type": np.array(["objective", "x"]), "value": 1.0}], "'type' of list entry 'a' must be a string"),
+        ([{"name": "a", "type": np.array("objective"), "value": 1.0}], "or another), got ndarray"),
+        ([{"name": "a", "type": None, "value": 1.0}], "or another), got NoneType"),
+        ([{"name": "a", "type": ["objective"], "value": 1.0}], "or another), got list"),
+        (_RaisingMapping(objective=1.0), "could not be read as a result (RuntimeError: no item for you)"),
+        ([{"name": "a", "type": _OddEq("objective"), "value": 1.0}], "could not be read as a result (TypeError"),
+    ],
+    ids=["array-type", "0d-array-type", "none-type", "list-type", "raising-mapping", "odd-eq"],
+)
+def test_malformed_list_and_mapping_results_give_invalid_result(value, message):
+    with pytest.raises(InvalidResult) as info:
+        parse_result(value)
+    assert message in str(info.value)

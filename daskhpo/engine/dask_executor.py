@@ -1,12 +1,19 @@
 """The executor of a Dask client: trials as futures, reports on a pub/sub topic.
 
-* **Submission**: ``client.submit(run_trial, ..., key=<unique>, pure=False,
+* **Submission**: ``client.submit(run_attempt, ..., key=<unique>, pure=False,
   resources=...)``; completions come from one :class:`distributed.as_completed` (results
   gathered on the client's event loop), forwarded by a pump thread to the loop's inbox.
+* **Exactly once**: the pump releases each future the moment its result is taken (a
+  future held while the pump waits for the next one made the scheduler recompute a
+  recorded trial when its worker died later); and each attempt claims its key on the
+  scheduler before its objective runs (:func:`~daskhpo.engine.worker.claim_attempt`), so
+  that a task the scheduler starts again (its worker left, mid-run or after it finished)
+  is refused (:class:`~daskhpo.engine.worker.AttemptLost`, a lost attempt): the loop, not
+  Dask's ``allowed-failures``, decides within ``retries`` whether the trial runs again.
 * **Reports and starts**: :func:`daskhpo.report` publishes on one topic per run
   (``Worker.log_event`` → ``Client.subscribe_topic``), and so does each attempt's start.
-  A second start of the same task means its worker left and the scheduler runs it again:
-  that becomes a :class:`~daskhpo.engine.executor.Rerun` event.  A prune is pushed to the
+  (A second start of the same task, which the claim now refuses before it is announced,
+  would become a :class:`~daskhpo.engine.executor.Rerun` event.)  A prune is pushed to the
   trial's worker with ``Client.run`` (see :mod:`daskhpo.reporting`).
 * **Watchdog**: a thread that emits :class:`~daskhpo.engine.executor.NoWorkers` once no
   worker has been connected for ``worker_timeout`` seconds (jobs that never start, or
@@ -35,7 +42,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
-from .worker import TrialTask, run_trial
+from .worker import CLAIMS, TrialTask, run_attempt
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
@@ -231,7 +238,7 @@ class DaskExecutor:
             if others:
                 restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
-            run_trial, self._objective, task, self.fn_kwargs, self.trial_timeout,
+            run_attempt, self._objective, task, self.fn_kwargs, self.trial_timeout,
             key=task.key, pure=False, resources=self.resources, **restrict,
         )
         self._futures[task.key] = future
@@ -331,30 +338,51 @@ class DaskExecutor:
         self._pump_thread.join(5)
         # Hold no future after the run, so an adaptive cluster can shrink to its minimum.
         self._futures, self._starts = {}, {}
+        if self.client.status == "running" and not self._scheduler_lost.is_set():
+            # The scheduler forgets the run's claims (its futures are released: no task of
+            # the run starts again).  Not waited for: a closing run never waits on the network.
+            self.client.loop.add_callback(self._release_claims)
+
+    async def _release_claims(self) -> None:
+        try:
+            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic], value=None)
+        except Exception as exc:  # the client or the scheduler is closing
+            logger.debug("could not release the claims of %s: %s", self.topic, exc)
 
     # -- threads feeding the inbox -----------------------------------------------------
     def _pump(self) -> None:
+        completions = iter(self._completions)
         while True:
             self._wake.wait()
             if self._closed.is_set():
                 return
             self._wake.clear()
-            for future, result in self._completions:
+            # No name holds a finished future while the pump waits for the next one (a
+            # ``for future, result in ...`` loop would): the scheduler keeps the result of a
+            # future a client holds, and recomputes it when its worker dies.
+            while (item := next(completions, None)) is not None:
                 if self._closed.is_set():
                     return
-                self._futures.pop(future.key, None)
-                self._starts.pop(future.key, None)
-                if future.status == "finished":
-                    self._inbox.put(Completed(future.key, result))
-                    continue
-                if self._scheduler_lost.is_set() or self.client.status != "running":
-                    # Cancelled because the client lost the scheduler: the watchdog ends the
-                    # run; retrying here would only submit to a dead connection.
-                    logger.debug("not forwarding %s (%s): the scheduler is unreachable", future.key, future.status)
-                    continue
-                error = result if isinstance(result, BaseException) else result[1]
-                lost = classify_failure(error) == "lost"
-                self._inbox.put(Failed(future.key, failure_reason(error), error, lost))
+                self._forward(*item)
+                item = None
+
+    def _forward(self, future: Future, result: Any) -> None:
+        """Put the event of a finished future into the inbox, and release the future."""
+        key, status = future.key, future.status
+        future.release()  # at once: the scheduler may forget the task (and not run it again)
+        self._futures.pop(key, None)
+        self._starts.pop(key, None)
+        if status == "finished":
+            self._inbox.put(Completed(key, result))
+            return
+        if self._scheduler_lost.is_set() or self.client.status != "running":
+            # Cancelled because the client lost the scheduler: the watchdog ends the
+            # run; retrying here would only submit to a dead connection.
+            logger.debug("not forwarding %s (%s): the scheduler is unreachable", key, status)
+            return
+        error = result if isinstance(result, BaseException) else result[1]
+        lost = classify_failure(error) == "lost"
+        self._inbox.put(Failed(key, failure_reason(error), error, lost))
 
     def _on_topic(self, event: tuple[float, dict]) -> None:
         # On the client's event loop thread: only counting and queueing here.

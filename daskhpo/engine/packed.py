@@ -27,15 +27,22 @@ from typing import Any
 
 from .dask_executor import DaskExecutor
 from .executor import Completed, ExecutorEvent, Failed
-from .worker import TrialOutcome, TrialTask, run_trial
+from .worker import TrialOutcome, TrialTask, claim_attempt, run_trial
 
 __all__ = ["PackedDaskExecutor", "run_pack"]
 
 
 def run_pack(
-    fn: Callable[..., Any], tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None
+    fn: Callable[..., Any], tasks: list[TrialTask], fn_kwargs: Mapping[str, Any], timeout: float | None = None,
+    key: str | None = None,
 ) -> list[TrialOutcome]:
-    """Run the trials of one pack in order, on this worker; their outcomes, in the same order."""
+    """Run the trials of one pack in order, on this worker; their outcomes, in the same order.
+
+    With its task ``key``, the pack claims it first (:func:`~daskhpo.engine.worker.claim_attempt`):
+    a pack the scheduler starts again is refused as a whole, its trials lost (and retried).
+    """
+    if tasks and key is not None:
+        claim_attempt(tasks[0].topic, key)
     return [run_trial(fn, task, fn_kwargs, timeout) for task in tasks]
 
 
@@ -84,7 +91,7 @@ class PackedDaskExecutor(DaskExecutor):
         tasks, self._buffer = self._buffer, []
         key = f"daskhpo-pack-{uuid.uuid4().hex}"
         future = self.client.submit(
-            run_pack, self._objective, tasks, self.fn_kwargs, self.trial_timeout,
+            run_pack, self._objective, tasks, self.fn_kwargs, self.trial_timeout, key,
             key=key, pure=False, resources=self.resources,
         )
         self._packs[key] = [t.key for t in tasks]
@@ -107,7 +114,7 @@ class PackedDaskExecutor(DaskExecutor):
             if isinstance(event, Completed):
                 self._unpacked.extend(Completed(k, outcome) for k, outcome in zip(keys, event.outcome))
             else:
-                self._unpacked.extend(Failed(k, event.reason, event.error) for k in keys)
+                self._unpacked.extend(Failed(k, event.reason, event.error, event.lost) for k in keys)
         return self._unpacked.popleft()
 
     def cancel(self, key: str) -> None:

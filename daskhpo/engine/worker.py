@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,11 @@ from ..records import TrialRecord
 from ..reporting import TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
 
-__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "run_trial", "pruned", "timed_out", "cut_short"]
+__all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "AttemptLost", "CLAIMS", "run_trial", "run_attempt",
+           "claim_attempt", "pruned", "timed_out", "cut_short"]
+
+#: the scheduler's metadata (``Client.set_metadata``) where attempts are claimed, by run then key
+CLAIMS = "daskhpo-attempts"
 
 
 class TrialTimeout(BaseException):
@@ -30,6 +35,22 @@ class TrialTimeout(BaseException):
     A ``BaseException``, so that an objective's own ``except Exception`` does not
     swallow it.
     """
+
+
+class AttemptLost(Exception):
+    """A started attempt started again: its first worker left (or it finished already); refused.
+
+    The Dask scheduler runs a task again, without telling the client, when the worker that
+    ran it leaves, mid-run or even after the task finished (while a client still holds its
+    future); and it does so up to ``distributed.scheduler.allowed-failures`` times.  An
+    attempt runs its objective at most once (:func:`claim_attempt`): its second start raises
+    this instead, the task fails, and the engine decides, within ``retries``, whether the
+    trial runs again as a *new* attempt.  The client classifies it as a lost worker
+    (:func:`daskhpo.pickling.classify_failure`).
+    """
+
+    #: read by :func:`daskhpo.pickling.classify_failure`: a lost worker, not a broken trial
+    daskhpo_lost = True
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,57 @@ def cut_short(outcome: TrialOutcome, reports: int, status: str, timeout: float |
     return TrialOutcome(record, kept, checkpoint, None if outcome.checkpoints is None else outcome.checkpoints[: len(kept)])
 
 
+def _args(exc: BaseException) -> str:
+    return f"({', '.join(repr(a) for a in exc.args)})" if exc.args else "()"
+
+
+def claim_attempt(run: str | None, key: str) -> None:
+    """Claim attempt ``key`` of run ``run`` on the scheduler before its objective runs.
+
+    Every start of the attempt's task registers itself (a token under
+    ``[CLAIMS, run, key]`` of the scheduler's metadata, acknowledged before anything else
+    happens), then reads how many starts are registered: only the first start runs the
+    objective.  Written before read, so that of any two starts, even racing ones, at most
+    one sees itself alone: the objective runs at most once per attempt whatever the
+    scheduler does with lost tasks, and a finished attempt recomputed because its worker
+    died later is refused too.  Two round trips to the scheduler per attempt.  Nothing is
+    claimed outside a Dask worker or without a run (``run=None``: in-process executors).
+
+    Raises
+    ------
+    AttemptLost
+        This start is not the attempt's first, or the scheduler could not be asked.
+    """
+    worker = _current_worker()
+    if worker is None or run is None:
+        return
+    from distributed.utils import sync
+
+    path = [CLAIMS, run, key]
+    token = uuid.uuid4().hex
+
+    async def claim() -> Any:
+        await worker.scheduler.set_metadata(keys=[*path, token], value=worker.address)
+        return await worker.scheduler.get_metadata(keys=path, default={})
+
+    try:
+        starts = sync(worker.loop, claim)
+    except Exception as exc:  # the scheduler unreachable: a lost attempt, not a broken trial
+        raise AttemptLost(f"attempt {key} could not be claimed on the scheduler ({type(exc).__name__}: {exc})") from exc
+    if len(starts) > 1:
+        raise AttemptLost(f"attempt {key} started again on {worker.address} after its first start on "
+                          f"{next(iter(starts.values()))}, whose worker left (or it had finished): "
+                          "an attempt runs at most once")
+
+
+def run_attempt(
+    fn: Callable[..., Any], task: TrialTask, fn_kwargs: Mapping[str, Any], timeout: float | None = None
+) -> TrialOutcome:
+    """:func:`run_trial` once :func:`claim_attempt` allows it: the task an executor submits."""
+    claim_attempt(task.topic, task.key)
+    return run_trial(fn, task, fn_kwargs, timeout)
+
+
 def run_trial(
     fn: Callable[..., Any],
     task: TrialTask,
@@ -195,15 +267,20 @@ def run_trial(
     not even unpickle on the client.  ``timeout`` counts from the trial's start on the
     worker, not from its submission, so queueing never counts against a trial.
 
-    With a ``topic``, the start is announced as an event ``{"key": <task key>}`` on it:
-    when a worker leaves mid-trial (a Slurm job cancelled, preempted or at its walltime)
-    the scheduler silently runs the task again elsewhere, and these events are how the
-    engine counts such attempts.  (The event leaves with the worker's next message batch,
-    within milliseconds: a worker that dies sooner than that goes uncounted, and the
-    scheduler's own limit, ``allowed-failures``, still bounds its re-runs.)  The objective
+    With a ``topic``, the start is announced as an event ``{"key": <task key>}`` on it.
+    An executor on Dask submits :func:`run_attempt`, which first claims the attempt on the
+    scheduler (:func:`claim_attempt`): a task the scheduler starts again after its worker
+    left never reaches this function, so the objective runs at most once per attempt.  The objective
     may call :func:`daskhpo.report`; a trial stopped by :class:`daskhpo.TrialPruned` is
     ``pruned`` with its last reported values.  ``keep_checkpoints`` keeps the checkpoint
     in force after each report in :attr:`TrialOutcome.checkpoints` (for :func:`cut_short`).
+
+    Whatever the objective raises makes the trial ``broken`` with the traceback:
+    ``SystemExit`` (``sys.exit()``), ``KeyboardInterrupt`` raised by the objective on a
+    worker thread and any other ``BaseException`` included, so that an objective cannot take
+    its worker process down.  Only a ``KeyboardInterrupt`` on the main thread (an in-process
+    executor: the user's Ctrl-C) goes through.  ``os._exit()`` and signals cannot be caught:
+    the worker dies, the attempt is lost and the trial runs again within ``retries``.
     """
     worker = _current_worker()
     if task.topic and worker is not None:
@@ -241,6 +318,13 @@ def run_trial(
             record = record.replace(error=f"InvalidResult: {exc}")
         except Exception:
             record = record.replace(error=traceback.format_exc(limit=-20))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit, CancelledError
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise  # in-process, on the main thread: the user's Ctrl-C, which stops the run
+            # Raised by the objective on a worker thread: it would take the worker process
+            # down (and its trial, re-run, the next one): the trial is broken, the worker lives.
+            record = record.replace(error=f"the objective raised {type(exc).__name__}{_args(exc)}, which ends "
+                                          f"the trial as broken, not the worker\n{traceback.format_exc(limit=-20)}")
         reports = [(float(step), dict(values)) for step, values in ctx.reports]
     if reports:
         record = record.replace(last_step=reports[-1][0])
