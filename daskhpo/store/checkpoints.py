@@ -136,7 +136,7 @@ class CheckpointStore:
             return None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
             raise CorruptStorage(name, f"{type(exc).__name__}: {exc}", advice=_ADVICE) from exc
-        if not (isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], str)):
+        if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and isinstance(stored[0], str)):
             raise CorruptStorage(name, f"a pickled {type(stored).__name__}, not a checkpoint", advice=_ADVICE)
         return stored
 
