@@ -119,8 +119,10 @@ class History:
     def _header(self) -> dict[str, Any]:
         """The journal's first line: what makes the journal readable without its snapshot."""
         space = self.attrs.get("space")
+        # "written" makes every header unique: a reader that follows the journal (JournalTail)
+        # tells a journal emptied and begun again by its first line.
         return {"space": space if isinstance(space, str) else json.dumps(self.space.to_dict()),
-                "attrs": dict(self.attrs)}
+                "attrs": dict(self.attrs), "written": time.time_ns()}
 
     def detach(self) -> None:
         """Stop writing: release the journal file without a snapshot (a read-only copy remains)."""
