@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import daskhpo
 from daskhpo.engine import FakeExecutor
-from daskhpo.space import Categorical, Space
+from daskhpo.space import Categorical
 from daskhpo.store.dataset import escape, unescape
 
 NASTY = ["b\x00c", "\x00", "", "\\", "\\e", "\\0", "\\u0041", "\ud800", "a\udfffb", "é😀", "\\\\0", "\\u00"]
