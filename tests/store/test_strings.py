@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.space import Categorical
-from daskhpo.store.dataset import escape, unescape
+try:
+    from daskhpo.store.dataset import escape, unescape
+except ImportError:  # (the code before the escaping, to see these tests fail)
+    escape = unescape = None
 
 NASTY = ["b\x00c", "\x00", "", "\\", "\\e", "\\0", "\\u0041", "\ud800", "a\udfffb", "é😀", "\\\\0", "\\u00"]
 
