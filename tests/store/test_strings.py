@@ -103,7 +103,9 @@ numbers = st.one_of(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(choices=st.lists(strings, min_size=1, max_size=4, unique=True), name=strings,
-       values=st.lists(st.tuples(numbers, numbers, strings), min_size=1, max_size=4),
+       # a metric of NaN reads back as absent (both are NaN in its column): not drawn
+       values=st.lists(st.tuples(numbers, numbers.filter(lambda v: not math.isnan(v)), strings), min_size=1,
+                       max_size=4),
        data=st.data())
 def test_round_trip_of_strings_numbers_and_conditional_values(tmp_path_factory, choices, name, values, data):
     path = tmp_path_factory.mktemp("rt") / "rt.nc"
