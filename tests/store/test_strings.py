@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.space import Categorical
+
 try:
     from daskhpo.store.dataset import escape, unescape
 except ImportError:  # (the code before the escaping, to see these tests fail)
