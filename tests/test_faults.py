@@ -345,6 +345,29 @@ def test_truncated_snapshot_is_corrupt_storage_naming_the_file(tmp_path):
     assert path.read_bytes() == data[: len(data) // 2]
 
 
+def test_damaged_snapshot_moved_aside_as_told_recovers_every_journaled_trial(tmp_path):
+    # The reproduction: a driver SIGKILL-ed after 44 trials (snapshot: 0 trials), then
+    # the snapshot damaged; doing what CorruptStorage says must not lose the journal's trials.
+    from daskhpo.store.errors import CorruptStorage
+
+    path = tmp_path / "k.nc"
+    assert run_script(tmp_path, CRASHER, str(path), "crash", "44") == -signal.SIGKILL
+    journal = tmp_path / "k.nc.journal"
+    journaled = sum(1 for line in journal.read_text().splitlines() if '"event": "trial"' in line)
+    assert journaled >= 40  # (the kill comes in the 45th call: one or two were in flight)
+    path.write_bytes(path.read_bytes()[:100])  # damaged
+    with pytest.raises(CorruptStorage) as info:
+        build_experiment("crash", SPACE, storage=str(path))
+    assert "move" in str(info.value) and "journal" in str(info.value)
+    os.rename(path, tmp_path / "k.nc.damaged")  # as the message says, keeping the journal
+    assert len(load_experiment(str(path)).records()) == journaled
+    exp = build_experiment("crash", SPACE, storage=str(path))
+    assert len(exp.records()) == journaled
+    exp.close()
+    records = load_experiment(str(path)).records()
+    assert len(records) == journaled and len({r.trial for r in records}) == journaled
+
+
 # -- the client killed three times, ASHA with 4 trials in flight ---------------------------
 ASHA_SPACE = {"x": "uniform(-1, 1)", "epochs": "fidelity(1, 9, base=3)"}
 ASHA = ("asha", {"min_resource": 1, "max_resource": 9, "reduction_factor": 3})

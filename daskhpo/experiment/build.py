@@ -223,10 +223,13 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     ------
     FileNotFoundError
         If nothing is stored at ``path``.
+    daskhpo.store.CorruptStorage
+        For a damaged snapshot or journal (nothing is changed; the message says what to do).
     """
-    if not os.path.exists(path):
+    stored = NetCDFStorage(path).read()  # a journal whose snapshot is missing is read alone
+    if stored is None:
         raise FileNotFoundError(f"no experiment stored at {os.fspath(path)!r}")
-    space, attrs, events = NetCDFStorage(path).read()
+    space, attrs, events = stored
     if "enqueued" in attrs:  # as a resume would find it: without the configurations that ran
         attrs["enqueued"] = dump_queue(unconsumed(attrs["enqueued"], events, space, str(attrs.get("name", ""))))
     history = History(space, attrs, None, events)

@@ -13,6 +13,9 @@ result, and is kept here under the trial's id until a later trial starts from it
 * A checkpoint given as a directory path is stored as that path only; the directory
   itself is the user's (it must be readable from the workers that resume it).
 
+Checkpoint files are pickles, unpickled when read: a crafted one runs code on the
+client.  Load only storage you trust (as PyTorch says of ``torch.load``).
+
 Retention (``keep=``): ``"all"`` (the default) deletes nothing; an int ``N`` keeps the
 checkpoints of the ``N`` most recent trials (highest trial ids: stable across a resume);
 ``"best"`` keeps those of the ``n_best`` trials with the lowest objective.  Whatever the
@@ -31,11 +34,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from .errors import CorruptStorage
+
 __all__ = ["CheckpointStore"]
 
 logger = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^trial-(-?\d+)\.pkl$")
+_ADVICE = ("Move it aside: the trials that would start from this checkpoint then start from scratch "
+           "(or restore it from a backup).")
 
 
 def _check_keep(keep: Any, n_best: Any) -> None:
@@ -121,11 +128,17 @@ class CheckpointStore:
             return None
         if self.directory is None:
             return self._memory.get(int(trial_id))
+        name = self._file(trial_id)
         try:
-            with open(self._file(trial_id), "rb") as fh:
-                return pickle.load(fh)
+            with open(name, "rb") as fh:
+                stored = pickle.load(fh)  # (a pickle runs code: load only storage you trust)
         except FileNotFoundError:
             return None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise CorruptStorage(name, f"{type(exc).__name__}: {exc}", advice=_ADVICE) from exc
+        if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and isinstance(stored[0], str)):
+            raise CorruptStorage(name, f"a pickled {type(stored).__name__}, not a checkpoint", advice=_ADVICE)
+        return stored
 
     def __contains__(self, trial_id: int) -> bool:
         if self.directory is None:

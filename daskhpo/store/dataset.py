@@ -35,6 +35,26 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
 
 Attrs hold the experiment name, the space (JSON of prior strings), the algorithm and its
 configuration (JSON), the seed and the daskhpo version.
+
+Strings HDF5 cannot hold
+------------------------
+HDF5 strings are NUL-terminated UTF-8: a NUL character, or a lone surrogate (which Python
+strings may hold, e.g. from :func:`os.fsdecode`), cannot be written.  And a conditional
+parameter's string column marks an inactive trial with ``""``, so a choice ``""`` would
+read back as inactive.  So a string column that holds such a character, or an empty
+string where ``""`` also means "none" (conditional parameters; ``worker``, ``gpu``,
+``error``), is written *escaped*, and gets the variable attr ``daskhpo_escape =
+"backslash-1"``:
+
+* ``\\`` is a backslash, ``\\0`` a NUL, ``\\uXXXX`` (4 lowercase hex digits) the code point
+  U+XXXX (every surrogate), ``\\e`` nothing (the whole value ``\\e`` is the empty string);
+  every other character is itself;
+* ``""`` is the missing value (inactive, no error).
+
+Columns without the attr (all others, and every file of earlier versions) hold their
+strings as they are.  A string attr of the dataset that needs escaping is escaped the same
+way and its name listed in the attr ``daskhpo_escaped_attrs`` (JSON).  The escaping is
+reversible: what a trial held is read back unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +63,7 @@ import ast
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +74,7 @@ from ..objectives import objectives_from_attrs, variable
 from ..records import ReportRecord, TrialRecord
 from ..results import BOOKKEEPING, CONSTRAINT, RESERVED_PREFIXES
 from ..space import Categorical, Space
-from .errors import open_snapshot
+from .errors import PARSE_ERRORS, CorruptStorage, open_snapshot
 
 __all__ = ["REPORTED", "read_snapshot", "to_dataset"]
 
@@ -62,6 +83,79 @@ REPORTED = RESERVED_PREFIXES[0]
 _TIMES = ("submitted", "started", "ended")
 _STRINGS = ("status", "worker", "gpu", "error")
 _IDS = ("parent", "checkpoint_from")
+
+#: the variable attr of an escaped string column, and its scheme (see the module's docstring)
+ESCAPE_ATTR, ESCAPE_SCHEME = "daskhpo_escape", "backslash-1"
+#: the dataset attr listing the escaped string attrs (JSON)
+ESCAPED_ATTRS = "daskhpo_escaped_attrs"
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_TO_ESCAPE = re.compile(r"[\\\x00\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(\\|0|e|u[0-9a-f]{4})")
+#: attrs whose value is JSON written by daskhpo, and the type it must hold
+_JSON_ATTRS = {"space": dict, "algorithm_config": dict, "algorithm_history": list, "objectives": dict,
+               "quarantined": list}
+
+
+def _escape_char(match: re.Match) -> str:
+    c = match.group()
+    return "\\\\" if c == "\\" else "\\0" if c == "\x00" else f"\\u{ord(c):04x}"
+
+
+def escape(value: str) -> str:
+    """``value`` as an escaped column holds it (see the module's docstring)."""
+    return _TO_ESCAPE.sub(_escape_char, value) if value else "\\e"
+
+
+def _unescape_token(match: re.Match) -> str:
+    token = match.group(1)
+    return "\\" if token == "\\" else "\x00" if token == "0" else "" if token == "e" else chr(int(token[1:], 16))
+
+
+def unescape(stored: str) -> str:
+    """The string :func:`escape` made ``stored`` from."""
+    return _ESCAPED.sub(_unescape_token, stored)
+
+
+def _string_column(values: list[str | None], nullable: bool) -> tuple[np.ndarray, dict[str, str]]:
+    """A column of strings (``None``: missing, stored ``""``) and its attrs: escaped only when
+    a value cannot be stored as it is, or, in a ``nullable`` column, a value is ``""``."""
+    escaped = any(v is not None and _UNSTORABLE.search(v) for v in values) or (
+        nullable and any(v == "" for v in values))
+    if not escaped:
+        return np.array(["" if v is None else v for v in values], dtype=object), {}
+    column = np.array(["" if v is None else escape(v) for v in values], dtype=object)
+    return column, {ESCAPE_ATTR: ESCAPE_SCHEME}
+
+
+def _read_strings(var: xr.DataArray, nullable: bool) -> list[str | None]:
+    """Read back :func:`_string_column` (``None`` where missing; in a ``nullable`` column of
+    an earlier version, ``""`` is missing)."""
+    raw = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in var.values]
+    if var.attrs.get(ESCAPE_ATTR) == ESCAPE_SCHEME:
+        return [None if s == "" else unescape(s) for s in raw]
+    return [None if nullable and s == "" else s for s in raw]
+
+
+def _file_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset attrs with the strings HDF5 cannot hold escaped (listed in ``ESCAPED_ATTRS``)."""
+    out = dict(attrs)
+    escaped = sorted(k for k, v in out.items() if isinstance(v, str) and _UNSTORABLE.search(v))
+    for key in escaped:
+        out[key] = escape(out[key])
+    if escaped:
+        out[ESCAPED_ATTRS] = json.dumps(escaped)
+    return out
+
+
+def _read_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Read back :func:`_file_attrs`; the JSON attrs are checked (``ValueError`` if not JSON of their type)."""
+    out = dict(attrs)
+    for key in json.loads(out.pop(ESCAPED_ATTRS, "[]")):
+        out[key] = unescape(str(out[key]))
+    for key, kind in _JSON_ATTRS.items():
+        if key in out and not isinstance(json.loads(out[key]), kind):
+            raise ValueError(f"attr {key!r} is not a JSON {kind.__name__}")
+    return out
 
 
 def _to_datetime(seconds: list[float | None]) -> np.ndarray:
@@ -81,13 +175,15 @@ def to_dataset(space: Space, attrs: Mapping[str, Any], records: list[TrialRecord
     for name, dim in space.items():
         prior = {"prior": str(dim)}
         if dim.when is not None:
-            data[name] = ("trial", _conditional_column(dim, [r.params.get(name, _INACTIVE) for r in records]), prior)
+            column, extra = _conditional_column(dim, [r.params.get(name, _INACTIVE) for r in records])
+            data[name] = ("trial", column, {**prior, **extra})
             continue
         values = [r.params[name] for r in records]
         if dim.dtype == "repr":
             data[name] = ("trial", np.array([repr(v) for v in values], dtype=object), prior)
         elif dim.dtype == "str":
-            data[name] = ("trial", np.array(values, dtype=object), prior)
+            column, extra = _string_column(values, nullable=False)
+            data[name] = ("trial", column, {**prior, **extra})
         else:
             data[name] = ("trial", np.array(values, dtype=dim.dtype), prior)
     objectives = objectives_from_attrs(attrs)
@@ -103,7 +199,7 @@ def to_dataset(space: Space, attrs: Mapping[str, Any], records: list[TrialRecord
         data[key] = ("trial", _to_datetime([getattr(r, key) for r in records]))
     data["duration"] = ("trial", np.array([r.duration for r in records], dtype="float64"), {"units": "s"})
     for key in _STRINGS:
-        data[key] = ("trial", np.array([getattr(r, key) or "" for r in records], dtype=object))
+        data[key] = ("trial", *_string_column([getattr(r, key) for r in records], nullable=key != "status"))
     data["attempts"] = ("trial", np.array([r.attempts for r in records], dtype="int64"))
     for key in _IDS:
         data[key] = ("trial", np.array([_id_or_minus(getattr(r, key)) for r in records], dtype="int64"))
@@ -133,33 +229,32 @@ def to_dataset(space: Space, attrs: Mapping[str, Any], records: list[TrialRecord
         data["report_order"] = (("trial", "step"), order)
         integral = all(float(s).is_integer() for s in steps)
         coords["step"] = np.array(steps, dtype="int64" if integral else "float64")
-    return xr.Dataset(data, coords=coords, attrs=dict(attrs))
+    return xr.Dataset(data, coords=coords, attrs=_file_attrs(attrs))
 
 
 #: a conditional parameter's value in a trial where it is inactive
 _INACTIVE = object()
 
 
-def _conditional_column(dim: Any, values: list) -> np.ndarray:
-    """A conditional parameter's column: numbers as float64 with NaN where inactive; other
-    values as strings (``str`` choices as they are, ``bool`` and mixed ones by ``repr``),
-    empty where inactive."""
+def _conditional_column(dim: Any, values: list) -> tuple[np.ndarray, dict[str, str]]:
+    """A conditional parameter's column and its attrs: numbers as float64 with NaN where
+    inactive; other values as strings (``str`` choices as they are, ``bool`` and mixed ones
+    by ``repr``), empty where inactive (escaped when a choice is ``""``)."""
     if dim.dtype in ("float64", "int64"):
-        return np.array([math.nan if v is _INACTIVE else float(v) for v in values], dtype="float64")
+        return np.array([math.nan if v is _INACTIVE else float(v) for v in values], dtype="float64"), {}
     if dim.dtype == "str":
-        return np.array(["" if v is _INACTIVE else v for v in values], dtype=object)
-    return np.array(["" if v is _INACTIVE else repr(v) for v in values], dtype=object)
+        return _string_column([None if v is _INACTIVE else v for v in values], nullable=True)
+    return _string_column([None if v is _INACTIVE else repr(v) for v in values], nullable=True)
 
 
 def _conditional_value(dim: Any, value: Any) -> Any:
-    """Read back :func:`_conditional_column`: the value, or ``_INACTIVE``."""
+    """Read back :func:`_conditional_column` (strings through :func:`_read_strings`, ``None``
+    where inactive): the value, or ``_INACTIVE``."""
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return _INACTIVE
     if isinstance(value, str):
-        if value == "":
-            return _INACTIVE
         if dim.dtype not in ("str", "float64", "int64"):
             value = ast.literal_eval(value)
     if dim.dtype == "int64" and isinstance(value, float):
@@ -187,7 +282,12 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
     objectives = [variable(n) for n in objectives_from_attrs(ds.attrs)]
     metrics = [v for v in per_trial if v not in space and v not in BOOKKEEPING and v != "objective"
                and v not in constraint_names and v not in objectives]
-    columns = {name: ds[name].values for name in per_trial}
+    columns: dict[str, Any] = {name: ds[name].values for name in per_trial}
+    for name, dim in space.items():  # strings as they were given (see the module's docstring)
+        if dim.dtype == "str" or (dim.when is not None and dim.dtype not in ("float64", "int64")):
+            columns[name] = _read_strings(ds[name], nullable=dim.when is not None)
+    for key in _STRINGS:
+        columns[key] = _read_strings(ds[key], nullable=key != "status")
     reported = {
         str(name)[len(REPORTED):]: ds[name].values
         for name in ds.data_vars
@@ -212,14 +312,14 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
                 value = value.item()
             params[name] = dim.cast(value) if not isinstance(dim, Categorical) else dim.choices[dim.index(value)]
         fields: dict[str, Any] = {key: times[key][i] for key in _TIMES}
-        fields.update({key: str(columns[key][i]) or None for key in ("worker", "gpu", "error")})
+        fields.update({key: columns[key][i] for key in ("worker", "gpu", "error")})
         fields.update({key: None if columns[key][i] < 0 else int(columns[key][i]) for key in _IDS if key in columns})
         if "last_step" in columns:
             fields["last_step"] = float(columns["last_step"][i])
         events.append(TrialRecord(
             trial=int(trial_id),
             params=params,
-            status=str(columns["status"][i]),
+            status=columns["status"][i],
             objective=float(columns["objective"][i]) if "objective" in columns else math.nan,
             metrics={m: float(columns[m][i]) for m in metrics if not math.isnan(columns[m][i])},
             attempts=int(columns["attempts"][i]),
@@ -245,11 +345,16 @@ def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecor
         If there is no file at ``path``.
     daskhpo.store.errors.CorruptStorage
         An ``OSError`` naming the file, when it is not a readable netCDF-4 file
-        (truncated, say); the file is left untouched.
+        (truncated, say) or not a history daskhpo wrote (an attr or a variable missing or
+        unreadable); the file is left untouched.
     """
     path = os.fspath(path)
     ds = open_snapshot(path)
     if "space" not in ds.attrs:
-        raise OSError(f"{path} is a netCDF file but not a daskhpo history (no 'space' attribute)")
-    space = Space(json.loads(ds.attrs["space"]))
-    return space, dict(ds.attrs), _events_from_dataset(ds, space)
+        raise CorruptStorage(path, "a netCDF file but not a daskhpo history (no 'space' attribute)")
+    try:
+        attrs = _read_attrs(ds.attrs)
+        space = Space(json.loads(attrs["space"]))
+        return space, attrs, _events_from_dataset(ds, space)
+    except PARSE_ERRORS as exc:
+        raise CorruptStorage(path, f"not a history daskhpo wrote: {type(exc).__name__}: {exc}") from exc

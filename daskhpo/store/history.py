@@ -17,6 +17,12 @@ loading merges the two (an event in both is taken once), ignores a torn last lin
 orders every event by its sequence number, so that resume replays them to a fresh
 optimizer exactly in the order the live one saw them.
 
+Recovery is never destruction.  The journal begins with the space and attrs (its
+header), so a journal whose snapshot is missing (lost, or damaged and moved aside) is an
+experiment on its own: :func:`read_history` recovers every event in it, with a warning.
+A damaged snapshot raises :class:`~daskhpo.store.errors.CorruptStorage` and changes
+nothing.  The journal is emptied only once a snapshot holding its events is in place.
+
 Reports of trials still running are kept out of the snapshot (the dataset holds finished
 trials) and written again, with their sequence numbers, to the fresh journal; reports of
 trials that never finished (the client crashed while they ran) are dropped when loading.
@@ -28,6 +34,7 @@ threads (a dashboard, a progress bar): every method takes its lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -41,8 +48,8 @@ import xarray as xr
 from ..records import FINISHED, Event, ReportRecord, TrialRecord, TrialStarted
 from ..space import Space
 from .dataset import REPORTED, read_snapshot, to_dataset
-from .errors import ENGINE
-from .journal import Journal, read_journal
+from .errors import ENGINE, PARSE_ERRORS, CorruptStorage
+from .journal import Journal, journal_header, journal_path, read_journal
 
 __all__ = ["History", "load_history", "read_history", "read_snapshot", "REPORTED"]
 
@@ -91,7 +98,9 @@ class History:
         for event in events:
             self._add(event)
         self._dataset: xr.Dataset | None = None
-        self._journal = Journal(self.path, fsync=fsync) if self.path is not None else None
+        #: the attrs ``_dataset`` was made with
+        self._dataset_attrs: dict[str, Any] = {}
+        self._journal = Journal(self.path, fsync=fsync, header=self._header) if self.path is not None else None
         self._last_snapshot = time.monotonic()
         if self.path is not None:
             self.snapshot()
@@ -104,7 +113,16 @@ class History:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_dataset_attrs", {})  # pickled before it existed
         self._lock = threading.RLock()
+
+    def _header(self) -> dict[str, Any]:
+        """The journal's first line: what makes the journal readable without its snapshot."""
+        space = self.attrs.get("space")
+        # "written" makes every header unique: a reader that follows the journal (JournalTail)
+        # tells a journal emptied and begun again by its first line.
+        return {"space": space if isinstance(space, str) else json.dumps(self.space.to_dict()),
+                "attrs": dict(self.attrs), "written": time.time_ns()}
 
     def detach(self) -> None:
         """Stop writing: release the journal file without a snapshot (a read-only copy remains)."""
@@ -224,9 +242,14 @@ class History:
 
     # -- the dataset -------------------------------------------------------------------
     def to_dataset(self) -> xr.Dataset:
-        """The history as an :class:`xarray.Dataset` (cached until the next append)."""
+        """The history as an :class:`xarray.Dataset` (cached until the next append).
+
+        Its attrs are always the current :attr:`attrs` (a session's end set after the
+        last append is in the next snapshot).
+        """
         with self._lock:
-            if self._dataset is None:
+            if self._dataset is None or self._dataset_attrs != self.attrs:
+                self._dataset_attrs = dict(self.attrs)
                 self._dataset = to_dataset(self.space, self.attrs, self.records, self._reports)
             elif _changed(self._dataset.attrs, self.attrs):
                 # attrs set between events (a session's end, a quarantine, the enqueued queue):
@@ -250,14 +273,22 @@ def read_history(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord
     trials that never finished are dropped.  Events of histories written before sequence
     numbers existed are ordered by trial id, each trial after its reports.
 
+    Without a snapshot, a journal that begins with its header is read alone (its events
+    are recovered, with a warning).
+
     Raises
     ------
     FileNotFoundError
-        If there is no history at ``path``.
-    ValueError
-        For a corrupt journal line that is not the last (the file is left untouched).
+        If there is no history at ``path`` (no snapshot, no journal with a header).
+    CorruptStorage
+        For a damaged snapshot, or a corrupt journal line that is not the last (the files
+        are left untouched); also a ``ValueError``.
     """
-    space, attrs, stored = read_snapshot(path)
+    try:
+        space, attrs, stored = read_snapshot(path)
+    except FileNotFoundError:
+        space, attrs = _journal_alone(path)
+        stored = []
     records: dict[int, TrialRecord] = {}
     reports: dict[tuple[int, float], ReportRecord] = {}
     in_flight: set[int] = set()
@@ -278,6 +309,26 @@ def read_history(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord
     # Legacy files (no sequence numbers): by trial id, each trial after its reports.
     events.sort(key=lambda e: (e.seq, e.trial, isinstance(e, TrialRecord), getattr(e, "step", 0.0)))
     return space, attrs, events
+
+
+def _journal_alone(path: str | os.PathLike) -> tuple[Space, dict]:
+    """The space and attrs of a journal's header, when its snapshot is missing."""
+    header = journal_header(path)
+    if header is None:
+        if any(isinstance(e, TrialRecord) for e in read_journal(path)):
+            raise CorruptStorage(
+                journal_path(path), "its snapshot is missing and it was written before journals held the space",
+                advice=f"Restore {os.fspath(path)!r} from a backup (the journal stays beside it); nothing "
+                       "was changed.")
+        raise FileNotFoundError(f"no storage file at {os.fspath(path)!r}")
+    try:
+        space = Space(json.loads(header["space"]))
+    except PARSE_ERRORS as exc:
+        raise CorruptStorage(journal_path(path), f"its header's space: {type(exc).__name__}: {exc}") from None
+    trials = sum(1 for e in read_journal(path) if isinstance(e, TrialRecord))
+    logger.warning("%s: no snapshot; recovering the %d finished trial(s) of its journal %s", os.fspath(path),
+                   trials, journal_path(path))
+    return space, dict(header["attrs"])
 
 
 def load_history(path: str | os.PathLike) -> History:

@@ -6,6 +6,13 @@ written and flushed (and, with ``fsync=True``, forced to the disk) before the op
 hears of the event, so that a crash loses at most a line being written.  This module is
 the only place that writes or parses journal lines: resume, :func:`daskhpo.load_experiment`
 and the dashboard's file follower all read through it.
+
+Each journal begins with a *header* line, ``{"event": "header", "space": ..., "attrs": ...}``:
+the experiment's space and attrs as of the snapshot the journal follows.  With it, a
+journal alone (its snapshot lost or damaged and moved aside) is a readable experiment;
+journals of earlier versions have none.  Lines are ASCII (JSON escapes everything else),
+so any string a trial holds, NUL and lone surrogates included, is written and read back
+unchanged.
 """
 
 from __future__ import annotations
@@ -13,16 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from ..records import Event, event_from_json
+from ..records import Event, ReportRecord, TrialRecord, TrialStarted, event_from_json
+from .errors import PARSE_ERRORS, CorruptStorage
 
-__all__ = ["Journal", "JournalTail", "journal_path", "read_journal"]
+__all__ = ["Journal", "JournalTail", "journal_path", "read_journal", "journal_header", "HEADER"]
 
 logger = logging.getLogger(__name__)
 
 #: appended to the storage path to name its journal
 SUFFIX = ".journal"
+#: the ``event`` of a journal's first line, which holds the space and attrs
+HEADER = "header"
 
 
 def journal_path(path: str | os.PathLike) -> str:
@@ -32,6 +43,13 @@ def journal_path(path: str | os.PathLike) -> str:
 
 def _encode(event: Event) -> str:
     return json.dumps(event.to_json()) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy value (an attr read from a snapshot) as JSON can hold it."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class Journal:
@@ -45,12 +63,23 @@ class Journal:
         Force every line to the disk (``os.fsync``) before :meth:`append` returns, not
         only to the operating system: survives a power cut or a node crash, at the cost
         measured in ``benchmarks/overhead.py``.
+    header : callable, optional
+        Gives the header (``{"space": ..., "attrs": ...}``) written first in an empty
+        journal and after every :meth:`restart`.
     """
 
-    def __init__(self, path: str | os.PathLike, *, fsync: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, fsync: bool = False,
+                 header: Callable[[], dict[str, Any]] | None = None) -> None:
         self.path = journal_path(path)
         self.fsync = fsync
+        self._header = header
         self._file = open(self.path, "a", encoding="utf-8")
+        if self._header is not None and self._file.tell() == 0:
+            self._file.write(self._header_line())
+            self._sync()
+
+    def _header_line(self) -> str:
+        return json.dumps({"event": HEADER, **self._header()}, default=_plain) + "\n"
 
     def append(self, event: Event) -> None:
         """Write one event; it is in the file when this returns."""
@@ -61,6 +90,8 @@ class Journal:
         """Empty the journal and write ``events`` (called once a snapshot holds the rest)."""
         self._file.close()
         self._file = open(self.path, "w", encoding="utf-8")
+        if self._header is not None:
+            self._file.write(self._header_line())
         self._file.writelines(_encode(e) for e in events)
         self._sync()
 
@@ -74,12 +105,52 @@ class Journal:
         self._file.close()
 
 
-def _decode(line: bytes | str, where: str) -> Event:
-    """One journal line as its typed event; ``ValueError`` naming ``where`` if it is not one."""
+#: the fields every event of a kind must hold, and their types
+_FIELDS: dict[type, dict[str, type | tuple[type, ...]]] = {
+    TrialRecord: {"trial": int, "seq": int, "status": str, "params": dict, "attempts": int},
+    ReportRecord: {"trial": int, "seq": int, "step": (int, float), "values": dict},
+    TrialStarted: {"trial": int, "seq": int},
+}
+
+
+def _check(event: Event) -> Event:
+    """``event``, or ``ValueError`` when a field has a type no daskhpo writes (a crafted line)."""
+    for name, kind in _FIELDS.get(type(event), {}).items():
+        value = getattr(event, name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"field {name!r} is {type(value).__name__} {value!r:.60}")
+    if isinstance(event, TrialRecord):
+        for name in ("objective", "last_step", "submitted", "started", "ended"):
+            value = getattr(event, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"field {name!r} is {type(value).__name__}, not a number")
+        for name in ("worker", "gpu", "error"):
+            if getattr(event, name) is not None and not isinstance(getattr(event, name), str):
+                raise ValueError(f"field {name!r} is not a string")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in event.metrics.values()):
+            raise ValueError("a metric is not a number")
+    if isinstance(event, ReportRecord) and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in event.values.values()):
+        raise ValueError("a reported value is not a number")
+    return event
+
+
+def _decode(line: bytes | str, where: str) -> Event | None:
+    """One journal line as its typed event (``None`` for the header); ``CorruptStorage``
+    (a ``ValueError`` too) naming ``where`` if it is neither."""
     try:
-        return event_from_json(json.loads(line))
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where} is corrupt ({exc})") from None
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an event")
+        if data.get("event") == HEADER:
+            return None
+        return _check(event_from_json(data))
+    except (*PARSE_ERRORS, UnicodeDecodeError) as exc:
+        raise CorruptStorage(where, f"{type(exc).__name__}: {exc}", advice=_ADVICE) from None
+
+
+_ADVICE = ("A journal line that is not the last is damaged: the lines after it are events too. "
+           "Restore the journal from a backup, or repair or remove that line by hand (a copy first).")
 
 
 def read_journal(path: str | os.PathLike) -> list[Event]:
@@ -91,8 +162,9 @@ def read_journal(path: str | os.PathLike) -> list[Event]:
 
     Raises
     ------
-    ValueError
-        Naming the file and the line, for a corrupt line that is not the last.
+    CorruptStorage
+        (A ``ValueError`` too) naming the file and the line, for a corrupt line that is
+        not the last.
     """
     name = journal_path(path)
     try:
@@ -105,12 +177,42 @@ def read_journal(path: str | os.PathLike) -> list[Event]:
     events = []
     for n, line in enumerate(lines):
         try:
-            events.append(_decode(line, f"{name}: line {n + 1}"))
-        except ValueError:
+            event = _decode(line, f"{name}: line {n + 1}")
+        except CorruptStorage:
             if n != len(lines) - 1:
                 raise
             logger.warning("%s: ignoring a torn last line", name)
+            continue
+        if event is not None:
+            events.append(event)
     return events
+
+
+def journal_header(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The header of the journal of ``path`` (``space`` and ``attrs``), or ``None``.
+
+    ``None`` when there is no journal, it is empty or it was written before headers.
+
+    Raises
+    ------
+    CorruptStorage
+        For a header that is not what daskhpo writes.
+    """
+    name = journal_path(path)
+    try:
+        with open(name, "rb") as fh:
+            first = fh.readline()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(first)
+    except (*PARSE_ERRORS, UnicodeDecodeError):
+        return None  # an event line (or a torn one): a journal without a header
+    if not isinstance(data, dict) or data.get("event") != HEADER:
+        return None
+    if not isinstance(data.get("space"), str) or not isinstance(data.get("attrs"), dict):
+        raise CorruptStorage(f"{name}: line 1", "a header without the space or attrs", advice=_ADVICE)
+    return data
 
 
 class JournalTail:
@@ -154,7 +256,10 @@ class JournalTail:
         events = []
         for line in complete.splitlines():
             try:
-                events.append(_decode(line, self.path))
-            except ValueError as exc:
-                logger.warning("skipping a line: %s", exc)
+                event = _decode(line, self.path)
+            except CorruptStorage as exc:
+                logger.warning("skipping a line: %s", exc.reason)
+                continue
+            if event is not None:
+                events.append(event)
         return events

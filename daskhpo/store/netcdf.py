@@ -6,6 +6,11 @@ same path in the same process (a notebook cell run again, a script resuming what
 ran) takes the lock over from the first, which stops writing and reports itself
 :attr:`~NetCDFStorage.superseded`; another process holding the lock gets
 :class:`~daskhpo.store.lock.StorageLocked`.
+
+Recovery is never destruction: :meth:`NetCDFStorage.open` starts its history (which
+writes a snapshot and empties the journal) only over files whose trials it was given; a
+file holding trials it was not given (an unreadable snapshot, a journal read by no one)
+is renamed ``<file>.set-aside-<time>`` first, with a warning, never removed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from ..space import Space
 from . import sessions
 from .base import Stored
 from .checkpoints import CheckpointStore
-from .history import History, read_history
+from .errors import CorruptStorage, set_aside
+from .history import History, read_history, read_snapshot
+from .journal import journal_path, read_journal
 from .lock import StorageLock
 
 __all__ = ["NetCDFStorage"]
@@ -51,6 +58,8 @@ class NetCDFStorage:
         self.fsync = fsync
         self._lock: StorageLock | None = None
         self._superseded = False
+        #: the trial ids :meth:`read` found (``None`` until it ran), for :meth:`open`'s check
+        self._read_trials: set[int] | None = None
         #: the history (``None`` until :meth:`open`)
         self.history: History | None = None
         #: the checkpoints, in files beside the history (``None`` until :meth:`open`)
@@ -96,10 +105,54 @@ class NetCDFStorage:
         return lock
 
     def read(self) -> Stored | None:
-        """The stored experiment (snapshot and journal merged), or ``None`` when there is no file."""
-        if not os.path.exists(self._path):
+        """The stored experiment (snapshot and journal merged), or ``None`` when there is none.
+
+        A journal without its snapshot is read alone (see
+        :func:`~daskhpo.store.history.read_history`).
+
+        Raises
+        ------
+        daskhpo.store.errors.CorruptStorage
+            For a damaged snapshot or journal (nothing is changed).
+        """
+        try:
+            stored = Stored(*read_history(self._path))
+        except FileNotFoundError:
+            if os.path.exists(self._path):  # (a snapshot that vanished while read: not nothing)
+                raise
+            self._read_trials = set()
             return None
-        return Stored(*read_history(self._path))
+        self._read_trials = {e.trial for e in stored.events}
+        return stored
+
+    def _set_aside_unheld(self, events: list[Event]) -> None:
+        """Rename the files that hold trials ``events`` lack, before the history rewrites them."""
+        given = {e.trial for e in events}
+        if self._read_trials is not None:  # read under this lock: what is on disk is what was read
+            if self._read_trials <= given:
+                return
+            lost = self._read_trials - given
+            for name in (self._path, journal_path(self._path)):
+                if os.path.exists(name):
+                    set_aside(name, f"it holds {len(lost)} trial(s) the experiment opened on it was not given")
+            return
+        if os.path.exists(self._path):
+            try:
+                held = {e.trial for e in read_snapshot(self._path)[2]}
+            except CorruptStorage as exc:
+                set_aside(self._path, f"unreadable ({exc.reason}) and about to be written over")
+            else:
+                if not held <= given:
+                    set_aside(self._path, f"it holds {len(held - given)} trial(s) the experiment was not given")
+        journal = journal_path(self._path)
+        if os.path.exists(journal):
+            try:
+                held = {e.trial for e in read_journal(self._path)}
+            except CorruptStorage as exc:
+                set_aside(journal, f"unreadable ({exc.reason}) and about to be emptied")
+            else:
+                if not held <= given:
+                    set_aside(journal, f"it holds {len(held - given)} trial(s) the experiment was not given")
 
     def open(
         self,
@@ -115,6 +168,8 @@ class NetCDFStorage:
         Takes the writer lock first if :meth:`claim` was not called.
         """
         self.claim()
+        events = list(events)
+        self._set_aside_unheld(events)
         attrs = {**attrs, sessions.ATTR: sessions.begin(stored_attrs or {})}
         # The session's start is in this first snapshot: a session that dies leaves its trace.
         self.history = History(space, attrs, self._path, events, self.snapshot_interval, fsync=self.fsync)
@@ -130,7 +185,10 @@ class NetCDFStorage:
             self.history.attrs[sessions.ATTR] = sessions.end(self.history.attrs, reason)
 
     def close(self) -> None:
-        """Write the history, stop writing and release the lock."""
+        """Write the history (with this session's end), stop writing and release the lock."""
+        if self._lock is not None and self.history is not None:
+            # a session no run ended (built, then closed) ended cleanly all the same
+            self.history.attrs[sessions.ATTR] = sessions.end(self.history.attrs, "closed", keep=True)
         if self.history is not None:
             self.history.close()
             self.history.detach()

@@ -20,7 +20,8 @@ of the history's attr ``driver_sessions``, oldest first, kept across resumes:
     why it ended: ``"completed"`` (the run reached ``max_trials`` or the optimizer was
     exhausted), ``"nothing to do"`` (there was nothing left to run), ``"drained: <why>"``
     (a graceful stop, e.g. ``"drained: SIGUSR1"`` before a Slurm job's walltime: a
-    *hand-over*), ``"interrupted"`` (Ctrl-C), ``"error: <exception>"``; or, written by the
+    *hand-over*), ``"interrupted"`` (Ctrl-C), ``"error: <exception>"``, ``"closed"`` (the
+    experiment was closed without a run that ended it); or, written by the
     next session for one that never recorded an end, ``"died"`` (killed with SIGKILL, its
     node lost) or ``"superseded"`` (the same process opened the storage again).
 
@@ -111,7 +112,7 @@ def _this_process(session: Mapping[str, Any]) -> bool:
     return (session.get("host"), session.get("pid")) == (socket.gethostname(), os.getpid())
 
 
-def end(attrs: Mapping[str, Any], reason: str) -> str:
+def end(attrs: Mapping[str, Any], reason: str, *, keep: bool = False) -> str:
     """The attr value with this process's last session ended now, for ``reason``.
 
     Parameters
@@ -120,6 +121,8 @@ def end(attrs: Mapping[str, Any], reason: str) -> str:
         The history's attrs.
     reason : str
         Why the session ended (``"completed"``, ``"drained: SIGUSR1"``, ``"error: ..."``).
+    keep : bool, default False
+        Keep an end already recorded (``reason`` only for a session not ended yet).
 
     Returns
     -------
@@ -129,7 +132,8 @@ def end(attrs: Mapping[str, Any], reason: str) -> str:
     found = sessions(attrs)
     for session in reversed(found):
         if _this_process(session):
-            session["end"], session["reason"] = _now(), reason
+            if not (keep and session.get("end") is not None):
+                session["end"], session["reason"] = _now(), reason
             break
     return json.dumps(found)
 

@@ -10,6 +10,7 @@ import xarray as xr
 from daskhpo.records import TrialRecord
 from daskhpo.space import Space
 from daskhpo.store.history import History, load_history
+from daskhpo.store.journal import journal_header, read_journal
 
 SPACE = Space(
     {
@@ -123,7 +124,8 @@ def test_periodic_snapshot_and_no_temporary_files_left(tmp_path):
     for i in range(3):
         history.append(record(i))
     assert xr.load_dataset(path, engine="h5netcdf").sizes["trial"] == 3
-    assert os.path.getsize(f"{path}.journal") == 0
+    assert read_journal(path) == []  # emptied: only its header is left
+    assert journal_header(path)["space"] == ATTRS["space"]
     assert sorted(os.listdir(tmp_path)) == ["h.nc", "h.nc.journal"]
 
 
