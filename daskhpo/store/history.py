@@ -248,14 +248,11 @@ class History:
         last append is in the next snapshot).
         """
         with self._lock:
-            if self._dataset is None or self._dataset_attrs != self.attrs:
+            if self._dataset is None or _changed(self._dataset_attrs, self.attrs):
                 self._dataset_attrs = dict(self.attrs)
+                # rebuilt when attrs were set between events too (a session's end, a quarantine,
+                # the enqueued queue): never a stale copy, on disk or shown; escaped as on disk
                 self._dataset = to_dataset(self.space, self.attrs, self.records, self._reports)
-            elif _changed(self._dataset.attrs, self.attrs):
-                # attrs set between events (a session's end, a quarantine, the enqueued queue):
-                # never a stale copy, on disk or shown
-                self._dataset = self._dataset.copy(deep=False)
-                self._dataset.attrs = dict(self.attrs)
             return self._dataset
 
 
