@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -157,8 +158,9 @@ def test_reports_survive_in_the_journal_before_a_snapshot(client, tmp_path):
         "submitted": 0.0, "started": 0.0, "ended": 1.0, "worker": None, "gpu": None,
         "attempts": 1, "error": None, "parent": None, "checkpoint_from": None, "last_step": 1.0,
     }))
-    with open(f"{path}.journal") as fh:
-        assert len(fh.readlines()) == 3
+    with open(f"{path}.journal") as fh:  # its header (space and attrs), then the three events
+        lines = [json.loads(line) for line in fh]
+    assert [line.get("event") for line in lines][0] == "header" and len(lines) == 1 + 3
     reopened = daskhpo.load_experiment(path).history  # snapshot has nothing: journal only
     assert reopened.reported_objective.sel(step=1).values.tolist() == [0.5]
     assert reopened.status.values.tolist() == ["pruned"]

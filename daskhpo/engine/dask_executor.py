@@ -332,7 +332,7 @@ class DaskExecutor:
         self._wake.set()
         for timer in self._timers:
             timer.cancel()
-        for future in self._futures.values():
+        for future in list(self._futures.values()):  # a copy: the pump thread pops what completes
             future.cancel()
         self._completions.clear()
         self._pump_thread.join(5)

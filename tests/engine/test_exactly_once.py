@@ -23,7 +23,7 @@ import time
 from collections import Counter
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import daskhpo
 from daskhpo.engine import TrialTask, run_trial
@@ -91,20 +91,6 @@ def exits_or_interrupts(x: float, log_dir: str) -> float:
     return x
 
 
-@pytest.fixture(scope="module")
-def nanny_cluster_client():
-    # Worker processes with nannies, default scheduler settings (allowed-failures=3).
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(
-        cluster, set_as_default=False
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def nanny_client(nanny_cluster_client):
-    """The module's cluster, once both workers are up (a nanny restarts the one a test killed)."""
-    nanny_cluster_client.wait_for_workers(2, timeout=120)
-    return nanny_cluster_client
 
 
 def every_worker_idle(client: Client) -> None:

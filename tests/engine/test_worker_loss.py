@@ -45,20 +45,6 @@ def first_trial_always_kills_its_worker(x: float, marker_dir: str) -> float:
     return x
 
 
-@pytest.fixture(scope="module")
-def nanny_cluster_client():
-    # Default scheduler settings: a task whose worker died is re-run by the scheduler.
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(
-        cluster, set_as_default=False
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def nanny_client(nanny_cluster_client):
-    """The module's cluster, once both workers are up (a nanny restarts the one a test killed)."""
-    nanny_cluster_client.wait_for_workers(2, timeout=60)
-    return nanny_cluster_client
 
 
 def test_trial_rerun_by_the_scheduler_counts_as_a_second_attempt(nanny_client, tmp_path):
