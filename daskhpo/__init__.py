@@ -13,7 +13,7 @@ from .experiment import Experiment, build_experiment, create_experiment, load_ex
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
 from .records import ReportRecord, TrialRecord  # noqa: E402
-from .reporting import TrialPruned, load_checkpoint, report  # noqa: E402
+from .reporting import TrialPreempted, TrialPruned, load_checkpoint, preempt_trials, report  # noqa: E402
 from .space import (  # noqa: E402
     Space,
     choices,
@@ -52,6 +52,8 @@ __all__ = [
     "report",
     "load_checkpoint",
     "TrialPruned",
+    "TrialPreempted",
+    "preempt_trials",
     "TrialRecord",
     "ReportRecord",
     "StorageLocked",

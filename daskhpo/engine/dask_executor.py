@@ -223,16 +223,20 @@ class DaskExecutor:
         self._watch_thread.start()
         self._opened = True
 
-    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+    def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:
         """Submit one attempt as a task with the attempt's key.
 
         ``avoid``: a worker it should not run on.  The task is restricted, loosely, to the
         other connected workers (``allow_other_workers=True``: should they all leave, it
-        runs anywhere).
+        runs anywhere).  ``workers``: it runs only on one of these (strictly:
+        ``allow_other_workers=False``; the loop's walltime-aware admission, which names the
+        workers a trial fits on before their end).
         """
         task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
-        restrict = {}
-        if avoid is not None:
+        restrict: dict[str, Any] = {}
+        if workers is not None:
+            restrict = {"workers": [w for w in workers if w != avoid] or list(workers), "allow_other_workers": False}
+        elif avoid is not None:
             others = [w for w in self._worker_info()
                       if w != avoid and w not in self._quarantined]
             if others:
@@ -298,12 +302,22 @@ class DaskExecutor:
         self._quarantined.add(worker)
         self.client.loop.add_callback(self._retire, worker)
 
-    async def _retire(self, worker: str) -> None:
+    def retire(self, worker: str) -> None:
+        """Retire ``worker`` gracefully, without waiting (its life is nearly over: a soft lifetime).
+
+        The loop asks only once nothing of its runs there, and admits nothing new there
+        meanwhile.  ``Client.retire_workers(close_workers=True)`` as for a quarantine, but
+        its node is not excluded from new jobs: an adaptive cluster starts a replacement
+        worker, wherever the batch system puts it.
+        """
+        self.client.loop.add_callback(self._retire, worker, False)
+
+    async def _retire(self, worker: str, exclude: bool = True) -> None:
         import asyncio
         import socket
 
         cluster = getattr(self.client, "cluster", None)
-        if _is_slurm(cluster):
+        if exclude and _is_slurm(cluster):
             try:
                 names = await asyncio.wait_for(self.client.run(socket.gethostname, workers=[worker],
                                                                on_error="ignore", asynchronous=True), 10)
@@ -316,7 +330,7 @@ class DaskExecutor:
         try:
             await self.client.retire_workers([worker], close_workers=True, asynchronous=True)
         except Exception as exc:  # it may be gone already
-            logger.warning("could not retire quarantined worker %s: %s", worker, exc)
+            logger.warning("could not retire %s worker %s: %s", "quarantined" if exclude else "ending", worker, exc)
 
     def close(self) -> None:
         """Unsubscribe, stop the threads, cancel every future and hold none."""
