@@ -43,9 +43,11 @@ BOOKKEEPING = (
     "last_step",
     "order",
     "feasible",
+    "preempted",
 )
 #: names no parameter may take (metrics may use ``objective``, which is the point)
-RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective", "report_order"))
+RESERVED = frozenset(BOOKKEEPING + ("trial", "step", "objective", "report_order", "preempted_time",
+                                    "preempted_step"))
 
 
 class InvalidResult(ValueError):

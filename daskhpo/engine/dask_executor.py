@@ -41,7 +41,7 @@ from distributed import Client, Future, as_completed
 from ..pickling import PickledObjective, check_picklable, classify_failure, failure_reason
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
-from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
+from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Started, Wake
 from .worker import CLAIMS, TrialTask, run_attempt
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
@@ -409,6 +409,8 @@ class DaskExecutor:
         self._starts[key] = self._starts.get(key, 0) + 1
         if self._starts[key] > 1 and key in self._futures:
             self._inbox.put(Rerun(key))
+        elif self._starts[key] == 1 and key in self._futures:
+            self._inbox.put(Started(key, msg.get("worker")))  # where it runs: that worker does not retire
 
     def _scheduler_reachable(self) -> bool:
         if self.client.status != "running":

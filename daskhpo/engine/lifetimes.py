@@ -17,8 +17,9 @@ I/O):
   resumed after a preemption is expected to need what is left (the expected time less
   what its earlier attempts ran).
 * **Admission**: a trial is submitted only to the workers whose remaining life (end
-  minus now) exceeds its expected run time; workers whose end is unknown are always
-  eligible.  Among those the executor (Dask) picks.
+  minus now) exceeds its expected run time (and ``min_left``, 60 s, also while the run
+  time is unknown); workers whose end is unknown are always eligible.  Among those, the
+  ones with no trial of this run (so it starts at once); the executor (Dask) picks.
 * **Soft lifetime**: a worker whose remaining life is below the expected run time takes
   nothing new; once nothing of this run runs (or may still start) on it, the loop asks
   the executor to retire it (:class:`~daskhpo.engine.state.Retire`): it leaves at once,
@@ -69,11 +70,16 @@ class Lifetimes:
     wait : float, default 600.0
         Seconds (of the executor's clock) a trial waits for a worker it fits on before it
         is submitted anyway.
+    min_left : float, default 60.0
+        No trial starts on a worker with less than this left, whatever the expected run
+        time (and while it is unknown: before the first trial completed, or a worker just
+        signalled to leave).
     """
 
     def __init__(self, quantile: float = 0.9, margin: float = 1.25, slack: float = 5.0, window: int = 500,
-                 wait: float = 600.0) -> None:
+                 wait: float = 600.0, min_left: float = 60.0) -> None:
         self.quantile, self.margin, self.slack, self.window, self.wait = quantile, margin, slack, window, wait
+        self.min_left = min_left
         #: worker -> its end (epoch seconds; None: unknown), as last sent
         self.ends: dict[str, float | None] = {}
         #: worker -> when it was first seen (for its whole life)
@@ -113,33 +119,40 @@ class Lifetimes:
 
     # -- workers ----------------------------------------------------------------------------
     def update(self, ends: Mapping[str, float | None], wall: float) -> list[str]:
-        """Take the workers' ends; returns the workers that left since last time."""
+        """Take the workers' ends; returns the workers that joined since last time."""
         self.known = True
         gone = [w for w in self.ends if w not in ends]
+        joined = [w for w in ends if w not in self.ends]
         self.ends = dict(ends)
         for worker in ends:
             self.born.setdefault(worker, wall)
         for worker in gone:
             self.born.pop(worker, None)
             self.retired.discard(worker)
-        return gone
+        return joined
 
     def remaining(self, worker: str, wall: float) -> float:
         """Seconds ``worker`` has left (infinite when its end is unknown)."""
         end = self.ends.get(worker)
         return math.inf if end is None else end - wall
 
-    def eligible(self, wall: float, need: float | None) -> tuple[str, ...] | None:
+    def eligible(self, wall: float, need: float | None, busy: Iterable[str] = ()) -> tuple[str, ...] | None:
         """The workers a trial needing ``need`` seconds may start on.
 
-        ``None``: anywhere (no ends known, no run time known yet, or no worker at all: the
-        executor's ``worker_timeout`` speaks then); ``()``: none fits and every end is
-        known (the trial waits: see the module's docstring).
+        ``None``: anywhere (no ends known, or no worker at all: the executor's
+        ``worker_timeout`` speaks then); ``()``: none fits and every end is known (the
+        trial waits: see the module's docstring).  ``need`` is at least ``min_left``.  Of those it fits on, the
+        ones not ``busy`` (running a trial of ours) when there are any: it starts now,
+        rather than queueing behind a long trial.
         """
-        if not self.known or need is None or not self.ends:
+        if not self.known or not self.ends:
             return None
+        need = max(need or 0.0, self.min_left)
         # an unknown end is an infinite remaining life: always eligible
-        return tuple(w for w in self.ends if w not in self.retired and self.remaining(w, wall) > need)
+        fit = tuple(w for w in self.ends if w not in self.retired and self.remaining(w, wall) > need)
+        busy = set(busy)
+        idle = tuple(w for w in fit if w not in busy)
+        return idle or fit
 
     def whole_life(self, wall: float) -> float:
         """The longest whole life (first seen to end) of a connected worker with a known end."""
@@ -176,8 +189,9 @@ class Lifetimes:
         ``busy``: workers running a trial of this run; ``maybe``: workers a trial not yet
         started may start on (``None``: any worker).
         """
-        if not self.known or need is None:
+        if not self.known:
             return []
+        need = max(need or 0.0, self.min_left)
         maybe = set(maybe)
         if None in maybe:
             return []

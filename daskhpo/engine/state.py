@@ -270,6 +270,8 @@ class _Job:
     allowed: tuple[str, ...] | None = None
     #: whether its worker is known (started, or reported)
     placed: bool = False
+    #: the executor's clock when this attempt was submitted
+    sent: float = 0.0
 
     def again(self, **changes: Any) -> _Job:
         """The job of its next attempt (what carries over from this one)."""
@@ -281,6 +283,10 @@ class _Job:
     def retried(self) -> int:
         """Attempts that count against ``retries`` (preempted ones do not)."""
         return self.attempts - len(self.preempted)
+
+
+#: seconds after which an attempt not yet started waits in a queue (not merely on its way)
+_QUEUED = 10.0
 
 
 def _last_line(text: str | None) -> str:
@@ -442,11 +448,17 @@ class LoopState:
 
     # -- workers with lifetimes (see daskhpo.engine.lifetimes) -------------------------------
     def _workers_changed(self, event: WorkersChanged, wall: float) -> list[Any]:
-        self.life.update(event.ends, wall)
+        joined = len(self.life.update(event.ends, wall))
         out: list[Any] = []
         for key, job in list(self.jobs.items()):
-            # not started yet, and every worker it may run on left: it would wait forever
-            if not job.placed and job.allowed is not None and not any(w in event.ends for w in job.allowed):
+            if job.placed or job.allowed is None:
+                continue
+            # not started yet, and every worker it may run on left (it would wait forever),
+            # or fresh workers came that it may start on at once (it waits behind busy ones)
+            stranded = not any(w in event.ends for w in job.allowed)
+            queued = self.now - job.sent > _QUEUED  # not merely on its way to a worker
+            if stranded or (joined > 0 and queued):
+                joined -= 1
                 del self.jobs[key]
                 out += [Cancel(key), *self._submit(_Job(job.plan, job.submitted, attempts=job.attempts, seen=job.seen,
                                                         preempted=job.preempted, ran=job.ran))]
@@ -533,22 +545,22 @@ class LoopState:
     def _submit(self, job: _Job) -> list[Any]:
         """Submit ``job`` where it fits before its worker's end; or park it until a worker fits it."""
         need = self.life.expected_for(job.ran)
-        allowed = self.life.eligible(self.wall, need)
+        allowed = self.life.eligible(self.wall, need, (j.worker for j in self.jobs.values() if j.placed))
         out: list[Any] = []
         if allowed == ():  # no worker has the time left: wait for a fresh one, within a bound
             waited = 0.0 if self.parked_since is None else self.now - self.parked_since
-            if waited < self.life.wait and not self.life.hopeless(self.wall, need):
+            if waited < self.life.wait and not self.life.hopeless(self.wall, need or 0.0):
                 if self.parked_since is None:
                     self.parked_since = self.now
                     out.append(SetAlarm(self.life.wait))  # wakes the loop at the bound if no worker comes
                 self.parked.append(job)
                 return out
-            self.life.warn_starved(self.wall, need, waited)
+            self.life.warn_starved(self.wall, max(need or 0.0, self.life.min_left), waited)
             allowed = None
         self._attempts += 1
         job.key = f"daskhpo-trial-{job.plan.trial}-{self.run}-{self._attempts}"
         self.jobs[job.key] = job
-        job.allowed = allowed
+        job.allowed, job.sent = allowed, self.now
         return [Submit(job.plan, job.key, job.attempts, job.quarantined_from, allowed)]
 
     def _unpark(self) -> list[Any]:

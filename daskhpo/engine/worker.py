@@ -284,7 +284,8 @@ def run_trial(
     not even unpickle on the client.  ``timeout`` counts from the trial's start on the
     worker, not from its submission, so queueing never counts against a trial.
 
-    With a ``topic``, the start is announced as an event ``{"key": <task key>}`` on it.
+    With a ``topic``, the start is announced as an event ``{"key": <task key>, "worker":
+    <address>}`` on it.
     An executor on Dask submits :func:`run_attempt`, which first claims the attempt on the
     scheduler (:func:`claim_attempt`): a task the scheduler starts again after its worker
     left never reaches this function, so the objective runs at most once per attempt.  The objective
@@ -303,7 +304,7 @@ def run_trial(
     """
     worker = _current_worker()
     if task.topic and worker is not None:
-        worker.log_event(task.topic, {"key": task.key})
+        worker.log_event(task.topic, {"key": task.key, "worker": worker.address})
     record = TrialRecord(
         trial=task.trial,
         params=dict(task.params),

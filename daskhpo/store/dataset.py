@@ -23,6 +23,12 @@ One dataset with dimension ``trial`` (coordinate: the trial id).  Variables:
   constraint) and ``feasible`` (``bool``, never missing: every constraint of the trial is
   ``<= 0``, so a trial without constraints, whatever its status, is feasible; filter on
   ``status`` as well);
+* preemptions, once some trial was preempted (its worker left; it resumed elsewhere from
+  its checkpoint): ``preempted`` (``int64``, per trial: how many times), and, with dims
+  ``("trial", "preemption")``, ``preempted_time`` (``datetime64``: when each preempted
+  attempt stopped; NaT beyond a trial's count) and ``preempted_step`` (``float64``: the
+  last step it had reported; NaN for none).  Files without them read back as trials never
+  preempted;
 * order: ``order`` (``int64``), the sequence number of the event that recorded the trial
   in the experiment's event log; sorting by it gives the order in which trials finished;
 * intermediate results sent with :func:`daskhpo.report`: one ``float64`` variable
@@ -211,6 +217,14 @@ def to_dataset(space: Space, attrs: Mapping[str, Any], records: list[TrialRecord
             [r.constraints[i] if i < len(r.constraints) else math.nan for r in records], dtype="float64"))
     if n_constraints:
         data["feasible"] = ("trial", np.array([r.feasible for r in records], dtype=bool))
+    n_preempted = max((len(r.preempted) for r in records), default=0)
+    if n_preempted:
+        data["preempted"] = ("trial", np.array([len(r.preempted) for r in records], dtype="int64"))
+        padded = [list(r.preempted) + [(None, math.nan)] * (n_preempted - len(r.preempted)) for r in records]
+        times = _to_datetime([t for row in padded for t, _ in row]).reshape(len(records), n_preempted)
+        data["preempted_time"] = (("trial", "preemption"), times)
+        data["preempted_step"] = (("trial", "preemption"),
+                                  np.array([[s for _, s in row] for row in padded], dtype="float64"))
     coords: dict[str, Any] = {"trial": ids}
     per_trial_reports = [reports.get(int(t), {}) for t in ids]
     steps = sorted({s for per_trial in per_trial_reports for s in per_trial})
@@ -296,6 +310,7 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
     steps = ds["step"].values if reported else []
     report_order = ds["report_order"].values if "report_order" in ds else None
     times = {key: _from_datetime(columns[key]) for key in _TIMES}
+    preempted = _preemptions(ds)
     events: list[TrialRecord | ReportRecord] = []
     for i, trial_id in enumerate(ds["trial"].values):
         params = {}
@@ -326,6 +341,7 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
             seq=int(columns["order"][i]) if "order" in columns else -1,
             constraints=tuple(float(columns[c][i]) for c in constraint_names if not math.isnan(columns[c][i])),
             values=_values([float(columns[n][i]) for n in objectives]),
+            preempted=preempted[i] if preempted else (),
             **fields,
         ))
         for j, step in enumerate(steps):
@@ -334,6 +350,20 @@ def _events_from_dataset(ds: xr.Dataset, space: Space) -> list[TrialRecord | Rep
                 seq = int(report_order[i, j]) if report_order is not None else -1
                 events.append(ReportRecord(int(trial_id), float(step), values, seq))
     return events
+
+
+def _preemptions(ds: xr.Dataset) -> list[tuple[tuple[float, float], ...]]:
+    """Each trial's ``(time, step)`` preemptions, or ``[]`` for a file without them."""
+    if "preempted" not in ds or "preempted_time" not in ds:
+        return []
+    counts = ds["preempted"].values
+    times = ds["preempted_time"].values
+    steps = ds["preempted_step"].values
+    out = []
+    for i, count in enumerate(counts):
+        row = _from_datetime(times[i])
+        out.append(tuple((math.nan if row[j] is None else row[j], float(steps[i, j])) for j in range(int(count))))
+    return out
 
 
 def read_snapshot(path: str | os.PathLike) -> tuple[Space, dict, list[TrialRecord | ReportRecord]]:

@@ -187,3 +187,32 @@ def test_a_multi_objective_history_of_the_previous_version_loads_and_resumes(tmp
     again.close()
     records = daskhpo.load_experiment(path).records()
     assert len(records) == 6 and records[5].values == (records[5].params["x"], records[5].params["y"])
+
+
+def test_preemptions_round_trip_through_the_journal_and_the_snapshot(tmp_path):
+    # trial 1 was preempted twice (the second time before it reported anything), trial 0 never
+    t = time.time()
+    handed_over = ((t, 4.0), (t + 60.0, math.nan))
+    originals = [record(0), record(1).replace(attempts=3, preempted=handed_over)]
+    for snapshot_interval in (0.0, 1e9):  # from the snapshot; from the journal alone (a crash)
+        path = tmp_path / f"h{snapshot_interval:g}.nc"
+        history = History(SPACE, ATTRS, path, snapshot_interval=snapshot_interval)
+        for r in originals:
+            history.append(r)
+        if snapshot_interval == 0.0:
+            history.close()
+            ds = xr.load_dataset(path, engine="h5netcdf")
+            assert list(ds["preempted"].values) == [0, 2] and ds["preempted_time"].dims == ("trial", "preemption")
+            assert ds["preempted_step"].values[1, 0] == 4.0 and "preempted" not in load_history(path).records[0].metrics
+        loaded = load_history(path).records
+        assert loaded[0].preempted == () and loaded[1].attempts == 3
+        (t0, s0), (t1, s1) = loaded[1].preempted
+        assert t0 == pytest.approx(t, abs=1e-6) and s0 == 4.0 and t1 == pytest.approx(t + 60.0, abs=1e-6)
+        assert math.isnan(s1)
+
+
+def test_a_history_without_preemptions_has_no_preemption_variables():
+    history = History(SPACE, ATTRS)
+    history.append(record(0))
+    ds = history.to_dataset()
+    assert "preempted" not in ds and "preempted_time" not in ds and "preemption" not in ds.dims
