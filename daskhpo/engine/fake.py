@@ -103,7 +103,7 @@ class FakeExecutor:
         #: attempt key -> a worker it should not run on (unless no other is left)
         self._avoid: dict[str, str] = {}
         #: attempt key -> the only workers it may run on
-        self._only: dict[str, tuple[str, ...]] = {}
+        self._only: dict[str, frozenset[str]] = {}
         #: workers retired (they left once idle), in order
         self.retired: list[str] = []
         self._free_since: dict[str, float] = {w: 0.0 for w in self.workers}
@@ -140,7 +140,8 @@ class FakeExecutor:
             free = [w for w in free if w != avoid]  # as Dask's loose worker restrictions
         if not free:
             return None
-        worker = min(free, key=lambda w: (self._free_since[w], self.workers.index(w)))
+        position = {w: i for i, w in enumerate(self.workers)} if len(free) > 1 else {}
+        worker = min(free, key=lambda w: (self._free_since[w], position.get(w, 0)))
         self._busy[worker] = key
         return worker
 
@@ -195,7 +196,7 @@ class FakeExecutor:
         if avoid is not None:
             self._avoid[task.key] = avoid
         if workers is not None:
-            self._only[task.key] = tuple(workers)
+            self._only[task.key] = frozenset(workers)
         worker = self._take_worker(task.key)
         if worker is None:  # every worker busy: it waits, as on a cluster
             self._queued.append(task)
@@ -205,7 +206,7 @@ class FakeExecutor:
     def _start(self, task: TrialTask, worker: str) -> None:
         attempt = self._attempts[task.trial] = self._attempts.get(task.trial, 0) + 1
         fault = self._faults(task.trial, attempt, worker) if self._faults is not None else None
-        start, length = self.now, float(self.duration(task.params))
+        start, length = self.now, self._length(task)
         if fault == "lose":
             self._at(start + length / 2, task.key, Failed(task.key, "KilledWorker: the worker died (simulated)"))
             return
@@ -234,6 +235,10 @@ class FakeExecutor:
                                outcome.checkpoint, outcome.checkpoints)
         self._running[task.key] = outcome
         self._at(end, task.key, Completed(task.key, outcome))
+
+    def _length(self, task: TrialTask) -> float:
+        """Virtual seconds attempt ``task`` runs."""
+        return float(self.duration(task.params))
 
     @staticmethod
     def _report_time(start: float, length: float, i: int, n: int) -> float:

@@ -25,10 +25,12 @@ just die at their end with their trials.  The decisions stay in the state machin
 from __future__ import annotations
 
 import heapq
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ..records import PREEMPTED
+from ..reporting import decode_checkpoint
 from .executor import Completed, ExecutorEvent, Failed, Reported, Started, WorkersChanged
 from .fake import FakeExecutor
 from .worker import TrialTask
@@ -67,6 +69,11 @@ class FakeLifetimeExecutor(FakeExecutor):
         preempted (if before its walltime), ``None`` for never.
     grace : float, default 60.0
         Seconds from the signal to the kill.
+    duration : float or callable
+        As for the fake executor, or ``duration(params, checkpoint)``: the virtual seconds
+        of an attempt that starts from ``checkpoint`` (the state
+        :func:`daskhpo.load_checkpoint` returns to it; ``None`` for a fresh start), so that
+        a resumed attempt runs only what is left.
     replace : float, optional
         Seconds after a worker leaves until its replacement joins; ``None``: not replaced.
     aware : bool, default True
@@ -93,6 +100,18 @@ class FakeLifetimeExecutor(FakeExecutor):
         self.preempted = self.killed = 0
         #: worker-seconds each worker was connected (utilization's denominator), by worker
         self.lived: dict[str, float] = {}
+        #: virtual seconds attempts ran (busy), and of those, ran by attempts killed with their worker (lost)
+        self.busy_seconds = self.lost_seconds = 0.0
+        duration = kwargs.get("duration")
+        try:
+            self._resumable = callable(duration) and len(inspect.signature(duration).parameters) >= 2
+        except (TypeError, ValueError):
+            self._resumable = False
+
+    def _length(self, task: TrialTask) -> float:
+        if self._resumable:
+            return float(self.duration(task.params, decode_checkpoint(task.checkpoint)))
+        return super()._length(task)
 
     def open(self) -> None:
         super().open()
@@ -122,6 +141,12 @@ class FakeLifetimeExecutor(FakeExecutor):
         super()._start(task, worker)
         self._at(self.now, task.key, Started(task.key, worker))
 
+    def cancel(self, key: str) -> None:
+        running = self._running.get(key)
+        if running is not None and running.record.started is not None:
+            self.busy_seconds += self.now - running.record.started  # ran until now (a drain's end, say)
+        super().cancel(key)
+
     def retire(self, worker: str) -> None:
         """``worker`` takes nothing new, and leaves once idle."""
         super().retire(worker)
@@ -143,7 +168,11 @@ class FakeLifetimeExecutor(FakeExecutor):
                 self._leave(event.worker)
             else:
                 self._signal(event.worker)
+        key = self._events[0][2] if self._events else None
+        running = self._running.get(key) if key else None
         event = super().next_event()
+        if isinstance(event, Completed) and running is not None and running.record.started is not None:
+            self.busy_seconds += self.now - running.record.started
         if isinstance(event, (Completed, Failed)):
             self._gone_if_idle()
         return event
@@ -172,6 +201,11 @@ class FakeLifetimeExecutor(FakeExecutor):
         key = self._busy.pop(worker, None)
         if key is not None:  # killed with its worker: lost, runs again from zero
             self.killed += 1
+            running = self._running.get(key)
+            if running is not None and running.record.started is not None:
+                ran = self.now - running.record.started
+                self.busy_seconds += ran
+                self.lost_seconds += ran
             self._drop(key)
             self._running.pop(key, None)
             self._at(self.now, key, Failed(key, f"KilledWorker: worker {worker} reached its end (simulated)"))
@@ -189,15 +223,10 @@ class FakeLifetimeExecutor(FakeExecutor):
         ends = self.ends.pop(worker, None)
         if ends is None:
             return
-        self.lived[worker] += self.now
-        self._drop_internal(worker)
+        self.lived[worker] += self.now  # its signal and end, still scheduled, find it gone: ignored
         self._changed()
         if self.replace is not None:
             self._at(self.now + self.replace, "", _Join())
-
-    def _drop_internal(self, worker: str) -> None:
-        self._events = [e for e in self._events if not (isinstance(e[3], _Signal) and e[3].worker == worker)]
-        heapq.heapify(self._events)
 
     def connected_seconds(self) -> float:
         """Worker-seconds of every worker connected so far (up to now)."""

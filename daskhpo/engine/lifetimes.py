@@ -147,12 +147,13 @@ class Lifetimes:
         """
         if not self.known or not self.ends:
             return None
-        need = max(need or 0.0, self.min_left)
+        after = wall + max(need or 0.0, self.min_left)  # it must end after this
+        retired = self.retired
         # an unknown end is an infinite remaining life: always eligible
-        fit = tuple(w for w in self.ends if w not in self.retired and self.remaining(w, wall) > need)
+        fit = [w for w, end in self.ends.items() if (end is None or end > after) and w not in retired]
         busy = set(busy)
-        idle = tuple(w for w in fit if w not in busy)
-        return idle or fit
+        idle = [w for w in fit if w not in busy]
+        return tuple(idle or fit)
 
     def whole_life(self, wall: float) -> float:
         """The longest whole life (first seen to end) of a connected worker with a known end."""
@@ -196,7 +197,8 @@ class Lifetimes:
         if None in maybe:
             return []
         busy = set(busy) | maybe
+        before = wall + need
         out = [w for w, end in self.ends.items()
-               if end is not None and w not in self.retired and w not in busy and end - wall <= need]
+               if end is not None and end <= before and w not in self.retired and w not in busy]
         self.retired.update(out)
         return out
