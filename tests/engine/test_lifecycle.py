@@ -136,6 +136,16 @@ def learn(state, duration=200.0):
     return drive(state, outcome(sub.key, 0, "completed", started=0.0, ended=duration), [1], now=duration)
 
 
+def two_running(b_ends):
+    """Trials 0 and 1 running on workers "a" (long-lived) and "b" (ends at ``b_ends``)."""
+    state = LoopState(n_workers=2, run="r")
+    feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + b_ends}))
+    first, second = start(state, [0, 1])
+    feed(state, Started(first.key, "a"))
+    feed(state, Started(second.key, "b"))
+    return state, first, second
+
+
 def test_no_restriction_before_ends_are_known_and_little_before_run_times_are():
     state = LoopState(n_workers=2, run="r")
     assert all(s.workers is None for s in start(state, [0, 1]))  # no WorkersChanged: as before
@@ -156,11 +166,7 @@ def test_admission_keeps_a_trial_off_a_worker_about_to_end_and_retires_it_once_i
 
 
 def test_a_worker_running_our_trial_is_retired_only_when_it_is_done():
-    state = LoopState(n_workers=2, run="r")
-    feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + 600.0}))
-    first, second = start(state, [0, 1])
-    feed(state, Started(first.key, "a"))
-    feed(state, Started(second.key, "b"))
+    state, first, second = two_running(b_ends=600.0)
     out = drive(state, outcome(first.key, 0, "completed", started=0.0, ended=400.0, worker="a"), [2], now=400.0)
     # "b" has 200 s left < 505 s expected, but trial 1 still runs there: not retired yet
     assert not [i for i in out if isinstance(i, Retire)]
@@ -205,11 +211,7 @@ def test_a_trial_longer_than_any_whole_walltime_is_submitted_at_once_with_a_clea
 
 
 def test_a_queued_trial_goes_where_workers_are_when_its_own_leave():
-    state = LoopState(n_workers=2, run="r")
-    feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + 10_000.0}))
-    first, second = start(state, [0, 1])
-    feed(state, Started(first.key, "a"))
-    feed(state, Started(second.key, "b"))
+    state, first, second = two_running(b_ends=10_000.0)
     out = drive(state, outcome(first.key, 0, "completed", ended=100.0, worker="a"), [2], now=100.0)
     (sub,) = submits(out)
     assert sub.workers == ("a",)  # the idle one ("b" runs trial 1)
@@ -283,3 +285,37 @@ def test_admission_and_soft_lifetime_on_the_fake_cluster():
     assert executor.retired[:1] == ["fake-worker-1"]  # left at 100 s, idle, rather than at its end
     assert all(r.status == "completed" and r.attempts == 1 for r in records) and len(records) == 6
     assert not [r for r in records if r.worker == "fake-worker-1" and r.started >= 100.0]
+
+
+# -- the Dask executor's side of the contract --------------------------------------------------
+def test_the_dask_executor_runs_only_where_told_says_where_it_started_and_retires_a_worker():
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
+        w0, w1 = sorted(client.scheduler_info()["workers"])
+        executor = DaskExecutor(client, lambda x: x)
+        executor.open()
+        try:
+            for i in range(4):
+                executor.submit(TrialTask(i, {"x": float(i)}, f"lifecycle-{i}"), workers=(w1,))
+            started, done = {}, {}
+            while len(done) < 4 or len(started) < 4:
+                event = executor.next_event()
+                if isinstance(event, Started):
+                    started[event.key] = event.worker
+                elif isinstance(event, Completed):
+                    done[event.key] = event.outcome.record.worker
+            assert set(started.values()) == {w1} and set(done.values()) == {w1}
+            executor.retire(w0)
+            deadline = time.monotonic() + 60
+            while w0 in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(client.scheduler_info()["workers"]) == [w1]
+        finally:
+            executor.close()
