@@ -102,6 +102,7 @@ def simulate(aware: bool, args: argparse.Namespace) -> dict:
         "hours": args.hours,
         "trials_completed": sum(r.status == "completed" for r in records),
         "attempts_killed": executor.killed,
+        "killed_at_walltime": executor.killed_at_walltime,
         "attempts_preempted": executor.preempted,
         "workers_retired": len(executor.retired),
         "lost_fraction": round(lost / busy, 4) if busy else math.nan,

@@ -90,7 +90,8 @@ class TrialRecord:
         stopped at a report, to go on elsewhere from its checkpoint): epoch seconds when
         that attempt stopped, and the last step it had reported (NaN for none).  The
         steps before and after each hand-over are in the trial's reports; ``attempts``
-        counts the preempted attempts too.
+        counts the preempted attempts too; ``started`` (and so :attr:`duration`) is the
+        last attempt's.
 
     The worker fills ``objective``, ``values``, ``constraints`` and ``metrics`` from the
     objective's return value (:func:`daskhpo.results.parse_result`); no field is ever

@@ -27,7 +27,9 @@ what happened, one event at a time, from :meth:`Executor.next_event`:
 
 Two executors implement it: :class:`~daskhpo.engine.dask.DaskExecutor` (a Dask client)
 and :class:`~daskhpo.engine.fake.FakeExecutor` (in-process, deterministic, virtual time,
-for tests and simulations of thousands of slots).
+for tests and simulations of thousands of slots), with
+:class:`~daskhpo.engine.fake_lifetimes.FakeLifetimeExecutor` for workers with walltimes
+and preemptions.
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ class Quarantining(Protocol):
 class Retiring(Protocol):
     """An executor whose workers have lifetimes: it runs attempts only where told, and retires workers.
 
-    Such an executor sends :class:`WorkersChanged`.
+    Such an executor sends :class:`WorkersChanged`, and should have ``alarm(delay)``
+    (:class:`Clocked`): a trial that waits for a worker it fits on is bounded by an alarm.
     """
 
     def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:

@@ -96,8 +96,8 @@ class FakeLifetimeExecutor(FakeExecutor):
         self.signalled: set[str] = set()
         #: workers retired and still busy (they leave once idle)
         self._leaving: set[str] = set()
-        #: counts: attempts preempted (stopped at a report), killed with their worker
-        self.preempted = self.killed = 0
+        #: counts: attempts preempted (stopped at a report), killed with their worker (of those, at a walltime)
+        self.preempted = self.killed = self.killed_at_walltime = 0
         #: worker-seconds each worker was connected (utilization's denominator), by worker
         self.lived: dict[str, float] = {}
         #: virtual seconds attempts ran (busy), and of those, ran by attempts killed with their worker (lost)
@@ -201,6 +201,7 @@ class FakeLifetimeExecutor(FakeExecutor):
         key = self._busy.pop(worker, None)
         if key is not None:  # killed with its worker: lost, runs again from zero
             self.killed += 1
+            self.killed_at_walltime += self.ends[worker][0] == self.ends[worker][1]
             running = self._running.get(key)
             if running is not None and running.record.started is not None:
                 ran = self.now - running.record.started

@@ -10,6 +10,10 @@ I/O):
 * **Expected run time**, learned from the trials of this run that completed in one
   piece (no preemption; pruned trials stopped early and say nothing of a full run): the
   ``quantile`` (0.9) of their run times, times ``margin`` (1.25), plus ``slack`` (5 s).
+  The trials still running count too, with the time they ran so far (at least that: a
+  lower bound), refreshed every minute; without them the first estimates would be those
+  of the short trials alone (the long ones have not finished yet), and long trials would
+  be started where they cannot finish.
   Unknown before the first such trial: every worker is then eligible.  One number for
   every configuration: when run time depends strongly on a parameter (a fidelity, a
   model size) the high quantile is the long trials' time, so short trials are merely kept
@@ -92,6 +96,8 @@ class Lifetimes:
         self._sorted: list[float] = []
         self._expected: float | None = None
         self._warned_starved = self._warned_whole = False
+        #: the executor's clock when the running trials were last counted in (:meth:`estimate`)
+        self.refreshed = -math.inf
 
     # -- learning ---------------------------------------------------------------------------
     def observe(self, duration: float) -> None:
@@ -104,6 +110,15 @@ class Lifetimes:
             old = self._recent.pop(0)
             del self._sorted[bisect.bisect_left(self._sorted, old)]
         q = self._sorted[min(len(self._sorted) - 1, int(self.quantile * len(self._sorted)))]
+        self._expected = q * self.margin + self.slack
+
+    def estimate(self, running: Iterable[float], now: float) -> None:
+        """Count in the trials running now, with the seconds each ran so far (lower bounds)."""
+        self.refreshed = now
+        if not self._sorted:
+            return  # nothing completed yet: unknown
+        samples = sorted([*self._sorted, *running])
+        q = samples[min(len(samples) - 1, int(self.quantile * len(samples)))]
         self._expected = q * self.margin + self.slack
 
     @property

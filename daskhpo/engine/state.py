@@ -287,6 +287,8 @@ class _Job:
 
 #: seconds after which an attempt not yet started waits in a queue (not merely on its way)
 _QUEUED = 10.0
+#: seconds between two countings of the running trials into the expected run time
+_REFRESH = 60.0
 
 
 def _last_line(text: str | None) -> str:
@@ -544,6 +546,8 @@ class LoopState:
 
     def _submit(self, job: _Job) -> list[Any]:
         """Submit ``job`` where it fits before its worker's end; or park it until a worker fits it."""
+        if self.life.known and self.now - self.life.refreshed >= _REFRESH:
+            self.life.estimate((self.now - j.sent + j.ran for j in self.jobs.values() if j.placed), self.now)
         need = self.life.expected_for(job.ran)
         allowed = self.life.eligible(self.wall, need, (j.worker for j in self.jobs.values() if j.placed))
         out: list[Any] = []
