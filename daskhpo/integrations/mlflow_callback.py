@@ -1,0 +1,300 @@
+"""The MLflow callback (served as ``daskhpo.callbacks.MLflow``): each trial as an MLflow run.
+
+One *parent* run per daskhpo experiment, named after it, and one *nested* run per finished
+trial: its parameters as MLflow params, its final objective and metrics and its
+intermediate reports (``step=``) as MLflow metrics, its outcome as the run's status and its
+daskhpo bookkeeping as tags.  A search that resumes from its file logs into the same parent:
+the parent carries the tags ``daskhpo.experiment`` and ``daskhpo.storage`` (the file's
+absolute path), and is found by them.
+
+MLflow calls take milliseconds against a local database and up to minutes against a tracking
+server that does not answer (MLflow retries), so they run on a thread of the callback's own:
+the search's loop only queues each trial.  ``close()`` (called when ``workon`` returns) waits
+for the queue.  An MLflow failure never stops the search: the first is logged as a warning,
+later ones at debug level, and after three failures in a row the callback stops logging
+(each would wait for MLflow's retries); ``close()`` says how many trials were not logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import posixpath
+import queue
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MLflow"]
+
+logger = logging.getLogger(__name__)
+
+#: daskhpo status -> MLflow run status.  A pruned trial was stopped on purpose, before its
+#: end: KILLED (the ``daskhpo.status`` tag keeps the exact status).
+RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "broken": "FAILED", "timeout": "FAILED", "lost": "FAILED"}
+#: MLflow's limits (mlflow.utils.validation): longer values are cut here, so that MLflow
+#: neither refuses them nor warns once per trial
+MAX_KEY, MAX_PARAM, MAX_TAG = 250, 6000, 8000
+#: failures in a row after which the callback stops calling MLflow
+GIVE_UP_AFTER = 3
+_STOP = object()
+
+
+def _require_mlflow() -> Any:
+    try:
+        import mlflow
+    except ImportError:
+        raise ImportError(
+            "daskhpo.callbacks.MLflow needs MLflow: pip install mlflow (or pip install mlflow-skinny "
+            "sqlalchemy alembic for a local sqlite:/// store without the server)"
+        ) from None
+    return mlflow
+
+
+def mlflow_key(name: Any) -> str:
+    """``name`` as an MLflow param, metric or tag key (MLflow refuses other characters).
+
+    Characters other than letters, digits, ``_ - . / `` and space become ``_`` (the
+    portable set: colons are refused on Windows); a key that would resolve to another path
+    (``a/../b``, ``/x``) has its slashes replaced too.
+    """
+    key = re.sub(r"[^/\w.\- ]", "_", str(name))[:MAX_KEY]
+    normal = posixpath.normpath(key) if key else "."
+    if normal != key or normal in (".", "..") or normal.startswith(("/", "..")):
+        key = key.replace("/", "_")
+        key = key if key.strip(".") else "_" + key
+    return key[:MAX_KEY]
+
+
+def _param(value: Any) -> str | None:
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # an inactive conditional dimension: no param, as MLflow users expect
+    return str(value)[:MAX_PARAM]
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _ms(seconds: Any) -> int | None:
+    return None if seconds is None else int(float(seconds) * 1000)
+
+
+class MLflow:
+    """Log each finished trial to MLflow, nested under one run per experiment.
+
+    The parent run is named after the experiment and tagged ``daskhpo.experiment``,
+    ``daskhpo.storage``, ``daskhpo.space`` and ``daskhpo.algorithm``; it is RUNNING during
+    ``workon`` and FINISHED after.  Each trial is a child run ``trial <id>``:
+
+    * params: the trial's configuration (values as strings, cut at MLflow's 6000
+      characters; an inactive conditional dimension has no param);
+    * metrics: ``objective`` (or one per objective of a multi-objective experiment), the
+      objective's other metrics and ``constraint_<i>``, at the last reported step, and
+      every intermediate report (:func:`daskhpo.report`) at its step (rounded down:
+      MLflow's steps are integers), so that the metric's history is the learning curve and
+      its latest value the final one;
+    * status: FINISHED (completed), KILLED (pruned), FAILED (broken, timed out, lost);
+    * tags: ``daskhpo.trial``, ``daskhpo.status``, ``daskhpo.worker``, ``daskhpo.attempts``
+      and, when there is one, ``daskhpo.error``.
+
+    Keys with characters MLflow refuses have them replaced by ``_`` (see :func:`mlflow_key`).
+
+    Parameters
+    ----------
+    tracking_uri : str, optional
+        Where to log, e.g. ``"sqlite:///mlflow.db"`` or ``"http://mlflow:5000"``.  ``None``:
+        MLflow's own default (``MLFLOW_TRACKING_URI``, else, since MLflow 3, the database
+        ``mlflow.db`` in the working directory; MLflow 3 refuses the old ``./mlruns`` file
+        store unless ``MLFLOW_ALLOW_FILE_STORE=true``).
+    experiment_name : str, optional
+        The MLflow experiment (created if needed).  ``None``: the daskhpo experiment's name.
+
+    Examples
+    --------
+    >>> from daskhpo.callbacks import MLflow
+    >>> experiment.workon(train, max_trials=50,
+    ...                   callbacks=[MLflow("sqlite:///mlflow.db")])  # doctest: +SKIP
+    """
+
+    def __init__(self, tracking_uri: str | None = None, experiment_name: str | None = None) -> None:
+        _require_mlflow()
+        if tracking_uri is not None and not isinstance(tracking_uri, str):
+            raise TypeError(f"tracking_uri must be a string such as 'sqlite:///mlflow.db' or None, got {tracking_uri!r}")
+        if experiment_name is not None and (not isinstance(experiment_name, str) or not experiment_name):
+            raise ValueError(f"experiment_name must be a non-empty string or None, got {experiment_name!r}")
+        self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
+        #: the parent run of the last experiment set up (None before, or when MLflow failed)
+        self.parent_run_id: str | None = None
+        #: trials that could not be logged
+        self.failed = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._objectives: list[str] = []
+        self._in_a_row = 0
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"MLflow(tracking_uri={self.tracking_uri!r}, experiment_name={self.experiment_name!r})"
+
+    # -- the callback protocol (run on the search's loop: only queues) ----------------------
+    def setup(self, experiment: Any) -> None:
+        """Start logging ``experiment`` (``workon`` calls it before the first trial)."""
+        self._start()
+        attrs = experiment.attrs
+        storage = experiment.storage
+        self._queue.put(("parent", {
+            "name": str(experiment.name), "storage": "" if storage is None else os.path.abspath(storage),
+            "resuming": bool(experiment.records()), "objectives": list(experiment.objectives),
+            "space": str(attrs.get("space", "")), "algorithm": str(attrs.get("algorithm", "")),
+        }))
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        """Queue one finished trial (see :mod:`daskhpo.integrations.callbacks` for the record)."""
+        self._start()
+        self._queue.put(("trial", dict(record)))
+
+    def close(self) -> None:
+        """Log what is queued, mark the parent run FINISHED and stop the thread."""
+        if self._thread is None:
+            return
+        self._queue.put((_STOP, None))
+        self._thread.join()
+        self._thread = None
+        if self.failed:
+            logger.warning("MLflow: %d trial(s) were not logged to %s (see the warning above)",
+                           self.failed, self.tracking_uri or "MLflow's default tracking URI")
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="daskhpo-mlflow", daemon=True)
+            self._thread.start()
+
+    # -- the thread -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            kind, data = self._queue.get()
+            if kind is _STOP:
+                self._attempt("finishing the parent run", self._finish_parent)
+                return
+            if kind == "parent":  # a new run of the search: MLflow gets another chance
+                self._in_a_row, self._warned, self.failed = 0, False, 0
+                self._attempt("starting the parent run", self._start_parent, data)
+            elif not self._attempt(f"logging trial {data.get('trial')}", self._log_trial, data):
+                self.failed += 1
+
+    def _attempt(self, what: str, fn: Any, *args: Any) -> bool:
+        if self._in_a_row >= GIVE_UP_AFTER:
+            return False
+        try:
+            fn(*args)
+        except Exception as error:  # MLflow's errors are many (REST, SQL, validation): none stops the search
+            self._in_a_row += 1
+            if not self._warned:
+                logger.warning("MLflow: %s failed (%s: %s); the search goes on, further MLflow errors "
+                               "are logged at debug level", what, type(error).__name__, error)
+                self._warned = True
+            else:
+                logger.debug("MLflow: %s failed", what, exc_info=True)
+            if self._in_a_row == GIVE_UP_AFTER:
+                logger.warning("MLflow: %d failures in a row, no more trials are logged to MLflow", GIVE_UP_AFTER)
+            return False
+        self._in_a_row = 0
+        return True
+
+    def _connect(self, experiment_name: str) -> None:
+        from mlflow import MlflowClient
+
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        found = self._client.get_experiment_by_name(experiment_name)
+        if found is None:
+            try:
+                self._experiment_id = self._client.create_experiment(experiment_name)
+            except Exception:  # created meanwhile by another process
+                found = self._client.get_experiment_by_name(experiment_name)
+                if found is None:
+                    raise
+        if found is not None:
+            self._experiment_id = found.experiment_id
+
+    def _start_parent(self, info: dict[str, Any]) -> None:
+        self.parent_run_id = None
+        self._objectives = info["objectives"]
+        self._connect(self.experiment_name or info["name"])
+        # the tag values may hold any character; their digest is safe in a filter string
+        key = hashlib.sha1(f"{info['name']}\0{info['storage']}".encode()).hexdigest()
+        if info["resuming"]:  # a fresh experiment of the same name and file gets a parent of its own
+            runs = self._client.search_runs(
+                [self._experiment_id], filter_string=f"tags.`daskhpo.parent_key` = '{key}'",
+                max_results=1, order_by=["attributes.start_time DESC"])
+            if runs:
+                self.parent_run_id = runs[0].info.run_id
+                self._client.update_run(self.parent_run_id, status="RUNNING")
+                return
+        tags = {"daskhpo.experiment": info["name"], "daskhpo.storage": info["storage"], "daskhpo.parent_key": key,
+                "daskhpo.space": info["space"], "daskhpo.algorithm": info["algorithm"]}
+        run = self._client.create_run(self._experiment_id, run_name=info["name"],
+                                      tags={k: v[:MAX_TAG] for k, v in tags.items()})
+        self.parent_run_id = run.info.run_id
+
+    def _finish_parent(self) -> None:
+        if self.parent_run_id is not None:
+            self._client.set_terminated(self.parent_run_id, "FINISHED")
+
+    def _log_trial(self, record: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param
+
+        if self.parent_run_id is None:
+            raise RuntimeError("no parent run (starting it failed)")
+        trial, status = int(record["trial"]), str(record.get("status"))
+        now = time.time()
+        started = record.get("started") or record.get("submitted") or record.get("ended") or now
+        ended = record.get("ended") or now
+        tags = {"mlflow.parentRunId": self.parent_run_id, "daskhpo.trial": str(trial), "daskhpo.status": status,
+                "daskhpo.worker": str(record.get("worker") or ""), "daskhpo.attempts": str(record.get("attempts", 1))}
+        if record.get("error"):
+            tags["daskhpo.error"] = str(record["error"])[-MAX_TAG:]  # the end of a traceback says most
+        run = self._client.create_run(self._experiment_id, start_time=_ms(started), tags=tags,
+                                      run_name=f"trial {trial}")
+        params = [Param(mlflow_key(k), v) for k, v in dict(record.get("params") or {}).items()
+                  if (v := _param(v)) is not None]
+        metrics: list[Metric] = []
+        reports = list(record.get("reports") or [])
+        for step, values in reports:
+            for name, value in dict(values).items():
+                try:  # MLflow keeps NaN and infinities: a diverging curve is shown as it was
+                    metrics.append(Metric(mlflow_key(name), float(value), _ms(ended), _step(step)))
+                except (TypeError, ValueError):
+                    continue
+        last = max((_step(step) for step, _ in reports), default=0)
+        final = dict(record.get("metrics") or {})
+        values = list(record.get("values") or [])
+        if values and len(values) == len(self._objectives):
+            final.update(zip(self._objectives, values))
+        else:
+            final["objective"] = record.get("objective")
+        final.update({f"constraint_{i}": c for i, c in enumerate(record.get("constraints") or [])})
+        # the final values at the last step, and stamped last: they are each metric's latest value
+        stamp = _ms(ended) + 1
+        metrics += [Metric(mlflow_key(k), v, stamp, last) for k, value in final.items()
+                    if (v := _finite(value)) is not None]
+        self._client.log_batch(run.info.run_id, metrics=metrics, params=params)  # MLflow splits it at its limits
+        self._client.set_terminated(run.info.run_id, RUN_STATUS.get(status, "FAILED"), end_time=_ms(ended))
+
+
+def _step(step: Any) -> int:
+    # MLflow's steps are integers; fractional resources are rounded down.
+    return int(math.floor(float(step)))
