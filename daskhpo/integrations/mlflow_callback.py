@@ -10,7 +10,7 @@ absolute path), and is found by them.
 MLflow calls take milliseconds against a local database and up to minutes against a tracking
 server that does not answer (MLflow retries), so they run on a thread of the callback's own:
 the search's loop only queues each trial.  ``close()`` (called when ``workon`` returns) waits
-for the queue.  An MLflow failure never stops the search: the first is logged as a warning,
+for the queue (as long as MLflow makes progress, see ``timeout``).  An MLflow failure never stops the search: the first is logged as a warning,
 later ones at debug level, and after three failures in a row the callback stops logging
 (each would wait for MLflow's retries); ``close()`` says how many trials were not logged.
 """
@@ -60,14 +60,20 @@ def mlflow_key(name: Any) -> str:
 
     Characters other than letters, digits, ``_ - . / `` and space become ``_`` (the
     portable set: colons are refused on Windows); a key that would resolve to another path
-    (``a/../b``, ``/x``) has its slashes replaced too.
+    (``a/../b``, ``/x``, ``..``) has its slashes replaced, and a leading ``_`` if need be.
     """
     key = re.sub(r"[^/\w.\- ]", "_", str(name))[:MAX_KEY]
-    normal = posixpath.normpath(key) if key else "."
-    if normal != key or normal in (".", "..") or normal.startswith(("/", "..")):
+    if not _unique_path(key):
         key = key.replace("/", "_")
-        key = key if key.strip(".") else "_" + key
+    if not _unique_path(key):
+        key = "_" + key
     return key[:MAX_KEY]
+
+
+def _unique_path(key: str) -> bool:
+    # MLflow's rule (mlflow.utils.validation.path_not_unique): keys may be file names
+    normal = posixpath.normpath(key)
+    return bool(key) and normal == key and normal != "." and not normal.startswith(("..", "/"))
 
 
 def _param(value: Any) -> str | None:
@@ -119,6 +125,11 @@ class MLflow:
         store unless ``MLFLOW_ALLOW_FILE_STORE=true``).
     experiment_name : str, optional
         The MLflow experiment (created if needed).  ``None``: the daskhpo experiment's name.
+    timeout : float, default 30
+        How long ``close()`` (the end of ``workon``) waits for MLflow without any trial being
+        logged before it gives up on those still queued.  MLflow retries a tracking server
+        that does not answer for minutes (about four with its defaults,
+        ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``).
 
     Examples
     --------
@@ -127,8 +138,11 @@ class MLflow:
     ...                   callbacks=[MLflow("sqlite:///mlflow.db")])  # doctest: +SKIP
     """
 
-    def __init__(self, tracking_uri: str | None = None, experiment_name: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, experiment_name: str | None = None, *,
+                 timeout: float = 30.0) -> None:
         _require_mlflow()
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if tracking_uri is not None and not isinstance(tracking_uri, str):
             raise TypeError(f"tracking_uri must be a string such as 'sqlite:///mlflow.db' or None, got {tracking_uri!r}")
         if experiment_name is not None and (not isinstance(experiment_name, str) or not experiment_name):
@@ -138,7 +152,10 @@ class MLflow:
         self.parent_run_id: str | None = None
         #: trials that could not be logged
         self.failed = 0
+        self.timeout = float(timeout)
         self._queue: queue.Queue = queue.Queue()
+        self._done = 0  # items the thread handled: close() waits while this moves
+        self._trials = self._handled = 0  # trials queued, and handled by the thread
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._experiment_id: str | None = None
@@ -152,6 +169,8 @@ class MLflow:
     # -- the callback protocol (run on the search's loop: only queues) ----------------------
     def setup(self, experiment: Any) -> None:
         """Start logging ``experiment`` (``workon`` calls it before the first trial)."""
+        if self._thread is None:  # a new run of the search: MLflow gets another chance
+            self._in_a_row, self._warned, self.failed, self._trials, self._handled = 0, False, 0, 0, 0
         self._start()
         attrs = experiment.attrs
         storage = experiment.storage
@@ -164,36 +183,60 @@ class MLflow:
     def __call__(self, record: Mapping[str, Any]) -> None:
         """Queue one finished trial (see :mod:`daskhpo.integrations.callbacks` for the record)."""
         self._start()
+        self._trials += 1
         self._queue.put(("trial", dict(record)))
 
     def close(self) -> None:
-        """Log what is queued, mark the parent run FINISHED and stop the thread."""
-        if self._thread is None:
+        """Log what is queued, mark the parent run FINISHED and stop the thread.
+
+        Waits as long as MLflow keeps logging trials; after ``timeout`` seconds in which none
+        was logged, the trials still queued are given up (the thread is left to end with
+        the process).
+        """
+        thread, queued = self._thread, self._queue
+        if thread is None:
             return
-        self._queue.put((_STOP, None))
-        self._thread.join()
         self._thread = None
+        queued.put((_STOP, None))
+        while True:
+            done = self._done
+            thread.join(self.timeout)
+            if not thread.is_alive():
+                break
+            if self._done == done:
+                left = self._trials - self._handled
+                self.failed += left
+                logger.warning("MLflow: no answer from %s for %g s; %d queued trial(s) not logged",
+                               self._where(), self.timeout, left)
+                return
         if self.failed:
             logger.warning("MLflow: %d trial(s) were not logged to %s (see the warning above)",
-                           self.failed, self.tracking_uri or "MLflow's default tracking URI")
+                           self.failed, self._where())
+
+    def _where(self) -> str:
+        return self.tracking_uri or "MLflow's default tracking URI"
 
     def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="daskhpo-mlflow", daemon=True)
+        if self._thread is None:
+            # a queue per thread: one given up on by close() never takes a later run's trials
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._work, args=(self._queue,), name="daskhpo-mlflow", daemon=True)
             self._thread.start()
 
     # -- the thread -------------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, queued: queue.Queue) -> None:
         while True:
-            kind, data = self._queue.get()
+            kind, data = queued.get()
             if kind is _STOP:
                 self._attempt("finishing the parent run", self._finish_parent)
                 return
-            if kind == "parent":  # a new run of the search: MLflow gets another chance
-                self._in_a_row, self._warned, self.failed = 0, False, 0
+            if kind == "parent":
                 self._attempt("starting the parent run", self._start_parent, data)
-            elif not self._attempt(f"logging trial {data.get('trial')}", self._log_trial, data):
-                self.failed += 1
+            else:
+                if not self._attempt(f"logging trial {data.get('trial')}", self._log_trial, data):
+                    self.failed += 1
+                self._handled += 1
+            self._done += 1
 
     def _attempt(self, what: str, fn: Any, *args: Any) -> bool:
         if self._in_a_row >= GIVE_UP_AFTER:
@@ -269,8 +312,8 @@ class MLflow:
             tags["daskhpo.error"] = str(record["error"])[-MAX_TAG:]  # the end of a traceback says most
         run = self._client.create_run(self._experiment_id, start_time=_ms(started), tags=tags,
                                       run_name=f"trial {trial}")
-        params = [Param(mlflow_key(k), v) for k, v in dict(record.get("params") or {}).items()
-                  if (v := _param(v)) is not None]
+        params = [Param(mlflow_key(k), p) for k, v in dict(record.get("params") or {}).items()
+                  if (p := _param(v)) is not None]
         metrics: list[Metric] = []
         reports = list(record.get("reports") or [])
         for step, values in reports:
@@ -291,7 +334,11 @@ class MLflow:
         stamp = _ms(ended) + 1
         metrics += [Metric(mlflow_key(k), v, stamp, last) for k, value in final.items()
                     if (v := _finite(value)) is not None]
-        self._client.log_batch(run.info.run_id, metrics=metrics, params=params)  # MLflow splits it at its limits
+        try:
+            self._client.log_batch(run.info.run_id, metrics=metrics, params=params)  # split at MLflow's limits
+        except Exception:
+            self._client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))  # not left RUNNING
+            raise
         self._client.set_terminated(run.info.run_id, RUN_STATUS.get(status, "FAILED"), end_time=_ms(ended))
 
 
