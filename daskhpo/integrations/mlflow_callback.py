@@ -182,7 +182,9 @@ class MLflow:
 
     def __call__(self, record: Mapping[str, Any]) -> None:
         """Queue one finished trial (see :mod:`daskhpo.integrations.callbacks` for the record)."""
-        self._start()
+        if self._thread is None:
+            raise RuntimeError("the MLflow callback was not set up: pass it to workon(callbacks=[...]), "
+                               "or call its setup(experiment) first")
         self._trials += 1
         self._queue.put(("trial", dict(record)))
 

@@ -24,14 +24,13 @@ from daskhpo.integrations.mlflow_callback import RUN_STATUS, MLflow, mlflow_key 
 SPACE = {"lr": "loguniform(0.01, 1)", "kind": "choices(['good', 'bad', 'grün ☃'])"}
 
 
-def train(lr, kind, epochs=3):
+def train(lr, kind):
     if kind == "bad":
         raise RuntimeError("diverged")
-    loss = 0.0
-    for epoch in range(1, epochs + 1):
-        loss = lr / epoch
+    curve = [lr / epoch for epoch in (1, 2, 3)]
+    for epoch, loss in enumerate(curve, 1):
         daskhpo.report(epoch, objective=loss, accuracy=1 - loss)
-    return {"objective": loss / 2, "accuracy": 1 - loss}  # the final value differs from the last report
+    return {"objective": curve[-1] / 2, "accuracy": 1 - curve[-1]}  # the final value is not the last report
 
 
 def runs_of(uri, name):
@@ -176,3 +175,5 @@ def test_arguments_are_checked_and_it_is_served_as_daskhpo_callbacks():
         MLflow(experiment_name="")
     with pytest.raises(ValueError, match="timeout"):
         MLflow(timeout=0)
+    with pytest.raises(RuntimeError, match="setup"):
+        MLflow()({"trial": 0, "status": "completed", "params": {}})
