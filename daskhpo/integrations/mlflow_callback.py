@@ -147,46 +147,41 @@ class MLflow:
             raise TypeError(f"tracking_uri must be a string such as 'sqlite:///mlflow.db' or None, got {tracking_uri!r}")
         if experiment_name is not None and (not isinstance(experiment_name, str) or not experiment_name):
             raise ValueError(f"experiment_name must be a non-empty string or None, got {experiment_name!r}")
-        self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
-        #: the parent run of the last experiment set up (None before, or when MLflow failed)
-        self.parent_run_id: str | None = None
-        #: trials that could not be logged
-        self.failed = 0
-        self.timeout = float(timeout)
-        self._queue: queue.Queue = queue.Queue()
-        self._done = 0  # items the thread handled: close() waits while this moves
-        self._trials = self._handled = 0  # trials queued, and handled by the thread
-        self._thread: threading.Thread | None = None
-        self._client: Any = None
-        self._experiment_id: str | None = None
-        self._objectives: list[str] = []
-        self._in_a_row = 0
-        self._warned = False
+        self.tracking_uri, self.experiment_name, self.timeout = tracking_uri, experiment_name, float(timeout)
+        self._session: _Session | None = None  # the run of workon being logged (or the last one)
 
     def __repr__(self) -> str:
         return f"MLflow(tracking_uri={self.tracking_uri!r}, experiment_name={self.experiment_name!r})"
 
+    @property
+    def parent_run_id(self) -> str | None:
+        """The parent run of the last search set up (``None`` before, or when MLflow failed)."""
+        return None if self._session is None else self._session.parent_run_id
+
+    @property
+    def failed(self) -> int:
+        """How many trials of the last search were not logged."""
+        return 0 if self._session is None else self._session.failed
+
     # -- the callback protocol (run on the search's loop: only queues) ----------------------
     def setup(self, experiment: Any) -> None:
         """Start logging ``experiment`` (``workon`` calls it before the first trial)."""
-        if self._thread is None:  # a new run of the search: MLflow gets another chance
-            self._in_a_row, self._warned, self.failed, self._trials, self._handled = 0, False, 0, 0, 0
-        self._start()
-        attrs = experiment.attrs
-        storage = experiment.storage
-        self._queue.put(("parent", {
+        if self._session is None or self._session.closed:
+            # a session per run of workon: one that close() gave up on keeps its own state
+            self._session = _Session(self.tracking_uri, self.experiment_name)
+        attrs, storage = experiment.attrs, experiment.storage
+        self._session.put("parent", {
             "name": str(experiment.name), "storage": "" if storage is None else os.path.abspath(storage),
             "resuming": bool(experiment.records()), "objectives": list(experiment.objectives),
             "space": str(attrs.get("space", "")), "algorithm": str(attrs.get("algorithm", "")),
-        }))
+        })
 
     def __call__(self, record: Mapping[str, Any]) -> None:
         """Queue one finished trial (see :mod:`daskhpo.integrations.callbacks` for the record)."""
-        if self._thread is None:
+        if self._session is None or self._session.closed:
             raise RuntimeError("the MLflow callback was not set up: pass it to workon(callbacks=[...]), "
                                "or call its setup(experiment) first")
-        self._trials += 1
-        self._queue.put(("trial", dict(record)))
+        self._session.put("trial", dict(record))
 
     def close(self) -> None:
         """Log what is queued, mark the parent run FINISHED and stop the thread.
@@ -195,111 +190,130 @@ class MLflow:
         was logged, the trials still queued are given up (the thread is left to end with
         the process).
         """
-        thread, queued = self._thread, self._queue
-        if thread is None:
-            return
-        self._thread = None
-        queued.put((_STOP, None))
+        if self._session is not None and not self._session.closed:
+            self._session.close(self.timeout)
+
+
+class _Session:
+    """One run of ``workon`` logged to MLflow: a queue, the thread that empties it, its counts."""
+
+    def __init__(self, tracking_uri: str | None, experiment_name: str | None) -> None:
+        self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
+        self.parent_run_id: str | None = None
+        self.failed = 0  # trials not logged
+        self.closed = False
+        self.trials = self.handled = 0  # trials queued, and handled by the thread
+        self.done = 0  # items the thread handled: close() waits while this moves
+        self.queue: queue.Queue = queue.Queue()
+        self.client: Any = None
+        self.experiment_id: str | None = None
+        self.objectives: list[str] = []
+        self.in_a_row = 0
+        self.warned = False
+        self.thread = threading.Thread(target=self.work, name="daskhpo-mlflow", daemon=True)
+        self.thread.start()
+
+    def put(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "trial":
+            self.trials += 1
+        self.queue.put((kind, data))
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+        self.queue.put((_STOP, None))
         while True:
-            done = self._done
-            thread.join(self.timeout)
-            if not thread.is_alive():
+            done = self.done
+            self.thread.join(timeout)
+            if not self.thread.is_alive():
                 break
-            if self._done == done:
-                left = self._trials - self._handled
+            if self.done == done:
+                left = self.trials - self.handled
                 self.failed += left
                 logger.warning("MLflow: no answer from %s for %g s; %d queued trial(s) not logged",
-                               self._where(), self.timeout, left)
+                               self.where(), timeout, left)
                 return
         if self.failed:
             logger.warning("MLflow: %d trial(s) were not logged to %s (see the warning above)",
-                           self.failed, self._where())
+                           self.failed, self.where())
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return self.tracking_uri or "MLflow's default tracking URI"
 
-    def _start(self) -> None:
-        if self._thread is None:
-            # a queue per thread: one given up on by close() never takes a later run's trials
-            self._queue = queue.Queue()
-            self._thread = threading.Thread(target=self._work, args=(self._queue,), name="daskhpo-mlflow", daemon=True)
-            self._thread.start()
-
     # -- the thread -------------------------------------------------------------------------
-    def _work(self, queued: queue.Queue) -> None:
+    def work(self) -> None:
         while True:
-            kind, data = queued.get()
+            kind, data = self.queue.get()
             if kind is _STOP:
-                self._attempt("finishing the parent run", self._finish_parent)
+                self.attempt("finishing the parent run", self.finish_parent)
                 return
             if kind == "parent":
-                self._attempt("starting the parent run", self._start_parent, data)
+                self.attempt("starting the parent run", self.start_parent, data)
             else:
-                if not self._attempt(f"logging trial {data.get('trial')}", self._log_trial, data):
+                if not self.attempt(f"logging trial {data.get('trial')}", self.log_trial, data):
                     self.failed += 1
-                self._handled += 1
-            self._done += 1
+                self.handled += 1
+            self.done += 1
 
-    def _attempt(self, what: str, fn: Any, *args: Any) -> bool:
-        if self._in_a_row >= GIVE_UP_AFTER:
+    def attempt(self, what: str, fn: Any, *args: Any) -> bool:
+        if self.in_a_row >= GIVE_UP_AFTER:
             return False
         try:
             fn(*args)
         except Exception as error:  # MLflow's errors are many (REST, SQL, validation): none stops the search
-            self._in_a_row += 1
-            if not self._warned:
+            self.in_a_row += 1
+            if not self.warned:
                 logger.warning("MLflow: %s failed (%s: %s); the search goes on, further MLflow errors "
                                "are logged at debug level", what, type(error).__name__, error)
-                self._warned = True
+                self.warned = True
             else:
                 logger.debug("MLflow: %s failed", what, exc_info=True)
-            if self._in_a_row == GIVE_UP_AFTER:
+            if self.in_a_row == GIVE_UP_AFTER:
                 logger.warning("MLflow: %d failures in a row, no more trials are logged to MLflow", GIVE_UP_AFTER)
             return False
-        self._in_a_row = 0
+        self.in_a_row = 0
         return True
 
-    def _connect(self, experiment_name: str) -> None:
+    def connect(self, experiment_name: str) -> None:
         from mlflow import MlflowClient
 
-        if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        found = self._client.get_experiment_by_name(experiment_name)
+        if self.client is None:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        found = self.client.get_experiment_by_name(experiment_name)
         if found is None:
             try:
-                self._experiment_id = self._client.create_experiment(experiment_name)
+                self.experiment_id = self.client.create_experiment(experiment_name)
             except Exception:  # created meanwhile by another process
-                found = self._client.get_experiment_by_name(experiment_name)
+                found = self.client.get_experiment_by_name(experiment_name)
                 if found is None:
                     raise
         if found is not None:
-            self._experiment_id = found.experiment_id
+            self.experiment_id = found.experiment_id
 
-    def _start_parent(self, info: dict[str, Any]) -> None:
+    def start_parent(self, info: dict[str, Any]) -> None:
         self.parent_run_id = None
-        self._objectives = info["objectives"]
-        self._connect(self.experiment_name or info["name"])
+        self.objectives = info["objectives"]
+        self.connect(self.experiment_name or info["name"])
         # the tag values may hold any character; their digest is safe in a filter string
         key = hashlib.sha1(f"{info['name']}\0{info['storage']}".encode()).hexdigest()
         if info["resuming"]:  # a fresh experiment of the same name and file gets a parent of its own
-            runs = self._client.search_runs(
-                [self._experiment_id], filter_string=f"tags.`daskhpo.parent_key` = '{key}'",
+            runs = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`daskhpo.parent_key` = '{key}'",
                 max_results=1, order_by=["attributes.start_time DESC"])
             if runs:
                 self.parent_run_id = runs[0].info.run_id
-                self._client.update_run(self.parent_run_id, status="RUNNING")
+                self.client.update_run(self.parent_run_id, status="RUNNING")
                 return
         tags = {"daskhpo.experiment": info["name"], "daskhpo.storage": info["storage"], "daskhpo.parent_key": key,
                 "daskhpo.space": info["space"], "daskhpo.algorithm": info["algorithm"]}
-        run = self._client.create_run(self._experiment_id, run_name=info["name"],
+        run = self.client.create_run(self.experiment_id, run_name=info["name"],
                                       tags={k: v[:MAX_TAG] for k, v in tags.items()})
         self.parent_run_id = run.info.run_id
 
-    def _finish_parent(self) -> None:
+    def finish_parent(self) -> None:
         if self.parent_run_id is not None:
-            self._client.set_terminated(self.parent_run_id, "FINISHED")
+            self.client.set_terminated(self.parent_run_id, "FINISHED")
 
-    def _log_trial(self, record: dict[str, Any]) -> None:
+    def log_trial(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param
 
         if self.parent_run_id is None:
@@ -312,7 +326,7 @@ class MLflow:
                 "daskhpo.worker": str(record.get("worker") or ""), "daskhpo.attempts": str(record.get("attempts", 1))}
         if record.get("error"):
             tags["daskhpo.error"] = str(record["error"])[-MAX_TAG:]  # the end of a traceback says most
-        run = self._client.create_run(self._experiment_id, start_time=_ms(started), tags=tags,
+        run = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags,
                                       run_name=f"trial {trial}")
         params = [Param(mlflow_key(k), p) for k, v in dict(record.get("params") or {}).items()
                   if (p := _param(v)) is not None]
@@ -327,8 +341,8 @@ class MLflow:
         last = max((_step(step) for step, _ in reports), default=0)
         final = dict(record.get("metrics") or {})
         values = list(record.get("values") or [])
-        if values and len(values) == len(self._objectives):
-            final.update(zip(self._objectives, values))
+        if values and len(values) == len(self.objectives):
+            final.update(zip(self.objectives, values))
         else:
             final["objective"] = record.get("objective")
         final.update({f"constraint_{i}": c for i, c in enumerate(record.get("constraints") or [])})
@@ -337,11 +351,11 @@ class MLflow:
         metrics += [Metric(mlflow_key(k), v, stamp, last) for k, value in final.items()
                     if (v := _finite(value)) is not None]
         try:
-            self._client.log_batch(run.info.run_id, metrics=metrics, params=params)  # split at MLflow's limits
+            self.client.log_batch(run.info.run_id, metrics=metrics, params=params)  # split at MLflow's limits
         except Exception:
-            self._client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))  # not left RUNNING
+            self.client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))  # not left RUNNING
             raise
-        self._client.set_terminated(run.info.run_id, RUN_STATUS.get(status, "FAILED"), end_time=_ms(ended))
+        self.client.set_terminated(run.info.run_id, RUN_STATUS.get(status, "FAILED"), end_time=_ms(ended))
 
 
 def _step(step: Any) -> int:
