@@ -3,16 +3,19 @@
 One *parent* run per daskhpo experiment, named after it, and one *nested* run per finished
 trial: its parameters as MLflow params, its final objective and metrics and its
 intermediate reports (``step=``) as MLflow metrics, its outcome as the run's status and its
-daskhpo bookkeeping as tags.  A search that resumes from its file logs into the same parent:
-the parent carries the tags ``daskhpo.experiment`` and ``daskhpo.storage`` (the file's
-absolute path), and is found by them.
+daskhpo bookkeeping as tags.  A search that resumes (its experiment has trials already) logs
+into the same parent: the parent is tagged with the experiment's name and storage
+(``daskhpo.experiment``, ``daskhpo.storage``, and ``daskhpo.parent_key``, a digest of both
+that is safe in MLflow's filter strings) and found by them; a new experiment, even one of the
+same name and file, gets a parent of its own.
 
 MLflow calls take milliseconds against a local database and up to minutes against a tracking
 server that does not answer (MLflow retries), so they run on a thread of the callback's own:
-the search's loop only queues each trial.  ``close()`` (called when ``workon`` returns) waits
-for the queue (as long as MLflow makes progress, see ``timeout``).  An MLflow failure never stops the search: the first is logged as a warning,
-later ones at debug level, and after three failures in a row the callback stops logging
-(each would wait for MLflow's retries); ``close()`` says how many trials were not logged.
+the search's loop only queues each trial.  ``close()`` (called when ``workon`` returns)
+waits for the queue as long as MLflow makes progress (see ``timeout``).  An MLflow failure
+never stops the search: the first is logged as a warning, later ones at debug level, and
+after three failures in a row the callback stops logging (each would wait for MLflow's
+retries); ``close()`` says how many trials were not logged.
 """
 
 from __future__ import annotations
