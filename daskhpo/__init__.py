@@ -8,12 +8,13 @@
 """
 
 from ._version import __version__  # noqa: E402
+from .devices import TrialDevices  # noqa: E402
 from .engine import NoWorkersError, SchedulerLostError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
 from .records import ReportRecord, TrialRecord  # noqa: E402
-from .reporting import TrialPruned, load_checkpoint, report  # noqa: E402
+from .reporting import TrialPruned, current_trial_devices, load_checkpoint, report  # noqa: E402
 from .space import (  # noqa: E402
     Space,
     choices,
@@ -51,6 +52,8 @@ __all__ = [
     "DriverJob",
     "report",
     "load_checkpoint",
+    "current_trial_devices",
+    "TrialDevices",
     "TrialPruned",
     "TrialRecord",
     "ReportRecord",

@@ -1,7 +1,8 @@
 """The executor of a Dask client: trials as futures, reports on a pub/sub topic.
 
 * **Submission**: ``client.submit(run_attempt, ..., key=<unique>, pure=False,
-  resources=...)``; completions come from one :class:`distributed.as_completed` (results
+  resources=<the trial's request>)`` (one per configuration when ``resources`` is a
+  callable: :mod:`daskhpo.engine.resources`); completions come from one :class:`distributed.as_completed` (results
   gathered on the client's event loop), forwarded by a pump thread to the loop's inbox.
 * **Exactly once**: the pump releases each future the moment its result is taken (a
   future held while the pump waits for the next one made the scheduler recompute a
@@ -34,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from distributed import Client, Future, as_completed
@@ -42,6 +44,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
+from .resources import Request, ResourcesSpec, TrialResources, fits, largest, slots_on
 from .worker import CLAIMS, TrialTask, run_attempt
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
@@ -101,8 +104,10 @@ class DaskExecutor:
         The objective, called as ``fn(**params, **fn_kwargs)`` on a worker.
     fn_kwargs : dict, optional
         Fixed keyword arguments of every call.
-    resources : dict, optional
-        Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+    resources : dict or callable, optional
+        Dask resource annotation of every trial, e.g. ``{"GPU": 1}``, or
+        ``resources(params) -> dict``, one per configuration (see
+        :mod:`daskhpo.engine.resources` and :meth:`resources_for`).
     trial_timeout : float, optional
         Seconds, from its start on the worker, after which a trial is interrupted.
     worker_timeout : float
@@ -116,7 +121,7 @@ class DaskExecutor:
         fn: Callable[..., Any],
         *,
         fn_kwargs: Mapping[str, Any] | None = None,
-        resources: Mapping[str, float] | None = None,
+        resources: ResourcesSpec = None,
         trial_timeout: float | None = None,
         worker_timeout: float = 60.0,
     ) -> None:
@@ -125,7 +130,12 @@ class DaskExecutor:
             raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
         self.fn = fn
         self.fn_kwargs = dict(fn_kwargs or {})
-        self.resources = dict(resources) if resources else None
+        #: each trial's request (fixed or per configuration)
+        self.requests = TrialResources(resources)
+        #: the fixed request of every trial (``None``: none, or one per configuration)
+        self.resources = self.requests.fixed
+        #: address -> declared resources of the workers last asked for (per-trial requests' check)
+        self._declared: dict[str, dict] = {}
         self.trial_timeout = trial_timeout
         self.worker_timeout = worker_timeout
         self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
@@ -150,19 +160,53 @@ class DaskExecutor:
         return list(self._worker_info().values())
 
     def _fitting_slots(self) -> int:
-        workers = self._workers()
-        if not self.resources:
-            return sum(w["nthreads"] for w in workers)
-        total = 0
-        for w in workers:
-            have = w.get("resources", {})
-            fits = min(int(have.get(k, 0) // v) for k, v in self.resources.items() if v > 0)
-            total += min(fits, w["nthreads"])
-        return total
+        # Requests per configuration are not known before the trials are suggested: every
+        # worker's threads count.  Trials beyond what the resources let run wait in the
+        # scheduler's queue (no harm but a suggestion made early), and a thread is the most
+        # any trial takes (fractional GPUs: four 0.25-GPU trials need four threads).
+        return sum(slots_on(self.resources, w.get("resources", {}), w["nthreads"]) for w in self._workers())
+
+    def resources_for(self, params: Mapping[str, Any], trial: int | None = None) -> Request | None:
+        """The request of the trial with ``params``, once checked against the connected workers.
+
+        Called by the run when it plans a trial (so that a bad request ends the run before
+        the trial is journaled or submitted) and by :meth:`submit` for each attempt.
+
+        Raises
+        ------
+        ValueError
+            ``resources(params)`` raised or returned no valid request (names ``resources``,
+            the trial and its parameters).
+        NoWorkersError
+            No connected worker can ever hold the request (names it and the largest
+            worker); judged only with workers connected, so an adaptive cluster scaled to
+            nothing is not refused.
+        """
+        request = self.requests.of(params, trial)
+        if not request or not self.requests.per_trial:
+            return request  # a fixed request is judged once, by slots()
+        if any(fits(request, declared) for declared in self._declared.values()):
+            return request
+        try:  # a miss: ask the scheduler again (workers may have joined)
+            self._declared = {a: dict(w.get("resources", {})) for a, w in self._worker_info().items()}
+        except Exception as exc:  # the scheduler unreachable: the watchdog judges that
+            logger.debug("could not ask for the workers' resources: %s", exc)
+            return request
+        if self._declared and not any(fits(request, declared) for declared in self._declared.values()):
+            address, declared = largest(request, self._declared)
+            which = "a trial" if trial is None else f"trial {trial}"
+            raise NoWorkersError(
+                f"resources: {which} with params {dict(params)!r} asks for {request}, which no connected worker "
+                f"can ever hold; the largest, {address}, has {declared or 'no resources'}"
+            )
+        return request
 
     def slots(self) -> int:
         """Trials to keep in flight: the threads of the connected workers that have the
-        ``resources``, plus one in ten of them queued ahead.
+        ``resources`` (as many as those let run at once), plus one in ten of them queued ahead.
+        With resources per configuration: every connected worker's threads (a request is
+        only known once its trial is suggested; trials that do not fit yet wait in the
+        scheduler's queue).  ``workon(n_workers=...)`` overrides it.
 
         A queued trial waits on its worker (Dask sends a worker up to 10 % more tasks than
         it has threads, its ``worker-saturation``) and starts the moment a thread frees,
@@ -189,7 +233,10 @@ class DaskExecutor:
                 ) from None
         slots = self._fitting_slots()
         if slots < 1:
-            raise NoWorkersError(f"no connected worker has the resources {self.resources}")
+            address, declared = largest(self.resources, {a: w.get("resources", {}) for a, w in
+                                                         self._worker_info().items()})
+            raise NoWorkersError(f"no connected worker has the resources {self.resources}; the largest, "
+                                 f"{address}, has {declared or 'no resources'}")
         return slots + slots // 10
 
     # -- a run -------------------------------------------------------------------------
@@ -230,7 +277,7 @@ class DaskExecutor:
         other connected workers (``allow_other_workers=True``: should they all leave, it
         runs anywhere).
         """
-        task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
+        task = replace(task, topic=self.topic, resources=self.resources_for(task.params, task.trial))
         restrict = {}
         if avoid is not None:
             others = [w for w in self._worker_info()
@@ -239,7 +286,7 @@ class DaskExecutor:
                 restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
             run_attempt, self._objective, task, self.fn_kwargs, self.trial_timeout,
-            key=task.key, pure=False, resources=self.resources, **restrict,
+            key=task.key, pure=False, resources=task.resources, **restrict,
         )
         self._futures[task.key] = future
         self._completions.add(future)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .dask_executor import DaskExecutor
@@ -79,9 +80,13 @@ class PackedDaskExecutor(DaskExecutor):
         """Add the attempt to the next pack; send the pack when it is full.
 
         ``avoid`` is not honoured per trial (a pack runs where Dask puts it); a quarantined
-        worker is retired all the same.
+        worker is retired all the same.  With resources per configuration, a trial asking
+        another request than the pack's sends the pack first: a pack's trials ask the same.
         """
-        self._buffer.append(TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint))
+        request = self.resources_for(task.params, task.trial)
+        if self._buffer and request != self._buffer[0].resources:
+            self._flush()  # a pack is one Dask task with one request: trials asking the same
+        self._buffer.append(replace(task, topic=self.topic, resources=request))
         if len(self._buffer) >= self.trials_per_task:
             self._flush()
 
@@ -92,7 +97,7 @@ class PackedDaskExecutor(DaskExecutor):
         key = f"daskhpo-pack-{uuid.uuid4().hex}"
         future = self.client.submit(
             run_pack, self._objective, tasks, self.fn_kwargs, self.trial_timeout, key,
-            key=key, pure=False, resources=self.resources,
+            key=key, pure=False, resources=tasks[0].resources,
         )
         self._packs[key] = [t.key for t in tasks]
         for t in tasks:

@@ -20,6 +20,7 @@ from ..engine.broken import MaxBroken, check_max_broken
 from ..engine.drain import drain_requested
 from ..engine.loop import check_seconds
 from ..engine.packed import PackedDaskExecutor
+from ..engine.resources import TrialResources
 from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
@@ -194,7 +195,7 @@ class Experiment(ExperimentView):
         *,
         client: Any = None,
         n_workers: int | None = None,
-        resources: Mapping[str, float] | None = None,
+        resources: Mapping[str, float] | Callable[[dict[str, Any]], Mapping[str, float]] | None = None,
         retries: int = 1,
         trial_timeout: float | None = None,
         max_broken: MaxBroken = "auto",
@@ -232,8 +233,24 @@ class Experiment(ExperimentView):
             ``resources``), plus one in ten queued on the workers so that a freed thread
             starts its next trial without a round trip through the client.  Set it to your
             target size for adaptive clusters, which only grow while trials wait.
-        resources : dict, optional
-            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+        resources : dict or callable, optional
+            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``, or a callable
+            ``resources(params) -> dict`` giving each configuration its own, e.g.
+            ``lambda p: {"GPU": 2 if p["layers"] > 8 else 1}`` (called with a copy of the
+            parameters when a trial is planned and when each attempt is submitted: keep it
+            cheap and deterministic).  Amounts are non-negative finite numbers; a ``"GPU"``
+            amount is a share of one device (``0.25``: four trials share a worker's GPU)
+            or whole devices.  A callable that raises or returns anything else, or a request
+            no connected worker can ever hold, ends the call with an error naming
+            ``resources``, the trial and its parameters, before that trial is journaled or
+            submitted (not a broken trial: the configuration never ran, and the optimizer
+            must not learn that it fails).  Each trial asking for GPUs gets specific devices
+            of its worker: recorded in the history's ``gpu``, and given to the objective by
+            :func:`daskhpo.current_trial_devices` (``ordinals`` for ``cuda:<i>`` in-process;
+            ``daskhpo hunt`` programs get ``CUDA_VISIBLE_DEVICES``).  Shared GPUs isolate
+            nothing but the count: memory is not partitioned and compute is time-sliced
+            (see "Resources per configuration and shared GPUs" in ``docs/slurm.md``).
+            With a callable, the default ``n_workers`` counts every worker's threads.
         retries : int, default 1
             Further attempts of a trial whose worker died or left mid-trial (e.g. its
             Slurm job was cancelled); each is counted in the history's ``attempts``.
@@ -309,6 +326,7 @@ class Experiment(ExperimentView):
         check_max_broken(max_broken)  # bad values fail before a cluster starts
         check_seconds("timeout", timeout, positive=True)
         check_seconds("timeout_grace", timeout_grace, positive=False)
+        TrialResources(resources)  # a bad fixed request fails before a cluster starts
         if self._budget(max_trials) == 0:
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
