@@ -133,13 +133,14 @@ def visible_devices(declared: float | None = None, environ: Mapping[str, str] | 
     return [str(i) for i in range(int(declared or 0))]
 
 
-#: an allocator per worker of this process (several in-process workers: one each), by address
+#: an allocator per worker of this process (several in-process workers: one each), by address;
+#: outside a Dask worker (in-process executors), one per value of CUDA_VISIBLE_DEVICES
 _ALLOCATORS: dict[Any, DeviceAllocator] = {}
 _ALLOCATORS_LOCK = threading.Lock()
 
 
 def _allocator(worker: Any) -> DeviceAllocator:
-    key = None if worker is None else worker.address
+    key = ("process", os.environ.get("CUDA_VISIBLE_DEVICES")) if worker is None else worker.address
     with _ALLOCATORS_LOCK:
         allocator = _ALLOCATORS.get(key)
         if allocator is None:

@@ -66,11 +66,11 @@ class TrialResources:
     def __init__(self, spec: ResourcesSpec) -> None:
         self.fn: Callable[[dict[str, Any]], Any] | None = None
         self.fixed: Request | None = None
-        if callable(spec) and not isinstance(spec, Mapping):
+        if spec is None or isinstance(spec, Mapping):
+            self.fixed = check_request(spec) or None if spec else None
+        elif callable(spec):
             self.fn = spec
-        elif spec:
-            self.fixed = check_request(spec)
-        elif spec is not None and not isinstance(spec, Mapping):
+        else:
             raise ValueError(f"resources must be a dict or a callable(params) -> dict, got {spec!r}")
 
     @property
