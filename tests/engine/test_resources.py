@@ -18,6 +18,7 @@ from daskhpo.devices import DeviceAllocator, TrialDevices, visible_devices
 from daskhpo.engine.resources import TrialResources, check_request, fits, largest, slots_on
 from daskhpo.engine.worker import TrialTask, run_trial
 from daskhpo.reporting import current_trial
+from tests.helpers_rendezvous import Rendezvous
 
 SPACE = {"layers": "randint(1, 16)", "x": "uniform(0, 1)"}
 
@@ -197,35 +198,6 @@ def test_packs_hold_trials_that_ask_the_same(gpu2_client, no_cuda_env):
     exp.workon(asked, max_trials=10, client=gpu2_client, resources=per_layers, trials_per_task=3, progress=False)
     ds = exp.history
     assert ds["asked"].values.tolist() == [2.0 if layers > 8 else 1.0 for layers in ds["layers"].values]
-
-
-class Rendezvous:
-    """Trials wait (30 s at most) until another trial runs beside them; who ran with whom, on what."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.running: dict[int, str] = {}
-        self.met: dict[int, set[int]] = {}
-        self.peak = 0
-        self.device_loads: list[dict[str, int]] = []
-
-    def meet(self, trial: int, gpu: str) -> bool:
-        with self.cond:
-            self.running[trial] = gpu
-            self.peak = max(self.peak, len(self.running))
-            loads: dict[str, int] = {}
-            for g in self.running.values():
-                loads[g] = loads.get(g, 0) + 1
-            self.device_loads.append(loads)
-            self.met[trial] = set()
-            for other in self.running:
-                if other != trial:
-                    self.met[trial].add(other)
-                    self.met[other].add(trial)
-            self.cond.notify_all()
-            met = self.cond.wait_for(lambda: self.met[trial], timeout=30)
-            del self.running[trial]
-            return bool(met)
 
 
 RENDEZVOUS = Rendezvous()
