@@ -30,7 +30,7 @@ from .dask_executor import DaskExecutor
 from .executor import Completed, ExecutorEvent, Failed
 from .worker import TrialOutcome, TrialTask, claim_attempt, run_trial
 
-__all__ = ["PackedDaskExecutor", "run_pack"]
+__all__ = ["PackedDaskExecutor", "run_pack", "workon_executor"]
 
 
 def run_pack(
@@ -132,3 +132,17 @@ class PackedDaskExecutor(DaskExecutor):
         pack = self._in_pack.get(key)
         if pack is not None:
             super().cancel(pack)
+
+
+def workon_executor(fn: Callable[..., Any], *, trials_per_task: int = 1, **kwargs: Any) -> Callable[[Any], DaskExecutor]:
+    """The executor of :meth:`daskhpo.Experiment.workon`, for the client it will be given.
+
+    Its arguments (``resources``, ``trial_timeout``, ``trials_per_task``) are checked now, before
+    any cluster starts; the returned factory makes a :class:`DaskExecutor`, or a
+    :class:`PackedDaskExecutor` when ``trials_per_task`` > 1 (short trials).
+    """
+    if trials_per_task == 1:
+        DaskExecutor(None, fn, **kwargs)  # checks only: no client is touched before open()
+        return lambda client: DaskExecutor(client, fn, **kwargs)
+    PackedDaskExecutor(None, fn, trials_per_task=trials_per_task, **kwargs)
+    return lambda client: PackedDaskExecutor(client, fn, trials_per_task=trials_per_task, **kwargs)

@@ -15,12 +15,11 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..engine import DaskExecutor, Executor
+from ..engine import Executor
 from ..engine.broken import MaxBroken, check_max_broken
 from ..engine.drain import drain_requested
 from ..engine.loop import check_seconds
-from ..engine.packed import PackedDaskExecutor
-from ..engine.resources import TrialResources
+from ..engine.packed import workon_executor
 from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
@@ -234,23 +233,10 @@ class Experiment(ExperimentView):
             starts its next trial without a round trip through the client.  Set it to your
             target size for adaptive clusters, which only grow while trials wait.
         resources : dict or callable, optional
-            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``, or a callable
-            ``resources(params) -> dict`` giving each configuration its own, e.g.
-            ``lambda p: {"GPU": 2 if p["layers"] > 8 else 1}`` (called with a copy of the
-            parameters when a trial is planned and when each attempt is submitted: keep it
-            cheap and deterministic).  Amounts are non-negative finite numbers; a ``"GPU"``
-            amount is a share of one device (``0.25``: four trials share a worker's GPU)
-            or whole devices.  A callable that raises or returns anything else, or a request
-            no connected worker can ever hold, ends the call with an error naming
-            ``resources``, the trial and its parameters, before that trial is journaled or
-            submitted (not a broken trial: the configuration never ran, and the optimizer
-            must not learn that it fails).  Each trial asking for GPUs gets specific devices
-            of its worker: recorded in the history's ``gpu``, and given to the objective by
-            :func:`daskhpo.current_trial_devices` (``ordinals`` for ``cuda:<i>`` in-process;
-            ``daskhpo hunt`` programs get ``CUDA_VISIBLE_DEVICES``).  Shared GPUs isolate
-            nothing but the count: memory is not partitioned and compute is time-sliced
-            (see "Resources per configuration and shared GPUs" in ``docs/slurm.md``).
-            With a callable, the default ``n_workers`` counts every worker's threads.
+            Dask resources of every trial (``{"GPU": 1}``; ``{"GPU": 0.25}``: four share a GPU), or
+            ``resources(params) -> dict`` per configuration (a bad one ends the call before its trial is
+            submitted).  GPU trials get their own devices (:func:`daskhpo.current_trial_devices`, history
+            ``gpu``); a shared GPU isolates no memory, time-slices compute (MPS, MIG: ``docs/slurm.md``).
         retries : int, default 1
             Further attempts of a trial whose worker died or left mid-trial (e.g. its
             Slurm job was cancelled); each is counted in the history's ``attempts``.
@@ -326,17 +312,14 @@ class Experiment(ExperimentView):
         check_max_broken(max_broken)  # bad values fail before a cluster starts
         check_seconds("timeout", timeout, positive=True)
         check_seconds("timeout_grace", timeout_grace, positive=False)
-        TrialResources(resources)  # a bad fixed request fails before a cluster starts
+        make_executor = workon_executor(fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
+                                        worker_timeout=worker_timeout, trials_per_task=trials_per_task)  # checked now
         if self._budget(max_trials) == 0:
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
             return self
         with client_for(client or self._client) as dask_client:
-            # short trials: several per Dask task (daskhpo.engine.packed)
-            packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
-            executor = (PackedDaskExecutor if packing else DaskExecutor)(
-                dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
-                worker_timeout=worker_timeout, **packing)
+            executor = make_executor(dask_client)  # short trials: several per task (daskhpo.engine.packed)
             if dashboard:
                 from ..viz.dashboard import dask_link
 
