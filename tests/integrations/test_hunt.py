@@ -274,7 +274,7 @@ def test_each_program_sees_its_trials_own_gpus(tmp_path, monkeypatch):
     experiment = daskhpo.build_experiment("gpus", {"x": "uniform(-1, 1)"}, seed=2)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 2},
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
-        experiment.workon(Command(template, tmp_path / "runs"), max_trials=6, client=client, progress=False,
+        experiment.workon(Command(template, tmp_path / "runs"), max_trials=4, client=client, progress=False,
                           resources=lambda p: {"GPU": 2 if p["x"] > 0 else 1})
     ds = experiment.history
     assert set(ds["status"].values) == {"completed"}
