@@ -14,7 +14,14 @@ from .experiment import Experiment, build_experiment, create_experiment, load_ex
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
 from .records import ReportRecord, TrialRecord  # noqa: E402
-from .reporting import TrialPruned, current_trial_devices, load_checkpoint, report  # noqa: E402
+from .reporting import (  # noqa: E402
+    TrialPreempted,
+    TrialPruned,
+    current_trial_devices,
+    load_checkpoint,
+    preempt_trials,
+    report,
+)
 from .space import (  # noqa: E402
     Space,
     choices,
@@ -55,6 +62,8 @@ __all__ = [
     "current_trial_devices",
     "TrialDevices",
     "TrialPruned",
+    "TrialPreempted",
+    "preempt_trials",
     "TrialRecord",
     "ReportRecord",
     "StorageLocked",

@@ -26,12 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-__all__ = ["TrialRecord", "ReportRecord", "TrialStarted", "FINISHED", "STATUSES", "direction_sign", "event_from_json"]
+__all__ = ["TrialRecord", "ReportRecord", "TrialStarted", "FINISHED", "STATUSES", "PREEMPTED", "direction_sign",
+           "event_from_json"]
 
 #: statuses of a finished trial that count towards ``max_trials``
 FINISHED = ("completed", "pruned")
 #: every status a finished trial may have
 STATUSES = ("completed", "pruned", "broken", "timeout", "lost")
+#: the status of an *attempt* that stopped at a report because its worker is leaving
+#: (:class:`daskhpo.TrialPreempted`): never a stored trial's status, never counted broken;
+#: the engine runs the trial again from the checkpoint the attempt carried
+PREEMPTED = "preempted"
 
 
 def direction_sign(direction: str | None) -> float:
@@ -80,6 +85,12 @@ class TrialRecord:
         For an experiment with several objectives (``objectives=``), their values in the
         experiment's order of objectives, as the objective returned them (``objective``
         is then NaN); empty otherwise.
+    preempted : tuple of (float, float)
+        One ``(time, step)`` per preemption of the trial (its worker left and the trial
+        stopped at a report, to go on elsewhere from its checkpoint): epoch seconds when
+        that attempt stopped, and the last step it had reported (NaN for none).  The
+        steps before and after each hand-over are in the trial's reports; ``attempts``
+        counts the preempted attempts too.
 
     The worker fills ``objective``, ``values``, ``constraints`` and ``metrics`` from the
     objective's return value (:func:`daskhpo.results.parse_result`); no field is ever
@@ -106,6 +117,7 @@ class TrialRecord:
     seq: int = -1
     constraints: tuple[float, ...] = ()
     values: tuple[float, ...] = ()
+    preempted: tuple[tuple[float, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -139,6 +151,10 @@ class TrialRecord:
                 if value:  # left out when empty: journal lines of other trials are unchanged
                     out[f.name] = list(value)
                 continue
+            if f.name == "preempted":
+                if value:
+                    out[f.name] = [[t, None if math.isnan(s) else s] for t, s in value]
+                continue
             out[f.name] = None if isinstance(value, float) and math.isnan(value) else value
         return out
 
@@ -154,6 +170,8 @@ class TrialRecord:
         kwargs["metrics"] = dict(kwargs.get("metrics") or {})
         kwargs["constraints"] = tuple(float(c) for c in kwargs.get("constraints") or ())
         kwargs["values"] = tuple(math.nan if v is None else float(v) for v in kwargs.get("values") or ())
+        kwargs["preempted"] = tuple((float(t), math.nan if s is None else float(s))
+                                    for t, s in kwargs.get("preempted") or ())
         return cls(**kwargs)
 
 

@@ -16,6 +16,12 @@ This module runs on the workers.  :func:`daskhpo.engine.run_trial` opens a trial
 * ``checkpoint=`` keeps the trial's latest state (pickled at once, or the path of a
   directory); it travels back with the trial's result, once.
   :func:`load_checkpoint` gives the state the trial was started from.
+* When the worker is about to leave (a Slurm job's walltime or preemption signal), the
+  worker side calls :func:`preempt_trials`, which sets a "checkpoint and stop" flag on every
+  trial running in this process.  The next :func:`report` of each (after keeping that
+  call's ``checkpoint=``) raises :class:`TrialPreempted`; the attempt ends ``preempted``
+  with its checkpoint, and the engine runs the same trial again elsewhere from it.  A trial
+  that never reports is not stopped: it dies with its worker and runs again from zero.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ import cloudpickle
 
 from .results import InvalidResult, checked_number
 
-__all__ = ["TrialPruned", "report", "load_checkpoint", "current_trial", "current_trial_devices", "trial_context", "stop_trial", "release_trial"]
+__all__ = ["TrialPruned", "TrialPreempted", "preempt_trials", "report", "load_checkpoint", "current_trial",
+           "current_trial_devices", "trial_context", "stop_trial", "release_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,17 @@ class TrialPruned(Exception):
     """
 
 
+class TrialPreempted(Exception):
+    """Raised by :func:`report` when this trial's worker is about to leave (see :func:`preempt_trials`).
+
+    Let it propagate out of the objective: the attempt then ends with the checkpoint of
+    the report that raised it (or the latest one before), and the engine runs the same
+    trial (same id and parameters) again on another worker, where
+    :func:`load_checkpoint` returns that checkpoint.  Not a failure: it is never counted
+    broken, nor against ``retries``.
+    """
+
+
 @dataclass
 class _TrialContext:
     trial: int
@@ -58,6 +76,8 @@ class _TrialContext:
     address: str | None = None
     worker: Any = None
     stop: bool = False
+    #: the worker is leaving: checkpoint and stop at the next report
+    preempt: bool = False
     reports: list[list] = field(default_factory=list)
     checkpoint: tuple[str, Any] | None = None
     #: set when the decision on the report waited for (``report(wait=...)``) arrives
@@ -151,6 +171,31 @@ def stop_trial(key: str) -> bool:
     return True
 
 
+def preempt_trials() -> int:
+    """Ask every trial running in this process to checkpoint and stop; returns how many.
+
+    What a worker about to leave calls (e.g. on Slurm's warning signal before its job's
+    end): the next :func:`report` of each running trial keeps its ``checkpoint=`` and
+    raises :class:`TrialPreempted`; a report waiting for its decision (``wait=``) raises
+    at once.  Trials that never report are not affected (they end with the worker and
+    run again from zero).  Safe to call from any thread, and more than once.
+    """
+    with _ACTIVE_LOCK:
+        contexts = list(_ACTIVE.values())
+    for ctx in contexts:
+        ctx.preempt = True
+        ctx.decided.set()
+    return len(contexts)
+
+
+def _stop_here(ctx: _TrialContext, step: float) -> None:
+    """Raise what a report at ``step`` must raise once the trial was pruned or preempted."""
+    if ctx.stop:
+        raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
+    if ctx.preempt:
+        raise TrialPreempted(f"trial {ctx.trial} was preempted (at step {step:g}): its worker is leaving")
+
+
 def release_trial(key: str, step: float) -> bool:
     """Let the trial of task ``key`` go on, if its report at ``step`` waits for its decision.
 
@@ -222,6 +267,9 @@ def report(
     TrialPruned
         When the search decided to stop this trial (asynchronously: at the first report
         after the decision).  Let it propagate.
+    TrialPreempted
+        When the trial's worker is leaving (:func:`preempt_trials`): this call's
+        checkpoint is kept and the trial goes on elsewhere from it.  Let it propagate.
     ValueError
         For a step or a value that is not a real number.
 
@@ -251,8 +299,7 @@ def report(
     ctx.reports.append([step, values])
     if ctx.checkpoints is not None:
         ctx.checkpoints.append(ctx.checkpoint)
-    if ctx.stop:
-        raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
+    _stop_here(ctx, step)
     if ctx.topic is not None:
         message = {"trial": ctx.trial, "key": ctx.key, "worker": ctx.address, "step": step, "values": values}
         if timeout:
@@ -262,8 +309,7 @@ def report(
         ctx.worker.log_event(ctx.topic, message)
         if timeout:
             _await_decision(ctx, step, timeout)
-            if ctx.stop:
-                raise TrialPruned(f"trial {ctx.trial} was pruned (at step {step:g})")
+            _stop_here(ctx, step)
 
 
 def _wait_seconds(wait: bool | float) -> float:

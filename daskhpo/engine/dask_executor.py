@@ -1,9 +1,9 @@
 """The executor of a Dask client: trials as futures, reports on a pub/sub topic.
 
 * **Submission**: ``client.submit(run_attempt, ..., key=<unique>, pure=False,
-  resources=<the trial's request>)`` (one per configuration when ``resources`` is a
-  callable: :mod:`daskhpo.engine.resources`); completions come from one :class:`distributed.as_completed` (results
-  gathered on the client's event loop), forwarded by a pump thread to the loop's inbox.
+  resources=<the trial's request>)`` (:mod:`daskhpo.engine.resources`); completions come
+  from one :class:`distributed.as_completed` (results gathered on the client's event
+  loop), forwarded by a pump thread to the loop's inbox.
 * **Exactly once**: the pump releases each future the moment its result is taken (a
   future held while the pump waits for the next one made the scheduler recompute a
   recorded trial when its worker died later); and each attempt claims its key on the
@@ -44,7 +44,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
-from .resources import Request, ResourcesSpec, TrialResources, fits, largest, slots_on
+from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
 from .worker import CLAIMS, TrialTask, run_attempt
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
@@ -134,8 +134,6 @@ class DaskExecutor:
         self.requests = TrialResources(resources)
         #: the fixed request of every trial (``None``: none, or one per configuration)
         self.resources = self.requests.fixed
-        #: address -> declared resources of the workers last asked for (per-trial requests' check)
-        self._declared: dict[str, dict] = {}
         self.trial_timeout = trial_timeout
         self.worker_timeout = worker_timeout
         self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
@@ -160,46 +158,21 @@ class DaskExecutor:
         return list(self._worker_info().values())
 
     def _fitting_slots(self) -> int:
-        # Requests per configuration are not known before the trials are suggested: every
-        # worker's threads count.  Trials beyond what the resources let run wait in the
-        # scheduler's queue (no harm but a suggestion made early), and a thread is the most
-        # any trial takes (fractional GPUs: four 0.25-GPU trials need four threads).
+        # Requests per configuration are unknown before their trials are suggested: every
+        # worker's threads count (trials that do not fit yet wait in the scheduler's queue).
         return sum(slots_on(self.resources, w.get("resources", {}), w["nthreads"]) for w in self._workers())
 
     def resources_for(self, params: Mapping[str, Any], trial: int | None = None) -> Request | None:
-        """The request of the trial with ``params``, once checked against the connected workers.
+        """The request of the trial with ``params``, checked against the connected workers
+        (:meth:`~daskhpo.engine.resources.TrialResources.checked`: ValueError, NoWorkersError).
 
         Called by the run when it plans a trial (so that a bad request ends the run before
         the trial is journaled or submitted) and by :meth:`submit` for each attempt.
-
-        Raises
-        ------
-        ValueError
-            ``resources(params)`` raised or returned no valid request (names ``resources``,
-            the trial and its parameters).
-        NoWorkersError
-            No connected worker can ever hold the request (names it and the largest
-            worker); judged only with workers connected, so an adaptive cluster scaled to
-            nothing is not refused.
         """
-        request = self.requests.of(params, trial)
-        if not request or not self.requests.per_trial:
-            return request  # a fixed request is judged once, by slots()
-        if any(fits(request, declared) for declared in self._declared.values()):
-            return request
-        try:  # a miss: ask the scheduler again (workers may have joined)
-            self._declared = {a: dict(w.get("resources", {})) for a, w in self._worker_info().items()}
-        except Exception as exc:  # the scheduler unreachable: the watchdog judges that
-            logger.debug("could not ask for the workers' resources: %s", exc)
-            return request
-        if self._declared and not any(fits(request, declared) for declared in self._declared.values()):
-            address, declared = largest(request, self._declared)
-            which = "a trial" if trial is None else f"trial {trial}"
-            raise NoWorkersError(
-                f"resources: {which} with params {dict(params)!r} asks for {request}, which no connected worker "
-                f"can ever hold; the largest, {address}, has {declared or 'no resources'}"
-            )
-        return request
+        return self.requests.checked(params, trial, self._declared_resources)
+
+    def _declared_resources(self) -> dict[str, dict]:
+        return {address: dict(w.get("resources", {})) for address, w in self._worker_info().items()}
 
     def slots(self) -> int:
         """Trials to keep in flight: the threads of the connected workers that have the
@@ -233,8 +206,7 @@ class DaskExecutor:
                 ) from None
         slots = self._fitting_slots()
         if slots < 1:
-            address, declared = largest(self.resources, {a: w.get("resources", {}) for a, w in
-                                                         self._worker_info().items()})
+            address, declared = largest(self.resources, self._declared_resources())
             raise NoWorkersError(f"no connected worker has the resources {self.resources}; the largest, "
                                  f"{address}, has {declared or 'no resources'}")
         return slots + slots // 10
@@ -270,16 +242,20 @@ class DaskExecutor:
         self._watch_thread.start()
         self._opened = True
 
-    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+    def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:
         """Submit one attempt as a task with the attempt's key.
 
         ``avoid``: a worker it should not run on.  The task is restricted, loosely, to the
         other connected workers (``allow_other_workers=True``: should they all leave, it
-        runs anywhere).
+        runs anywhere).  ``workers``: it runs only on one of these (strictly:
+        ``allow_other_workers=False``; the loop's walltime-aware admission, which names the
+        workers a trial fits on before their end).
         """
         task = replace(task, topic=self.topic, resources=self.resources_for(task.params, task.trial))
-        restrict = {}
-        if avoid is not None:
+        restrict: dict[str, Any] = {}
+        if workers is not None:
+            restrict = {"workers": [w for w in workers if w != avoid] or list(workers), "allow_other_workers": False}
+        elif avoid is not None:
             others = [w for w in self._worker_info()
                       if w != avoid and w not in self._quarantined]
             if others:
@@ -345,12 +321,22 @@ class DaskExecutor:
         self._quarantined.add(worker)
         self.client.loop.add_callback(self._retire, worker)
 
-    async def _retire(self, worker: str) -> None:
+    def retire(self, worker: str) -> None:
+        """Retire ``worker`` gracefully, without waiting (its life is nearly over: a soft lifetime).
+
+        The loop asks only once nothing of its runs there, and admits nothing new there
+        meanwhile.  ``Client.retire_workers(close_workers=True)`` as for a quarantine, but
+        its node is not excluded from new jobs: an adaptive cluster starts a replacement
+        worker, wherever the batch system puts it.
+        """
+        self.client.loop.add_callback(self._retire, worker, False)
+
+    async def _retire(self, worker: str, exclude: bool = True) -> None:
         import asyncio
         import socket
 
         cluster = getattr(self.client, "cluster", None)
-        if _is_slurm(cluster):
+        if exclude and _is_slurm(cluster):
             try:
                 names = await asyncio.wait_for(self.client.run(socket.gethostname, workers=[worker],
                                                                on_error="ignore", asynchronous=True), 10)
@@ -363,7 +349,7 @@ class DaskExecutor:
         try:
             await self.client.retire_workers([worker], close_workers=True, asynchronous=True)
         except Exception as exc:  # it may be gone already
-            logger.warning("could not retire quarantined worker %s: %s", worker, exc)
+            logger.warning("could not retire %s worker %s: %s", "quarantined" if exclude else "ending", worker, exc)
 
     def close(self) -> None:
         """Unsubscribe, stop the threads, cancel every future and hold none."""

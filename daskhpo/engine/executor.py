@@ -17,6 +17,10 @@ what happened, one event at a time, from :meth:`Executor.next_event`:
 :class:`Wake`
     Only from an executor with the optional ``wake()`` method (callable from any thread):
     the loop should look at its suggestions again.
+:class:`WorkersChanged`
+    Only from an executor that knows when its workers end (their walltime): the workers
+    connected now, each with its end.  The loop then admits a trial only where it fits
+    and retires workers near their end (:mod:`daskhpo.engine.lifetimes`).
 
 Two executors implement it: :class:`~daskhpo.engine.dask.DaskExecutor` (a Dask client)
 and :class:`~daskhpo.engine.fake.FakeExecutor` (in-process, deterministic, virtual time,
@@ -25,13 +29,15 @@ for tests and simulations of thousands of slots).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # only annotations: the loop imports this module, and nothing of the worker side
     from .worker import TrialOutcome, TrialTask
 
-__all__ = ["Executor", "Wakeable", "Releasing", "Quarantining", "Clocked", "ExecutorEvent", "Completed", "Failed", "Reported", "Rerun", "NoWorkers", "Wake"]
+__all__ = ["Executor", "Wakeable", "Releasing", "Quarantining", "Retiring", "Clocked", "ExecutorEvent", "Completed",
+           "Failed", "Reported", "Rerun", "NoWorkers", "Wake", "WorkersChanged"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,21 @@ class Wake:
     """
 
 
-ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers | Wake
+@dataclass(frozen=True)
+class WorkersChanged:
+    """The workers connected now, each with the time it ends.
+
+    ``ends`` maps each connected worker's address to the wall-clock epoch time
+    (``time.time()``'s scale) at which it will be gone (its job's walltime, a known
+    preemption), or ``None`` when unknown.  A worker missing from it has left.  Sent when
+    the set of workers or an end changes; executors that know nothing of lifetimes never
+    send it (the loop then admits trials anywhere, as before).
+    """
+
+    ends: Mapping[str, float | None]
+
+
+ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers | Wake | WorkersChanged
 
 
 @runtime_checkable
@@ -123,7 +143,11 @@ class Executor(Protocol):
         """Start a run: from now on, events are collected."""
 
     def submit(self, task: TrialTask) -> None:
-        """Start an attempt (non-blocking)."""
+        """Start an attempt (non-blocking).
+
+        Executors that can restrict where it runs take ``avoid=`` (:class:`Quarantining`)
+        and ``workers=`` (:class:`Retiring`) too.
+        """
 
     def next_event(self) -> ExecutorEvent:
         """Wait for the next event of a submitted attempt."""
@@ -166,11 +190,29 @@ class Releasing(Protocol):
 class Quarantining(Protocol):
     """An executor that can keep attempts away from a worker."""
 
-    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+    def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:
         """Start an attempt, if possible not on worker ``avoid``."""
 
     def quarantine(self, worker: str) -> None:
         """Send no further attempt to ``worker``."""
+
+
+@runtime_checkable
+class Retiring(Protocol):
+    """An executor whose workers have lifetimes: it runs attempts only where told, and retires workers.
+
+    Such an executor sends :class:`WorkersChanged`.
+    """
+
+    def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:
+        """Start an attempt; ``workers``: only on one of these (strictly), ``None``: anywhere."""
+
+    def retire(self, worker: str) -> None:
+        """``worker`` takes nothing new and leaves once idle (the loop asks only when nothing of its runs there).
+
+        Not a quarantine: the node is not excluded from new jobs; an adaptive cluster
+        replaces the worker.
+        """
 
 
 @runtime_checkable

@@ -102,6 +102,10 @@ class FakeExecutor:
         self._queued: list[TrialTask] = []
         #: attempt key -> a worker it should not run on (unless no other is left)
         self._avoid: dict[str, str] = {}
+        #: attempt key -> the only workers it may run on
+        self._only: dict[str, tuple[str, ...]] = {}
+        #: workers retired (they left once idle), in order
+        self.retired: list[str] = []
         self._free_since: dict[str, float] = {w: 0.0 for w in self.workers}
         #: workers quarantined, in order
         self.quarantined: list[str] = []
@@ -129,6 +133,9 @@ class FakeExecutor:
             return self.workers[0]
         avoid = self._avoid.get(key)
         free = [w for w in self.workers if w not in self._busy]
+        only = self._only.get(key)
+        if only is not None:
+            free = [w for w in free if w in only]
         if avoid is not None and any(w != avoid for w in self.workers):
             free = [w for w in free if w != avoid]  # as Dask's loose worker restrictions
         if not free:
@@ -149,6 +156,12 @@ class FakeExecutor:
             self.workers.remove(worker)
         self.quarantined.append(worker)
 
+    def retire(self, worker: str) -> None:
+        """``worker`` takes nothing new and leaves (the loop asks once it is idle)."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+        self.retired.append(worker)
+
     def add_worker(self) -> str:
         """A new worker joins (as an adaptive cluster grows); returns its name."""
         worker = f"fake-worker-{self._n_workers}"
@@ -168,14 +181,17 @@ class FakeExecutor:
     def _at(self, time: float, key: str, event: Any) -> None:
         heapq.heappush(self._events, (time, next(self._order), key, event))
 
-    def submit(self, task: TrialTask, avoid: str | None = None) -> None:
+    def submit(self, task: TrialTask, avoid: str | None = None, workers: tuple[str, ...] | None = None) -> None:
         """Run the attempt now (or once a worker is free); schedule its reports and completion.
 
-        ``avoid``: a worker not to run it on, unless no other is left.
+        ``avoid``: a worker not to run it on, unless no other is left.  ``workers``: run it
+        only on one of these (it waits until one is free).
         """
         self.submitted.append(task)
         if avoid is not None:
             self._avoid[task.key] = avoid
+        if workers is not None:
+            self._only[task.key] = tuple(workers)
         worker = self._take_worker(task.key)
         if worker is None:  # every worker busy: it waits, as on a cluster
             self._queued.append(task)

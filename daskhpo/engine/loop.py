@@ -70,6 +70,7 @@ from .state import (
     Release,
     Report,
     RequestSuggestions,
+    Retire,
     SetAlarm,
     Start,
     Submit,
@@ -316,10 +317,21 @@ class Engine:
         if self._on_start is not None:
             self._on_start(plan, instruction.attempt)
         task = TrialTask(plan.trial, plan.params, instruction.key, checkpoint=plan.checkpoint)
+        where: dict[str, Any] = {}  # only what is set: an executor without the capability takes task alone
         if instruction.avoid is not None:
-            self.executor.submit(task, avoid=instruction.avoid)
-        else:
-            self.executor.submit(task)
+            where["avoid"] = instruction.avoid
+        if instruction.workers is not None:
+            where["workers"] = instruction.workers
+        self.executor.submit(task, **where)
+
+    def _do_retire(self, instruction: Retire) -> None:
+        retire = getattr(self.executor, "retire", None)
+        if retire is None:
+            return
+        try:
+            retire(instruction.worker)
+        except Exception:  # it may be gone already
+            logger.exception("could not retire worker %s", instruction.worker)
 
     def _do_record(self, instruction: Record) -> None:
         self._record(instruction.trial, instruction.checkpoint)
@@ -408,6 +420,7 @@ Engine._do = {
     Release: Engine._do_release,
     Cancel: lambda self, i: self.executor.cancel(i.key) and None,
     QuarantineWorker: lambda self, i: self._quarantine(i) and None,
+    Retire: Engine._do_retire,
     SetAlarm: Engine._do_alarm,
     WaitForModel: Engine._do_wait,
     Finish: Engine._do_finish,

@@ -14,15 +14,20 @@ and judges it against the workers' declared resources with :func:`fits` and
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
+from .errors import NoWorkersError
+
 __all__ = ["GPU", "Request", "ResourcesSpec", "TrialResources", "check_request", "fits", "slots_on", "largest"]
 
 #: the resource name of GPUs (what :class:`daskhpo.SlurmGPUCluster`'s workers declare)
 GPU = "GPU"
+
+logger = logging.getLogger(__name__)
 
 Request = dict[str, float]
 ResourcesSpec = Union[Mapping[str, float], Callable[[dict[str, Any]], Mapping[str, float]], None]
@@ -66,6 +71,8 @@ class TrialResources:
     def __init__(self, spec: ResourcesSpec) -> None:
         self.fn: Callable[[dict[str, Any]], Any] | None = None
         self.fixed: Request | None = None
+        #: address -> declared resources of the workers last asked for (see :meth:`checked`)
+        self.declared: dict[str, dict] = {}
         if spec is None or isinstance(spec, Mapping):
             self.fixed = check_request(spec) or None if spec else None
         elif callable(spec):
@@ -95,6 +102,40 @@ class TrialResources:
         except Exception as exc:
             raise ValueError(f"{which} raised {type(exc).__name__}: {exc}") from exc
         return check_request(value, which) or None
+
+
+    def checked(self, params: Mapping[str, Any], trial: int | None,
+                workers: Callable[[], Mapping[str, Mapping[str, float]]]) -> Request | None:
+        """:meth:`of`, once a per-configuration request is judged against the workers.
+
+        ``workers()`` gives each connected worker's declared resources by address; it is
+        asked again only when no worker seen last time fits (workers may have joined).  A
+        fixed request is not judged here (the executor does it once, sizing its slots).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`of`.
+        NoWorkersError
+            No connected worker can ever hold the request (names it and the largest
+            worker).  With none connected (an adaptive cluster at 0 jobs) it is not judged.
+        """
+        request = self.of(params, trial)
+        if not request or self.fn is None or any(fits(request, d) for d in self.declared.values()):
+            return request
+        try:
+            self.declared = {a: dict(d) for a, d in workers().items()}
+        except Exception as exc:  # the scheduler unreachable: the executor's watchdog judges that
+            logger.debug("could not ask for the workers' resources: %s", exc)
+            return request
+        if self.declared and not any(fits(request, d) for d in self.declared.values()):
+            address, declared = largest(request, self.declared)
+            which = "a trial" if trial is None else f"trial {trial}"
+            raise NoWorkersError(
+                f"resources: {which} with params {dict(params)!r} asks for {request}, which no connected worker "
+                f"can ever hold; the largest, {address}, has {declared or 'no resources'}"
+            )
+        return request
 
 
 def fits(request: Mapping[str, float], declared: Mapping[str, float]) -> bool:

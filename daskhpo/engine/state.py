@@ -31,7 +31,7 @@ from ..records import FINISHED, ReportRecord, TrialRecord
 from .broken import BrokenPolicy, MaxBroken
 from .drain import DrainRequest
 from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
-from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake
+from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake, WorkersChanged
 from .quarantine import Quarantine
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     # events
     "Start", "Suggested", "Decided", "DrainRequested", "Idle", "Ended",
     # instructions
-    "Submit", "Cancel", "Prune", "Release", "Report", "Record", "QuarantineWorker", "SetAlarm",
+    "Submit", "Retire", "Cancel", "Prune", "Release", "Report", "Record", "QuarantineWorker", "SetAlarm",
     "RequestSuggestions", "TakeSuggestions", "WaitForModel", "Raise", "Finish",
 ]
 
@@ -121,12 +121,24 @@ class Ended:
 # -- instructions -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Submit:
-    """Start attempt ``attempt`` of ``plan`` as ``key``, if possible not on worker ``avoid``."""
+    """Start attempt ``attempt`` of ``plan`` as ``key``, if possible not on worker ``avoid``.
+
+    ``workers``: run it only on one of these (the workers it fits on before their end);
+    ``None``: anywhere.
+    """
 
     plan: Planned
     key: str
     attempt: int
     avoid: str | None = None
+    workers: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Retire:
+    """``worker`` takes nothing new and leaves once idle (nothing of this run runs there)."""
+
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -318,6 +330,8 @@ class LoopState:
         self.done = False
         self._told: set[str] = set()
         self._attempts = 0
+        #: worker -> its end (epoch seconds, None: unknown), as of the last WorkersChanged
+        self.ends: dict[str, float | None] = {}
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -389,6 +403,10 @@ class LoopState:
         if self.drains or not self.model:
             return []
         return [WaitForModel(0.1), *self._fill()]  # only the model can move things on
+
+    def _workers_changed(self, event: WorkersChanged, wall: float) -> list[Any]:
+        self.ends = dict(event.ends)
+        return []
 
     def _drain_requested(self, event: DrainRequested, wall: float) -> list[Any]:
         self.drains.append(event.request)
@@ -636,4 +654,5 @@ _HANDLERS = {
     NoWorkers: LoopState._no_workers,
     Completed: LoopState._attempt_ended,
     Failed: LoopState._attempt_ended,
+    WorkersChanged: LoopState._workers_changed,
 }

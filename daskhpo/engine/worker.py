@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..devices import trial_devices
-from ..records import TrialRecord
-from ..reporting import TrialPruned, trial_context
+from ..records import PREEMPTED, TrialRecord
+from ..reporting import TrialPreempted, TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
 
 __all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "AttemptLost", "CLAIMS", "run_trial", "run_attempt",
-           "claim_attempt", "pruned", "timed_out", "cut_short"]
+           "claim_attempt", "pruned", "preempted", "timed_out", "cut_short"]
 
 #: the scheduler's metadata (``Client.set_metadata``) where attempts are claimed, by run then key
 CLAIMS = "daskhpo-attempts"
@@ -173,6 +173,17 @@ def pruned(record: TrialRecord, reports: list[tuple[float, dict[str, float]]]) -
                           constraints=(), values=())
 
 
+def preempted(record: TrialRecord, reports: list[tuple[float, dict[str, float]]]) -> TrialRecord:
+    """``record`` as an attempt stopped by :class:`daskhpo.TrialPreempted` after its last report.
+
+    Not a result: no objective, no metrics; the engine runs the trial again from the
+    attempt's checkpoint.
+    """
+    step = reports[-1][0] if reports else math.nan
+    return record.replace(status=PREEMPTED, objective=math.nan, metrics={}, constraints=(), values=(),
+                          last_step=step, error=f"preempted after step {step:g}: its worker is leaving")
+
+
 def timed_out(record: TrialRecord, timeout: float | None) -> TrialRecord:
     """``record`` as a trial interrupted by its ``trial_timeout``."""
     return record.replace(status="timeout", objective=math.nan, metrics={}, constraints=(), values=(),
@@ -183,16 +194,17 @@ def cut_short(outcome: TrialOutcome, reports: int, status: str, timeout: float |
     """``outcome`` as if its attempt had stopped right after its first ``reports`` reports.
 
     What a worker does when a trial is pruned (``status="pruned"``: :class:`TrialPruned`
-    raised by the report a decision answered) or interrupted by its deadline
-    (``status="timeout"``), for an executor that ran the attempt to its end first and
+    raised by the report a decision answered), preempted (``status="preempted"``:
+    :class:`daskhpo.TrialPreempted` raised by the first report after its worker was told
+    to leave) or interrupted by its deadline (``status="timeout"``), for an executor that ran the attempt to its end first and
     learns later where it stopped (the fake executor): the same record as
     :func:`run_trial` makes (:func:`pruned`, :func:`timed_out`), the reports made before
     the stop, and the checkpoint in force at the last of them (a trial pruned at step 4
     keeps its step-4 checkpoint, not a later one).  ``outcome`` must come from
     ``run_trial(..., keep_checkpoints=True)`` when it has checkpoints.
     """
-    if status not in ("pruned", "timeout"):
-        raise ValueError(f"status must be 'pruned' or 'timeout', got {status!r}")
+    if status not in ("pruned", "timeout", PREEMPTED):
+        raise ValueError(f"status must be 'pruned', 'timeout' or {PREEMPTED!r}, got {status!r}")
     kept = list(outcome.reports[: max(reports, 0)])
     checkpoint = None
     if kept:
@@ -201,7 +213,12 @@ def cut_short(outcome: TrialOutcome, reports: int, status: str, timeout: float |
                 raise ValueError("cut_short: the outcome kept no checkpoint per report (run_trial(keep_checkpoints=True))")
         else:
             checkpoint = outcome.checkpoints[len(kept) - 1]
-    record = pruned(outcome.record, kept) if status == "pruned" else timed_out(outcome.record, timeout)
+    if status == "pruned":
+        record = pruned(outcome.record, kept)
+    elif status == PREEMPTED:
+        record = preempted(outcome.record, kept)
+    else:
+        record = timed_out(outcome.record, timeout)
     if kept:
         record = record.replace(last_step=kept[-1][0])
     return TrialOutcome(record, kept, checkpoint, None if outcome.checkpoints is None else outcome.checkpoints[: len(kept)])
@@ -277,7 +294,9 @@ def run_trial(
     scheduler (:func:`claim_attempt`): a task the scheduler starts again after its worker
     left never reaches this function, so the objective runs at most once per attempt.  The objective
     may call :func:`daskhpo.report`; a trial stopped by :class:`daskhpo.TrialPruned` is
-    ``pruned`` with its last reported values.  ``keep_checkpoints`` keeps the checkpoint
+    ``pruned`` with its last reported values; one stopped by :class:`daskhpo.TrialPreempted`
+    (its worker leaving: :func:`daskhpo.preempt_trials`) is ``preempted`` with its
+    reports so far and its latest checkpoint.  ``keep_checkpoints`` keeps the checkpoint
     in force after each report in :attr:`TrialOutcome.checkpoints` (for :func:`cut_short`).
     A trial whose ``task.resources`` ask for a ``"GPU"`` share runs on devices assigned to
     it among the worker's (:func:`daskhpo.devices.trial_devices`), recorded in ``gpu`` and
@@ -330,6 +349,8 @@ def _run(fn: Callable[..., Any], task: TrialTask, fn_kwargs: Mapping[str, Any], 
             record = timed_out(record, timeout)
         except TrialPruned:
             record = pruned(record, ctx.reports)
+        except TrialPreempted:
+            record = preempted(record, ctx.reports)
         except InvalidResult as exc:
             record = record.replace(error=f"InvalidResult: {exc}")
         except Exception:
