@@ -25,6 +25,7 @@ from ..records import TrialRecord
 from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .clients import client_for, temporary_client
+from .interrupt import interrupted_message
 from .run import Run
 from .state import Subscribers, state_of_an_older_pickle, stored_queue
 from .teller import Teller
@@ -413,13 +414,15 @@ class Experiment(ExperimentView):
         if n_workers is None:
             n_workers = executor.slots()
         self._start_run()
-        self._run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
+        self._run = run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
         try:
-            self._run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
-                              max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
-                              callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
+            run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
+                        max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
+                        callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
         finally:
             self._run = None
+        if run.interrupted is not None:  # Ctrl-C drained the run, saved: say so from the user's call
+            raise KeyboardInterrupt(interrupted_message(self._history.finished, self.storage, run.interrupted))
         return self
 
     @contextlib.contextmanager
