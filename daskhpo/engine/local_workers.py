@@ -19,15 +19,17 @@ CancelledError``): its task is a trial the interrupted search cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["IgnoreCtrlC", "shield_local_workers"]
+__all__ = ["IgnoreCtrlC", "closing_after_ctrl_c", "shield_local_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +48,27 @@ class _ClosingAfterCtrlC(logging.Filter):
         return not (message.startswith("Async instruction for") and message.endswith("ended with CancelledError"))
 
 
+_STATE_MACHINE = "distributed.worker.state_machine"
+
+
 def _on_ctrl_c(signum: int, frame: Any) -> None:
     # a signal handler: only attaches a filter (once), nothing that could block
-    state_machine = logging.getLogger("distributed.worker.state_machine")
+    state_machine = logging.getLogger(_STATE_MACHINE)
     if not any(isinstance(f, _ClosingAfterCtrlC) for f in state_machine.filters):
         state_machine.addFilter(_ClosingAfterCtrlC())
+
+
+@contextlib.contextmanager
+def closing_after_ctrl_c() -> Iterator[None]:
+    """While the block closes in-process workers after a Ctrl-C, drop the close's warnings
+    about the tasks it cancels (see :class:`_ClosingAfterCtrlC`)."""
+    quiet = _ClosingAfterCtrlC()
+    state_machine = logging.getLogger(_STATE_MACHINE)
+    state_machine.addFilter(quiet)
+    try:
+        yield
+    finally:
+        state_machine.removeFilter(quiet)
 
 
 class IgnoreCtrlC(WorkerPlugin):

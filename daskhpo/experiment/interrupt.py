@@ -51,15 +51,18 @@ class CtrlC:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.pressed = False
-        self._installed = False
+        self._previous: Any = None
 
     def __enter__(self) -> CtrlC:
         # Only Python's own handler is replaced: a program (or a kernel) with a handler of its
         # own keeps it; ipykernel runs cells with the default one, so an interrupted cell drains.
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+        # dask_jobqueue's import-time one (sys.exit(), meant for its batch runners) counts as
+        # Python's: with it Ctrl-C in a search script exited silently with status 0.
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.default_int_handler or getattr(previous, "__module__", None) == "dask_jobqueue.runner":
+                signal.signal(signal.SIGINT, self._handler)
+                self._previous = previous
         return self
 
     def _handler(self, signum: int, frame: Any) -> None:
@@ -70,8 +73,8 @@ class CtrlC:
         self.engine.drain(0.0, CTRL_C, quiet=True)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def interrupted_message(finished: int, storage: str | None, abandoned: int) -> str:
@@ -81,4 +84,4 @@ def interrupted_message(finished: int, storage: str | None, abandoned: int) -> s
     if storage is None:
         return (f"search interrupted: {finished} finished trials in experiment.history (in memory); "
                 f"experiment.workon(...) again continues it{cancelled}")
-    return f"search interrupted: {finished} finished trials stored in {storage}; run the same script to resume{cancelled}"
+    return f"search interrupted: {finished} finished trials stored in {storage}; the same search run again resumes it{cancelled}"
