@@ -81,7 +81,8 @@ def interrupted_message(finished: int, storage: str | None, abandoned: int) -> s
     """The one line a Ctrl-C ends with: what is kept, and how to go on."""
     cancelled = ("" if not abandoned else f" (1 trial cancelled in flight runs again)" if abandoned == 1
                  else f" ({abandoned} trials cancelled in flight run again)")
+    trials = "1 finished trial" if finished == 1 else f"{finished} finished trials"
     if storage is None:
-        return (f"search interrupted: {finished} finished trials in experiment.history (in memory); "
+        return (f"search interrupted: {trials} in experiment.history (in memory); "
                 f"experiment.workon(...) again continues it{cancelled}")
-    return f"search interrupted: {finished} finished trials stored in {storage}; the same search run again resumes it{cancelled}"
+    return f"search interrupted: {trials} stored in {storage}; the same search run again resumes it{cancelled}"

@@ -146,3 +146,46 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_interrupting_a_notebook_cell_drains_and_the_next_cell_goes_on(tmp_path: Path, monkeypatch) -> None:
+    """The kernel's interrupt (Jupyter's stop button: SIGINT to the kernel's process group)."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    pytest.importorskip("ipykernel")
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])  # the kernel inherits it
+    km, kc = manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        search = kc.execute(textwrap.dedent("""
+            import time, daskhpo
+            def f(x):
+                time.sleep(0.2)
+                return x * x
+            experiment = daskhpo.build_experiment("k", {"x": "uniform(-1, 1)"}, storage="k.nc", seed=0)
+            experiment.workon(f, max_trials=1000, callbacks=[lambda r: print("finished", r["trial"], flush=True)])
+        """))
+        shown, errors, interrupted = [], [], False
+        while True:  # the cell's messages, in order, until the kernel is idle again
+            msg = kc.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != search:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                shown.append(content["text"])
+                if not interrupted and "".join(shown).count("finished ") >= 2:
+                    km.interrupt_kernel()
+                    interrupted = True
+            elif kind == "error":
+                errors.append(content)
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        assert [e["ename"] for e in errors] == ["KeyboardInterrupt"]
+        assert errors[0]["evalue"].startswith("search interrupted: ") and "k.nc" in errors[0]["evalue"]
+        assert not [f for f in FOREIGN if f in "".join(shown)], shown
+        # the kernel lives on, and so does the experiment: the next cell continues it
+        reply = kc.execute_interactive("n = experiment.history.sizes['trial']\n"
+                                       "experiment.workon(f, max_trials=n + 2, progress=False)\n"
+                                       "assert experiment.history.sizes['trial'] == n + 2", timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
