@@ -25,7 +25,6 @@ from ..records import TrialRecord
 from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .clients import client_for, temporary_client
-from .interrupt import interrupted_message
 from .run import Run
 from .state import Subscribers, state_of_an_older_pickle, stored_queue
 from .teller import Teller
@@ -411,8 +410,7 @@ class Experiment(ExperimentView):
             self._storage.end_session("nothing to do" if budget == 0 else f"drained: {request.reason}")
             self._storage.snapshot()
             return self
-        if n_workers is None:
-            n_workers = executor.slots()
+        n_workers = executor.slots() if n_workers is None else n_workers
         self._start_run()
         self._run = run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
         try:
@@ -421,8 +419,8 @@ class Experiment(ExperimentView):
                         callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
         finally:
             self._run = None
-        if run.interrupted is not None:  # Ctrl-C drained the run, saved: say so from the user's call
-            raise KeyboardInterrupt(interrupted_message(self._history.finished, self.storage, run.interrupted))
+        if run.interrupted:  # Ctrl-C drained the run, saved: say so from the user's call
+            raise KeyboardInterrupt(run.interrupted)
         return self
 
     @contextlib.contextmanager

@@ -77,12 +77,9 @@ class CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def interrupted_message(finished: int, storage: str | None, abandoned: int) -> str:
-    """The one line a Ctrl-C ends with: what is kept, and how to go on."""
-    cancelled = ("" if not abandoned else f" (1 trial cancelled in flight runs again)" if abandoned == 1
-                 else f" ({abandoned} trials cancelled in flight run again)")
+def interrupted_message(finished: int, kept: str, abandoned: int) -> str:
+    """The one line a Ctrl-C ends with: what is kept where (``Storage.kept``), and how to go on."""
     trials = "1 finished trial" if finished == 1 else f"{finished} finished trials"
-    if storage is None:
-        return (f"search interrupted: {trials} in experiment.history (in memory); "
-                f"experiment.workon(...) again continues it{cancelled}")
-    return f"search interrupted: {trials} stored in {storage}; the same search run again resumes it{cancelled}"
+    cancelled = ("" if not abandoned else " (1 trial cancelled in flight runs again)" if abandoned == 1
+                 else f" ({abandoned} trials cancelled in flight run again)")
+    return f"search interrupted: {trials} {kept}; the same search run again continues from there{cancelled}"

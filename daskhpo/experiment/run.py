@@ -24,7 +24,7 @@ from ..objectives import ObjectiveVector
 from ..optimizers import CONTINUE, Report
 from ..records import ReportRecord, TrialRecord, TrialStarted
 from ..store import Storage
-from .interrupt import CtrlC
+from .interrupt import CtrlC, interrupted_message
 from .state import Enqueued, Subscribers
 from .teller import Teller
 
@@ -84,8 +84,8 @@ class Run:
         self.run_times: deque[float] = deque(maxlen=64)
         #: (minimized objective, trial, params) of the best completed trials, best first
         self.incumbents: list[tuple[float, int, dict[str, Any]]] = []
-        #: after a Ctrl-C ended the run (daskhpo.experiment.interrupt): the trials it cancelled
-        self.interrupted: int | None = None
+        #: after a Ctrl-C ended the run (daskhpo.experiment.interrupt): the line that says so
+        self.interrupted: str | None = None
 
     # -- the run -----------------------------------------------------------------------
     def execute(self, executor: Executor, budget: int | None, *, max_trials: int | None, n_workers: int,
@@ -125,7 +125,7 @@ class Run:
                             name, self.model.stats["fills"], fill_idle)
             if ctrl_c.pressed:  # told by Experiment.run's KeyboardInterrupt, after the history is saved
                 ended = "interrupted"
-                self.interrupted = len(engine.abandoned)
+                self.interrupted = interrupted_message(self.history.finished, self.storage.kept, len(engine.abandoned))
                 logger.info("%s: interrupted (Ctrl-C) after %d finished trials", name, self.history.finished)
             elif engine.timed_out:  # the run's own time budget: a normal end, not a hand-over
                 ended = engine.drained.reason.replace("=", ": ", 1)

@@ -40,7 +40,7 @@ def test_first_ctrl_c_drains_saves_and_raises_one_line(tmp_path):
     assert 5 <= finished < 50  # it stopped soon after the Ctrl-C, keeping what finished
     message = str(caught.value)
     assert message.startswith(f"search interrupted: {finished} finished trials stored in {path}")
-    assert "resumes it" in message
+    assert "the same search run again continues from there" in message
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own again
     stored = daskhpo.load_experiment(path)
     assert stored.history.sizes["trial"] == finished
@@ -54,7 +54,7 @@ def test_first_ctrl_c_drains_saves_and_raises_one_line(tmp_path):
 
 def test_in_memory_message_says_where_the_history_is():
     exp = daskhpo.build_experiment("m", SPACE, seed=0)
-    with pytest.raises(KeyboardInterrupt, match=r"in experiment.history \(in memory\)"):
+    with pytest.raises(KeyboardInterrupt, match=r"kept in memory \(experiment.history\)"):
         exp.run(FakeExecutor(square, slots=1), max_trials=50, callbacks=[_press_ctrl_c_at(2)])
     exp.run(FakeExecutor(square, slots=1), max_trials=exp.history.sizes["trial"] + 2)  # and it goes on
 

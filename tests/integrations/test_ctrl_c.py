@@ -83,7 +83,7 @@ def _check_one_message(err: str) -> None:
     assert err.count("Traceback") == 1, err  # the user's own line's, nothing else's
     assert len(lines) <= 10, err
     assert lines[-1].startswith("KeyboardInterrupt: search interrupted: "), err
-    assert "random-rosenbrock.nc" in lines[-1] and "resumes" in lines[-1], err
+    assert "stored in random-rosenbrock.nc" in lines[-1] and "run again continues" in lines[-1], err
 
 
 @pytest.mark.parametrize("script", [IN_PROCESS, PROCESSES], ids=["in-process", "processes"])
