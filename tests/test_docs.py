@@ -23,6 +23,25 @@ and ``test_report_blocks_run_and_skipped`` prints how many ran and were skipped,
 The scripts run in parallel, a few at a time (``DOCS_JOBS``, default 3): on first use, the
 module's fixture starts every selected block's script at once in a small thread pool, and
 each parametrized test waits for its own.
+
+Pages run in a Jupyter kernel too
+---------------------------------
+A page whose readers typically work in a notebook says so with a line ``<!-- notebook -->``
+(or ``<!-- notebook: a note -->``; conventionally under its title; an HTML comment, never
+shown on the site).  Its runnable
+blocks then *also* run as the cells of one notebook, in page order, in one fresh IPython
+kernel (``ipykernel``, driven by ``nbclient``; the notebook is built in memory with
+``nbformat``) whose working directory is a fresh temporary directory:
+``test_notebook_page_runs_in_a_kernel``.  That is where a kernel differs from a script: an
+event loop already runs, ``__main__`` is no file (functions and classes of cells travel by
+value, with cloudpickle; worker processes import nothing of it), ``display`` shows rich
+output, tqdm draws a widget, and every cell shares the names (and storage files) of the cells
+before it.  A cell fails the test if it raises, or if its output shows a traceback or a
+Python warning.  Each cell
+may take ``CELL_TIMEOUT`` seconds.  Marked: the pages a new user runs in a notebook first
+(getting started: the Quick start and the cluster choices), progress (the bar and inline
+display are what differ there), scikit-learn (``SearchCV`` is mostly used from notebooks) and
+reporting (checkpoints of classes defined in a cell).
 """
 
 from __future__ import annotations
@@ -49,6 +68,11 @@ JOBS = int(os.environ.get("DOCS_JOBS", "3"))
 
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*(?P<kind>not-run|continues)\s*(?::\s*(?P<reason>.*?))?\s*-->\s*\Z", re.S)
+NOTEBOOK = re.compile(r"^<!--\s*notebook\s*(?::[^>]*)?-->[ \t]*$", re.M)
+#: a Python warning as ``warnings`` shows it (``file.py:12: SomeWarning: ...``)
+WARNING = re.compile(r":\d+: \w*Warning: ")
+#: seconds one notebook cell may take
+CELL_TIMEOUT = 180
 DIRECTIVES = ("{toctree}", "{eval-rst}")
 
 
@@ -167,6 +191,36 @@ def test_report_blocks_run_and_skipped(capsys):
         for reason, count in reasons.most_common():
             print(f"  {count} x {reason}")
     assert len(RUN) >= 20 and len(skipped) <= len(RUN)
+
+
+NOTEBOOK_PAGES = [str(page.relative_to(ROOT)) for page in PAGES if NOTEBOOK.search(page.read_text())]
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_notebook_page_runs_in_a_kernel(page, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [b for b in RUN if b.page == page]
+    assert cells, f"{page} is marked <!-- notebook --> but has no block to run"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(b.code) for b in cells])
+    for name, value in {**ENV, "TMPDIR": str(tmp_path)}.items():  # the kernel inherits this process's
+        monkeypatch.setenv(name, value)
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail(f"{page}: a cell raised in the kernel:\n{str(exc)[-4000:]}")
+    for block, cell in zip(cells, notebook.cells):
+        shown = "".join(out.get("text", "") for out in cell.outputs if out.get("output_type") == "stream")
+        shown += "".join("".join(out.get("traceback", [])) for out in cell.outputs)
+        assert "Traceback" not in our_tracebacks(shown), f"{block.id} in a kernel:\n{shown[-4000:]}"
+        assert not WARNING.search(shown), f"{block.id} in a kernel shows a warning:\n{shown[-4000:]}"
+
+
+def test_notebook_pages_are_marked():
+    assert {"docs/getting-started.md", "docs/progress.md", "docs/sklearn.md", "docs/reporting.md"} <= set(NOTEBOOK_PAGES)
 
 
 def test_the_readme_quick_start_is_the_getting_started_one():

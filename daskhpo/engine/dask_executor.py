@@ -44,6 +44,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Started, Wake
+from .local_workers import shield_local_workers
 from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
 from .worker import CLAIMS, TrialTask, run_attempt
 
@@ -236,6 +237,7 @@ class DaskExecutor:
         # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
+        shield_local_workers(self.client)  # Ctrl-C stops the search, not each worker process noisily
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
         self._pump_thread.start()
         self._watch_thread = threading.Thread(target=self._watch, name="daskhpo-worker-watchdog", daemon=True)
@@ -378,7 +380,9 @@ class DaskExecutor:
 
     async def _release_claims(self) -> None:
         try:
-            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic], value=None)
+            # {} and not None: a claim under way (set, then get) reads an empty run, where None
+            # made the scheduler log a TypeError traceback (the claim fails either way)
+            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic], value={})
         except Exception as exc:  # the client or the scheduler is closing
             logger.debug("could not release the claims of %s: %s", self.topic, exc)
 
@@ -405,6 +409,10 @@ class DaskExecutor:
         future.release()  # at once: the scheduler may forget the task (and not run it again)
         self._futures.pop(key, None)
         self._starts.pop(key, None)
+        if self._closed.is_set():
+            # The run closed (it sets this before cancelling its futures, so a status read
+            # as "cancelled" after the result came is the close's): no one reads the inbox.
+            return
         if status == "finished":
             self._inbox.put(Completed(key, result))
             return

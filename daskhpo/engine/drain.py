@@ -53,15 +53,19 @@ class DrainRequest:
         in flight get to finish; the rest are cancelled.  ``0``: cancel them at once.
     when : float
         ``time.time()`` of the request.
+    quiet : bool
+        The caller tells the user itself (Ctrl-C: :mod:`daskhpo.experiment.interrupt`):
+        the drain is logged at ``INFO``, not ``WARNING``.
     """
 
     reason: str
     grace: float
     when: float
+    quiet: bool = False
 
 
 class _Drainable(Protocol):
-    def drain(self, grace: float = 0.0, reason: str = "drain requested") -> None: ...
+    def drain(self, grace: float = 0.0, reason: str = "drain requested", *, quiet: bool = False) -> None: ...
 
 
 #: the process-wide request (sticky until clear_drain)

@@ -157,7 +157,12 @@ class Engine:
         self._decisions: deque[tuple[int, str]] = deque()
         self._state: LoopState | None = None
 
-    def drain(self, grace: float = 0.0, reason: str = "drain requested") -> None:
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is in its loop (its executor opened, a drain seen at once)."""
+        return self._state is not None
+
+    def drain(self, grace: float = 0.0, reason: str = "drain requested", *, quiet: bool = False) -> None:
         """Stop the run gracefully: submit nothing more, finish or give up what runs.
 
         Trials in flight get ``grace`` seconds (of the executor's clock, from when the loop
@@ -165,9 +170,10 @@ class Engine:
         cancelled and not recorded (a resumed search runs them again).  :meth:`run` then
         returns normally, with :attr:`drained` set.  Callable from any thread and from a
         signal handler (it takes no lock); a second call with a shorter grace shortens it.
-        A drain asked for before :meth:`run` applies to the next run only.
+        A drain asked for before :meth:`run` applies to the next run only.  ``quiet``: the
+        caller tells the user (Ctrl-C), the drain is only logged at ``INFO``.
         """
-        self._drains.append(DrainRequest(str(reason), _drain.check_grace(grace), time.time()))
+        self._drains.append(DrainRequest(str(reason), _drain.check_grace(grace), time.time(), quiet))
         wake = getattr(self.executor, "wake", None)
         if wake is not None and getattr(self, "_state", None) is not None:
             try:

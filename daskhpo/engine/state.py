@@ -760,7 +760,8 @@ class LoopState:
             if self.jobs and 0 < grace < math.inf:
                 out.append(SetAlarm(grace))  # wakes the loop at the deadline if nothing else does
             if first:
-                log = logger.info if self.timed_out and len(self.drains) == 1 else logger.warning
+                quiet = (self.timed_out and len(self.drains) == 1) or all(r.quiet for r in self.drains)
+                log = logger.info if quiet else logger.warning
                 log("draining (%s): submitting nothing more; %d trial(s) in flight %s",
                     self.drains[0].reason, len(self.jobs),
                     "may run to their end" if grace == math.inf else f"get {grace:g} s")
@@ -770,8 +771,8 @@ class LoopState:
         abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)})
         self.parked = []
         if abandoned:
-            logger.warning("drain: grace over, cancelling trial(s) %s (not recorded: a resumed search "
-                           "runs them again)", abandoned)
+            log = logger.info if drained.quiet else logger.warning
+            log("drain: grace over, cancelling trial(s) %s (not recorded: a resumed search runs them again)", abandoned)
         out += [Cancel(key) for key in self.jobs]
         self.jobs.clear()
         self.done = True

@@ -261,6 +261,8 @@ def claim_attempt(run: str | None, key: str) -> None:
         starts = sync(worker.loop, claim)
     except Exception as exc:  # the scheduler unreachable: a lost attempt, not a broken trial
         raise AttemptLost(f"attempt {key} could not be claimed on the scheduler ({type(exc).__name__}: {exc})") from exc
+    if not starts:  # the run released its claims meanwhile (it ended): its tasks are cancelled
+        raise AttemptLost(f"attempt {key} started after its run ended")
     if len(starts) > 1:
         raise AttemptLost(f"attempt {key} started again on {worker.address} after its first start on "
                           f"{next(iter(starts.values()))}, whose worker left (or it had finished): "

@@ -69,7 +69,30 @@ def implicit_client() -> Iterator[Any]:
             LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=False,
                          memory_limit=0, dashboard_address=loopback, worker_dashboard_address=loopback) as cluster, \
             Client(cluster) as local:
-        yield local
+        try:
+            yield local
+        except KeyboardInterrupt:
+            _close_workers_now(cluster)
+            raise
+
+
+def _close_workers_now(cluster: Any) -> None:
+    """After a Ctrl-C: close the in-process workers without waiting for their running trials.
+
+    A worker's close waits for its threads by default: an interrupted script stayed until
+    the objectives that the interrupt cancelled returned (minutes, for a training run).
+    Dask's worker threads are daemon threads, which end with the process.
+    """
+    import asyncio
+
+    from ..engine.local_workers import closing_after_ctrl_c
+
+    workers = list(cluster.workers.values())
+    try:
+        with closing_after_ctrl_c():
+            cluster.sync(lambda: asyncio.gather(*(w.close(executor_wait=False, reason="interrupted") for w in workers)))
+    except Exception as exc:  # the cluster's own close follows: it tries again
+        logger.debug("could not close the in-process workers at once: %s", exc)
 
 
 @contextlib.contextmanager

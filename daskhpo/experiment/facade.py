@@ -411,16 +411,17 @@ class Experiment(ExperimentView):
             self._storage.end_session("nothing to do" if budget == 0 else f"drained: {request.reason}")
             self._storage.snapshot()
             return self
-        if n_workers is None:
-            n_workers = executor.slots()
+        n_workers = executor.slots() if n_workers is None else n_workers
         self._start_run()
-        self._run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
+        self._run = run = Run(self, self._storage, self._teller, self._queue, self._subscribers, self._on_quarantine)
         try:
-            self._run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
-                              max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
-                              callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
+            run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
+                        max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
+                        callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
         finally:
             self._run = None
+        if run.interrupted:  # Ctrl-C drained the run, saved: say so from the user's call
+            raise KeyboardInterrupt(run.interrupted)
         return self
 
     @contextlib.contextmanager

@@ -24,6 +24,7 @@ from ..objectives import ObjectiveVector
 from ..optimizers import CONTINUE, Report
 from ..records import ReportRecord, TrialRecord, TrialStarted
 from ..store import Storage
+from .interrupt import CtrlC, interrupted_message
 from .state import Enqueued, Subscribers
 from .teller import Teller
 
@@ -85,6 +86,8 @@ class Run:
         self.incumbents: list[tuple[float, int, dict[str, Any]]] = []
         #: the executor's check of a trial's resources (workon's ``resources``), if it has one
         self.resources_for: Callable[[Mapping[str, Any], int], Any] | None = None
+        #: after a Ctrl-C ended the run (daskhpo.experiment.interrupt): the line that says so
+        self.interrupted: str | None = None
 
     # -- the run -----------------------------------------------------------------------
     def execute(self, executor: Executor, budget: int | None, *, max_trials: int | None, n_workers: int,
@@ -117,13 +120,17 @@ class Run:
         ended = "completed"
         try:
             with attach(self.experiment, progress=progress, callbacks=callbacks, total=max_trials,
-                        done=self.history.finished, n_workers=n_workers):
+                        done=self.history.finished, n_workers=n_workers), CtrlC(engine) as ctrl_c:
                 engine.run(self.model or self.suggest, self.record, budget, on_report=self.on_report,
                            on_start=self.on_start)
             if self.model is not None and self.model.stats["fills"]:
                 logger.info("%s: %d trials filled while the model was busy (fill_idle=%s)",
                             name, self.model.stats["fills"], fill_idle)
-            if engine.timed_out:  # the run's own time budget: a normal end, not a hand-over
+            if ctrl_c.pressed:  # told by Experiment.run's KeyboardInterrupt, after the history is saved
+                ended = "interrupted"
+                self.interrupted = interrupted_message(self.history.finished, self.storage.kept, len(engine.abandoned))
+                logger.info("%s: interrupted (Ctrl-C) after %d finished trials", name, self.history.finished)
+            elif engine.timed_out:  # the run's own time budget: a normal end, not a hand-over
                 ended = engine.drained.reason.replace("=", ": ", 1)
                 logger.info("%s: %s reached after %d finished trials%s", name, engine.drained.reason,
                             self.history.finished, f"; {len(engine.abandoned)} cancelled in flight, to be run "

@@ -179,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"daskhpo {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"daskhpo {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a search's says what it stored (daskhpo.experiment.interrupt)
+        print(f"daskhpo {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _reader_went_away()
@@ -294,14 +294,15 @@ class _client:
         self.client = Client(self.cluster, set_as_default=False)
         return self.client
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
         from .hunt import terminate_all
 
         if self.cluster is not None:
             # Cancelled tasks keep running in the in-process workers: stop their programs.
             stopped = terminate_all()
-            if stopped:
-                logger.warning("terminated %d running trial program(s)", stopped)
+            if stopped:  # after a Ctrl-C, the one line the interrupt prints says it all
+                log = logger.info if kind is not None and issubclass(kind, KeyboardInterrupt) else logger.warning
+                log("terminated %d running trial program(s)", stopped)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

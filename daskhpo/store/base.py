@@ -50,6 +50,10 @@ class Storage(Protocol):
     checkpoints: CheckpointStore | None
 
     @property
+    def kept(self) -> str:
+        """Where the history is kept, as a message to the user says it (``"stored in x.nc"``)."""
+
+    @property
     def superseded(self) -> bool:
         """Whether a later writer of the same storage took over from this one."""
 

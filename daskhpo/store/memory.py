@@ -40,6 +40,10 @@ class MemoryStorage:
         return None if self.history is None else self.history.path
 
     @property
+    def kept(self) -> str:
+        return "kept in memory (experiment.history)"
+
+    @property
     def superseded(self) -> bool:
         return False
 

@@ -70,6 +70,10 @@ class NetCDFStorage:
         return self._path
 
     @property
+    def kept(self) -> str:
+        return f"stored in {self._path}"
+
+    @property
     def superseded(self) -> bool:
         return self._superseded
 

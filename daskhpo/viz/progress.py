@@ -1,8 +1,8 @@
 """A progress bar for :meth:`daskhpo.Experiment.workon`, and the wiring of callbacks.
 
 :class:`ProgressBar` is a subscriber of the experiment (fed each finished trial's record); it
-draws a `tqdm <https://tqdm.github.io>`_ bar (``tqdm.auto``: a text bar in a terminal, a
-widget in a notebook) with the finished trials against ``max_trials``, the trials in
+draws a `tqdm <https://tqdm.github.io>`_ bar (a text bar in a terminal, a
+widget in a notebook with ipywidgets) with the finished trials against ``max_trials``, the trials in
 flight, the broken ones, the best objective so far and tqdm's ETA.
 """
 
@@ -37,6 +37,25 @@ def interactive() -> bool:
     return tty or in_notebook()
 
 
+
+def _bar_class() -> Any:
+    """tqdm's widget bar in a notebook that has ipywidgets, else its text bar.
+
+    Not ``tqdm.auto``: in a notebook without ipywidgets it warns (``TqdmWarning: IProgress
+    not found``) before falling back to the text bar, on every search.
+    """
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (what tqdm's widget needs)
+            from tqdm.notebook import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
+
 class ProgressBar:
     """A tqdm bar fed with finished trials.
 
@@ -56,7 +75,7 @@ class ProgressBar:
     file : file, optional
         Where to draw (default: standard error).
     **tqdm_kwargs
-        Passed to ``tqdm.auto.tqdm``.
+        Passed to tqdm's bar (its widget in a notebook with ipywidgets, else its text bar).
     """
 
     def __init__(
@@ -71,8 +90,7 @@ class ProgressBar:
         file: Any = None,
         **tqdm_kwargs: Any,
     ) -> None:
-        from tqdm.auto import tqdm
-
+        tqdm = _bar_class()
         self.total = total
         self.finished = done
         self.broken = 0
