@@ -305,8 +305,7 @@ class Experiment(ExperimentView):
         An experiment from :func:`load_experiment` is first resumed as
         ``build_experiment(name, storage=path)`` does, taking the writer lock then.
         """
-        clash = sorted(set(fn_kwargs) & set(self.space))
-        if clash:
+        if clash := sorted(set(fn_kwargs) & set(self.space)):
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
         max_trials = self._check_writable(max_trials)
         check_max_broken(max_broken)  # bad values fail before a cluster starts
