@@ -22,6 +22,10 @@
   :class:`SchedulerLostError`).  While the scheduler is unreachable the pump forwards no
   cancellation: the client cancels every future when it gives up reconnecting, and those
   trials are not lost work to retry but a run to resume.
+* **Workers' ends**: the watchdog also asks each new worker when it ends, and a worker
+  told to leave (Slurm's ``SIGTERM`` or warning signal) announces it; both become
+  :class:`~daskhpo.engine.executor.WorkersChanged` events (:mod:`daskhpo.engine.worker_end`,
+  whose plugins this registers on every worker, replacing an earlier run's).
 
 Nothing here blocks the client's event loop: handlers only put events into a queue.
 """
@@ -43,6 +47,7 @@ from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
 from .worker import CLAIMS, TrialTask, run_attempt
+from .worker_end import EndWatch
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
@@ -217,6 +222,10 @@ class DaskExecutor:
         # One topic per run (not per trial): the scheduler keeps a bounded log per topic.
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
+        # Each worker's end (its job's walltime, a preemption): WorkersChanged events.
+        self._ends = EndWatch(self.client, self._inbox.put, getattr(getattr(self.client, "cluster", None),
+                                                                    "preempt_signal", "USR1"))
+        self._ends.open()
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
         self._pump_thread.start()
         self._watch_thread = threading.Thread(target=self._watch, name="daskhpo-worker-watchdog", daemon=True)
@@ -338,6 +347,7 @@ class DaskExecutor:
             return
         self._opened = False
         self._relay.target = None
+        self._ends.close()
         try:
             self.client.unsubscribe_topic(self.topic)
         except Exception:  # the client may be closing already
@@ -438,9 +448,11 @@ class DaskExecutor:
                 self._scheduler_lost.clear()
             last_contact = now
             try:
-                connected = bool(self.client.nthreads())
+                workers = self.client.nthreads()
             except Exception:
                 continue
+            connected = bool(workers)
+            self._ends.update(workers)
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True
