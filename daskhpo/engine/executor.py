@@ -12,6 +12,9 @@ what happened, one event at a time, from :meth:`Executor.next_event`:
     A running trial reported an intermediate result.
 :class:`Rerun`
     The cluster started an attempt again by itself (its worker left mid-trial).
+:class:`Started`
+    An attempt started on a worker (optional: where an executor knows it; the loop
+    otherwise learns a trial's worker from its reports).
 :class:`NoWorkers`
     No worker has been connected for the executor's ``worker_timeout``.
 :class:`Wake`
@@ -37,7 +40,8 @@ if TYPE_CHECKING:  # only annotations: the loop imports this module, and nothing
     from .worker import TrialOutcome, TrialTask
 
 __all__ = ["Executor", "Wakeable", "Releasing", "Quarantining", "Retiring", "Clocked", "ExecutorEvent", "Completed",
-           "Failed", "Reported", "Rerun", "NoWorkers", "Wake", "WorkersChanged"]
+           "Failed", "Reported", "Rerun", "Started", "NoWorkers", "Wake",
+           "WorkersChanged"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,14 @@ class Rerun:
 
 
 @dataclass(frozen=True)
+class Started:
+    """Attempt ``key`` started on ``worker`` (what keeps a worker from retiring under it)."""
+
+    key: str
+    worker: str | None
+
+
+@dataclass(frozen=True)
 class NoWorkers:
     """No worker has been connected for ``waited`` seconds.
 
@@ -122,7 +134,7 @@ class WorkersChanged:
     ends: Mapping[str, float | None]
 
 
-ExecutorEvent = Completed | Failed | Reported | Rerun | NoWorkers | Wake | WorkersChanged
+ExecutorEvent = Completed | Failed | Reported | Rerun | Started | NoWorkers | Wake | WorkersChanged
 
 
 @runtime_checkable

@@ -174,6 +174,10 @@ class FakeExecutor:
         """The virtual time (the engine measures a drain's grace on it)."""
         return self.now
 
+    def wall(self) -> float:
+        """The wall-clock time of the simulated cluster: the virtual time (records' times are on it)."""
+        return self.now
+
     def alarm(self, delay: float) -> None:
         """A :class:`~daskhpo.engine.executor.Wake` event ``delay`` virtual seconds from now."""
         self._at(self.now + delay, "", Wake())
@@ -245,12 +249,16 @@ class FakeExecutor:
         if isinstance(event, (Completed, Failed)):
             self._running.pop(key, None)
             self._free(key)
-            for queued in list(self._queued):
-                worker = self._take_worker(queued.key)
-                if worker is not None:
-                    self._queued.remove(queued)
-                    self._start(queued, worker)
+            self._dispatch()
         return event
+
+    def _dispatch(self) -> None:
+        """Start the waiting attempts that have a free worker now."""
+        for queued in list(self._queued):
+            worker = self._take_worker(queued.key)
+            if worker is not None:
+                self._queued.remove(queued)
+                self._start(queued, worker)
 
     def _drop(self, key: str, since: float = float("-inf")) -> None:
         self._events = [e for e in self._events if not (e[2] == key and e[0] >= since)]
@@ -277,8 +285,12 @@ class FakeExecutor:
             return  # no further report: the trial never sees the flag and completes
         else:
             when, delivered = upcoming[0], len(outcome.reports) - len(upcoming) + 1
+        self._cut(key, outcome, when, delivered, "pruned")
+
+    def _cut(self, key: str, outcome: TrialOutcome, when: float, delivered: int, status: str) -> None:
+        """Attempt ``key`` stops at ``when``, right after its report number ``delivered`` (:func:`cut_short`)."""
         self._drop(key, since=when)
-        outcome = cut_short(outcome, delivered, "pruned")
+        outcome = cut_short(outcome, delivered, status)
         outcome = TrialOutcome(outcome.record.replace(ended=when), outcome.reports, outcome.checkpoint, outcome.checkpoints)
         self._running[key] = outcome
         self._at(when, key, Completed(key, outcome))

@@ -120,16 +120,23 @@ class Engine:
         Seconds the trials in flight at the timeout get to finish; those still running then
         are cancelled and not recorded (a resumed search runs them again).  ``None``: they
         run to their end.
+    max_preemptions : int, default 10
+        Times one trial may be preempted (its worker leaving; it stops at a report and
+        resumes elsewhere from its checkpoint: see :mod:`daskhpo.engine.lifetimes`) before
+        it is recorded ``lost``.  Preemptions never count against ``retries``.
     """
 
     def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1,
                  max_broken: MaxBroken = "auto", quarantine_after: int | None = 3,
                  on_quarantine: Callable[[dict], None] | None = None, timeout: float | None = None,
-                 timeout_grace: float | None = None) -> None:
+                 timeout_grace: float | None = None, max_preemptions: int = 10) -> None:
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        if not isinstance(max_preemptions, int) or max_preemptions < 0:
+            raise ValueError(f"max_preemptions must be a non-negative integer, got {max_preemptions!r}")
+        self.max_preemptions = max_preemptions
         self.executor = executor
         self.n_workers = n_workers
         self.retries = retries
@@ -221,7 +228,7 @@ class Engine:
             n_workers=n_workers, retries=self.retries, max_broken=self.max_broken,
             quarantine_after=self.quarantine_after, budget=budget, model=model is not None,
             reports=on_report is not None, run=uuid.uuid4().hex, timeout=self.timeout,
-            timeout_grace=self.timeout_grace,
+            timeout_grace=self.timeout_grace, max_preemptions=self.max_preemptions,
         )
         self.guard = state.guard
         self._suggest, self._model, self._record = suggest, model, record
@@ -230,6 +237,8 @@ class Engine:
         self._decisions.clear()
         self._driven = False
         self._clock = getattr(executor, "clock", None) or time.monotonic
+        # the workers' ends and the records' times are on it (the fake executor's is virtual)
+        self._wall = getattr(executor, "wall", None) or time.time
         executor.open()
         if model is not None:
             model.on_ready = executor.wake
@@ -247,7 +256,7 @@ class Engine:
                 self._drain_requests()
                 if not state.active:
                     break
-                if not state.jobs:
+                if not state.jobs and not state.parked:  # parked trials wait for the executor's news
                     self._handle(Idle())
                     continue
                 event = executor.next_event()
@@ -259,7 +268,7 @@ class Engine:
             _drain.unregister(self)
             self._drains = []
             try:
-                for instruction in state.handle(Ended(), now=self._clock(), wall=time.time()):
+                for instruction in state.handle(Ended(), now=self._clock(), wall=self._wall()):
                     try:  # a run ending early: held ones are broken
                         record(instruction.trial, instruction.checkpoint)
                     except Exception:  # never hide why the run ended
@@ -294,7 +303,7 @@ class Engine:
 
     def _handle(self, event: Any) -> None:
         """Hand ``event`` to the state machine and carry out what it says, answers included."""
-        now, wall = self._clock(), time.time()  # one reading for the event and its answers
+        now, wall = self._clock(), self._wall()  # one reading for the event and its answers
         state = self._state
         todo = state.handle(event, now=now, wall=wall)
         while todo:

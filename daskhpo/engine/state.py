@@ -22,16 +22,18 @@ next event: :class:`RequestSuggestions` and :class:`TakeSuggestions` are answere
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import FINISHED, ReportRecord, TrialRecord
+from ..records import FINISHED, PREEMPTED, ReportRecord, TrialRecord
 from .broken import BrokenPolicy, MaxBroken
 from .drain import DrainRequest
 from .errors import NoWorkersError, SchedulerLostError, TooManyBrokenTrials
-from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Wake, WorkersChanged
+from .executor import Completed, Failed, NoWorkers, Reported, Rerun, Started, Wake, WorkersChanged
+from .lifetimes import Lifetimes
 from .quarantine import Quarantine
 
 __all__ = [
@@ -260,6 +262,25 @@ class _Job:
     waiting: float | None = None
     #: reports whose decision comes later (:class:`Decided` with ``decision=None``)
     undecided: int = 0
+    #: (time, step) of each earlier attempt preempted (its worker left; it stopped at a report)
+    preempted: tuple = ()
+    #: seconds its earlier, preempted attempts ran (what a resumed attempt needs less)
+    ran: float = 0.0
+    #: the workers it was submitted to (``None``: any)
+    allowed: tuple[str, ...] | None = None
+    #: whether its worker is known (started, or reported)
+    placed: bool = False
+
+    def again(self, **changes: Any) -> _Job:
+        """The job of its next attempt (what carries over from this one)."""
+        carried = dict(plan=self.plan, submitted=self.submitted, attempts=self.attempts + 1, seen=self.seen,
+                       preempted=self.preempted, ran=self.ran)
+        return _Job(**{**carried, **changes})
+
+    @property
+    def retried(self) -> int:
+        """Attempts that count against ``retries`` (preempted ones do not)."""
+        return self.attempts - len(self.preempted)
 
 
 def _last_line(text: str | None) -> str:
@@ -298,13 +319,22 @@ class LoopState:
     timeout_grace : float or None
         ``None``: trials in flight at the timeout may run to their end; ``0``: they are
         cancelled at once (not recorded: a resumed search runs them again).
+    max_preemptions : int, default 10
+        Times one trial may be preempted (its worker leaving: it stops at a report and
+        runs again elsewhere from its checkpoint) before it is recorded ``lost``.
+    lifetimes : Lifetimes, optional
+        Walltime-aware admission and soft lifetimes, from the executor's
+        :class:`~daskhpo.engine.executor.WorkersChanged` (see :mod:`daskhpo.engine.lifetimes`).
     """
 
     def __init__(self, *, n_workers: int, retries: int = 1, max_broken: MaxBroken = "auto",
                  quarantine_after: int | None = 3, budget: int | None = None, model: bool = False,
                  reports: bool = False, run: str = "run", timeout: float | None = None,
-                 timeout_grace: float | None = None) -> None:
+                 timeout_grace: float | None = None, max_preemptions: int = 10,
+                 lifetimes: Lifetimes | None = None) -> None:
         self.n_workers, self.retries, self.max_broken = n_workers, retries, max_broken
+        self.max_preemptions = max_preemptions
+        self.life = lifetimes if lifetimes is not None else Lifetimes()
         self.policy = BrokenPolicy(max_broken, n_workers)
         self.timeout, self.timeout_grace = timeout, timeout_grace
         #: the executor's clock at :class:`Start` (where ``timeout`` counts from)
@@ -330,21 +360,25 @@ class LoopState:
         self.done = False
         self._told: set[str] = set()
         self._attempts = 0
-        #: worker -> its end (epoch seconds, None: unknown), as of the last WorkersChanged
-        self.ends: dict[str, float | None] = {}
+        #: trials waiting for a worker with time enough left (see daskhpo.engine.lifetimes)
+        self.parked: list[_Job] = []
+        #: the executor's clock when the trials parked now began to wait
+        self.parked_since: float | None = None
+        #: the executor's clock at the event being handled
+        self.now = 0.0
 
     # -- queries ---------------------------------------------------------------------------
     @property
     def active(self) -> bool:
         """Whether the run goes on: something runs, is held, is owed by the model, or a drain waits."""
-        return not self.done and bool(self.jobs or self.guard.held or self.outstanding or self.drains)
+        return not self.done and bool(self.jobs or self.parked or self.guard.held or self.outstanding or self.drains)
 
     def free_slots(self) -> int:
         """Trials to ask for now."""
         # Up to ``quarantine_after`` held trials leave their slot to another trial (so a
         # streak can be seen); more occupy slots, so a fast-failing worker cannot churn
         # through the search while it waits for its judgement.
-        taken = len(self.jobs) + self.outstanding
+        taken = len(self.jobs) + len(self.parked) + self.outstanding
         held = self.guard.held
         free = self.n_workers - taken - max(0, held - (self.quarantine_after or 0))
         if self.budget is not None:
@@ -364,7 +398,7 @@ class LoopState:
         wall : float
             The wall-clock time (``time.time()``), for the records.
         """
-        self.wall = wall
+        self.wall, self.now = wall, now
         if self.done and not isinstance(event, Ended):
             return []
         if isinstance(event, Ended):
@@ -376,6 +410,8 @@ class LoopState:
                 out.append(SetAlarm(self.timeout))  # wakes the loop at the timeout if nothing else does
         self._check_timeout(now, wall)  # before the event: what it frees is not filled again
         out += self._handle(event, wall)
+        if self.parked:
+            out += self._unpark()
         return out + self._check_drain(now)
 
     def _check_timeout(self, now: float, wall: float) -> None:
@@ -404,9 +440,61 @@ class LoopState:
             return []
         return [WaitForModel(0.1), *self._fill()]  # only the model can move things on
 
+    # -- workers with lifetimes (see daskhpo.engine.lifetimes) -------------------------------
     def _workers_changed(self, event: WorkersChanged, wall: float) -> list[Any]:
-        self.ends = dict(event.ends)
-        return []
+        self.life.update(event.ends, wall)
+        out: list[Any] = []
+        for key, job in list(self.jobs.items()):
+            # not started yet, and every worker it may run on left: it would wait forever
+            if not job.placed and job.allowed is not None and not any(w in event.ends for w in job.allowed):
+                del self.jobs[key]
+                out += [Cancel(key), *self._submit(_Job(job.plan, job.submitted, attempts=job.attempts, seen=job.seen,
+                                                        preempted=job.preempted, ran=job.ran))]
+        return out + self._retirements(wall)
+
+    def _started(self, event: Started, wall: float) -> list[Any]:
+        job = self.jobs.get(event.key)
+        if job is not None and event.worker is not None:
+            job.worker, job.placed = event.worker, True
+        return self._retirements(wall)
+
+    def _retirements(self, wall: float) -> list[Any]:
+        """Retire the workers too near their end for a trial on which nothing of ours runs."""
+        if not self.life.known or self.drains:
+            return []
+        busy = [job.worker for job in self.jobs.values() if job.placed]
+        maybe = [w for job in self.jobs.values() if not job.placed for w in (job.allowed or (None,))]
+        return [Retire(w) for w in self.life.to_retire(wall, self.life.expected, busy, maybe)]
+
+    def _preempted(self, job: _Job, event: Completed, wall: float) -> list[Any]:
+        """An attempt stopped at a report because its worker is leaving: the same trial again, from there."""
+        outcome, plan = event.outcome, job.plan
+        record = outcome.record
+        preempted = (*job.preempted, (record.ended if record.ended is not None else wall, record.last_step))
+        out: list[Any] = []
+        if self.reports:  # its reports whose live message was lost: given once, never again
+            for step, values in sorted(outcome.reports, key=lambda r: r[0]):
+                if step not in job.seen:
+                    job.seen.add(step)
+                    out.append(Report(ReportRecord(plan.trial, float(step), dict(values)), plan.params, job.key,
+                                      decide=False))
+        if len(preempted) > self.max_preemptions:
+            reason = (f"preempted {len(preempted)} times (its workers left mid-trial; "
+                      f"max_preemptions={self.max_preemptions})")
+            trial = TrialRecord(plan.trial, dict(plan.params), "lost", ended=wall, error=reason,
+                                submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
+                                checkpoint_from=plan.checkpoint_from, preempted=preempted)
+            if job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            return out + self._resolve([(job, trial, None)], [], wall=wall) + self._fill()
+        logger.info("trial %d preempted after step %g on %s: resuming it from its checkpoint (attempt %d)",
+                    plan.trial, record.last_step, record.worker, job.attempts + 1)
+        if self.drains:
+            return out  # draining: nothing new; a resumed search runs it again
+        if outcome.checkpoint is not None:
+            plan = dataclasses.replace(plan, checkpoint=outcome.checkpoint)
+        ran = job.ran + (record.duration if math.isfinite(record.duration) else 0.0)
+        return out + self._submit(job.again(plan=plan, preempted=preempted, ran=ran))
 
     def _drain_requested(self, event: DrainRequested, wall: float) -> list[Any]:
         self.drains.append(event.request)
@@ -417,7 +505,9 @@ class LoopState:
         job = self.jobs.pop(event.key, None)
         if job is None:
             return []  # an attempt already given up
-        return self._finished(job, event, wall)
+        if isinstance(event, Completed) and event.outcome.record.status == PREEMPTED:
+            return self._preempted(job, event, wall) + self._retirements(wall)
+        return self._finished(job, event, wall) + self._retirements(wall)
 
     # -- suggestions -----------------------------------------------------------------------
     def _fill(self) -> list[Any]:
@@ -428,7 +518,7 @@ class LoopState:
         return [RequestSuggestions(1)] if self.free_slots() > 0 else []
 
     def _suggested(self, event: Suggested, wall: float) -> list[Any]:
-        out = [self._submit(_Job(plan, wall)) for plan in event.plans if not self.drains]
+        out = [i for plan in event.plans if not self.drains for i in self._submit(_Job(plan, wall))]
         self.outstanding = event.outstanding
         if not self.model:
             return out if event.nothing else out + self._fill()
@@ -440,11 +530,36 @@ class LoopState:
             return out
         return [*out, RequestSuggestions(self.free_slots())]
 
-    def _submit(self, job: _Job) -> Submit:
+    def _submit(self, job: _Job) -> list[Any]:
+        """Submit ``job`` where it fits before its worker's end; or park it until a worker fits it."""
+        need = self.life.expected_for(job.ran)
+        allowed = self.life.eligible(self.wall, need)
+        out: list[Any] = []
+        if allowed == ():  # no worker has the time left: wait for a fresh one, within a bound
+            waited = 0.0 if self.parked_since is None else self.now - self.parked_since
+            if waited < self.life.wait and not self.life.hopeless(self.wall, need):
+                if self.parked_since is None:
+                    self.parked_since = self.now
+                    out.append(SetAlarm(self.life.wait))  # wakes the loop at the bound if no worker comes
+                self.parked.append(job)
+                return out
+            self.life.warn_starved(self.wall, need, waited)
+            allowed = None
         self._attempts += 1
         job.key = f"daskhpo-trial-{job.plan.trial}-{self.run}-{self._attempts}"
         self.jobs[job.key] = job
-        return Submit(job.plan, job.key, job.attempts, job.quarantined_from)
+        job.allowed = allowed
+        return [Submit(job.plan, job.key, job.attempts, job.quarantined_from, allowed)]
+
+    def _unpark(self) -> list[Any]:
+        """Submit the parked trials that fit now (or waited long enough)."""
+        if self.drains or self.done:
+            return []
+        waiting, self.parked = self.parked, []
+        out = [i for job in waiting for i in self._submit(job)]
+        if not self.parked:
+            self.parked_since = None
+        return out
 
     # -- reports and decisions -------------------------------------------------------------
     def _reported(self, event: Reported, wall: float = 0.0) -> list[Any]:
@@ -452,7 +567,8 @@ class LoopState:
         job = self.jobs.get(event.key)
         if job is None:
             return []  # a trial already recorded, or a lost attempt
-        job.worker = event.worker
+        if event.worker is not None:
+            job.worker, job.placed = event.worker, True
         if event.wait:
             job.waiting = event.step
         if not self.reports or event.step in job.seen:
@@ -501,7 +617,7 @@ class LoopState:
         if job is None:
             return []
         job.attempts += 1
-        if job.attempts > self.retries + 1:
+        if job.retried > self.retries + 1:
             logger.warning("trial %d: its worker left again, giving up after %d attempts (retries=%d)",
                            job.plan.trial, job.attempts - 1, self.retries)
             job.attempts -= 1
@@ -532,11 +648,15 @@ class LoopState:
     def _finished(self, job: _Job, event: Completed | Failed, wall: float) -> list[Any]:
         plan = job.plan
         base = dict(submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
-                    checkpoint_from=plan.checkpoint_from)
+                    checkpoint_from=plan.checkpoint_from, preempted=job.preempted)
         out: list[Any] = []
         if isinstance(event, Completed):
             outcome = event.outcome
             trial, checkpoint = outcome.record.replace(**base), outcome.checkpoint
+            if checkpoint is None and job.preempted:  # resumed, and saved nothing since: where it resumed from
+                checkpoint = plan.checkpoint
+            if trial.status == "completed" and not job.preempted:  # a whole run: what admission expects
+                self.life.observe(trial.duration)
             if not outcome.reports and job.seen:
                 trial = trial.replace(last_step=max(job.seen))
             if self.reports:  # reports whose live message was lost or came late
@@ -548,15 +668,15 @@ class LoopState:
         else:
             status = "lost"
             if job.exhausted:
-                reason = f"its worker left mid-trial in each of {job.attempts} attempts (retries={self.retries})"
+                reason = f"its worker left mid-trial in each of {job.retried} attempts (retries={self.retries})"
             elif not event.lost:  # running it again would fail the same way
                 status, reason = "broken", event.reason
-            elif job.attempts <= self.retries:
+            elif job.retried <= self.retries:
                 logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason,
                                job.attempts + 1)
                 if self.drains:
                     return []
-                return [self._submit(_Job(plan, job.submitted, attempts=job.attempts + 1, seen=job.seen))]
+                return self._submit(job.again())
             else:
                 reason = f"{event.reason} (after {job.attempts} attempts)"
             trial = TrialRecord(plan.trial, dict(plan.params), status, ended=wall, error=reason, **base)
@@ -574,8 +694,7 @@ class LoopState:
                 break
             logger.info("trial %d: running it again away from worker %s (attempt %d)",
                         job.plan.trial, worker, job.attempts + 1)
-            out.append(self._submit(_Job(job.plan, job.submitted, attempts=job.attempts + 1, seen=job.seen,
-                                         quarantined_from=worker)))
+            out += self._submit(job.again(quarantined_from=worker))
         last = self._record(ready, out)
         verdict = None if last is None else self.policy.verdict()
         if verdict is None:
@@ -632,7 +751,8 @@ class LoopState:
         if self.jobs and now < self.deadline - 0.01:  # a timer may fire a hair early
             return out
         drained = min(self.drains, key=lambda r: r.grace)
-        abandoned = sorted({job.plan.trial for job in self.jobs.values()})
+        abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)})
+        self.parked = []
         if abandoned:
             logger.warning("drain: grace over, cancelling trial(s) %s (not recorded: a resumed search "
                            "runs them again)", abandoned)
@@ -655,4 +775,5 @@ _HANDLERS = {
     Completed: LoopState._attempt_ended,
     Failed: LoopState._attempt_ended,
     WorkersChanged: LoopState._workers_changed,
+    Started: LoopState._started,
 }
