@@ -86,3 +86,65 @@ def test_the_dask_lifetime_and_the_earliest_end(squeue):
     now = time.time()
     assert worker_end_time({"SLURM_JOB_ID": "7"}, lifetime=60, started=now) == now + 60  # the lifetime ends first
     assert worker_end_time({"SLURM_JOB_ID": "7"}, lifetime=7200, started=now) == round(now) + 3600
+
+
+# -- a worker told to leave, on real worker processes (no Slurm: the signal handlers are only
+# installed in a Slurm job; the plugin's leave() is what they call) ------------------------------
+
+def counting(x: float, steps: int, delay: float) -> dict:
+    import daskhpo
+
+    state = daskhpo.load_checkpoint() or {"step": -1}
+    for step in range(state["step"] + 1, steps):
+        time.sleep(delay)
+        daskhpo.report(step, x * step, checkpoint={"step": step})
+    return {"objective": x}
+
+
+def leave_now(dask_worker) -> int:
+    from daskhpo.engine import worker_end
+
+    return worker_end._PLUGIN.leave("a test")
+
+
+def test_a_leaving_worker_preempts_its_trial_takes_nothing_new_and_closes():
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+    from daskhpo.engine.executor import Completed, Reported, WorkersChanged
+    from daskhpo.engine.worker import TrialTask
+    from daskhpo.reporting import decode_checkpoint
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster, Client(
+        cluster, set_as_default=False
+    ) as client:
+        client.wait_for_workers(2, timeout=120)
+        executor = DaskExecutor(client, counting, fn_kwargs={"steps": 200, "delay": 0.05})
+        executor.open()
+        try:
+            executor.submit(TrialTask(0, {"x": 1.0}, "t0-a1"))
+            changes, asked = [], None
+            while True:
+                event = executor.next_event()
+                if isinstance(event, WorkersChanged):
+                    changes.append(dict(event.ends))
+                elif isinstance(event, Reported) and event.step >= 2 and asked is None:
+                    left_at = time.time()
+                    asked = client.run(leave_now, workers=[event.worker])[event.worker]
+                    leaving = event.worker
+                elif isinstance(event, Completed):
+                    break
+            outcome = event.outcome
+            assert asked == 1 and outcome.record.status == "preempted"
+            assert 2 <= outcome.record.last_step < 199 and decode_checkpoint(outcome.checkpoint) == {
+                "step": outcome.record.last_step}
+            # The client heard that it ends now (nothing else knew an end: no event before).
+            assert changes and left_at - 1 <= changes[-1][leaving] <= time.time()
+            # It closed itself once idle (with its nanny: nothing restarts it).
+            deadline = time.monotonic() + 60
+            while leaving in client.nthreads():
+                assert time.monotonic() < deadline, "the leaving worker did not close"
+                time.sleep(0.05)
+            assert len(cluster.workers) == 1 or len(client.nthreads()) == 1
+        finally:
+            executor.close()

@@ -105,7 +105,7 @@ def test_a_preempted_trial_resumes_on_the_next_worker_from_its_checkpoint(slurm_
           f"from step {min(after)} (step {max(before)} was the last before it)")
     # Nothing run twice, nothing skipped: it went on from the checkpoint of its last step.
     assert sorted(before) + sorted(after) == list(range(steps)) and min(after) == max(before) + 1
-    (record,) = exp.records
+    (record,) = exp.records()
     assert record.status == "completed" and record.trial == 0 and record.attempts == 2
     assert record.metrics["resumed_from"] == min(after) and record.metrics["job"] != float(job)
     assert len(record.preempted) == 1 and record.preempted[0][1] == max(before)
@@ -133,7 +133,7 @@ def test_trials_are_admitted_only_while_they_fit_before_the_job_ends(slurm_clust
         exp.workon(timed, max_trials=20, client=client, n_workers=1, resources=cluster.trial_resources,
                    worker_timeout=90, delay=3.0)
         wait_for_no_jobs(timeout=60)
-    records = exp.records
+    records = exp.records()
     assert len(records) == 20 and {r.status for r in records} == {"completed"}
     assert {r.attempts for r in records} == {1}  # none killed by a job's end
     by_job: dict[int, list] = {}
