@@ -122,19 +122,19 @@ def timed(x: float, delay: float) -> dict:
 
 @pytest.mark.timeout(240)
 def test_trials_are_admitted_only_while_they_fit_before_the_job_ends(slurm_cluster):
-    """A job of 1 minute: trials of 3 s run on it while they fit before its end (the engine
-    learns their run time), then it is retired and an adaptive cluster starts the next job.
-    Without walltime-aware admission, Slurm kills the first job at its limit mid-trial
-    (TIMEOUT) and that trial runs again."""
+    """A job of 1 minute (Slurm's least: this test takes ~80 s): trials of 3 s run on it while
+    they fit before its end (the engine learns their run time), then it is retired and an
+    adaptive cluster starts the next job.  Without walltime-aware admission, Slurm kills the
+    first job at its limit mid-trial (TIMEOUT) and that trial runs again."""
     cluster = slurm_cluster(walltime="00:01:00", preempt_signal=None)
     cluster.adapt(minimum=0, maximum=1, interval="500ms", wait_count=2, target_duration="1s")
     with Client(cluster) as client:
         exp = daskhpo.build_experiment("slurm-walltime", SPACE, seed=0)
-        exp.workon(timed, max_trials=20, client=client, n_workers=1, resources=cluster.trial_resources,
+        exp.workon(timed, max_trials=18, client=client, n_workers=1, resources=cluster.trial_resources,
                    worker_timeout=90, delay=3.0)
         wait_for_no_jobs(timeout=60)
     records = exp.records()
-    assert len(records) == 20 and {r.status for r in records} == {"completed"}
+    assert len(records) == 18 and {r.status for r in records} == {"completed"}
     assert {r.attempts for r in records} == {1}  # none killed by a job's end
     by_job: dict[int, list] = {}
     for r in records:
@@ -143,7 +143,8 @@ def test_trials_are_admitted_only_while_they_fit_before_the_job_ends(slurm_clust
     first = min(by_job)
     info = job_info(str(first))
     limit = parse_slurm_time(info["StartTime"]) + 60
-    assert info["JobState"] == "COMPLETED", info  # retired before its limit, not TIMEOUT
+    # retired before its limit (its worker left, the cluster cancelled the job), not killed at it
+    assert info["JobState"] in ("COMPLETED", "CANCELLED"), info["JobState"]
     last = max(r.ended for r in by_job[first])
     assert last <= limit and parse_slurm_time(info["EndTime"]) <= limit
     print(f"\nwalltime: job {first} ran {len(by_job[first])} trials of 3 s; its last ended {limit - last:.1f} s "
