@@ -223,8 +223,8 @@ class DaskExecutor:
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
         # Each worker's end (its job's walltime, a preemption): WorkersChanged events.
-        self._ends = EndWatch(self.client, self._inbox.put, getattr(getattr(self.client, "cluster", None),
-                                                                    "preempt_signal", "USR1"))
+        self._ends = EndWatch(self.client, self._inbox.put, self.topic,
+                              getattr(getattr(self.client, "cluster", None), "preempt_signal", "USR1"))
         self._ends.open()
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
         self._pump_thread.start()
@@ -347,7 +347,6 @@ class DaskExecutor:
             return
         self._opened = False
         self._relay.target = None
-        self._ends.close()
         try:
             self.client.unsubscribe_topic(self.topic)
         except Exception:  # the client may be closing already
@@ -411,6 +410,9 @@ class DaskExecutor:
     def _on_topic(self, event: tuple[float, dict]) -> None:
         # On the client's event loop thread: only counting and queueing here.
         msg = event[1]
+        if "end" in msg:  # a worker leaving (daskhpo.engine.worker_end)
+            self._ends.leaving(msg)
+            return
         if "step" in msg:
             self._inbox.put(Reported(msg["key"], msg["trial"], msg["step"], msg["values"], msg.get("worker"),
                                      "wait" in msg))

@@ -23,7 +23,8 @@ lifetimes, is :mod:`daskhpo.engine.lifetimes`):
      (:func:`daskhpo.reporting.preempt_trials`): each stops at its next report and goes
      back to the engine ``preempted`` with that checkpoint;
   2. takes no new task (its status becomes ``closing_gracefully``, so the scheduler sends it
-     nothing) and tells the client that it ends now (an event on :data:`ENDS_TOPIC`);
+     nothing) and tells the client that it ends now (an event ``{"worker", "end", "reason"}``
+     on the run's topic, the one its reports use);
   3. closes itself and its nanny (so the job ends) once it runs no task and holds no result.
 
   The nanny keeps Dask's own ``SIGTERM`` handler (close at once, killing the running trial)
@@ -48,13 +49,10 @@ from distributed.diagnostics.plugin import NannyPlugin, WorkerPlugin
 from ..reporting import preempt_trials
 from .executor import WorkersChanged
 
-__all__ = ["worker_end_time", "parse_slurm_time", "EndWatch", "LeavingWorker", "LeavingNanny", "ENDS_TOPIC",
-           "SIGNALS"]
+__all__ = ["worker_end_time", "parse_slurm_time", "EndWatch", "LeavingWorker", "LeavingNanny", "SIGNALS"]
 
 logger = logging.getLogger(__name__)
 
-#: the topic on which a leaving worker announces its new end
-ENDS_TOPIC = "daskhpo-worker-ends"
 #: the warning signals a job may be sent before its end (``#SBATCH --signal=B:<name>@<seconds>``)
 SIGNALS = ("USR1", "USR2")
 #: a job without a time limit shows an end a year after its start: not an end
@@ -184,8 +182,10 @@ class LeavingWorker(WorkerPlugin):
     name = "daskhpo-leaving-worker"
     idempotent = False
 
-    def __init__(self, warning_signal: str | None = "USR1") -> None:
+    def __init__(self, warning_signal: str | None = "USR1", topic: str | None = None) -> None:
         self.warning_signal = warning_signal
+        #: where the worker announces that it leaves (the run's topic; each run registers anew)
+        self.topic = topic
         self.end: float | None = None
         self.leaving: float | None = None
         self._known = False
@@ -242,7 +242,8 @@ class LeavingWorker(WorkerPlugin):
         if self.worker.status == Status.running:
             self.worker.status = Status.closing_gracefully  # the scheduler sends it nothing new
         try:
-            self.worker.log_event(ENDS_TOPIC, {"worker": self.worker.address, "end": self.end, "reason": reason})
+            if self.topic is not None:
+                self.worker.log_event(self.topic, {"worker": self.worker.address, "end": self.end, "reason": reason})
         except Exception:
             logger.debug("could not announce the end of %s", self.worker.address, exc_info=True)
         self.worker.loop.add_callback(self._close_when_idle)
@@ -325,37 +326,30 @@ class EndWatch:
     client : distributed.Client
     emit : callable
         Called with each :class:`WorkersChanged` (from the watchdog's or the client's thread).
+    topic : str
+        The run's topic, on which a leaving worker announces it (the executor, subscribed to
+        it, passes such messages to :meth:`leaving`).
     warning_signal : str or None
         The signal the jobs receive ahead of their end (``"USR1"``; ``None``: only ``SIGTERM``).
     """
 
-    def __init__(self, client: Client, emit: Callable[[WorkersChanged], None],
+    def __init__(self, client: Client, emit: Callable[[WorkersChanged], None], topic: str,
                  warning_signal: str | None = "USR1") -> None:
         self.client = client
         self.emit = emit
+        self.topic = topic
         self.warning_signal = warning_signal
         self.ends: dict[str, float | None] = {}
         self._lock = threading.Lock()
         self._sent = False
-        self._subscribed = False
 
     def open(self) -> None:
-        """Register the plugins (replacing those of an earlier run) and listen for leaving workers."""
+        """Register the plugins on every worker, present and future (replacing an earlier run's)."""
         try:
-            self.client.register_plugin(LeavingWorker(self.warning_signal))
+            self.client.register_plugin(LeavingWorker(self.warning_signal, self.topic))
             self.client.register_plugin(LeavingNanny(self.warning_signal))
-        except Exception as exc:  # e.g. a worker without a nanny refuses nanny plugins on old versions
+        except Exception as exc:  # never let this stop a run: it only loses the hand-over
             logger.warning("could not register daskhpo's worker-end plugins: %s", exc)
-        self.client.subscribe_topic(ENDS_TOPIC, self._on_topic)
-        self._subscribed = True
-
-    def close(self) -> None:
-        if self._subscribed:
-            self._subscribed = False
-            try:
-                self.client.unsubscribe_topic(ENDS_TOPIC)
-            except Exception:
-                logger.debug("could not unsubscribe from %s", ENDS_TOPIC, exc_info=True)
 
     def update(self, workers: Iterable[str]) -> None:
         """The workers connected now (from the executor's watchdog): ask new ones their end."""
@@ -378,8 +372,8 @@ class EndWatch:
             if new or gone:
                 self._send()
 
-    def _on_topic(self, event: tuple[float, dict]) -> None:
-        msg = event[1]
+    def leaving(self, msg: Mapping[str, Any]) -> None:
+        """A worker's announcement that it leaves (``{"worker", "end", "reason"}``, on the client's loop)."""
         with self._lock:
             self.ends[msg["worker"]] = float(msg["end"])
             self._sent = True  # a leaving worker is news even if no end was known before
