@@ -8,12 +8,20 @@
 """
 
 from ._version import __version__  # noqa: E402
+from .devices import TrialDevices  # noqa: E402
 from .engine import NoWorkersError, SchedulerLostError, TooManyBrokenTrials  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
 from .records import ReportRecord, TrialRecord  # noqa: E402
-from .reporting import TrialPreempted, TrialPruned, load_checkpoint, preempt_trials, report  # noqa: E402
+from .reporting import (  # noqa: E402
+    TrialPreempted,
+    TrialPruned,
+    current_trial_devices,
+    load_checkpoint,
+    preempt_trials,
+    report,
+)
 from .space import (  # noqa: E402
     Space,
     choices,
@@ -51,6 +59,8 @@ __all__ = [
     "DriverJob",
     "report",
     "load_checkpoint",
+    "current_trial_devices",
+    "TrialDevices",
     "TrialPruned",
     "TrialPreempted",
     "preempt_trials",

@@ -42,7 +42,8 @@ import cloudpickle
 
 from .results import InvalidResult, checked_number
 
-__all__ = ["TrialPruned", "TrialPreempted", "preempt_trials", "report", "load_checkpoint", "current_trial", "trial_context", "stop_trial", "release_trial"]
+__all__ = ["TrialPruned", "TrialPreempted", "preempt_trials", "report", "load_checkpoint", "current_trial",
+           "current_trial_devices", "trial_context", "stop_trial", "release_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class _TrialContext:
     #: the checkpoint in force after each report, when the context keeps them (for an
     #: executor that replays a trial and cuts it short later: the fake executor)
     checkpoints: list | None = None
+    #: the GPU(s) assigned to the trial (a :class:`daskhpo.devices.TrialDevices`), if any
+    devices: Any = None
 
 
 #: contexts of the trials running in this process, by task key (what stop_trial finds)
@@ -125,7 +128,8 @@ def trial_context(context: Mapping[str, Any] | None) -> Iterator[_TrialContext |
     ``context`` holds ``trial`` (id), ``key`` (unique per attempt), ``topic`` (where
     reports are published; ``None``: only collected) and ``checkpoint`` (the stored start
     state, or ``None``); ``keep_checkpoints`` (optional) keeps the checkpoint in force
-    after each report, not only the last.
+    after each report, not only the last; ``devices`` (optional) the trial's GPU(s)
+    (:func:`current_trial_devices`).
     """
     if context is None:
         yield None
@@ -133,6 +137,7 @@ def trial_context(context: Mapping[str, Any] | None) -> Iterator[_TrialContext |
     ctx = _TrialContext(int(context["trial"]), str(context["key"]), context.get("topic"), context.get("checkpoint"))
     if context.get("keep_checkpoints"):
         ctx.checkpoints = []
+    ctx.devices = context.get("devices")
     try:
         from distributed import get_worker
 
@@ -325,6 +330,20 @@ def current_trial() -> int | None:
     """The id of the trial running in this thread, or ``None`` outside a daskhpo trial."""
     ctx = _CURRENT.get()
     return None if ctx is None else ctx.trial
+
+
+def current_trial_devices() -> Any:
+    """The GPU(s) assigned to the trial running in this thread, or ``None``.
+
+    A :class:`daskhpo.devices.TrialDevices` (``ids`` as in ``CUDA_VISIBLE_DEVICES``,
+    ``ordinals`` for ``cuda:<i>`` in this process, ``share``) when the trial's resources ask
+    for a ``"GPU"`` share and its worker has devices; ``None`` otherwise and outside a trial.
+    The worker's own ``CUDA_VISIBLE_DEVICES`` is not changed (its threads share it): an
+    in-process objective picks ``cuda:<ordinal>``, a program it starts gets
+    ``env=devices.environ()``.
+    """
+    ctx = _CURRENT.get()
+    return None if ctx is None else ctx.devices
 
 
 def load_checkpoint() -> Any:

@@ -124,7 +124,8 @@ def test_layers_depend_downwards():
 #: the layers, lowest first: a module imports only from its own layer or those below it
 LAYERS = [
     ("core", ("daskhpo._version", "daskhpo._moved", "daskhpo.records", "daskhpo.results", "daskhpo.space",
-              "daskhpo.pareto", "daskhpo.objectives", "daskhpo.pickling", "daskhpo.reporting")),
+              "daskhpo.pareto", "daskhpo.objectives", "daskhpo.pickling", "daskhpo.reporting",
+              "daskhpo.devices")),
     ("parts", ("daskhpo.optimizers", "daskhpo.engine", "daskhpo.store")),
     ("experiment", ("daskhpo.experiment", "daskhpo.testing")),
     ("viz", ("daskhpo.viz",)),

@@ -1,8 +1,9 @@
 """The executor of a Dask client: trials as futures, reports on a pub/sub topic.
 
 * **Submission**: ``client.submit(run_attempt, ..., key=<unique>, pure=False,
-  resources=...)``; completions come from one :class:`distributed.as_completed` (results
-  gathered on the client's event loop), forwarded by a pump thread to the loop's inbox.
+  resources=<the trial's request>)`` (:mod:`daskhpo.engine.resources`); completions come
+  from one :class:`distributed.as_completed` (results gathered on the client's event
+  loop), forwarded by a pump thread to the loop's inbox.
 * **Exactly once**: the pump releases each future the moment its result is taken (a
   future held while the pump waits for the next one made the scheduler recompute a
   recorded trial when its worker died later); and each attempt claims its key on the
@@ -38,6 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from distributed import Client, Future, as_completed
@@ -46,6 +48,7 @@ from ..pickling import PickledObjective, check_picklable, classify_failure, fail
 from ..reporting import release_trial, stop_trial
 from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Wake
+from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
 from .worker import CLAIMS, TrialTask, run_attempt
 from .worker_end import EndWatch
 
@@ -106,8 +109,10 @@ class DaskExecutor:
         The objective, called as ``fn(**params, **fn_kwargs)`` on a worker.
     fn_kwargs : dict, optional
         Fixed keyword arguments of every call.
-    resources : dict, optional
-        Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+    resources : dict or callable, optional
+        Dask resource annotation of every trial, e.g. ``{"GPU": 1}``, or
+        ``resources(params) -> dict``, one per configuration (see
+        :mod:`daskhpo.engine.resources` and :meth:`resources_for`).
     trial_timeout : float, optional
         Seconds, from its start on the worker, after which a trial is interrupted.
     worker_timeout : float
@@ -121,7 +126,7 @@ class DaskExecutor:
         fn: Callable[..., Any],
         *,
         fn_kwargs: Mapping[str, Any] | None = None,
-        resources: Mapping[str, float] | None = None,
+        resources: ResourcesSpec = None,
         trial_timeout: float | None = None,
         worker_timeout: float = 60.0,
     ) -> None:
@@ -130,7 +135,10 @@ class DaskExecutor:
             raise ValueError(f"trial_timeout must be positive seconds, got {trial_timeout!r}")
         self.fn = fn
         self.fn_kwargs = dict(fn_kwargs or {})
-        self.resources = dict(resources) if resources else None
+        #: each trial's request (fixed or per configuration)
+        self.requests = TrialResources(resources)
+        #: the fixed request of every trial (``None``: none, or one per configuration)
+        self.resources = self.requests.fixed
         self.trial_timeout = trial_timeout
         self.worker_timeout = worker_timeout
         self.topic = f"daskhpo-events-{uuid.uuid4().hex}"
@@ -155,19 +163,28 @@ class DaskExecutor:
         return list(self._worker_info().values())
 
     def _fitting_slots(self) -> int:
-        workers = self._workers()
-        if not self.resources:
-            return sum(w["nthreads"] for w in workers)
-        total = 0
-        for w in workers:
-            have = w.get("resources", {})
-            fits = min(int(have.get(k, 0) // v) for k, v in self.resources.items() if v > 0)
-            total += min(fits, w["nthreads"])
-        return total
+        # Requests per configuration are unknown before their trials are suggested: every
+        # worker's threads count (trials that do not fit yet wait in the scheduler's queue).
+        return sum(slots_on(self.resources, w.get("resources", {}), w["nthreads"]) for w in self._workers())
+
+    def resources_for(self, params: Mapping[str, Any], trial: int | None = None) -> Request | None:
+        """The request of the trial with ``params``, checked against the connected workers
+        (:meth:`~daskhpo.engine.resources.TrialResources.checked`: ValueError, NoWorkersError).
+
+        Called by the run when it plans a trial (so that a bad request ends the run before
+        the trial is journaled or submitted) and by :meth:`submit` for each attempt.
+        """
+        return self.requests.checked(params, trial, self._declared_resources)
+
+    def _declared_resources(self) -> dict[str, dict]:
+        return {address: dict(w.get("resources", {})) for address, w in self._worker_info().items()}
 
     def slots(self) -> int:
         """Trials to keep in flight: the threads of the connected workers that have the
-        ``resources``, plus one in ten of them queued ahead.
+        ``resources`` (as many as those let run at once), plus one in ten of them queued ahead.
+        With resources per configuration: every connected worker's threads (a request is
+        only known once its trial is suggested; trials that do not fit yet wait in the
+        scheduler's queue).  ``workon(n_workers=...)`` overrides it.
 
         A queued trial waits on its worker (Dask sends a worker up to 10 % more tasks than
         it has threads, its ``worker-saturation``) and starts the moment a thread frees,
@@ -194,7 +211,9 @@ class DaskExecutor:
                 ) from None
         slots = self._fitting_slots()
         if slots < 1:
-            raise NoWorkersError(f"no connected worker has the resources {self.resources}")
+            address, declared = largest(self.resources, self._declared_resources())
+            raise NoWorkersError(f"no connected worker has the resources {self.resources}; the largest, "
+                                 f"{address}, has {declared or 'no resources'}")
         return slots + slots // 10
 
     # -- a run -------------------------------------------------------------------------
@@ -241,7 +260,7 @@ class DaskExecutor:
         ``allow_other_workers=False``; the loop's walltime-aware admission, which names the
         workers a trial fits on before their end).
         """
-        task = TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint)
+        task = replace(task, topic=self.topic, resources=self.resources_for(task.params, task.trial))
         restrict: dict[str, Any] = {}
         if workers is not None:
             restrict = {"workers": [w for w in workers if w != avoid] or list(workers), "allow_other_workers": False}
@@ -252,7 +271,7 @@ class DaskExecutor:
                 restrict = {"workers": others, "allow_other_workers": True}
         future = self.client.submit(
             run_attempt, self._objective, task, self.fn_kwargs, self.trial_timeout,
-            key=task.key, pure=False, resources=self.resources, **restrict,
+            key=task.key, pure=False, resources=task.resources, **restrict,
         )
         self._futures[task.key] = future
         self._completions.add(future)

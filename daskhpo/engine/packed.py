@@ -23,13 +23,14 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .dask_executor import DaskExecutor
 from .executor import Completed, ExecutorEvent, Failed
 from .worker import TrialOutcome, TrialTask, claim_attempt, run_trial
 
-__all__ = ["PackedDaskExecutor", "run_pack"]
+__all__ = ["PackedDaskExecutor", "run_pack", "workon_executor"]
 
 
 def run_pack(
@@ -79,9 +80,13 @@ class PackedDaskExecutor(DaskExecutor):
         """Add the attempt to the next pack; send the pack when it is full.
 
         ``avoid`` is not honoured per trial (a pack runs where Dask puts it); a quarantined
-        worker is retired all the same.
+        worker is retired all the same.  With resources per configuration, a trial asking
+        another request than the pack's sends the pack first: a pack's trials ask the same.
         """
-        self._buffer.append(TrialTask(task.trial, task.params, task.key, self.topic, task.checkpoint))
+        request = self.resources_for(task.params, task.trial)
+        if self._buffer and request != self._buffer[0].resources:
+            self._flush()  # a pack is one Dask task with one request: trials asking the same
+        self._buffer.append(replace(task, topic=self.topic, resources=request))
         if len(self._buffer) >= self.trials_per_task:
             self._flush()
 
@@ -92,7 +97,7 @@ class PackedDaskExecutor(DaskExecutor):
         key = f"daskhpo-pack-{uuid.uuid4().hex}"
         future = self.client.submit(
             run_pack, self._objective, tasks, self.fn_kwargs, self.trial_timeout, key,
-            key=key, pure=False, resources=self.resources,
+            key=key, pure=False, resources=tasks[0].resources,
         )
         self._packs[key] = [t.key for t in tasks]
         for t in tasks:
@@ -127,3 +132,17 @@ class PackedDaskExecutor(DaskExecutor):
         pack = self._in_pack.get(key)
         if pack is not None:
             super().cancel(pack)
+
+
+def workon_executor(fn: Callable[..., Any], *, trials_per_task: int = 1, **kwargs: Any) -> Callable[[Any], DaskExecutor]:
+    """The executor of :meth:`daskhpo.Experiment.workon`, for the client it will be given.
+
+    Its arguments (``resources``, ``trial_timeout``, ``trials_per_task``) are checked now, before
+    any cluster starts; the returned factory makes a :class:`DaskExecutor`, or a
+    :class:`PackedDaskExecutor` when ``trials_per_task`` > 1 (short trials).
+    """
+    if trials_per_task == 1:
+        DaskExecutor(None, fn, **kwargs)  # checks only: no client is touched before open()
+        return lambda client: DaskExecutor(client, fn, **kwargs)
+    PackedDaskExecutor(None, fn, trials_per_task=trials_per_task, **kwargs)
+    return lambda client: PackedDaskExecutor(client, fn, trials_per_task=trials_per_task, **kwargs)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..devices import trial_devices
 from ..records import PREEMPTED, TrialRecord
 from ..reporting import TrialPreempted, TrialPruned, trial_context
 from ..results import InvalidResult, parse_result
@@ -69,6 +70,9 @@ class TrialTask:
         Where :func:`daskhpo.report` publishes (``None``: reports are only collected).
     checkpoint : tuple or None
         The stored checkpoint the trial starts from (:func:`daskhpo.load_checkpoint`).
+    resources : dict or None
+        What the attempt asked of its worker (set by the executor that submits it): its
+        ``"GPU"`` share decides the devices assigned to it (:mod:`daskhpo.devices`).
     """
 
     trial: int
@@ -76,6 +80,7 @@ class TrialTask:
     key: str
     topic: str | None = None
     checkpoint: tuple[str, Any] | None = None
+    resources: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,9 @@ def run_trial(
     (its worker leaving: :func:`daskhpo.preempt_trials`) is ``preempted`` with its
     reports so far and its latest checkpoint.  ``keep_checkpoints`` keeps the checkpoint
     in force after each report in :attr:`TrialOutcome.checkpoints` (for :func:`cut_short`).
+    A trial whose ``task.resources`` ask for a ``"GPU"`` share runs on devices assigned to
+    it among the worker's (:func:`daskhpo.devices.trial_devices`), recorded in ``gpu`` and
+    given to the objective by :func:`daskhpo.current_trial_devices`.
 
     Whatever the objective raises makes the trial ``broken`` with the traceback:
     ``SystemExit`` (``sys.exit()``), ``KeyboardInterrupt`` raised by the objective on a
@@ -304,16 +312,24 @@ def run_trial(
     worker = _current_worker()
     if task.topic and worker is not None:
         worker.log_event(task.topic, {"key": task.key})
+    with trial_devices(task.resources, worker) as devices:
+        return _run(fn, task, fn_kwargs, timeout, keep_checkpoints, worker, devices)
+
+
+def _run(fn: Callable[..., Any], task: TrialTask, fn_kwargs: Mapping[str, Any], timeout: float | None,
+         keep_checkpoints: bool, worker: Any, devices: Any) -> TrialOutcome:
+    """:func:`run_trial` on the trial's devices (``None``: none assigned)."""
     record = TrialRecord(
         trial=task.trial,
         params=dict(task.params),
         status="broken",
         worker=None if worker is None else worker.address,
-        gpu=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # the devices assigned to it, else what the process sees (a job's GPUs, or None)
+        gpu=os.environ.get("CUDA_VISIBLE_DEVICES") if devices is None else devices.cuda_visible_devices,
         started=time.time(),
     )
     context = {"trial": task.trial, "key": task.key, "topic": task.topic, "checkpoint": task.checkpoint,
-               "keep_checkpoints": keep_checkpoints}
+               "keep_checkpoints": keep_checkpoints, "devices": devices}
     reports: list = []
     with trial_context(context) as ctx:
         try:

@@ -15,11 +15,11 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..engine import DaskExecutor, Executor
+from ..engine import Executor
 from ..engine.broken import MaxBroken, check_max_broken
 from ..engine.drain import drain_requested
 from ..engine.loop import check_seconds
-from ..engine.packed import PackedDaskExecutor
+from ..engine.packed import workon_executor
 from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
@@ -194,7 +194,7 @@ class Experiment(ExperimentView):
         *,
         client: Any = None,
         n_workers: int | None = None,
-        resources: Mapping[str, float] | None = None,
+        resources: Mapping[str, float] | Callable[[dict[str, Any]], Mapping[str, float]] | None = None,
         retries: int = 1,
         trial_timeout: float | None = None,
         max_broken: MaxBroken = "auto",
@@ -232,8 +232,11 @@ class Experiment(ExperimentView):
             ``resources``), plus one in ten queued on the workers so that a freed thread
             starts its next trial without a round trip through the client.  Set it to your
             target size for adaptive clusters, which only grow while trials wait.
-        resources : dict, optional
-            Dask resource annotation of every trial, e.g. ``{"GPU": 1}``.
+        resources : dict or callable, optional
+            Dask resources of every trial (``{"GPU": 1}``; ``{"GPU": 0.25}``: four share a GPU), or
+            ``resources(params) -> dict`` per configuration (a bad one ends the call before its trial is
+            submitted).  GPU trials get their own devices (:func:`daskhpo.current_trial_devices`, history
+            ``gpu``); a shared GPU isolates no memory, time-slices compute (MPS, MIG: ``docs/slurm.md``).
         retries : int, default 1
             Further attempts of a trial whose worker died or left mid-trial (e.g. its
             Slurm job was cancelled); each is counted in the history's ``attempts``.
@@ -309,16 +312,14 @@ class Experiment(ExperimentView):
         check_max_broken(max_broken)  # bad values fail before a cluster starts
         check_seconds("timeout", timeout, positive=True)
         check_seconds("timeout_grace", timeout_grace, positive=False)
+        make_executor = workon_executor(fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
+                                        worker_timeout=worker_timeout, trials_per_task=trials_per_task)  # checked now
         if self._budget(max_trials) == 0:
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
             return self
         with client_for(client or self._client) as dask_client:
-            # short trials: several per Dask task (daskhpo.engine.packed)
-            packing = {} if trials_per_task == 1 else {"trials_per_task": trials_per_task}
-            executor = (PackedDaskExecutor if packing else DaskExecutor)(
-                dask_client, fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
-                worker_timeout=worker_timeout, **packing)
+            executor = make_executor(dask_client)  # short trials: several per task (daskhpo.engine.packed)
             if dashboard:
                 from ..viz.dashboard import dask_link
 

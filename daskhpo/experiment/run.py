@@ -83,6 +83,8 @@ class Run:
         self.run_times: deque[float] = deque(maxlen=64)
         #: (minimized objective, trial, params) of the best completed trials, best first
         self.incumbents: list[tuple[float, int, dict[str, Any]]] = []
+        #: the executor's check of a trial's resources (workon's ``resources``), if it has one
+        self.resources_for: Callable[[Mapping[str, Any], int], Any] | None = None
 
     # -- the run -----------------------------------------------------------------------
     def execute(self, executor: Executor, budget: int | None, *, max_trials: int | None, n_workers: int,
@@ -93,6 +95,7 @@ class Run:
         from ..viz.progress import attach
 
         name = self.experiment.name
+        self.resources_for = getattr(executor, "resources_for", None)
         fn = getattr(executor, "fn", None)
         if self.objectives and fn is not None and not isinstance(fn, ObjectiveVector):
             # read on the worker: the objective returns a dict of the objectives, not "objective"
@@ -136,7 +139,7 @@ class Run:
             ended = f"error: {type(exc).__name__}: {str(exc).strip().split(chr(10), 1)[0]}"
             raise
         finally:
-            self.model = self.engine = None  # hold no executor (nor its client) after the run
+            self.model = self.engine = self.resources_for = None  # hold no executor (nor its client) after the run
             self.filling = False
             self.queue.requeue()  # enqueued configurations whose trial never finished wait again
             self.storage.end_session(ended)
@@ -202,6 +205,10 @@ class Run:
             params = self.space.validate(params)
         except ValueError as exc:
             raise ValueError(f"{self.optimizer!r} suggested an invalid configuration: {exc}") from None
+        if self.resources_for is not None:
+            # a request that is no request, or that no worker can hold, ends the run here:
+            # before the trial is journaled or submitted (see workon's ``resources``)
+            self.resources_for(params, trial_id)
         if checkpoint is not None:
             self.running_from[trial_id] = checkpoint
         return Planned(trial_id, params, parent, checkpoint, self.checkpoints.get(checkpoint))

@@ -6,8 +6,9 @@ fields of :class:`~daskhpo.records.TrialRecord` under the same names (``trial`` 
 ``values`` (several objectives), ``started``/``ended`` (seconds since the epoch, or
 ``None``), ``worker``, ``error``, ``attempts``, ...) and ``reports`` (the trial's
 intermediate reports: ``(step, {metric: value})`` pairs in step order).  Callbacks run in the client process, after the trial is stored;
-one that raises is logged and the search goes on.  A callback with a ``close()`` method is
-closed when ``workon`` returns.
+one that raises is logged and the search goes on.  A callback with a ``setup(experiment)``
+method is given the experiment before the first trial (its name, storage, objectives: the
+public API); one with a ``close()`` method is closed when ``workon`` returns.
 
 >>> seen = []
 >>> experiment.workon(fn, max_trials=10, callbacks=[seen.append])    # doctest: +SKIP
@@ -17,6 +18,9 @@ the same for a stored experiment (``daskhpo export tensorboard PATH LOGDIR``).  
 files are written with `tensorboardX <https://github.com/lanpa/tensorboardX>`_ (MIT, kept up
 to date since 2017, depends only on numpy, protobuf and packaging: it needs neither PyTorch
 nor TensorFlow), installed with ``pip install daskhpo[tensorboard]``.
+
+:class:`MLflow` (in :mod:`daskhpo.integrations.mlflow_callback`) logs each trial as a nested
+MLflow run under one run per experiment (``pip install mlflow``).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..viz.progress import as_callback_dict
+from .mlflow_callback import MLflow
 
-__all__ = ["TensorBoard", "export_tensorboard"]
+__all__ = ["MLflow", "TensorBoard", "export_tensorboard"]
 
 logger = logging.getLogger(__name__)
 

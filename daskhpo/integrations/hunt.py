@@ -249,7 +249,9 @@ class Command:
     Notes
     -----
     The program's environment also holds ``DASKHPO_RESULTS`` (where to write its result),
-    ``DASKHPO_TRIAL`` (the trial's id) and ``DASKHPO_TRIAL_DIR`` (its working directory).
+    ``DASKHPO_TRIAL`` (the trial's id) and ``DASKHPO_TRIAL_DIR`` (its working directory),
+    and ``CUDA_VISIBLE_DEVICES`` set to the trial's own GPU(s) when its resources ask for
+    GPUs (:func:`daskhpo.current_trial_devices`).
     """
 
     def __init__(
@@ -286,7 +288,7 @@ class Command:
         return argv
 
     def __call__(self, **params: Any) -> Any:
-        from ..reporting import current_trial
+        from ..reporting import current_trial, current_trial_devices
 
         trial = current_trial()
         label = str(trial) if trial is not None else f"direct-{uuid.uuid4().hex[:8]}"
@@ -297,6 +299,9 @@ class Command:
         if os.path.exists(results):  # an earlier attempt of this trial
             os.remove(results)
         env = {**os.environ, **self.env, RESULTS_ENV: results, TRIAL_DIR_ENV: workdir, TRIAL_ENV: label}
+        devices = current_trial_devices()
+        if devices is not None:  # the GPU(s) assigned to this trial (workon's resources): the program's own
+            env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices
         argv = self.argv_for(params)
         logger.debug("trial %s: running %s in %s", label, shlex.join(argv), workdir)
         with open(stderr_path, "wb") as err, open(os.path.join(workdir, "stdout.txt"), "w", encoding="utf-8") as out:

@@ -162,7 +162,9 @@ def attach(
 
     Each callback receives a copy of each finished trial's record, with ``reports`` (the
     trial's ``(step, values)`` intermediate reports) added; a callback that raises is
-    logged and the run goes on.  Callbacks with a ``close()`` method are closed at the end.
+    logged and the run goes on.  Callbacks with a ``setup(experiment)`` method are given the
+    experiment first (an error there is raised: no trial has run); those with a ``close()``
+    method are closed at the end.
     """
     callbacks = list(callbacks or [])
     for fn in callbacks:
@@ -170,6 +172,10 @@ def attach(
             raise TypeError(f"callbacks must be callables receiving a trial record, got {fn!r}")
     if progress not in (None, True, False):
         raise ValueError(f"progress must be None, True or False, got {progress!r}")
+    for fn in callbacks:
+        setup = getattr(fn, "setup", None)
+        if callable(setup):  # e.g. the experiment's name for a logger's run (daskhpo.callbacks.MLflow)
+            setup(experiment)
     added: list[Callable[[dict], None]] = [_Callback(experiment, fn) for fn in callbacks]
     bar = None
     if progress or (progress is None and interactive()):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import daskhpo
 from daskhpo.engine import FakeExecutor
 from daskhpo.integrations.cli import main
@@ -23,6 +25,7 @@ def test_hunt_with_another_name_is_refused_and_changes_nothing(tmp_path, capsys,
     assert attrs["name"] == "stored" and attrs["algorithm"] == "tpe"
 
 
+@pytest.mark.slow  # hunt starts its own cluster: never in the fast lane
 def test_hunt_without_algorithm_resumes_with_the_stored_one(tmp_path, capsys, monkeypatch):
     path = tmp_path / "h.nc"
     with daskhpo.build_experiment("stored", {"x": "uniform(0, 1)"}, "tpe", storage=path, seed=2) as exp:

@@ -255,3 +255,30 @@ def test_hunt_on_a_running_scheduler_with_worker_processes(tmp_path, process_cli
     workers = set(process_client.scheduler_info()["workers"])
     assert set(ds["worker"].values) <= workers
     assert ds.attrs["algorithm"] == "tpe"
+
+
+def test_each_program_sees_its_trials_own_gpus(tmp_path, monkeypatch):
+    """Per-configuration GPU counts: the program's CUDA_VISIBLE_DEVICES is the trial's devices, not the worker's."""
+    from distributed import Client, LocalCluster
+
+    seen = _script(tmp_path / "seen.py", """\
+        import os
+        from daskhpo.integrations.client import report_results
+        devices = os.environ["CUDA_VISIBLE_DEVICES"].split(",")
+        report_results([{"name": "objective", "type": "objective", "value": len(devices)},
+                        {"name": "first", "type": "statistic", "value": int(devices[0])}])
+        """)
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # the "job's" GPUs, seen by the in-process worker
+    _, template = parse_command([sys.executable, seen, "--x~uniform(-1, 1)"])
+    experiment = daskhpo.build_experiment("gpus", {"x": "uniform(-1, 1)"}, seed=2)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 2},
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        experiment.workon(Command(template, tmp_path / "runs"), max_trials=4, client=client, progress=False,
+                          resources=lambda p: {"GPU": 2 if p["x"] > 0 else 1})
+    ds = experiment.history
+    assert set(ds["status"].values) == {"completed"}
+    for x, count, first, gpu in zip(ds["x"].values, ds["objective"].values, ds["first"].values, ds["gpu"].values):
+        assert count == (2 if x > 0 else 1) and gpu.split(",")[0] == str(int(first))
+        assert gpu == "4,6" if x > 0 else gpu in ("4", "6")
+    assert set(ds["objective"].values) == {1.0, 2.0}

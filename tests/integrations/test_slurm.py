@@ -19,7 +19,9 @@ import pytest
 from distributed import Client
 
 import daskhpo
+from daskhpo.reporting import current_trial
 from tests import slurm_local
+from tests.helpers_rendezvous import Rendezvous
 from tests.slurm_local import jobs, wait_for_no_jobs
 
 # The fixtures (session Slurm, per-test clusters), from tests/slurm_local.py.
@@ -54,6 +56,47 @@ def test_gpu_trials_spread_across_slurm_jobs(slurm_cluster):
     for worker, gpu in zip(ds["worker"].values, ds["gpu"].values):
         gpu_of.setdefault(worker, set()).add(gpu)
     assert all(len(g) == 1 for g in gpu_of.values())
+
+
+def counted_gpus(layers: int, x: float) -> dict:
+    devices = daskhpo.current_trial_devices()
+    return {"objective": x, "devices": float(len(devices.ids)),
+            "job_gpus": float(len(os.environ["CUDA_VISIBLE_DEVICES"].split(",")))}
+
+
+#: the half-GPU trials' meeting point, in the Slurm job's worker process (its 2 threads)
+HALVES = Rendezvous()
+
+
+def half_gpu_trial(layers: int, x: float) -> dict:
+    devices = daskhpo.current_trial_devices()
+    met = HALVES.meet(current_trial(), devices.cuda_visible_devices)
+    return {"objective": x, "met": float(met), "share": devices.share}
+
+
+def test_gpus_per_configuration_and_half_gpu_trials_on_one_slurm_job(slurm_cluster):
+    """One job with the node's 2 fake GPUs and 2 threads: trials asking 1 or 2 GPUs by their
+    configuration get those devices of the job; 0.5-GPU trials run two at a time on device 0."""
+    cluster = slurm_cluster(gpus_per_job=2, cores=2)
+    cluster.scale(jobs=1)
+    with Client(cluster) as client:
+        client.wait_for_workers(1, timeout=60)
+        exp = daskhpo.build_experiment("slurm-per-config", {"layers": "randint(1, 16)", "x": "uniform(0, 1)"}, seed=3)
+        exp.workon(counted_gpus, max_trials=8, client=client, progress=False,
+                   resources=lambda p: {"GPU": 2 if p["layers"] > 8 else 1})
+        ds = exp.history
+        assert set(ds["status"].values) == {"completed"} and set(ds["job_gpus"].values) == {2.0}  # Slurm's "0,1"
+        wanted = [2 if layers > 8 else 1 for layers in ds["layers"].values]
+        assert ds["devices"].values.tolist() == wanted and set(wanted) == {1, 2}
+        for want, gpu in zip(wanted, ds["gpu"].values):
+            assert gpu == "0,1" if want == 2 else gpu in ("0", "1")
+
+        halves = daskhpo.build_experiment("slurm-halves", {"layers": "randint(1, 16)", "x": "uniform(0, 1)"}, seed=0)
+        halves.workon(half_gpu_trial, max_trials=6, client=client, progress=False, resources={"GPU": 0.5})
+        ds = halves.history
+        assert set(ds["status"].values) == {"completed"}
+        assert ds["met"].values.tolist() == [1.0] * 6 and set(ds["share"].values) == {0.5}
+        assert set(ds["gpu"].values) == {"0"}  # packed onto one device, the other stays whole
 
 
 class JobCounter:

@@ -109,3 +109,24 @@ def test_callbacks_get_the_record_s_typed_fields_and_subscribers_the_record():
         x, y = record.params["x"], record.params["y"]
         assert data["values"] == record.values == (x, y) and data["constraints"] == record.constraints == (x - 0.5,)
         assert math.isnan(data["objective"]) and data["reports"] == []
+
+
+def test_a_callback_s_setup_gets_the_experiment_before_the_first_trial():
+    from daskhpo.engine import FakeExecutor
+
+    class Logger:
+        def __init__(self):
+            self.events = []
+
+        def setup(self, experiment):
+            self.events.append(("setup", experiment.name, len(experiment.records())))
+
+        def __call__(self, record):
+            self.events.append(("trial", record["trial"]))
+
+    exp = daskhpo.build_experiment("setup", {"x": "uniform(0, 1)"}, seed=0)
+    logger = Logger()
+    exp.run(FakeExecutor(lambda x: x, slots=2), max_trials=2, callbacks=[logger])
+    exp.run(FakeExecutor(lambda x: x, slots=2), max_trials=3, callbacks=[logger])  # once per run, as it resumes
+    assert [e[0] for e in logger.events] == ["setup", "trial", "trial", "setup", "trial"]
+    assert logger.events[0] == ("setup", "setup", 0) and logger.events[3] == ("setup", "setup", 2)
