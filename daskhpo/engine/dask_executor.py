@@ -23,6 +23,10 @@
   :class:`SchedulerLostError`).  While the scheduler is unreachable the pump forwards no
   cancellation: the client cancels every future when it gives up reconnecting, and those
   trials are not lost work to retry but a run to resume.
+* **Workers' ends**: the watchdog also asks each new worker when it ends, and a worker
+  told to leave (Slurm's ``SIGTERM`` or warning signal) announces it; both become
+  :class:`~daskhpo.engine.executor.WorkersChanged` events (:mod:`daskhpo.engine.worker_end`,
+  whose plugins this registers on every worker, replacing an earlier run's).
 
 Nothing here blocks the client's event loop: handlers only put events into a queue.
 """
@@ -47,6 +51,7 @@ from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rer
 from .local_workers import shield_local_workers
 from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
 from .worker import CLAIMS, TrialTask, run_attempt
+from .worker_end import EndWatch
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
 
@@ -238,6 +243,10 @@ class DaskExecutor:
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
         shield_local_workers(self.client)  # Ctrl-C stops the search, not each worker process noisily
+        # Each worker's end (its job's walltime, a preemption): WorkersChanged events.
+        self._ends = EndWatch(self.client, self._inbox.put, self.topic,
+                              getattr(getattr(self.client, "cluster", None), "preempt_signal", "USR1"))
+        self._ends.open()
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
         self._pump_thread.start()
         self._watch_thread = threading.Thread(target=self._watch, name="daskhpo-worker-watchdog", daemon=True)
@@ -428,6 +437,9 @@ class DaskExecutor:
     def _on_topic(self, event: tuple[float, dict]) -> None:
         # On the client's event loop thread: only counting and queueing here.
         msg = event[1]
+        if "end" in msg:  # a worker leaving (daskhpo.engine.worker_end)
+            self._ends.leaving(msg)
+            return
         if "step" in msg:
             self._inbox.put(Reported(msg["key"], msg["trial"], msg["step"], msg["values"], msg.get("worker"),
                                      "wait" in msg))
@@ -467,9 +479,11 @@ class DaskExecutor:
                 self._scheduler_lost.clear()
             last_contact = now
             try:
-                connected = bool(self.client.nthreads())
+                workers = self.client.nthreads()
             except Exception:
                 continue
+            connected = bool(workers)
+            self._ends.update(workers)
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True

@@ -29,6 +29,7 @@ from typing import Any
 
 import dask.config
 from dask_jobqueue import SLURMCluster
+from dask_jobqueue.slurm import SLURMJob
 
 __all__ = ["SlurmGPUCluster"]
 
@@ -62,6 +63,27 @@ def _option_name(arg: str) -> str:
     return arg.split("=", 1)[0].split()[0] if arg.strip() else arg
 
 
+#: the warning signals a job may ask for (``--signal=B:<name>@<seconds>``): both are
+#: handled by daskhpo's worker plugins and kill nothing that ignores them
+PREEMPT_SIGNALS = ("USR1", "USR2")
+#: the most seconds ahead Slurm sends a job's signal (``--signal``'s 16-bit field)
+_MAX_WARNING_S = 65535
+
+
+class _ExecSLURMJob(SLURMJob):
+    """A Slurm job whose batch shell ``exec`` s the Dask worker command.
+
+    The worker's nanny is then the batch shell itself: the signal of
+    ``#SBATCH --signal=B:USR1@120``, which Slurm sends only to the batch shell, reaches it
+    (a bash waiting for a foreground command would run its trap only once the worker
+    exited), and it forwards the signal to its worker process.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._command_template = f"exec {self._command_template}"
+
+
 class SlurmGPUCluster(SLURMCluster):
     """A :class:`dask_jobqueue.SLURMCluster` whose jobs, workers and trials agree on GPUs.
 
@@ -79,6 +101,19 @@ class SlurmGPUCluster(SLURMCluster):
         ``gpus_per_job // gpus_per_trial`` trials at once, whatever its thread count.
     gpu_type : str, optional
         A GRES type (``--gres=gpu:a100:1``), as your site names them.
+    preempt_signal : {"USR1", "USR2"} or None, default "USR1"
+        The signal Slurm sends each job ``warning_seconds`` before its time limit
+        (``#SBATCH --signal=B:USR1@120``).  On it, and on the ``SIGTERM`` of a ``scancel``,
+        a preemption or the time limit, the job's worker asks its running trials to
+        checkpoint and stop at their next :func:`daskhpo.report` (they resume on another
+        worker from that checkpoint), takes no new trial, and leaves once idle.  The
+        worker command is ``exec`` ed, so that the batch shell that receives the signal is
+        the worker's nanny, and the signal is ignored until the worker is ready for it.
+        ``None``: no warning signal (``SIGTERM`` still preempts).
+    warning_seconds : int, default 120
+        Seconds before the time limit to send ``preempt_signal``: enough for a trial's
+        next report and its checkpoint to travel.  Slurm sends it up to a minute early or
+        late (its timer's resolution).
     processes : int, default 1
         Dask worker processes per job.  Each declares ``gpus_per_job // processes`` GPUs.
         Keep 1 unless you know why: every process of a job sees all of the job's GPUs in
@@ -92,7 +127,9 @@ class SlurmGPUCluster(SLURMCluster):
     Raises
     ------
     ValueError
-        If the numbers do not fit together (a trial needing more GPUs than a worker has,
+        If ``preempt_signal`` is not one of ``PREEMPT_SIGNALS`` or ``warning_seconds`` not
+        an integer in 1..65535, if ``job_extra_directives`` already set ``--signal``, or
+        if the numbers do not fit together (a trial needing more GPUs than a worker has,
         GPUs that do not divide among the processes), or if ``job_extra_directives`` or
         ``worker_extra_args`` already request GPUs or resources, which would contradict
         ``gpus_per_job``.
@@ -101,6 +138,8 @@ class SlurmGPUCluster(SLURMCluster):
     --------
     >>> cluster = SlurmGPUCluster(gpus_per_job=1, cores=4, memory="16GB",
     ...                           walltime="02:00:00")                     # doctest: +SKIP
+    >>> cluster.job_script()                                              # doctest: +SKIP
+    '... #SBATCH --signal=B:USR1@120 ... trap '' USR1 ... exec .../python -m distributed.cli.dask_worker ...'
     >>> cluster.adapt(minimum=0, maximum=32)                               # doctest: +SKIP
     >>> with Client(cluster) as client:                                    # doctest: +SKIP
     ...     experiment.workon(train, max_trials=500, n_workers=32,
@@ -113,6 +152,8 @@ class SlurmGPUCluster(SLURMCluster):
         gpus_per_job: int = 1,
         gpus_per_trial: int = 1,
         gpu_type: str | None = None,
+        preempt_signal: str | None = "USR1",
+        warning_seconds: int = 120,
         processes: int = 1,
         **kwargs: Any,
     ) -> None:
@@ -123,6 +164,13 @@ class SlurmGPUCluster(SLURMCluster):
         config_name = kwargs.get("config_name") or "slurm"
         directives = self._from_config(kwargs.pop("job_extra_directives", None), config_name, "job-extra-directives")
         worker_args = self._from_config(kwargs.pop("worker_extra_args", None), config_name, "worker-extra-args")
+        prologue = list(kwargs.pop("job_script_prologue", None)
+                        or dask.config.get(f"jobqueue.{config_name}.job-script-prologue", default=None) or [])
+        directives, prologue = self._preemption(preempt_signal, warning_seconds, directives, prologue)
+        kwargs["job_script_prologue"] = prologue
+        #: the signal each job receives ``warning_seconds`` before its time limit (None: none)
+        self.preempt_signal = preempt_signal
+        self.warning_seconds = warning_seconds
         self.gpus_per_job = gpus_per_job
         self.gpus_per_worker = 0
         #: the annotation of a trial, for ``workon(..., resources=...)``; None without GPUs
@@ -154,10 +202,29 @@ class SlurmGPUCluster(SLURMCluster):
             directives = [*directives, f"--gres={gres}"]
             worker_args = [*worker_args, "--resources", f"GPU={self.gpus_per_worker}"]
             self.trial_resources = {"GPU": gpus_per_trial}
+        kwargs.setdefault("job_cls", _ExecSLURMJob)
         super().__init__(
             processes=processes, job_extra_directives=directives, worker_extra_args=worker_args, **kwargs
         )
         logger.debug("SlurmGPUCluster: %d GPU(s) per job, trials use %s", gpus_per_job, self.trial_resources)
+
+    @staticmethod
+    def _preemption(signal_name: str | None, seconds: int, directives: list[str],
+                    prologue: list[str]) -> tuple[list[str], list[str]]:
+        """The ``--signal`` directive and the prologue's ``trap`` (this text goes into a job script)."""
+        if signal_name is not None and signal_name not in PREEMPT_SIGNALS:
+            raise ValueError(f"preempt_signal must be one of {PREEMPT_SIGNALS} or None, got {signal_name!r}")
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= _MAX_WARNING_S:
+            raise ValueError(f"warning_seconds must be an integer from 1 to {_MAX_WARNING_S}, got {seconds!r}")
+        if signal_name is None:
+            return directives, prologue
+        clash = [d for d in directives if _option_name(d) == "--signal"]
+        if clash:
+            raise ValueError(f"job_extra_directives already set {clash}; use preempt_signal= and warning_seconds= "
+                             "(or preempt_signal=None to keep yours)")
+        # Ignored until the worker's plugin handles it (inherited through exec), so that an
+        # early signal does not kill a worker that is still starting.
+        return [*directives, f"--signal=B:{signal_name}@{seconds}"], [f"trap '' {signal_name}", *prologue]
 
     @staticmethod
     def _from_config(given: Sequence[str] | None, config_name: str, key: str) -> list[str]:

@@ -55,6 +55,41 @@ def test_contradicting_gpu_settings_are_refused(kwargs, message):
         SlurmGPUCluster(**QUIET, **kwargs)
 
 
+def test_the_job_script_signals_ahead_of_the_time_limit_and_execs_the_worker():
+    script, _ = script_of(walltime="01:00:00", job_script_prologue=["module load cuda"])
+    lines = script.splitlines()
+    assert "#SBATCH --signal=B:USR1@120" in lines
+    # ignored until the worker handles it; the batch shell becomes the nanny, which receives it
+    trap, prologue, command = lines.index("trap '' USR1"), lines.index("module load cuda"), lines[-1]
+    assert trap < prologue < len(lines) - 1 and command.startswith("exec ") and "distributed.cli.dask_worker" in command
+    script, _ = script_of(preempt_signal="USR2", warning_seconds=600)
+    assert "#SBATCH --signal=B:USR2@600\n" in script and "trap '' USR2\n" in script
+    script, _ = script_of(preempt_signal=None)
+    assert "--signal" not in script and "trap" not in script and script.splitlines()[-1].startswith("exec ")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"preempt_signal": "KILL"}, "preempt_signal must be one of"),
+        ({"preempt_signal": "USR1; rm -rf /"}, "preempt_signal must be one of"),
+        ({"warning_seconds": 0}, "warning_seconds must be an integer from 1 to 65535"),
+        ({"warning_seconds": 70000}, "warning_seconds must be an integer from 1 to 65535"),
+        ({"warning_seconds": "60"}, "warning_seconds must be an integer"),
+        ({"warning_seconds": True}, "warning_seconds must be an integer"),
+        ({"job_extra_directives": ["--signal=USR1@60"]}, "already set"),
+    ],
+)
+def test_bad_preemption_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SlurmGPUCluster(**QUIET, **kwargs)
+
+
+def test_own_signal_directive_kept_without_preempt_signal():
+    script, _ = script_of(preempt_signal=None, job_extra_directives=["--signal=B:USR2@300"])
+    assert "#SBATCH --signal=B:USR2@300\n" in script and "trap" not in script
+
+
 def waits_like_nested_joblib(x: float) -> float:
     """Leaves the worker's thread pool while it waits, as joblib's Dask backend does."""
     secede()

@@ -160,6 +160,9 @@ def marked_trial(x: float, marker_dir: str, delay: float) -> dict:
 
 
 def test_cancelled_job_costs_only_its_trial_which_is_retried(slurm_cluster, tmp_path):
+    """``scancel`` sends SIGTERM, then SIGKILL ``KillWait`` (5 s here) later: the worker uses
+    that time (its trials that report hand over, tests/integrations/test_slurm_lifecycle.py),
+    so the trials here, which do not report, outlast it (7 s)."""
     cluster = slurm_cluster(gpus_per_job=1)
     cluster.scale(jobs=2)
     markers = tmp_path / "markers"
@@ -168,7 +171,7 @@ def test_cancelled_job_costs_only_its_trial_which_is_retried(slurm_cluster, tmp_
         client.wait_for_workers(2, timeout=60)
         exp = daskhpo.build_experiment("slurm-scancel", SPACE, seed=0)
         search = pool.submit(exp.workon, marked_trial, max_trials=4, client=client, n_workers=2,
-                             resources=cluster.trial_resources, marker_dir=str(markers), delay=2.0)
+                             resources=cluster.trial_resources, marker_dir=str(markers), delay=7.0)
         deadline = time.time() + 60
         while not any(markers.iterdir()):
             assert time.time() < deadline and not search.done(), "no trial started"
