@@ -208,6 +208,12 @@ class GP(Optimizer):
         uncertainty there without inventing good or bad regions, and a believed improvement
         becomes the incumbent of the expected improvement), or the best, mean or worst
         completed value (a constant liar).
+    refine_pending : int, default 32
+        A suggestion is refined by L-BFGS-B only while fewer than this many trials are
+        pending; with more, it is the best of a quarter of ``n_candidates`` (as in a batch).
+        With many trials in flight each suggestion is one of many exploring at once, and the
+        model must keep up with the results: at 64 slots x 1 s, refined suggestions (about
+        50 ms at 1,000 trials) made the model thread the bottleneck, and the slots waited.
     output_warping : bool, default False
         Model Yeo-Johnson-transformed objectives (the power fitted by maximum likelihood on
         each fit's data, as HEBO does), which helps when a few values are far worse than
@@ -240,6 +246,7 @@ class GP(Optimizer):
         liar: str = "believer",
         max_pending: int = 100,
         output_warping: bool = False,
+        refine_pending: int = 32,
     ) -> None:
         super().__init__(space, seed)
         check_option("gp", "n_initial", n_initial, "int", low=1)
@@ -253,6 +260,8 @@ class GP(Optimizer):
         self.fit_max = fit_max
         check_option("gp", "max_pending", max_pending, "int", low=0)
         self.max_pending = max_pending
+        check_option("gp", "refine_pending", refine_pending, "int", low=0)
+        self.refine_pending = refine_pending
         check_option("gp", "output_warping", output_warping, "bool")
         self.output_warping = output_warping
         self.refit_growth = float(refit_growth)
@@ -277,6 +286,7 @@ class GP(Optimizer):
         self._dim = start
         self._x: list[np.ndarray] = []
         self._y: list[float] = []
+        self._xa, self._ya = np.zeros((0, self._dim)), np.zeros(0)
         #: each modelled trial's constraint values (empty tuples in an unconstrained run)
         self._c: list[tuple[float, ...]] = []
         self._n_constraints = 0
@@ -301,6 +311,7 @@ class GP(Optimizer):
             "liar": self.liar,
             "max_pending": self.max_pending,
             "output_warping": self.output_warping,
+            "refine_pending": self.refine_pending,
         }
 
     # -- encoding --------------------------------------------------------------------------
@@ -329,7 +340,7 @@ class GP(Optimizer):
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
         """Suggest trial ``trial_id``: a prior draw at first, then the maximum of log EI."""
-        return self._ask(trial_id, refine=True)
+        return self._ask(trial_id, refine=len(self._pending) < self.refine_pending)
 
     def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
         """Suggest several trials with one model: the kernel fit is shared and each suggestion
@@ -337,8 +348,9 @@ class GP(Optimizer):
         larger batch (slots are waiting) no suggestion is refined by L-BFGS-B: each is the
         best of a quarter of ``n_candidates`` random and local candidates under the
         fantasies (a few ms instead of tens)."""
-        refine = len(trial_ids) == 1
-        return [self._ask(trial_id, refine=refine) for trial_id in trial_ids]
+        if len(trial_ids) == 1:
+            return [self.ask(trial_ids[0])]
+        return [self._ask(trial_id, refine=False) for trial_id in trial_ids]
 
     def _ask(self, trial_id: int, refine: bool) -> Suggestion:
         rng = self.rng_for(trial_id)
@@ -373,14 +385,25 @@ class GP(Optimizer):
         is conditioned on: at most ``limit`` (default ``max_train``) of them."""
         n = len(self._y) if n is None else n
         keep = self._train_index(n, self.max_train if limit is None else limit)
-        x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
+        xa, ya = self._arrays()
+        x, y = xa[:n], ya[:n]
         return (x, y) if keep is None else (x[keep], y[keep])
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The modelled trials' features and objectives as arrays, extended (not rebuilt:
+        at thousands of trials the rebuild was a tenth of a batch's time) as trials arrive."""
+        have = len(self._xa)
+        if have != len(self._y):
+            new = np.asarray(self._x[have:]).reshape(-1, self._dim)
+            self._xa = np.concatenate([self._xa, new])
+            self._ya = np.concatenate([self._ya, np.asarray(self._y[have:], dtype=float)])
+        return self._xa, self._ya
 
     def _train_index(self, n: int, limit: int) -> np.ndarray | None:
         """Which of the first ``n`` trials the GP is conditioned on (``None``: all)."""
         if n <= limit:
             return None
-        y = np.asarray(self._y[:n])
+        y = self._arrays()[1][:n]
         if self._n_constraints:
             # the best: feasible first by objective, then the least violating
             order = np.lexsort((y, self._violations(n)))
@@ -404,13 +427,13 @@ class GP(Optimizer):
         """One posterior per constraint, with the threshold 0 in its standardized units."""
         n = len(self._y)
         keep = self._train_index(n, self.max_train)
-        x = np.asarray(self._x)
+        x = self._arrays()[0]
         values = self._constraint_matrix(n)
         if keep is not None:
             x, values = x[keep], values[keep]
         n_fit = self._refit_point(n)
         fit_keep = self._train_index(n_fit, self._fit_limit)
-        fit_x, fit_values = np.asarray(self._x[:n_fit]), self._constraint_matrix(n_fit)
+        fit_x, fit_values = self._arrays()[0][:n_fit], self._constraint_matrix(n_fit)
         if fit_keep is not None:
             fit_x, fit_values = fit_x[fit_keep], fit_values[fit_keep]
         models = []
@@ -536,7 +559,8 @@ class GP(Optimizer):
             post = _Posterior(x, ys, amplitude, length, noise)
         # a batch's unrefined suggestions look at a quarter of the candidates (cost ~ candidates x trials)
         count = self.n_candidates if refine else max(64, self.n_candidates // 4)
-        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length, count)
+        xa, ya = self._arrays()
+        cands = self._candidates(rng, xa[np.argsort(ya, kind="stable")[:5]], length, count)
         if refine:
             values, _ = _acquisition(post, cons, cands, best)
             starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]

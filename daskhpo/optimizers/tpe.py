@@ -80,6 +80,7 @@ class _Parzen:
         bandwidth: float,
         prior_weight: float,
         weights: np.ndarray | None = None,
+        sigma: np.ndarray | None = None,
     ) -> None:
         n = len(num)
         self.enc = encoding
@@ -87,6 +88,7 @@ class _Parzen:
         self.cat = cat
         self.n = n
         d = max(encoding.n_num, 1)
+        fixed = sigma
         if encoding.conditional:
             # each dimension's spread over the observations where it is active
             spread = _active_std(num)
@@ -100,10 +102,11 @@ class _Parzen:
         floor = np.full(encoding.n_num, 0.5 / (n + 1))
         for j, cells in encoding.int_cells.items():
             floor[j] = max(floor[j], float(np.max(cells.upper - cells.lower)) / 2)
-        self.sigma = np.clip(np.maximum(sigma, floor), 1e-4, 1.0)
-        # Component weights: observations, then the prior.
+        self.sigma = np.clip(np.maximum(sigma, floor), 1e-4, 1.0) if fixed is None else fixed
+        # Component weights: observations, then the prior (weight 0: none).
         w = np.append(np.ones(n) if weights is None else weights, prior_weight)
-        self.log_w = np.log(w / w.sum())
+        with np.errstate(divide="ignore"):
+            self.log_w = np.log(w / w.sum())
         # Categorical kernel: keep the observed choice with 1 - eps, else the prior.
         self.eps = 1.0 / (1.0 + math.sqrt(n)) if n else 1.0
         # Normalisers of the truncated kernels over [0, 1].
@@ -285,6 +288,7 @@ class TPE(Optimizer):
         max_bad: int = 200,
         max_pending: int = 256,
         feasibility_weight: float = 0.0,
+        liar_kernel: str = "bad",
     ) -> None:
         super().__init__(space, seed)
         check_option("tpe", "n_initial", n_initial, "int", low=1)
@@ -298,6 +302,8 @@ class TPE(Optimizer):
         check_option("tpe", "max_pending", max_pending, "int", low=0)
         check_option("tpe", "feasibility_weight", feasibility_weight, low=0)
         self.feasibility_weight = float(feasibility_weight)
+        check_option("tpe", "liar_kernel", liar_kernel, "choice", choices=("bad", "good"))
+        self.liar_kernel = liar_kernel
         self.max_bad = max_bad
         self.max_pending = max_pending
         self.n_initial = n_initial
@@ -335,6 +341,7 @@ class TPE(Optimizer):
             "max_bad": self.max_bad,
             "max_pending": self.max_pending,
             "feasibility_weight": self.feasibility_weight,
+            "liar_kernel": self.liar_kernel,
         }
 
     def n_good(self, n: int) -> int:
@@ -366,18 +373,32 @@ class TPE(Optimizer):
             keep = self.rng_for(len(y), stream="tpe-bad").choice(len(bad), self.max_bad, replace=False)
             bad, bad_w = bad[np.sort(keep)], np.full(self.max_bad, len(bad) / self.max_bad)
         bad_num, bad_cat = num[bad], cat[bad]
+        pend_num = pend_cat = None
         if self.constant_liar and self._pending and self.max_pending:
             points = self._pending.values()[-self.max_pending :]
             n_pending = len(points)
             pend_num = np.array([p[0] for p in points]).reshape(n_pending, enc.n_num)
             pend_cat = np.array([p[1] for p in points]).reshape(n_pending, enc.n_cat)
-            bad_num = np.concatenate([bad_num, pend_num])
-            bad_cat = np.concatenate([bad_cat, pend_cat])
-            bad_w = np.append(bad_w, np.full(n_pending, self.liar_weight))
+            if self.liar_kernel == "bad":
+                bad_num = np.concatenate([bad_num, pend_num])
+                bad_cat = np.concatenate([bad_cat, pend_cat])
+                bad_w = np.append(bad_w, np.full(n_pending, self.liar_weight))
+                pend_num = None
         l_model = _Parzen(num[good], cat[good], enc, self.bandwidth, self.prior_weight, good_w)
         g_model = _Parzen(bad_num, bad_cat, enc, self.bandwidth, self.prior_weight, bad_w)
         cand_num, cand_cat = l_model.sample(rng, self.n_candidates)
-        score = l_model.log_pdf(cand_num, cand_cat) - g_model.log_pdf(cand_num, cand_cat)
+        log_g = g_model.log_pdf(cand_num, cand_cat)
+        if pend_num is not None:
+            # the liars' kernels as narrow as the good group's: they repel from the pending
+            # points themselves, not (as the bad group's wide kernels do) from the region
+            p_model = _Parzen(pend_num, pend_cat, enc, self.bandwidth, 0.0, sigma=l_model.sigma)
+            w_bad = float(bad_w.sum()) + self.prior_weight
+            w_pend = self.liar_weight * len(pend_num)
+            log_g = np.logaddexp(
+                log_g + math.log(w_bad / (w_bad + w_pend)),
+                p_model.log_pdf(cand_num, cand_cat) + math.log(w_pend / (w_bad + w_pend)),
+            )
+        score = l_model.log_pdf(cand_num, cand_cat) - log_g
         if self._infeasible and self.feasibility_weight > 0:
             score = score + self.feasibility_weight * self._log_feasibility(num, cat, cand_num, cand_cat)
         best = int(np.argmax(score))
