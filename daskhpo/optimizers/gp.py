@@ -48,6 +48,7 @@ from scipy import linalg, optimize, special, stats
 
 from ..space import Space
 from ._encoding import Encoding, model_ready
+from ._gp_batch import pick_batch
 from .base import Optimizer, Suggestion, Trial, check_option
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class _Posterior:
     def __init__(
         self, x: np.ndarray, y: np.ndarray, amplitude: float, length: np.ndarray, noise: float
     ) -> None:
-        self.x, self.amp, self.length = x, amplitude, length
+        self.x, self.amp, self.length, self.noise = x, amplitude, length, noise
         k = self.kernel(x, x)
         k[np.diag_indices_from(k)] += noise + 1e-9
         self.chol = linalg.cho_factor(k, lower=True)
@@ -344,13 +345,44 @@ class GP(Optimizer):
 
     def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
         """Suggest several trials with one model: the kernel fit is shared and each suggestion
-        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`; in a
-        larger batch (slots are waiting) no suggestion is refined by L-BFGS-B: each is the
-        best of a quarter of ``n_candidates`` random and local candidates under the
-        fantasies (a few ms instead of tens)."""
+        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`.
+
+        In a larger batch (slots are waiting) nothing is refined by L-BFGS-B: the candidates
+        (``n_candidates // 4`` per suggestion, at most ``n_candidates``) are evaluated once,
+        and each pick is the best of them given the earlier picks as fantasies, by rank-one
+        updates of their posterior (:mod:`daskhpo.optimizers._gp_batch`): about a
+        millisecond a suggestion at 1,000 trials instead of several.  With constraints, or
+        without the liar, each suggestion is the best of its own candidates.
+        """
         if len(trial_ids) == 1:
             return [self.ask(trial_ids[0])]
-        return [self._ask(trial_id, refine=False) for trial_id in trial_ids]
+        ids = list(trial_ids)
+        out = []
+        while ids and not model_ready(len(self._y), len(self._pending), self.n_initial):
+            out.append(self._ask(ids.pop(0), refine=False))  # prior draws until the model starts
+        if not ids:
+            return out
+        if self._n_constraints or not (self.constant_liar and self.max_pending):
+            return out + [self._ask(trial_id, refine=False) for trial_id in ids]
+        return out + self._ask_pooled(ids)
+
+    def _ask_pooled(self, ids: list[int]) -> list[Suggestion]:
+        rng = self.rng_for(ids[0], stream="gp-batch")
+        post, _, best, length, lie = self._model()
+        xa, ya = self._arrays()
+        count = min(self.n_candidates, max(64, self.n_candidates // 4) * len(ids))
+        num, cat = self._round(self._candidates(rng, xa[np.argsort(ya, kind="stable")[:5]], length, count))
+        points = self._features(num, cat)
+        # not a duplicate of a modelled or pending point (squared distances by one product)
+        d2 = (points**2).sum(1)[:, None] + (post.x**2).sum(1)[None, :] - 2 * points @ post.x.T
+        free = d2.min(axis=1) > 1e-12 * points.shape[1]
+        picks = pick_batch(post, points, free, float(best), lie, len(ids), log_h)  # type: ignore[arg-type]
+        out = []
+        for trial_id, i in zip(ids, picks):
+            self._pending.add(trial_id, points[i])
+            out.append(Suggestion(self._enc.decode(num[i], cat[i])))
+        # the pool ran out (a small discrete space): each of the others on its own
+        return out + [self._ask(trial_id, refine=False) for trial_id in ids[len(picks) :]]
 
     def _ask(self, trial_id: int, refine: bool) -> Suggestion:
         rng = self.rng_for(trial_id)
@@ -530,7 +562,10 @@ class GP(Optimizer):
         noise = float(fitted.k2.noise_level)
         return amplitude, length, noise
 
-    def _suggest(self, rng: np.random.Generator, refine: bool = True) -> np.ndarray:
+    def _model(self) -> tuple[_Posterior, list[tuple[_Posterior, float]], float | None, np.ndarray, float | None]:
+        """The posterior (pending trials in it as fantasies), the constraints' models, the
+        incumbent, the length scales, and the lie for the next fantasies (``None``: the
+        believer's posterior mean)."""
         amplitude, length, noise = self.hyperparameters()
         x, y = self.training_set()
         self.last_train_size = len(y)
@@ -552,11 +587,22 @@ class GP(Optimizer):
                 if best is not None:
                     best = min(best, float(lies.min()))
             else:
-                lie_min = float(ys.min()) if best is None else best
-                lies = np.full(len(pending), {"min": lie_min, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
+                lies = np.full(len(pending), self._lie(ys, best))
             x = np.concatenate([x, pending])
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
+        return post, cons, best, length, self._lie(ys, best)
+
+    def _lie(self, ys: np.ndarray, best: float | None) -> float | None:
+        """The constant liar's value in the GP's units (``None``: the believer's posterior mean)."""
+        if self.liar == "believer":
+            return None
+        lie_min = float(ys.min()) if best is None else best
+        return {"min": lie_min, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar]
+
+    def _suggest(self, rng: np.random.Generator, refine: bool = True) -> np.ndarray:
+        post, cons, best, length, _ = self._model()
+        x = post.x
         # a batch's unrefined suggestions look at a quarter of the candidates (cost ~ candidates x trials)
         count = self.n_candidates if refine else max(64, self.n_candidates // 4)
         xa, ya = self._arrays()
