@@ -215,6 +215,12 @@ class GP(Optimizer):
         With many trials in flight each suggestion is one of many exploring at once, and the
         model must keep up with the results: at 64 slots x 1 s, refined suggestions (about
         50 ms at 1,000 trials) made the model thread the bottleneck, and the slots waited.
+    pooled_batch : bool, default False
+        Serve a batch (:meth:`ask_batch`) from one candidate pool, each pick conditioned on
+        the earlier ones by rank-one updates of the candidates' posterior: about 1 ms of CPU
+        a suggestion at 1,000 trials instead of 5, but at 64 in flight (batches of 8, 5
+        seeds, 200 trials) its median regret was worse on all five problems of
+        ``benchmarks/optimizers.py`` (up to 30x on the mixed space), so it is off.
     output_warping : bool, default False
         Model Yeo-Johnson-transformed objectives (the power fitted by maximum likelihood on
         each fit's data, as HEBO does), which helps when a few values are far worse than
@@ -248,6 +254,7 @@ class GP(Optimizer):
         max_pending: int = 100,
         output_warping: bool = False,
         refine_pending: int = 32,
+        pooled_batch: bool = False,
     ) -> None:
         super().__init__(space, seed)
         check_option("gp", "n_initial", n_initial, "int", low=1)
@@ -263,6 +270,8 @@ class GP(Optimizer):
         self.max_pending = max_pending
         check_option("gp", "refine_pending", refine_pending, "int", low=0)
         self.refine_pending = refine_pending
+        check_option("gp", "pooled_batch", pooled_batch, "bool")
+        self.pooled_batch = pooled_batch
         check_option("gp", "output_warping", output_warping, "bool")
         self.output_warping = output_warping
         self.refit_growth = float(refit_growth)
@@ -313,6 +322,7 @@ class GP(Optimizer):
             "max_pending": self.max_pending,
             "output_warping": self.output_warping,
             "refine_pending": self.refine_pending,
+            "pooled_batch": self.pooled_batch,
         }
 
     # -- encoding --------------------------------------------------------------------------
@@ -347,12 +357,11 @@ class GP(Optimizer):
         """Suggest several trials with one model: the kernel fit is shared and each suggestion
         is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`.
 
-        In a larger batch (slots are waiting) nothing is refined by L-BFGS-B: the candidates
-        (``n_candidates // 4`` per suggestion, at most ``n_candidates``) are evaluated once,
-        and each pick is the best of them given the earlier picks as fantasies, by rank-one
-        updates of their posterior (:mod:`daskhpo.optimizers._gp_batch`): about a
-        millisecond a suggestion at 1,000 trials instead of several.  With constraints, or
-        without the liar, each suggestion is the best of its own candidates.
+        In a larger batch (slots are waiting) nothing is refined by L-BFGS-B: each
+        suggestion is the best of its own ``n_candidates // 4`` random and local candidates
+        under the fantasies.  With ``pooled_batch``, the candidates (as many, at most
+        ``n_candidates``) are evaluated once and each pick is the best of them given the
+        earlier picks, by rank-one updates (:mod:`daskhpo.optimizers._gp_batch`).
         """
         if len(trial_ids) == 1:
             return [self.ask(trial_ids[0])]
@@ -362,7 +371,7 @@ class GP(Optimizer):
             out.append(self._ask(ids.pop(0), refine=False))  # prior draws until the model starts
         if not ids:
             return out
-        if self._n_constraints or not (self.constant_liar and self.max_pending):
+        if not self.pooled_batch or self._n_constraints or not (self.constant_liar and self.max_pending):
             return out + [self._ask(trial_id, refine=False) for trial_id in ids]
         return out + self._ask_pooled(ids)
 

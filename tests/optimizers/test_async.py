@@ -1,8 +1,8 @@
 """Pending trials (asked, not told) in ``gp`` and ``tpe``: issue 20's asynchrony changes.
 
-* ``gp``: a batch's picks come from one candidate pool, each conditioned on the earlier
-  ones by rank-one updates (``_gp_batch.pick_batch``), which must pick what conditioning a
-  fresh posterior on the same fantasies picks; with ``refine_pending`` trials pending or
+* ``gp``: with ``pooled_batch``, a batch's picks come from one candidate pool, each
+  conditioned on the earlier ones by rank-one updates (``_gp_batch.pick_batch``), which must
+  pick what conditioning a fresh posterior on the same fantasies picks; with ``refine_pending`` trials pending or
   more, a suggestion is not refined by L-BFGS-B (the model keeps up with 64 slots).
 * ``tpe``: the pending trials' kernels are as narrow as the good group's (``liar_kernel``).
 * both: with many trials in flight, no suggestion repeats a pending one, and the
@@ -51,10 +51,11 @@ def test_pooled_picks_match_conditioning_a_fresh_posterior_on_each_fantasy():
 
 
 @pytest.mark.slow  # model fits: seconds of CPU, kept out of the fast lane
-def test_gp_batch_of_many_is_spread_out_and_a_function_of_the_seed():
+@pytest.mark.parametrize("pooled", [False, True])
+def test_gp_batch_of_many_is_spread_out_and_a_function_of_the_seed(pooled):
     batches = []
     for _ in range(2):
-        opt = make_optimizer(("gp", FAST_GP), BRANIN_SPACE, 3)
+        opt = make_optimizer(("gp", {**FAST_GP, "pooled_batch": pooled}), BRANIN_SPACE, 3)
         tell_random(opt, BRANIN_SPACE, branin, 20)
         suggestions = opt.ask_batch(list(range(20, 52)))
         batches.append([s.params for s in suggestions])
