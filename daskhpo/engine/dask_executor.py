@@ -121,6 +121,9 @@ class DaskExecutor:
         :class:`NoWorkersError` or a :class:`~daskhpo.engine.executor.NoWorkers` event.
     """
 
+    #: whether it sends :class:`~daskhpo.engine.executor.WorkersChanged` (and so takes ``submit(workers=)``)
+    knows_ends = True
+
     def __init__(
         self,
         client: Client,
@@ -243,8 +246,10 @@ class DaskExecutor:
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
         shield_local_workers(self.client)  # Ctrl-C stops the search, not each worker process noisily
-        # Each worker's end (its job's walltime, a preemption): WorkersChanged events.
-        self._ends = EndWatch(self.client, self._inbox.put, self.topic,
+        # Each worker's end (its job's walltime, a preemption): WorkersChanged events, unless
+        # this executor opts out of walltime-aware admission (the plugins still preempt).
+        emit = self._inbox.put if self.knows_ends else (lambda event: None)
+        self._ends = EndWatch(self.client, emit, self.topic,
                               getattr(getattr(self.client, "cluster", None), "preempt_signal", "USR1"))
         self._ends.open()
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
@@ -483,7 +488,8 @@ class DaskExecutor:
             except Exception:
                 continue
             connected = bool(workers)
-            self._ends.update(workers)
+            if self.knows_ends:
+                self._ends.update(workers)
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True
