@@ -60,6 +60,7 @@ from .messages import (
     WaitForModel,
 )
 from .quarantine import Quarantine
+from .worker import pruned
 
 __all__ = [
     "LoopState", "Planned",
@@ -84,6 +85,8 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
+    #: pruned while its worker was unknown: the prune is sent once it is (Started or Reported)
+    prune_pending: bool = False
     #: the worker of its last report (where a prune is sent)
     worker: str | None = None
     #: the suspect or quarantined worker it broke on, when it runs again because of that
@@ -106,7 +109,9 @@ class _Job:
     def again(self, **changes: Any) -> _Job:
         """The job of its next attempt (what carries over from this one)."""
         carried = dict(plan=self.plan, submitted=self.submitted, attempts=self.attempts + 1, seen=self.seen,
-                       preempted=self.preempted, ran=self.ran)
+                       preempted=self.preempted, ran=self.ran,
+                       # a pruned trial run again is pruned there too, once its worker is known
+                       stopping=self.stopping, prune_pending=self.stopping)
         return _Job(**{**carried, **changes})
 
     @property
@@ -298,9 +303,18 @@ class LoopState:
 
     def _started(self, event: Started, wall: float) -> list[Any]:
         job = self.jobs.get(event.key)
+        out: list[Any] = []
         if job is not None and event.worker is not None:
             job.worker, job.placed = event.worker, True
-        return self._retirements(wall)
+            out += self._pending_prune(job)
+        return out + self._retirements(wall)
+
+    def _pending_prune(self, job: _Job) -> list[Any]:
+        """The prune decided while the job's worker was unknown, now that it is known."""
+        if not job.prune_pending or job.worker is None:
+            return []
+        job.prune_pending = False
+        return [Prune(job.key, job.worker)]
 
     def _retirements(self, wall: float) -> list[Any]:
         """Retire the workers too near their end for a trial on which nothing of ours runs."""
@@ -331,6 +345,13 @@ class LoopState:
             if job.seen:
                 trial = trial.replace(last_step=max(job.seen))
             return out + self._resolve([(job, trial, None)], [], wall=wall) + self._fill()
+        if job.stopping:  # pruned before it was preempted: a pruned trial, not one to resume
+            trial = pruned(record, sorted(outcome.reports, key=lambda r: r[0])).replace(
+                status="pruned", error=None, submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
+                checkpoint_from=plan.checkpoint_from, preempted=preempted)
+            if job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            return out + self._resolve([(job, trial, outcome.checkpoint)], [], wall=wall) + self._fill()
         logger.info("trial %d preempted after step %g on %s: resuming it from its checkpoint (attempt %d)",
                     plan.trial, record.last_step, record.worker, job.attempts + 1)
         if self.drains:
@@ -413,16 +434,19 @@ class LoopState:
         job = self.jobs.get(event.key)
         if job is None:
             return []  # a trial already recorded, or a lost attempt
+        out: list[Any] = []
         if event.worker is not None:
             job.worker, job.placed = event.worker, True
+            out += self._pending_prune(job)
         if event.wait:
             job.waiting = event.step
         if not self.reports or event.step in job.seen:
             # report() values still reach the record, with the trial's outcome; nothing to
             # decide (no on_report, or a repeated step): a trial waiting on it goes on
-            return self._answer(job)
+            return out + self._answer(job)
         job.seen.add(event.step)
-        return [Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params, job.key)]
+        return [*out, Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params,
+                             job.key)]
 
     def _decided(self, event: Decided, wall: float = 0.0) -> list[Any]:
         if event.key is not None:  # the answer of on_report
@@ -444,6 +468,9 @@ class LoopState:
             job.stopping = True
             job.waiting = None  # the stop flag answers a waiting report too
             logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
+            if job.worker is None:  # not placed yet (e.g. resubmitted): sent once its worker is known
+                job.prune_pending = True
+                return []
             return [Prune(job.key, job.worker)]
         return self._answer(job)
 

@@ -16,8 +16,10 @@ from daskhpo.engine.fake_lifetimes import FakeLifetimeExecutor
 from daskhpo.engine.loop import Engine
 from daskhpo.engine.state import (
     Cancel,
+    Decided,
     LoopState,
     Planned,
+    Prune,
     Record,
     Report,
     RequestSuggestions,
@@ -109,6 +111,33 @@ def test_preemptions_do_not_use_up_retries_and_are_bounded():
     (record,) = [i.trial for i in out if isinstance(i, Record)]
     assert record.status == "lost" and "preempted 4 times" in record.error and "max_preemptions=3" in record.error
     assert len(record.preempted) == 4 and record.attempts == 5 and state.broken == 1
+
+
+def test_a_pruned_trial_that_is_preempted_is_recorded_pruned_not_resumed():
+    state = LoopState(n_workers=1, retries=0, reports=True, run="r")
+    (first,) = start(state, [0])
+    feed(state, Reported(first.key, 0, 1.0, {"objective": 1.0}, "w0"))
+    assert Prune(first.key, "w0") in feed(state, Decided(0, "prune", first.key))
+    # its worker left before the prune reached it: it stopped at step 2, preempted
+    out = drive(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0, 2.0), checkpoint=("pickle", b"cp2")),
+                [1], now=50.0)
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.trial.trial == 0 and record.trial.status == "pruned" and record.trial.last_step == 2.0
+    assert record.trial.objective == 2.0 and record.checkpoint == ("pickle", b"cp2")
+    assert [s.plan.trial for s in submits(out)] == [1]  # trial 0 is not run again
+    assert state.finished == 1 and state.broken == 0
+
+
+def test_a_late_prune_of_a_resubmitted_trial_is_sent_once_its_worker_is_known():
+    state = LoopState(n_workers=1, retries=0, reports=True, run="r")
+    (first,) = start(state, [0])
+    feed(state, Reported(first.key, 0, 1.0, {"objective": 1.0}, "w0"))
+    feed(state, Decided(0, None, first.key))  # decided later (decide_later)
+    (again,) = submits(feed(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c"))))
+    # the late decision lands while the new attempt's worker is unknown: nothing to send yet
+    assert not [i for i in feed(state, Decided(0, "prune")) if isinstance(i, Prune)]
+    assert Prune(again.key, "w1") in feed(state, Started(again.key, "w1"))
+    assert not [i for i in feed(state, Reported(again.key, 0, 2.0, {"objective": 1.0}, "w1")) if isinstance(i, Prune)]
 
 
 # -- the state machine: admission, soft lifetime, starvation -----------------------------------
