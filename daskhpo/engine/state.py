@@ -209,6 +209,8 @@ class LoopState:
         self.parked_since: float | None = None
         #: the executor's clock at the event being handled
         self.now = 0.0
+        #: trials a drain left unfinished before its end (preempted, lost): abandoned with the rest
+        self.dropped: set[int] = set()
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -354,8 +356,9 @@ class LoopState:
             return out + self._resolve([(job, trial, outcome.checkpoint)], [], wall=wall) + self._fill()
         logger.info("trial %d preempted after step %g on %s: resuming it from its checkpoint (attempt %d)",
                     plan.trial, record.last_step, record.worker, job.attempts + 1)
-        if self.drains:
-            return out  # draining: nothing new; a resumed search runs it again
+        if self.drains:  # draining: nothing new; abandoned (a resumed search runs it again)
+            self.dropped.add(plan.trial)
+            return out
         if outcome.checkpoint is not None:
             plan = dataclasses.replace(plan, checkpoint=outcome.checkpoint)
         ran = job.ran + (record.duration if math.isfinite(record.duration) else 0.0)
@@ -548,6 +551,7 @@ class LoopState:
                 logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason,
                                job.attempts + 1)
                 if self.drains:
+                    self.dropped.add(plan.trial)
                     return []
                 return self._submit(job.again())
             else:
@@ -564,7 +568,8 @@ class LoopState:
         out = self._quarantined()
         for job, worker in again:  # broke on a suspect or quarantined worker: once more, elsewhere
             if self.drains:
-                break
+                self.dropped.add(job.plan.trial)
+                continue
             logger.info("trial %d: running it again away from worker %s (attempt %d)",
                         job.plan.trial, worker, job.attempts + 1)
             out += self._submit(job.again(quarantined_from=worker))
@@ -625,7 +630,7 @@ class LoopState:
         if self.jobs and now < self.deadline - 0.01:  # a timer may fire a hair early
             return out
         drained = min(self.drains, key=lambda r: r.grace)
-        abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)})
+        abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)} | self.dropped)
         self.parked = []
         if abandoned:
             log = logger.info if drained.quiet else logger.warning

@@ -11,12 +11,15 @@ import pickle
 import pytest
 
 import daskhpo
+from daskhpo.engine.drain import DrainRequest
 from daskhpo.engine.executor import Completed, Failed, Reported, Started, WorkersChanged
 from daskhpo.engine.fake_lifetimes import FakeLifetimeExecutor
 from daskhpo.engine.loop import Engine
 from daskhpo.engine.state import (
     Cancel,
     Decided,
+    DrainRequested,
+    Finish,
     LoopState,
     Planned,
     Prune,
@@ -138,6 +141,17 @@ def test_a_late_prune_of_a_resubmitted_trial_is_sent_once_its_worker_is_known():
     assert not [i for i in feed(state, Decided(0, "prune")) if isinstance(i, Prune)]
     assert Prune(again.key, "w1") in feed(state, Started(again.key, "w1"))
     assert not [i for i in feed(state, Reported(again.key, 0, 2.0, {"objective": 1.0}, "w1")) if isinstance(i, Prune)]
+
+
+def test_a_trial_preempted_during_a_drain_is_abandoned_not_dropped():
+    state = LoopState(n_workers=2, run="r")
+    first, second = start(state, [0, 1])
+    request = DrainRequest("test", math.inf, WALL)
+    feed(state, DrainRequested(request))
+    out = feed(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c")), now=5.0)
+    assert not submits(out) and not [i for i in out if isinstance(i, Record)]
+    out = feed(state, outcome(second.key, 1, "completed"), now=10.0)
+    assert Finish(request, [0]) in out  # the resumed search runs trial 0 again
 
 
 # -- the state machine: admission, soft lifetime, starvation -----------------------------------
