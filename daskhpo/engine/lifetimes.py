@@ -22,8 +22,9 @@ I/O):
   what its earlier attempts ran).
 * **Admission**: a trial is submitted only to the workers whose remaining life (end
   minus now) exceeds its expected run time (and ``min_left``, 60 s, also while the run
-  time is unknown); workers whose end is unknown are always eligible.  Among those, the
-  ones with no trial of this run (so it starts at once); the executor (Dask) picks.
+  time is unknown); workers whose end is unknown are always eligible.  The executor
+  (Dask) picks among all of them (not only the idle ones: a burst of trials pinned to one
+  idle worker would queue there).
 * **Soft lifetime**: a worker whose remaining life is below the expected run time takes
   nothing new; once nothing of this run runs (or may still start) on it, the loop asks
   the executor to retire it (:class:`~daskhpo.engine.state.Retire`): it leaves at once,
@@ -156,9 +157,11 @@ class Lifetimes:
 
         ``None``: anywhere (no ends known, or no worker at all: the executor's
         ``worker_timeout`` speaks then); ``()``: none fits and every end is known (the
-        trial waits: see the module's docstring).  ``need`` is at least ``min_left``.  Of those it fits on, the
-        ones not ``busy`` (running a trial of ours) when there are any: it starts now,
-        rather than queueing behind a long trial.
+        trial waits: see the module's docstring).  ``need`` is at least ``min_left``.  Every
+        worker it fits on, those not ``busy`` (running a trial of ours) first: the executor
+        (Dask) picks among them.  Not only the idle ones: trials submitted at once would all
+        be pinned to the same idle worker, and queue behind one another there while others
+        free up.
         """
         if not self.known or not self.ends:
             return None
@@ -167,8 +170,7 @@ class Lifetimes:
         # an unknown end is an infinite remaining life: always eligible
         fit = [w for w, end in self.ends.items() if (end is None or end > after) and w not in retired]
         busy = set(busy)
-        idle = [w for w in fit if w not in busy]
-        return tuple(idle or fit)
+        return tuple(sorted(fit, key=lambda w: w in busy))  # stable: idle ones first
 
     def whole_life(self, wall: float) -> float:
         """The longest whole life (first seen to end) of a connected worker with a known end."""

@@ -254,14 +254,24 @@ def test_a_trial_longer_than_any_whole_walltime_is_submitted_at_once_with_a_clea
 
 
 def test_a_queued_trial_goes_where_workers_are_when_its_own_leave():
-    state, first, second = two_running(b_ends=10_000.0)
-    out = drive(state, outcome(first.key, 0, "completed", ended=100.0, worker="a"), [2], now=100.0)
+    state, first, second = two_running(b_ends=600.0)
+    out = drive(state, outcome(first.key, 0, "completed", ended=400.0, worker="a"), [2], now=400.0)
     (sub,) = submits(out)
-    assert sub.workers == ("a",)  # the idle one ("b" runs trial 1)
-    out = feed(state, WorkersChanged({"b": WALL + 10_000.0, "c": WALL + 10_000.0}), now=101.0)  # "a" left
+    assert sub.workers == ("a",)  # "b" has 200 s left, less than the 505 s expected
+    out = feed(state, WorkersChanged({"b": WALL + 600.0, "c": WALL + 10_000.0}), now=401.0)  # "a" left
     assert Cancel(sub.key) in out
     (again,) = submits(out)
     assert again.plan.trial == 2 and again.workers == ("c",)
+
+
+def test_trials_submitted_at_once_may_start_on_any_worker_they_fit_not_one_idle_one():
+    state = LoopState(n_workers=3, run="r")
+    feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + 10_000.0}))
+    (first,) = start(state, [0])
+    feed(state, Started(first.key, "a"))
+    out = feed(state, Suggested((Planned(1, {"x": 1}), Planned(2, {"x": 2}))))
+    # not both pinned to "b" (the idle one), where the second would queue behind the first
+    assert [set(s.workers) for s in submits(out)] == [{"a", "b"}, {"a", "b"}]
 
 
 # -- end to end on the fake cluster ----------------------------------------------------------
