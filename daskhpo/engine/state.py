@@ -287,7 +287,7 @@ class LoopState:
 
     # -- workers with lifetimes (see daskhpo.engine.lifetimes) -------------------------------
     def _workers_changed(self, event: WorkersChanged, wall: float) -> list[Any]:
-        joined = len(self.life.update(event.ends, wall))
+        joined = len(self.life.update(event.ends, wall, event.starts))
         out: list[Any] = []
         for key, job in list(self.jobs.items()):
             if job.placed or job.allowed is None:

@@ -338,14 +338,25 @@ class LeavingNanny(NannyPlugin):
                 pass
 
 
-async def _end_here(dask_worker: Any) -> float | None:
-    """On a worker (``Client.run``): its end, from its plugin, or computed without one."""
+def _process_start() -> float | None:
+    """When this worker's process started (epoch), or ``None`` (without psutil)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:
+        return None
+
+
+async def _end_here(dask_worker: Any) -> tuple[float | None, float | None]:
+    """On a worker (``Client.run``): its end (from its plugin, or computed without one) and its process's start."""
     plugin = _PLUGIN if _PLUGIN is not None and _PLUGIN.worker is dask_worker else None
     if plugin is not None:
-        return await plugin.end_time()
+        return await plugin.end_time(), _process_start()
     lifetime, started = _dask_lifetime(dask_worker)
-    return await asyncio.get_running_loop().run_in_executor(
+    end = await asyncio.get_running_loop().run_in_executor(
         None, lambda: worker_end_time(lifetime=lifetime, started=started))
+    return end, _process_start()
 
 
 class EndWatch:
@@ -370,6 +381,8 @@ class EndWatch:
         self.topic = topic
         self.warning_signal = warning_signal
         self.ends: dict[str, float | None] = {}
+        #: worker -> when its process started (its whole life is from then to its end)
+        self.starts: dict[str, float] = {}
         self._lock = threading.Lock()
         self._sent = False
 
@@ -396,9 +409,13 @@ class EndWatch:
         with self._lock:
             for worker in gone:
                 self.ends.pop(worker, None)
+            for worker in gone:
+                self.starts.pop(worker, None)
             for worker in new:
-                end = asked.get(worker)
+                end, start = answer if isinstance(answer := asked.get(worker), tuple) else (None, None)
                 self.ends[worker] = end if isinstance(end, float) else None
+                if isinstance(start, float):
+                    self.starts[worker] = start
             if new or gone:
                 self._send()
 
@@ -413,4 +430,4 @@ class EndWatch:
         # Only once some end is known: executors that know no end send nothing.
         if self._sent or any(end is not None for end in self.ends.values()):
             self._sent = True
-            self.emit(WorkersChanged(dict(self.ends)))
+            self.emit(WorkersChanged(dict(self.ends), dict(self.starts)))

@@ -253,6 +253,15 @@ def test_a_trial_longer_than_any_whole_walltime_is_submitted_at_once_with_a_clea
     assert "longer than any worker's whole life" in caplog.text and "checkpoint" in caplog.text
 
 
+def test_a_cluster_joined_mid_job_counts_its_workers_whole_life_from_their_start():
+    # the run starts 2500 s into jobs of 3000 s: 500 s left, a whole life of 3000 s
+    state = LoopState(n_workers=1, run="r")
+    feed(state, WorkersChanged({"a": WALL + 500.0}, {"a": WALL - 2500.0}))
+    assert state.life.whole_life(WALL) == pytest.approx(3000.0)
+    out = learn(state, duration=400.0)  # expected 505 s: "a" (100 s left) does not fit, a fresh job would
+    assert not submits(out) and [j.plan.trial for j in state.parked] == [1]
+
+
 def test_a_queued_trial_goes_where_workers_are_when_its_own_leave():
     state, first, second = two_running(b_ends=600.0)
     out = drive(state, outcome(first.key, 0, "completed", ended=400.0, worker="a"), [2], now=400.0)
@@ -372,3 +381,26 @@ def test_the_dask_executor_runs_only_where_told_says_where_it_started_and_retire
             assert list(client.scheduler_info()["workers"]) == [w1]
         finally:
             executor.close()
+
+
+def test_the_dask_executor_sends_each_workers_end_and_process_start():
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, lifetime="2h",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        executor = DaskExecutor(client, lambda x: x)
+        executor.open()
+        try:
+            event = executor.next_event()
+            while not isinstance(event, WorkersChanged):
+                event = executor.next_event()
+        finally:
+            executor.close()
+    ((worker, end),) = event.ends.items()
+    assert end > time.time()  # Dask's lifetime (counted from the process start)
+    assert event.starts[worker] <= time.time() and end - event.starts[worker] <= 2 * 3600 + 60
