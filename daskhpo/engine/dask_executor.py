@@ -50,7 +50,7 @@ from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Started, Wake
 from .local_workers import shield_local_workers
 from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
-from .worker import CLAIMS, TrialTask, run_attempt
+from .worker import CANCELLED, CLAIMS, TrialTask, run_attempt
 from .worker_end import EndWatch
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
@@ -300,10 +300,23 @@ class DaskExecutor:
         timer.start()
 
     def cancel(self, key: str) -> None:
-        """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event)."""
+        """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event).
+
+        Also writes a tombstone among the attempt's claims, without waiting: a start of the
+        task that claims it afterwards refuses to run (the cancelled old attempt of a trial
+        re-targeted elsewhere must not run beside the new one).
+        """
         future = self._futures.get(key)
         if future is not None:
             future.cancel()
+            if self.client.status == "running" and not self._scheduler_lost.is_set():
+                self.client.loop.add_callback(self._tombstone, key)
+
+    async def _tombstone(self, key: str) -> None:
+        try:
+            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic, key, CANCELLED], value=CANCELLED)
+        except Exception as exc:  # the client or the scheduler is closing: the run ends anyway
+            logger.debug("could not mark attempt %s cancelled: %s", key, exc)
 
     def stop(self, key: str, worker: str | None) -> None:
         """Set the stop flag of attempt ``key`` on its worker, without waiting."""

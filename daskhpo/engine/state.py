@@ -296,11 +296,19 @@ class LoopState:
             # or fresh workers came that it may start on at once (it waits behind busy ones)
             stranded = not any(w in event.ends for w in job.allowed)
             queued = self.now - job.sent > _QUEUED  # not merely on its way to a worker
+            if self.drains:  # nothing new during a drain (as for a lost trial): a stranded one is abandoned
+                if stranded:
+                    del self.jobs[key]
+                    self.dropped.add(job.plan.trial)
+                    out.append(Cancel(key))
+                continue
             if stranded or (joined > 0 and queued):
                 joined -= 1
                 del self.jobs[key]
-                out += [Cancel(key), *self._submit(_Job(job.plan, job.submitted, attempts=job.attempts, seen=job.seen,
-                                                        preempted=job.preempted, ran=job.ran))]
+                # the same attempt elsewhere (not one more against retries); the executor's cancel
+                # makes the old one refuse to start should it be claimed after all
+                out += [Cancel(key), *self._submit(job.again(attempts=job.attempts,
+                                                             quarantined_from=job.quarantined_from))]
         return out + self._retirements(wall)
 
     def _started(self, event: Started, wall: float) -> list[Any]:

@@ -273,6 +273,21 @@ def test_a_queued_trial_goes_where_workers_are_when_its_own_leave():
     assert again.plan.trial == 2 and again.workers == ("c",)
 
 
+def test_a_re_targeted_trial_keeps_the_worker_it_should_avoid_and_no_re_target_during_a_drain():
+    state, first, second = two_running(b_ends=600.0)
+    out = drive(state, outcome(first.key, 0, "completed", ended=400.0, worker="a"), [2], now=400.0)
+    (sub,) = submits(out)
+    state.jobs[sub.key].quarantined_from = "bad"  # it runs again because it broke on worker "bad"
+    (again,) = submits(feed(state, WorkersChanged({"b": WALL + 600.0, "c": WALL + 10_000.0}), now=401.0))
+    assert again.avoid == "bad" and again.attempt == sub.attempt and again.workers == ("c",)
+    request = DrainRequest("test", math.inf, WALL)
+    feed(state, DrainRequested(request), now=402.0)
+    out = feed(state, WorkersChanged({"b": WALL + 600.0, "d": WALL + 10_000.0}), now=403.0)  # "c" left
+    assert Cancel(again.key) in out and not submits(out)  # draining: abandoned, not submitted again
+    out = feed(state, outcome(second.key, 1, "completed", worker="b"), now=404.0)
+    assert Finish(request, [2]) in out
+
+
 def test_trials_submitted_at_once_may_start_on_any_worker_they_fit_not_one_idle_one():
     state = LoopState(n_workers=3, run="r")
     feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + 10_000.0}))
@@ -404,3 +419,31 @@ def test_the_dask_executor_sends_each_workers_end_and_process_start():
     ((worker, end),) = event.ends.items()
     assert end > time.time()  # Dask's lifetime (counted from the process start)
     assert event.starts[worker] <= time.time() and end - event.starts[worker] <= 2 * 3600 + 60
+
+
+def test_a_cancelled_attempt_refuses_to_start_afterwards():
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+    from daskhpo.engine.worker import CLAIMS, AttemptLost, claim_attempt
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        executor = DaskExecutor(client, lambda x: x)
+        executor.open()
+        try:
+            # waits for a worker that is not there (as a trial re-targeted away from a busy worker)
+            executor.submit(TrialTask(0, {"x": 0.0}, "old-attempt"), workers=("tcp://127.0.0.1:9",))
+            executor.cancel("old-attempt")
+            deadline = time.monotonic() + 60
+            while not client.get_metadata([CLAIMS, executor.topic, "old-attempt"], None) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # its task, had it been claimed only now, refuses to run the objective
+            with pytest.raises(AttemptLost, match="cancelled"):
+                client.submit(claim_attempt, executor.topic, "old-attempt", pure=False).result(timeout=60)
+        finally:
+            executor.close()
