@@ -103,13 +103,16 @@ class _Job:
     allowed: tuple[str, ...] | None = None
     #: whether its worker is known (started, or reported)
     placed: bool = False
-    #: the executor's clock when this attempt was submitted
+    #: the executor's clock when this attempt was submitted; once placed, when it started
+    #: (what it ran so far is counted from there: queueing is not running)
     sent: float = 0.0
+    #: the checkpoint of its last preempted attempt that saved one (never a parent's)
+    own_checkpoint: Any = None
 
     def again(self, **changes: Any) -> _Job:
         """The job of its next attempt (what carries over from this one)."""
         carried = dict(plan=self.plan, submitted=self.submitted, attempts=self.attempts + 1, seen=self.seen,
-                       preempted=self.preempted, ran=self.ran,
+                       preempted=self.preempted, ran=self.ran, own_checkpoint=self.own_checkpoint,
                        # a pruned trial run again is pruned there too, once its worker is known
                        stopping=self.stopping, prune_pending=self.stopping)
         return _Job(**{**carried, **changes})
@@ -315,9 +318,15 @@ class LoopState:
         job = self.jobs.get(event.key)
         out: list[Any] = []
         if job is not None and event.worker is not None:
-            job.worker, job.placed = event.worker, True
-            out += self._pending_prune(job)
+            out += self._place(job, event.worker)
         return out + self._retirements(wall)
+
+    def _place(self, job: _Job, worker: str) -> list[Any]:
+        """``job`` runs on ``worker`` (it started, or reported); a prune waiting for it is sent."""
+        if not job.placed:
+            job.sent = self.now  # its run time counts from its start, not its submission
+        job.worker, job.placed = worker, True
+        return self._pending_prune(job)
 
     def _pending_prune(self, job: _Job) -> list[Any]:
         """The prune decided while the job's worker was unknown, now that it is known."""
@@ -339,6 +348,8 @@ class LoopState:
         outcome, plan = event.outcome, job.plan
         record = outcome.record
         preempted = (*job.preempted, (record.ended if record.ended is not None else wall, record.last_step))
+        if outcome.checkpoint is not None:
+            job.own_checkpoint = outcome.checkpoint
         out: list[Any] = []
         if self.reports:  # its reports whose live message was lost: given once, never again
             for step, values in sorted(outcome.reports, key=lambda r: r[0]):
@@ -354,14 +365,14 @@ class LoopState:
                                 checkpoint_from=plan.checkpoint_from, preempted=preempted)
             if job.seen:
                 trial = trial.replace(last_step=max(job.seen))
-            return out + self._resolve([(job, trial, None)], [], wall=wall) + self._fill()
+            return out + self._resolve([(job, trial, job.own_checkpoint)], [], wall=wall) + self._fill()
         if job.stopping:  # pruned before it was preempted: a pruned trial, not one to resume
             trial = pruned(record, sorted(outcome.reports, key=lambda r: r[0])).replace(
                 status="pruned", error=None, submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
                 checkpoint_from=plan.checkpoint_from, preempted=preempted)
             if job.seen:
                 trial = trial.replace(last_step=max(job.seen))
-            return out + self._resolve([(job, trial, outcome.checkpoint)], [], wall=wall) + self._fill()
+            return out + self._resolve([(job, trial, job.own_checkpoint)], [], wall=wall) + self._fill()
         logger.info("trial %d preempted after step %g on %s: resuming it from its checkpoint (attempt %d)",
                     plan.trial, record.last_step, record.worker, job.attempts + 1)
         if self.drains:  # draining: nothing new; abandoned (a resumed search runs it again)
@@ -447,8 +458,7 @@ class LoopState:
             return []  # a trial already recorded, or a lost attempt
         out: list[Any] = []
         if event.worker is not None:
-            job.worker, job.placed = event.worker, True
-            out += self._pending_prune(job)
+            out += self._place(job, event.worker)
         if event.wait:
             job.waiting = event.step
         if not self.reports or event.step in job.seen:
@@ -537,8 +547,8 @@ class LoopState:
         if isinstance(event, Completed):
             outcome = event.outcome
             trial, checkpoint = outcome.record.replace(**base), outcome.checkpoint
-            if checkpoint is None and job.preempted:  # resumed, and saved nothing since: where it resumed from
-                checkpoint = plan.checkpoint
+            if checkpoint is None:  # resumed, and saved nothing since: where it resumed from (never a parent's)
+                checkpoint = job.own_checkpoint
             if trial.status == "completed" and not job.preempted:  # a whole run: what admission expects
                 self.life.observe(trial.duration)
             if not outcome.reports and job.seen:

@@ -154,6 +154,47 @@ def test_a_trial_preempted_during_a_drain_is_abandoned_not_dropped():
     assert Finish(request, [0]) in out  # the resumed search runs trial 0 again
 
 
+def start_from_parent(state):
+    """Start ``state`` with trial 0, which starts from trial 5's checkpoint; its submit."""
+    feed(state, Start())
+    plan = Planned(0, {"x": 0}, parent=5, checkpoint_from=5, checkpoint=("pickle", b"parent"))
+    (sub,) = submits(feed(state, Suggested((plan,), nothing=True)))
+    return sub
+
+
+@pytest.mark.parametrize("saved", [None, ("pickle", b"own")])
+def test_a_resumed_trial_that_saved_nothing_since_keeps_its_own_checkpoint_never_its_parents(saved):
+    state = LoopState(n_workers=1, run="r")
+    sub = start_from_parent(state)
+    (again,) = submits(feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=saved)))
+    assert again.plan.checkpoint == (saved or ("pickle", b"parent"))  # where it resumes from
+    out = feed(state, outcome(again.key, 0, "completed", reports=steps(2.0)), now=200.0)
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.checkpoint == saved and record.trial.checkpoint_from == 5
+
+
+def test_a_trial_preempted_too_often_is_lost_with_its_last_checkpoint():
+    state = LoopState(n_workers=1, max_preemptions=1, run="r")
+    sub = start_from_parent(state)
+    (sub,) = submits(feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c1"))))
+    out = feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(2.0)), now=200.0)  # saved nothing new
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.trial.status == "lost" and record.checkpoint == ("pickle", b"c1")
+
+
+def test_the_run_time_of_running_trials_counts_from_their_start_not_their_submission():
+    state = LoopState(n_workers=2, run="r")
+    feed(state, WorkersChanged({"a": WALL + 100_000.0}))
+    first, second = start(state, [0, 1])
+    feed(state, Started(first.key, "a"))
+    (third,) = submits(drive(state, outcome(first.key, 0, "completed", ended=200.0, worker="a"), [2], now=200.0))
+    feed(state, Started(second.key, "a"), now=1200.0)  # it waited 1200 s in a queue, then started
+    feed(state, Started(third.key, "a"), now=1250.0)
+    drive(state, outcome(third.key, 2, "completed", started=1250.0, ended=1300.0, worker="a"), [3], now=1300.0)
+    # run times 200 s and 50 s, and trial 1 running for 100 s (not 1300 s): 200 * 1.25 + 5
+    assert state.life.expected == pytest.approx(255.0)
+
+
 # -- the state machine: admission, soft lifetime, starvation -----------------------------------
 def start(state, trials):
     """Start ``state`` (plain suggestions), answering its requests with ``trials``; the submits."""
