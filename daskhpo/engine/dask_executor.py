@@ -50,7 +50,7 @@ from .errors import NoWorkersError, SchedulerLostError
 from .executor import Completed, ExecutorEvent, Failed, NoWorkers, Reported, Rerun, Started, Wake
 from .local_workers import shield_local_workers
 from .resources import Request, ResourcesSpec, TrialResources, largest, slots_on
-from .worker import CLAIMS, TrialTask, run_attempt
+from .worker import CANCELLED, CLAIMS, TrialTask, run_attempt
 from .worker_end import EndWatch
 
 __all__ = ["DaskExecutor", "NoWorkersError", "SchedulerLostError"]
@@ -120,6 +120,9 @@ class DaskExecutor:
         Seconds without any connected worker before :meth:`slots` raises
         :class:`NoWorkersError` or a :class:`~daskhpo.engine.executor.NoWorkers` event.
     """
+
+    #: whether it sends :class:`~daskhpo.engine.executor.WorkersChanged` (and so takes ``submit(workers=)``)
+    knows_ends = True
 
     def __init__(
         self,
@@ -243,8 +246,10 @@ class DaskExecutor:
         self._relay = _Relay(self._on_topic)
         self.client.subscribe_topic(self.topic, self._relay)
         shield_local_workers(self.client)  # Ctrl-C stops the search, not each worker process noisily
-        # Each worker's end (its job's walltime, a preemption): WorkersChanged events.
-        self._ends = EndWatch(self.client, self._inbox.put, self.topic,
+        # Each worker's end (its job's walltime, a preemption): WorkersChanged events, unless
+        # this executor opts out of walltime-aware admission (the plugins still preempt).
+        emit = self._inbox.put if self.knows_ends else (lambda event: None)
+        self._ends = EndWatch(self.client, emit, self.topic,
                               getattr(getattr(self.client, "cluster", None), "preempt_signal", "USR1"))
         self._ends.open()
         self._pump_thread = threading.Thread(target=self._pump, name="daskhpo-completions", daemon=True)
@@ -295,10 +300,23 @@ class DaskExecutor:
         timer.start()
 
     def cancel(self, key: str) -> None:
-        """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event)."""
+        """Cancel attempt ``key`` (its completion arrives as a :class:`Failed` event).
+
+        Also writes a tombstone among the attempt's claims, without waiting: a start of the
+        task that claims it afterwards refuses to run (the cancelled old attempt of a trial
+        re-targeted elsewhere must not run beside the new one).
+        """
         future = self._futures.get(key)
         if future is not None:
             future.cancel()
+            if self.client.status == "running" and not self._scheduler_lost.is_set():
+                self.client.loop.add_callback(self._tombstone, key)
+
+    async def _tombstone(self, key: str) -> None:
+        try:
+            await self.client.scheduler.set_metadata(keys=[CLAIMS, self.topic, key, CANCELLED], value=CANCELLED)
+        except Exception as exc:  # the client or the scheduler is closing: the run ends anyway
+            logger.debug("could not mark attempt %s cancelled: %s", key, exc)
 
     def stop(self, key: str, worker: str | None) -> None:
         """Set the stop flag of attempt ``key`` on its worker, without waiting."""
@@ -483,7 +501,8 @@ class DaskExecutor:
             except Exception:
                 continue
             connected = bool(workers)
-            self._ends.update(workers)
+            if self.knows_ends:
+                self._ends.update(workers)
             now = time.monotonic()
             if connected:
                 last_seen, had_workers = now, True

@@ -35,7 +35,7 @@ and preemptions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # only annotations: the loop imports this module, and nothing of the worker side
@@ -130,10 +130,14 @@ class WorkersChanged:
     (``time.time()``'s scale) at which it will be gone (its job's walltime, a known
     preemption), or ``None`` when unknown.  A worker missing from it has left.  Sent when
     the set of workers or an end changes; executors that know nothing of lifetimes never
-    send it (the loop then admits trials anywhere, as before).
+    send it (the loop then admits trials anywhere, as before).  ``starts``: when each
+    worker's process (or job) started, where known (a worker's whole life, start to end,
+    says whether a fresh one of the same kind could fit a trial); a worker missing from it
+    counts from when it was first seen.
     """
 
     ends: Mapping[str, float | None]
+    starts: Mapping[str, float] = field(default_factory=dict)
 
 
 ExecutorEvent = Completed | Failed | Reported | Rerun | Started | NoWorkers | Wake | WorkersChanged

@@ -22,8 +22,9 @@ I/O):
   what its earlier attempts ran).
 * **Admission**: a trial is submitted only to the workers whose remaining life (end
   minus now) exceeds its expected run time (and ``min_left``, 60 s, also while the run
-  time is unknown); workers whose end is unknown are always eligible.  Among those, the
-  ones with no trial of this run (so it starts at once); the executor (Dask) picks.
+  time is unknown); workers whose end is unknown are always eligible.  The executor
+  (Dask) picks among all of them (not only the idle ones: a burst of trials pinned to one
+  idle worker would queue there).
 * **Soft lifetime**: a worker whose remaining life is below the expected run time takes
   nothing new; once nothing of this run runs (or may still start) on it, the loop asks
   the executor to retire it (:class:`~daskhpo.engine.state.Retire`): it leaves at once,
@@ -37,8 +38,8 @@ one's end is known, the trial *waits* (it is not submitted; its slot stays taken
 worker it fits on: the workers near their end, idle now, are retired and an adaptive
 cluster replaces them with fresh jobs, on which it then starts.  The wait is bounded:
 after ``wait`` seconds (600 by default) without such a worker, or at once when the trial
-is expected to run longer than any worker's *whole* life (from when it was first seen to
-its end: fresh jobs of the same walltime would not fit it either), it is submitted anyway,
+is expected to run longer than any worker's *whole* life (from its process's start, else
+from when it was first seen, to its end: fresh jobs of the same walltime would not fit it either), it is submitted anyway,
 without restriction, and a warning (once per run) names the expected run time and the
 longest remaining life.  It may then be cut short at its worker's end: it resumes from its
 checkpoint (a trial that reports checkpoints loses little; one longer than a whole
@@ -86,7 +87,7 @@ class Lifetimes:
         self.min_left = min_left
         #: worker -> its end (epoch seconds; None: unknown), as last sent
         self.ends: dict[str, float | None] = {}
-        #: worker -> when it was first seen (for its whole life)
+        #: worker -> when it started (its process; else when it was first seen): for its whole life
         self.born: dict[str, float] = {}
         #: whether an executor ever sent the workers' ends
         self.known = False
@@ -133,14 +134,24 @@ class Lifetimes:
         return max(self._expected - ran, self.slack)
 
     # -- workers ----------------------------------------------------------------------------
-    def update(self, ends: Mapping[str, float | None], wall: float) -> list[str]:
-        """Take the workers' ends; returns the workers that joined since last time."""
+    def update(self, ends: Mapping[str, float | None], wall: float,
+               starts: Mapping[str, float] | None = None) -> list[str]:
+        """Take the workers' ends (and starts, where known); returns the workers that joined since last time.
+
+        A worker's start is when its process or job started (a cluster joined mid-job has
+        workers that started long before); without one, when it was first seen.
+        """
         self.known = True
         gone = [w for w in self.ends if w not in ends]
         joined = [w for w in ends if w not in self.ends]
         self.ends = dict(ends)
+        starts = starts or {}
         for worker in ends:
-            self.born.setdefault(worker, wall)
+            start = starts.get(worker)
+            if start is not None and math.isfinite(start) and start <= wall:
+                self.born[worker] = min(start, self.born.get(worker, start))
+            else:
+                self.born.setdefault(worker, wall)
         for worker in gone:
             self.born.pop(worker, None)
             self.retired.discard(worker)
@@ -156,9 +167,11 @@ class Lifetimes:
 
         ``None``: anywhere (no ends known, or no worker at all: the executor's
         ``worker_timeout`` speaks then); ``()``: none fits and every end is known (the
-        trial waits: see the module's docstring).  ``need`` is at least ``min_left``.  Of those it fits on, the
-        ones not ``busy`` (running a trial of ours) when there are any: it starts now,
-        rather than queueing behind a long trial.
+        trial waits: see the module's docstring).  ``need`` is at least ``min_left``.  Every
+        worker it fits on, those not ``busy`` (running a trial of ours) first: the executor
+        (Dask) picks among them.  Not only the idle ones: trials submitted at once would all
+        be pinned to the same idle worker, and queue behind one another there while others
+        free up.
         """
         if not self.known or not self.ends:
             return None
@@ -167,11 +180,10 @@ class Lifetimes:
         # an unknown end is an infinite remaining life: always eligible
         fit = [w for w, end in self.ends.items() if (end is None or end > after) and w not in retired]
         busy = set(busy)
-        idle = [w for w in fit if w not in busy]
-        return tuple(idle or fit)
+        return tuple(sorted(fit, key=lambda w: w in busy))  # stable: idle ones first
 
     def whole_life(self, wall: float) -> float:
-        """The longest whole life (first seen to end) of a connected worker with a known end."""
+        """The longest whole life (start to end) of a connected worker with a known end."""
         return max((end - self.born.get(w, wall) for w, end in self.ends.items() if end is not None), default=0.0)
 
     def hopeless(self, wall: float, need: float) -> bool:

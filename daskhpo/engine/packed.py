@@ -15,6 +15,12 @@ ones before it (fine for short trials, the only ones worth packing); suggestions
 ``trials_per_task`` at a time, so a model learns from results one pack late; when a worker
 dies, every trial of its pack is lost (and retried, within ``retries``).
 
+Packed executors opt out of walltime-aware admission (:mod:`daskhpo.engine.lifetimes`):
+a pack is placed as a whole and its trials send no ``Started`` of their own, so it sends
+no :class:`~daskhpo.engine.executor.WorkersChanged` and the loop never restricts its
+trials to workers.  A worker told to leave still preempts its running trials (they resume
+from their checkpoints), and a pack cut off at a worker's end is lost and retried.
+
 Used by :meth:`daskhpo.Experiment.workon` with ``trials_per_task=k`` (opt-in).
 """
 
@@ -58,6 +64,9 @@ class PackedDaskExecutor(DaskExecutor):
     trials_per_task : int
         Most trials per Dask task.
     """
+
+    #: no walltime-aware admission: a pack is placed as a whole (see the module's docstring)
+    knows_ends = False
 
     def __init__(self, client: Any, fn: Callable[..., Any], *, trials_per_task: int = 8, **kwargs: Any) -> None:
         if not isinstance(trials_per_task, int) or trials_per_task < 1:

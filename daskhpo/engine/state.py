@@ -60,6 +60,7 @@ from .messages import (
     WaitForModel,
 )
 from .quarantine import Quarantine
+from .worker import pruned
 
 __all__ = [
     "LoopState", "Planned",
@@ -84,6 +85,8 @@ class _Job:
     #: steps whose reports the caller has been given
     seen: set = field(default_factory=set)
     stopping: bool = False
+    #: pruned while its worker was unknown: the prune is sent once it is (Started or Reported)
+    prune_pending: bool = False
     #: the worker of its last report (where a prune is sent)
     worker: str | None = None
     #: the suspect or quarantined worker it broke on, when it runs again because of that
@@ -100,13 +103,18 @@ class _Job:
     allowed: tuple[str, ...] | None = None
     #: whether its worker is known (started, or reported)
     placed: bool = False
-    #: the executor's clock when this attempt was submitted
+    #: the executor's clock when this attempt was submitted; once placed, when it started
+    #: (what it ran so far is counted from there: queueing is not running)
     sent: float = 0.0
+    #: the checkpoint of its last preempted attempt that saved one (never a parent's)
+    own_checkpoint: Any = None
 
     def again(self, **changes: Any) -> _Job:
         """The job of its next attempt (what carries over from this one)."""
         carried = dict(plan=self.plan, submitted=self.submitted, attempts=self.attempts + 1, seen=self.seen,
-                       preempted=self.preempted, ran=self.ran)
+                       preempted=self.preempted, ran=self.ran, own_checkpoint=self.own_checkpoint,
+                       # a pruned trial run again is pruned there too, once its worker is known
+                       stopping=self.stopping, prune_pending=self.stopping)
         return _Job(**{**carried, **changes})
 
     @property
@@ -204,6 +212,8 @@ class LoopState:
         self.parked_since: float | None = None
         #: the executor's clock at the event being handled
         self.now = 0.0
+        #: trials a drain left unfinished before its end (preempted, lost): abandoned with the rest
+        self.dropped: set[int] = set()
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -280,7 +290,7 @@ class LoopState:
 
     # -- workers with lifetimes (see daskhpo.engine.lifetimes) -------------------------------
     def _workers_changed(self, event: WorkersChanged, wall: float) -> list[Any]:
-        joined = len(self.life.update(event.ends, wall))
+        joined = len(self.life.update(event.ends, wall, event.starts))
         out: list[Any] = []
         for key, job in list(self.jobs.items()):
             if job.placed or job.allowed is None:
@@ -289,18 +299,41 @@ class LoopState:
             # or fresh workers came that it may start on at once (it waits behind busy ones)
             stranded = not any(w in event.ends for w in job.allowed)
             queued = self.now - job.sent > _QUEUED  # not merely on its way to a worker
+            if self.drains:  # nothing new during a drain (as for a lost trial): a stranded one is abandoned
+                if stranded:
+                    del self.jobs[key]
+                    self.dropped.add(job.plan.trial)
+                    out.append(Cancel(key))
+                continue
             if stranded or (joined > 0 and queued):
                 joined -= 1
                 del self.jobs[key]
-                out += [Cancel(key), *self._submit(_Job(job.plan, job.submitted, attempts=job.attempts, seen=job.seen,
-                                                        preempted=job.preempted, ran=job.ran))]
+                # the same attempt elsewhere (not one more against retries); the executor's cancel
+                # makes the old one refuse to start should it be claimed after all
+                out += [Cancel(key), *self._submit(job.again(attempts=job.attempts,
+                                                             quarantined_from=job.quarantined_from))]
         return out + self._retirements(wall)
 
     def _started(self, event: Started, wall: float) -> list[Any]:
         job = self.jobs.get(event.key)
+        out: list[Any] = []
         if job is not None and event.worker is not None:
-            job.worker, job.placed = event.worker, True
-        return self._retirements(wall)
+            out += self._place(job, event.worker)
+        return out + self._retirements(wall)
+
+    def _place(self, job: _Job, worker: str) -> list[Any]:
+        """``job`` runs on ``worker`` (it started, or reported); a prune waiting for it is sent."""
+        if not job.placed:
+            job.sent = self.now  # its run time counts from its start, not its submission
+        job.worker, job.placed = worker, True
+        return self._pending_prune(job)
+
+    def _pending_prune(self, job: _Job) -> list[Any]:
+        """The prune decided while the job's worker was unknown, now that it is known."""
+        if not job.prune_pending or job.worker is None:
+            return []
+        job.prune_pending = False
+        return [Prune(job.key, job.worker)]
 
     def _retirements(self, wall: float) -> list[Any]:
         """Retire the workers too near their end for a trial on which nothing of ours runs."""
@@ -315,6 +348,8 @@ class LoopState:
         outcome, plan = event.outcome, job.plan
         record = outcome.record
         preempted = (*job.preempted, (record.ended if record.ended is not None else wall, record.last_step))
+        if outcome.checkpoint is not None:
+            job.own_checkpoint = outcome.checkpoint
         out: list[Any] = []
         if self.reports:  # its reports whose live message was lost: given once, never again
             for step, values in sorted(outcome.reports, key=lambda r: r[0]):
@@ -330,11 +365,19 @@ class LoopState:
                                 checkpoint_from=plan.checkpoint_from, preempted=preempted)
             if job.seen:
                 trial = trial.replace(last_step=max(job.seen))
-            return out + self._resolve([(job, trial, None)], [], wall=wall) + self._fill()
+            return out + self._resolve([(job, trial, job.own_checkpoint)], [], wall=wall) + self._fill()
+        if job.stopping:  # pruned before it was preempted: a pruned trial, not one to resume
+            trial = pruned(record, sorted(outcome.reports, key=lambda r: r[0])).replace(
+                status="pruned", error=None, submitted=job.submitted, attempts=job.attempts, parent=plan.parent,
+                checkpoint_from=plan.checkpoint_from, preempted=preempted)
+            if job.seen:
+                trial = trial.replace(last_step=max(job.seen))
+            return out + self._resolve([(job, trial, job.own_checkpoint)], [], wall=wall) + self._fill()
         logger.info("trial %d preempted after step %g on %s: resuming it from its checkpoint (attempt %d)",
                     plan.trial, record.last_step, record.worker, job.attempts + 1)
-        if self.drains:
-            return out  # draining: nothing new; a resumed search runs it again
+        if self.drains:  # draining: nothing new; abandoned (a resumed search runs it again)
+            self.dropped.add(plan.trial)
+            return out
         if outcome.checkpoint is not None:
             plan = dataclasses.replace(plan, checkpoint=outcome.checkpoint)
         ran = job.ran + (record.duration if math.isfinite(record.duration) else 0.0)
@@ -413,16 +456,18 @@ class LoopState:
         job = self.jobs.get(event.key)
         if job is None:
             return []  # a trial already recorded, or a lost attempt
+        out: list[Any] = []
         if event.worker is not None:
-            job.worker, job.placed = event.worker, True
+            out += self._place(job, event.worker)
         if event.wait:
             job.waiting = event.step
         if not self.reports or event.step in job.seen:
             # report() values still reach the record, with the trial's outcome; nothing to
             # decide (no on_report, or a repeated step): a trial waiting on it goes on
-            return self._answer(job)
+            return out + self._answer(job)
         job.seen.add(event.step)
-        return [Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params, job.key)]
+        return [*out, Report(ReportRecord(job.plan.trial, float(event.step), dict(event.values)), job.plan.params,
+                             job.key)]
 
     def _decided(self, event: Decided, wall: float = 0.0) -> list[Any]:
         if event.key is not None:  # the answer of on_report
@@ -444,6 +489,9 @@ class LoopState:
             job.stopping = True
             job.waiting = None  # the stop flag answers a waiting report too
             logger.debug("pruning trial %d (reported up to step %g)", job.plan.trial, max(job.seen, default=math.nan))
+            if job.worker is None:  # not placed yet (e.g. resubmitted): sent once its worker is known
+                job.prune_pending = True
+                return []
             return [Prune(job.key, job.worker)]
         return self._answer(job)
 
@@ -499,8 +547,8 @@ class LoopState:
         if isinstance(event, Completed):
             outcome = event.outcome
             trial, checkpoint = outcome.record.replace(**base), outcome.checkpoint
-            if checkpoint is None and job.preempted:  # resumed, and saved nothing since: where it resumed from
-                checkpoint = plan.checkpoint
+            if checkpoint is None:  # resumed, and saved nothing since: where it resumed from (never a parent's)
+                checkpoint = job.own_checkpoint
             if trial.status == "completed" and not job.preempted:  # a whole run: what admission expects
                 self.life.observe(trial.duration)
             if not outcome.reports and job.seen:
@@ -521,6 +569,7 @@ class LoopState:
                 logger.warning("trial %d lost (%s): resubmitting (attempt %d)", plan.trial, event.reason,
                                job.attempts + 1)
                 if self.drains:
+                    self.dropped.add(plan.trial)
                     return []
                 return self._submit(job.again())
             else:
@@ -537,7 +586,8 @@ class LoopState:
         out = self._quarantined()
         for job, worker in again:  # broke on a suspect or quarantined worker: once more, elsewhere
             if self.drains:
-                break
+                self.dropped.add(job.plan.trial)
+                continue
             logger.info("trial %d: running it again away from worker %s (attempt %d)",
                         job.plan.trial, worker, job.attempts + 1)
             out += self._submit(job.again(quarantined_from=worker))
@@ -598,7 +648,7 @@ class LoopState:
         if self.jobs and now < self.deadline - 0.01:  # a timer may fire a hair early
             return out
         drained = min(self.drains, key=lambda r: r.grace)
-        abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)})
+        abandoned = sorted({job.plan.trial for job in (*self.jobs.values(), *self.parked)} | self.dropped)
         self.parked = []
         if abandoned:
             log = logger.info if drained.quiet else logger.warning

@@ -28,6 +28,8 @@ __all__ = ["TrialTask", "TrialOutcome", "TrialTimeout", "AttemptLost", "CLAIMS",
 
 #: the scheduler's metadata (``Client.set_metadata``) where attempts are claimed, by run then key
 CLAIMS = "daskhpo-attempts"
+#: the claim an executor writes for an attempt it cancelled: no later start of it may run
+CANCELLED = "cancelled"
 
 
 class TrialTimeout(BaseException):
@@ -239,6 +241,10 @@ def claim_attempt(run: str | None, key: str) -> None:
     scheduler does with lost tasks, and a finished attempt recomputed because its worker
     died later is refused too.  Two round trips to the scheduler per attempt.  Nothing is
     claimed outside a Dask worker or without a run (``run=None``: in-process executors).
+    An attempt the executor cancelled carries a tombstone (:data:`CANCELLED`) among its
+    claims: a start that reads it refuses to run (a cancelled task already past its claim
+    cannot be stopped; one that claims later, e.g. the old attempt of a re-targeted trial,
+    is).
 
     Raises
     ------
@@ -263,6 +269,8 @@ def claim_attempt(run: str | None, key: str) -> None:
         raise AttemptLost(f"attempt {key} could not be claimed on the scheduler ({type(exc).__name__}: {exc})") from exc
     if not starts:  # the run released its claims meanwhile (it ended): its tasks are cancelled
         raise AttemptLost(f"attempt {key} started after its run ended")
+    if CANCELLED in starts:  # the loop gave it up (e.g. re-targeted it) before it started
+        raise AttemptLost(f"attempt {key} started after it was cancelled")
     if len(starts) > 1:
         raise AttemptLost(f"attempt {key} started again on {worker.address} after its first start on "
                           f"{next(iter(starts.values()))}, whose worker left (or it had finished): "

@@ -257,38 +257,77 @@ class LeavingWorker(WorkerPlugin):
         await self.worker.close(nanny=True, reason="daskhpo-worker-ending")
 
 
+#: the nanny plugins of this process (a job may run several nannies in one process: ``--nworkers``)
+_NANNIES: list[LeavingNanny] = []
+#: the handlers the process-level ones replaced, by signal number (restored when the last nanny goes)
+_REPLACED: dict[int, Any] = {}
+#: ``SIGTERM`` received so far by this process
+_TERMS = 0
+
+
+def _to_every_nanny(number: int, frame: Any) -> None:
+    """The process's handler of the warning signal: forwarded to every nanny's worker process."""
+    for nanny in list(_NANNIES):
+        nanny._forward(number, frame)
+
+
+def _term_every_nanny(number: int, frame: Any) -> None:
+    """The process's ``SIGTERM`` handler: the first is forwarded to every worker; a second is Dask's."""
+    global _TERMS
+    _TERMS += 1
+    if _TERMS == 1:
+        _to_every_nanny(number, frame)  # Slurm signals them too; a kill by hand may not
+        return
+    previous = _REPLACED.get(signal.SIGTERM)
+    if callable(previous):
+        previous(number, frame)
+
+
+def _install(number: int, handler: Any) -> None:
+    current = signal.getsignal(number)
+    if current is not handler:
+        _REPLACED.setdefault(number, current)
+        signal.signal(number, handler)
+
+
 class LeavingNanny(NannyPlugin):
     """The nanny side: forward the warning signal to the worker process; let it close itself on ``SIGTERM``.
 
     Active only in a Slurm job, in a nanny started by Dask's command line (``dask worker``,
     ``python -m distributed.cli.dask_worker``), whose ``SIGTERM`` handler it wraps: the first
     ``SIGTERM`` reaches the worker process (which preempts its trials and then closes itself
-    and this nanny); a second one closes the nanny at once, as Dask would have.
+    and this nanny); a second one closes the nanny at once, as Dask would have.  A signal
+    handler belongs to the process, not to one nanny: one process-level handler per signal
+    forwards it to the worker of every nanny of the process (``dask worker --nworkers 2``
+    runs two nannies in one process).
     """
 
     name = "daskhpo-leaving-nanny"
 
     def __init__(self, warning_signal: str | None = "USR1") -> None:
         self.warning_signal = warning_signal
-        self._previous: dict[int, Any] = {}
-        self._terms = 0
 
     def setup(self, nanny: Any) -> None:
         self.nanny = nanny
         if not _can_handle_signals():
             return
+        _NANNIES.append(self)
         term = signal.getsignal(signal.SIGTERM)
-        if getattr(term, "__module__", None) == "distributed._signals":
-            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_term)
+        if term is _term_every_nanny or getattr(term, "__module__", None) == "distributed._signals":
+            _install(signal.SIGTERM, _term_every_nanny)
         if self.warning_signal:
-            number = _signal_number(self.warning_signal)
-            self._previous[number] = signal.signal(number, self._forward)
+            _install(_signal_number(self.warning_signal), _to_every_nanny)
 
     def teardown(self, nanny: Any) -> None:
-        for number, previous in self._previous.items():
-            if signal.getsignal(number) in (self._on_term, self._forward):
+        if self not in _NANNIES:
+            return
+        _NANNIES.remove(self)
+        if _NANNIES:
+            return
+        for number, previous in _REPLACED.items():  # the last nanny of the process: as it was
+            if signal.getsignal(number) in (_to_every_nanny, _term_every_nanny):
                 signal.signal(number, previous)
-        self._previous = {}
+        _REPLACED.clear()
 
     def _forward(self, number: int, frame: Any) -> None:
         pid = getattr(self.nanny, "pid", None)
@@ -298,24 +337,26 @@ class LeavingNanny(NannyPlugin):
             except OSError:
                 pass
 
-    def _on_term(self, number: int, frame: Any) -> None:
-        self._terms += 1
-        if self._terms == 1:
-            self._forward(number, frame)  # Slurm signals it too; a kill by hand may not
-            return
-        previous = self._previous.get(signal.SIGTERM)
-        if callable(previous):
-            previous(number, frame)
+
+def _process_start() -> float | None:
+    """When this worker's process started (epoch), or ``None`` (without psutil)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:
+        return None
 
 
-async def _end_here(dask_worker: Any) -> float | None:
-    """On a worker (``Client.run``): its end, from its plugin, or computed without one."""
+async def _end_here(dask_worker: Any) -> tuple[float | None, float | None]:
+    """On a worker (``Client.run``): its end (from its plugin, or computed without one) and its process's start."""
     plugin = _PLUGIN if _PLUGIN is not None and _PLUGIN.worker is dask_worker else None
     if plugin is not None:
-        return await plugin.end_time()
+        return await plugin.end_time(), _process_start()
     lifetime, started = _dask_lifetime(dask_worker)
-    return await asyncio.get_running_loop().run_in_executor(
+    end = await asyncio.get_running_loop().run_in_executor(
         None, lambda: worker_end_time(lifetime=lifetime, started=started))
+    return end, _process_start()
 
 
 class EndWatch:
@@ -340,6 +381,8 @@ class EndWatch:
         self.topic = topic
         self.warning_signal = warning_signal
         self.ends: dict[str, float | None] = {}
+        #: worker -> when its process started (its whole life is from then to its end)
+        self.starts: dict[str, float] = {}
         self._lock = threading.Lock()
         self._sent = False
 
@@ -366,9 +409,13 @@ class EndWatch:
         with self._lock:
             for worker in gone:
                 self.ends.pop(worker, None)
+            for worker in gone:
+                self.starts.pop(worker, None)
             for worker in new:
-                end = asked.get(worker)
+                end, start = answer if isinstance(answer := asked.get(worker), tuple) else (None, None)
                 self.ends[worker] = end if isinstance(end, float) else None
+                if isinstance(start, float):
+                    self.starts[worker] = start
             if new or gone:
                 self._send()
 
@@ -383,4 +430,4 @@ class EndWatch:
         # Only once some end is known: executors that know no end send nothing.
         if self._sent or any(end is not None for end in self.ends.values()):
             self._sent = True
-            self.emit(WorkersChanged(dict(self.ends)))
+            self.emit(WorkersChanged(dict(self.ends), dict(self.starts)))

@@ -11,13 +11,18 @@ import pickle
 import pytest
 
 import daskhpo
+from daskhpo.engine.drain import DrainRequest
 from daskhpo.engine.executor import Completed, Failed, Reported, Started, WorkersChanged
 from daskhpo.engine.fake_lifetimes import FakeLifetimeExecutor
 from daskhpo.engine.loop import Engine
 from daskhpo.engine.state import (
     Cancel,
+    Decided,
+    DrainRequested,
+    Finish,
     LoopState,
     Planned,
+    Prune,
     Record,
     Report,
     RequestSuggestions,
@@ -109,6 +114,85 @@ def test_preemptions_do_not_use_up_retries_and_are_bounded():
     (record,) = [i.trial for i in out if isinstance(i, Record)]
     assert record.status == "lost" and "preempted 4 times" in record.error and "max_preemptions=3" in record.error
     assert len(record.preempted) == 4 and record.attempts == 5 and state.broken == 1
+
+
+def test_a_pruned_trial_that_is_preempted_is_recorded_pruned_not_resumed():
+    state = LoopState(n_workers=1, retries=0, reports=True, run="r")
+    (first,) = start(state, [0])
+    feed(state, Reported(first.key, 0, 1.0, {"objective": 1.0}, "w0"))
+    assert Prune(first.key, "w0") in feed(state, Decided(0, "prune", first.key))
+    # its worker left before the prune reached it: it stopped at step 2, preempted
+    out = drive(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0, 2.0), checkpoint=("pickle", b"cp2")),
+                [1], now=50.0)
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.trial.trial == 0 and record.trial.status == "pruned" and record.trial.last_step == 2.0
+    assert record.trial.objective == 2.0 and record.checkpoint == ("pickle", b"cp2")
+    assert [s.plan.trial for s in submits(out)] == [1]  # trial 0 is not run again
+    assert state.finished == 1 and state.broken == 0
+
+
+def test_a_late_prune_of_a_resubmitted_trial_is_sent_once_its_worker_is_known():
+    state = LoopState(n_workers=1, retries=0, reports=True, run="r")
+    (first,) = start(state, [0])
+    feed(state, Reported(first.key, 0, 1.0, {"objective": 1.0}, "w0"))
+    feed(state, Decided(0, None, first.key))  # decided later (decide_later)
+    (again,) = submits(feed(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c"))))
+    # the late decision lands while the new attempt's worker is unknown: nothing to send yet
+    assert not [i for i in feed(state, Decided(0, "prune")) if isinstance(i, Prune)]
+    assert Prune(again.key, "w1") in feed(state, Started(again.key, "w1"))
+    assert not [i for i in feed(state, Reported(again.key, 0, 2.0, {"objective": 1.0}, "w1")) if isinstance(i, Prune)]
+
+
+def test_a_trial_preempted_during_a_drain_is_abandoned_not_dropped():
+    state = LoopState(n_workers=2, run="r")
+    first, second = start(state, [0, 1])
+    request = DrainRequest("test", math.inf, WALL)
+    feed(state, DrainRequested(request))
+    out = feed(state, outcome(first.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c")), now=5.0)
+    assert not submits(out) and not [i for i in out if isinstance(i, Record)]
+    out = feed(state, outcome(second.key, 1, "completed"), now=10.0)
+    assert Finish(request, [0]) in out  # the resumed search runs trial 0 again
+
+
+def start_from_parent(state):
+    """Start ``state`` with trial 0, which starts from trial 5's checkpoint; its submit."""
+    feed(state, Start())
+    plan = Planned(0, {"x": 0}, parent=5, checkpoint_from=5, checkpoint=("pickle", b"parent"))
+    (sub,) = submits(feed(state, Suggested((plan,), nothing=True)))
+    return sub
+
+
+@pytest.mark.parametrize("saved", [None, ("pickle", b"own")])
+def test_a_resumed_trial_that_saved_nothing_since_keeps_its_own_checkpoint_never_its_parents(saved):
+    state = LoopState(n_workers=1, run="r")
+    sub = start_from_parent(state)
+    (again,) = submits(feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=saved)))
+    assert again.plan.checkpoint == (saved or ("pickle", b"parent"))  # where it resumes from
+    out = feed(state, outcome(again.key, 0, "completed", reports=steps(2.0)), now=200.0)
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.checkpoint == saved and record.trial.checkpoint_from == 5
+
+
+def test_a_trial_preempted_too_often_is_lost_with_its_last_checkpoint():
+    state = LoopState(n_workers=1, max_preemptions=1, run="r")
+    sub = start_from_parent(state)
+    (sub,) = submits(feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(1.0), checkpoint=("pickle", b"c1"))))
+    out = feed(state, outcome(sub.key, 0, PREEMPTED, reports=steps(2.0)), now=200.0)  # saved nothing new
+    (record,) = [i for i in out if isinstance(i, Record)]
+    assert record.trial.status == "lost" and record.checkpoint == ("pickle", b"c1")
+
+
+def test_the_run_time_of_running_trials_counts_from_their_start_not_their_submission():
+    state = LoopState(n_workers=2, run="r")
+    feed(state, WorkersChanged({"a": WALL + 100_000.0}))
+    first, second = start(state, [0, 1])
+    feed(state, Started(first.key, "a"))
+    (third,) = submits(drive(state, outcome(first.key, 0, "completed", ended=200.0, worker="a"), [2], now=200.0))
+    feed(state, Started(second.key, "a"), now=1200.0)  # it waited 1200 s in a queue, then started
+    feed(state, Started(third.key, "a"), now=1250.0)
+    drive(state, outcome(third.key, 2, "completed", started=1250.0, ended=1300.0, worker="a"), [3], now=1300.0)
+    # run times 200 s and 50 s, and trial 1 running for 100 s (not 1300 s): 200 * 1.25 + 5
+    assert state.life.expected == pytest.approx(255.0)
 
 
 # -- the state machine: admission, soft lifetime, starvation -----------------------------------
@@ -210,15 +294,49 @@ def test_a_trial_longer_than_any_whole_walltime_is_submitted_at_once_with_a_clea
     assert "longer than any worker's whole life" in caplog.text and "checkpoint" in caplog.text
 
 
+def test_a_cluster_joined_mid_job_counts_its_workers_whole_life_from_their_start():
+    # the run starts 2500 s into jobs of 3000 s: 500 s left, a whole life of 3000 s
+    state = LoopState(n_workers=1, run="r")
+    feed(state, WorkersChanged({"a": WALL + 500.0}, {"a": WALL - 2500.0}))
+    assert state.life.whole_life(WALL) == pytest.approx(3000.0)
+    out = learn(state, duration=400.0)  # expected 505 s: "a" (100 s left) does not fit, a fresh job would
+    assert not submits(out) and [j.plan.trial for j in state.parked] == [1]
+
+
 def test_a_queued_trial_goes_where_workers_are_when_its_own_leave():
-    state, first, second = two_running(b_ends=10_000.0)
-    out = drive(state, outcome(first.key, 0, "completed", ended=100.0, worker="a"), [2], now=100.0)
+    state, first, second = two_running(b_ends=600.0)
+    out = drive(state, outcome(first.key, 0, "completed", ended=400.0, worker="a"), [2], now=400.0)
     (sub,) = submits(out)
-    assert sub.workers == ("a",)  # the idle one ("b" runs trial 1)
-    out = feed(state, WorkersChanged({"b": WALL + 10_000.0, "c": WALL + 10_000.0}), now=101.0)  # "a" left
+    assert sub.workers == ("a",)  # "b" has 200 s left, less than the 505 s expected
+    out = feed(state, WorkersChanged({"b": WALL + 600.0, "c": WALL + 10_000.0}), now=401.0)  # "a" left
     assert Cancel(sub.key) in out
     (again,) = submits(out)
     assert again.plan.trial == 2 and again.workers == ("c",)
+
+
+def test_a_re_targeted_trial_keeps_the_worker_it_should_avoid_and_no_re_target_during_a_drain():
+    state, first, second = two_running(b_ends=600.0)
+    out = drive(state, outcome(first.key, 0, "completed", ended=400.0, worker="a"), [2], now=400.0)
+    (sub,) = submits(out)
+    state.jobs[sub.key].quarantined_from = "bad"  # it runs again because it broke on worker "bad"
+    (again,) = submits(feed(state, WorkersChanged({"b": WALL + 600.0, "c": WALL + 10_000.0}), now=401.0))
+    assert again.avoid == "bad" and again.attempt == sub.attempt and again.workers == ("c",)
+    request = DrainRequest("test", math.inf, WALL)
+    feed(state, DrainRequested(request), now=402.0)
+    out = feed(state, WorkersChanged({"b": WALL + 600.0, "d": WALL + 10_000.0}), now=403.0)  # "c" left
+    assert Cancel(again.key) in out and not submits(out)  # draining: abandoned, not submitted again
+    out = feed(state, outcome(second.key, 1, "completed", worker="b"), now=404.0)
+    assert Finish(request, [2]) in out
+
+
+def test_trials_submitted_at_once_may_start_on_any_worker_they_fit_not_one_idle_one():
+    state = LoopState(n_workers=3, run="r")
+    feed(state, WorkersChanged({"a": WALL + 10_000.0, "b": WALL + 10_000.0}))
+    (first,) = start(state, [0])
+    feed(state, Started(first.key, "a"))
+    out = feed(state, Suggested((Planned(1, {"x": 1}), Planned(2, {"x": 2}))))
+    # not both pinned to "b" (the idle one), where the second would queue behind the first
+    assert [set(s.workers) for s in submits(out)] == [{"a", "b"}, {"a", "b"}]
 
 
 # -- end to end on the fake cluster ----------------------------------------------------------
@@ -317,5 +435,56 @@ def test_the_dask_executor_runs_only_where_told_says_where_it_started_and_retire
             while w0 in client.scheduler_info()["workers"] and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert list(client.scheduler_info()["workers"]) == [w1]
+        finally:
+            executor.close()
+
+
+def test_the_dask_executor_sends_each_workers_end_and_process_start():
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, lifetime="2h",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        executor = DaskExecutor(client, lambda x: x)
+        executor.open()
+        try:
+            event = executor.next_event()
+            while not isinstance(event, WorkersChanged):
+                event = executor.next_event()
+        finally:
+            executor.close()
+    ((worker, end),) = event.ends.items()
+    assert end > time.time()  # Dask's lifetime (counted from the process start)
+    assert event.starts[worker] <= time.time() and end - event.starts[worker] <= 2 * 3600 + 60
+
+
+def test_a_cancelled_attempt_refuses_to_start_afterwards():
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from daskhpo.engine.dask_executor import DaskExecutor
+    from daskhpo.engine.worker import CLAIMS, AttemptLost, claim_attempt
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        executor = DaskExecutor(client, lambda x: x)
+        executor.open()
+        try:
+            # waits for a worker that is not there (as a trial re-targeted away from a busy worker)
+            executor.submit(TrialTask(0, {"x": 0.0}, "old-attempt"), workers=("tcp://127.0.0.1:9",))
+            executor.cancel("old-attempt")
+            deadline = time.monotonic() + 60
+            while not client.get_metadata([CLAIMS, executor.topic, "old-attempt"], None) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # its task, had it been claimed only now, refuses to run the objective
+            with pytest.raises(AttemptLost, match="cancelled"):
+                client.submit(claim_attempt, executor.topic, "old-attempt", pure=False).result(timeout=60)
         finally:
             executor.close()

@@ -45,3 +45,25 @@ def test_trials_per_task_must_be_positive(client):
     exp = daskhpo.build_experiment("bad", {"x": "uniform(-1, 1)"}, seed=0)
     with pytest.raises(ValueError, match="trials_per_task"):
         exp.workon(objective, max_trials=2, client=client, trials_per_task=0)
+
+
+def slow(x):
+    import time
+
+    time.sleep(0.25)
+    return x
+
+
+def test_packed_trials_run_on_workers_whose_end_is_known():
+    # workers with a Dask lifetime: their ends are known, yet packed executors opt out of
+    # walltime-aware admission (a pack cannot be placed per trial): no workers= reaches them
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, lifetime="2h",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
+        exp = daskhpo.build_experiment("packed-lifetime", {"x": "uniform(-0.5, 0.5)"}, seed=1)
+        # trials long enough that the ends are known (the watchdog asks within a second) long before the end
+        exp.workon(slow, max_trials=16, client=client, trials_per_task=2)
+        records = exp.records()
+        assert len([r for r in records if r.status == "completed"]) == 16

@@ -62,10 +62,11 @@ def test_each_worker_knows_when_its_job_ends(slurm_cluster):
         job_of = client.run(lambda: os.environ["SLURM_JOB_ID"])
         ends = client.run(_end_here)
     assert set(ends) == set(job_of)
-    for worker, end in ends.items():
+    for worker, (end, started) in ends.items():
         info = job_info(job_of[worker])
         start = parse_slurm_time(info["StartTime"])
         assert info["TimeLimit"] == "00:07:00" and end == start + 7 * 60 == parse_slurm_time(info["EndTime"])
+        assert start - 1 <= started < end  # the worker's process started within its job
 
 
 @pytest.mark.parametrize("how", ["warning", "scancel"])
