@@ -31,8 +31,14 @@ Measured (all in worker-seconds):
   ``useful_per_worker_hour`` = (busy - lost) / (workers x hours), the same work per
   worker-hour of the cluster's *size*.
 
+``--mix fidelity``: a multi-fidelity search instead (ASHA's mix, ``eta`` = 3: 27 trials
+at fidelity 1 for 9 at 3, 3 at 9 and 1 at 27), each ``--unit-minutes`` (4) per unit of
+fidelity, give or take 20 %; mode *single* is *with* but with one expected run time for
+all trials (``Lifetimes(per_fidelity=False)``), *with* learns it per fidelity.
+
     python benchmarks/lifecycle.py                 # 1,000 workers, 6 h, both modes
     python benchmarks/lifecycle.py --workers 200 --hours 4
+    python benchmarks/lifecycle.py --mix fidelity --modes without single with
 """
 
 from __future__ import annotations
@@ -51,18 +57,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from daskhpo import load_checkpoint, report  # noqa: E402
 from daskhpo.engine.fake_lifetimes import FakeLifetimeExecutor  # noqa: E402
+from daskhpo.engine.lifetimes import Lifetimes  # noqa: E402
 from daskhpo.engine.loop import Engine  # noqa: E402
 from daskhpo.engine.state import Planned  # noqa: E402
 
 
-def objective(minutes: float, steps: int) -> float:
+def objective(minutes: float, steps: int, fidelity: int = 0) -> float:
     """``steps`` steps from the checkpoint it starts from, each reported with a checkpoint."""
     for step in range((load_checkpoint() or 0) + 1, steps + 1):
         report(step, 1.0 / step, checkpoint=step)
     return minutes
 
 
-def simulate(aware: bool, args: argparse.Namespace) -> dict:
+def trial_minutes(rng: np.random.Generator, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each trial's minutes, and its fidelity (``None``: ``--mix uniform``, no fidelity)."""
+    n = args.workers * 50
+    if args.mix == "uniform":
+        return rng.uniform(args.min_minutes, args.max_minutes, size=n), None
+    fidelity = rng.choice([1, 3, 9, 27], size=n, p=np.array([27, 9, 3, 1]) / 40)
+    return fidelity * args.unit_minutes * rng.uniform(0.8, 1.2, size=n), fidelity
+
+
+def simulate(mode: str, args: argparse.Namespace) -> dict:
+    aware = mode != "without"
     rng = np.random.default_rng(args.seed)  # the same cluster and trials for both modes
     walltime = args.walltime * 3600.0
     rate = args.preempt_rate / 3600.0
@@ -82,14 +99,16 @@ def simulate(aware: bool, args: argparse.Namespace) -> dict:
         total = params["minutes"] * 60.0
         return total * (params["steps"] - (checkpoint or 0)) / params["steps"]
 
-    trials = rng.uniform(args.min_minutes, args.max_minutes, size=args.workers * 50)
-    plans = iter(Planned(i, {"minutes": float(m), "steps": max(1, round(m * 60.0 / step_s))})
+    trials, fidelities = trial_minutes(rng, args)
+    plans = iter(Planned(i, {"minutes": float(m), "steps": max(1, round(m * 60.0 / step_s)),
+                             **({} if fidelities is None else {"fidelity": int(fidelities[i])})})
                  for i, m in enumerate(trials))
     executor = FakeLifetimeExecutor(objective, workers=args.workers, lifetime=lifetime, preempt=preempt,
                                     grace=args.grace, replace=args.replace, aware=aware, duration=duration)
     records = []
     engine = Engine(executor, retries=1000, timeout=args.hours * 3600.0, timeout_grace=0.0,
-                    max_preemptions=1000, quarantine_after=None)
+                    max_preemptions=1000, quarantine_after=None, lifetimes=Lifetimes(per_fidelity=mode != "single"),
+                    fidelity=None if fidelities is None else "fidelity")
     t0 = time.perf_counter()
     engine.run(lambda: next(plans, None), lambda r, c: records.append(r))
     real = time.perf_counter() - t0
@@ -97,7 +116,8 @@ def simulate(aware: bool, args: argparse.Namespace) -> dict:
     connected = executor.connected_seconds()
     horizon = args.hours * 3600.0
     return {
-        "mode": "with" if aware else "without",
+        "mode": mode,
+        "mix": args.mix,
         "workers": args.workers,
         "hours": args.hours,
         "trials_completed": sum(r.status == "completed" for r in records),
@@ -126,11 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=float, default=60.0, help="seconds from the signal to the kill")
     parser.add_argument("--replace", type=float, default=120.0, help="seconds until a replacement joins")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "with"])
+    parser.add_argument("--mix", default="uniform", choices=["uniform", "fidelity"])
+    parser.add_argument("--unit-minutes", type=float, default=4.0, help="per unit of fidelity (--mix fidelity)")
+    parser.add_argument("--modes", nargs="+", default=["without", "with"], choices=["without", "single", "with"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the lost-trial warnings are the point, not news
     for mode in args.modes:
-        print(json.dumps(simulate(mode == "with", args)), flush=True)
+        print(json.dumps(simulate(mode, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 from ._version import __version__  # noqa: E402
 from .devices import TrialDevices  # noqa: E402
 from .engine import NoWorkersError, SchedulerLostError, TooManyBrokenTrials  # noqa: E402
+from .engine.lifetimes import Lifetimes  # noqa: E402
 from .experiment import Experiment, build_experiment, create_experiment, load_experiment  # noqa: E402
 from .optimizers import Optimizer, Suggestion, Trial, register_optimizer  # noqa: E402
 from .pickling import UnpicklableObjective  # noqa: E402
@@ -54,6 +55,7 @@ __all__ = [
     "TooManyBrokenTrials",
     "NoWorkersError",
     "SchedulerLostError",
+    "Lifetimes",
     "SlurmGPUCluster",
     "submit",
     "DriverJob",

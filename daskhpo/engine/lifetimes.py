@@ -14,18 +14,34 @@ I/O):
   lower bound), refreshed every minute; without them the first estimates would be those
   of the short trials alone (the long ones have not finished yet), and long trials would
   be started where they cannot finish.
-  Unknown before the first such trial: every worker is then eligible.  One number for
-  every configuration: when run time depends strongly on a parameter (a fidelity, a
-  model size) the high quantile is the long trials' time, so short trials are merely kept
-  off workers they would have fitted on (a loss of placement, never of work).  A trial
+  Unknown before the first such trial: every worker is then eligible.  A trial
   resumed after a preemption is expected to need what is left (the expected time less
   what its earlier attempts ran).
+* **Per fidelity**, when the space has a fidelity dimension (ASHA, Hyperband, PBT set it
+  per trial; the loop is told its name) and the data say it matters: one number for every
+  trial would be the long, high-fidelity trials' time, so short trials would be kept off
+  workers they fit on, and, while few long trials have finished, long trials started where
+  they cannot finish.  The rule: a line ``duration = a + b * fidelity`` (least squares,
+  ``a`` taken as at least 0) is fitted to the trials completed in one piece, and used once
+
+  - at least ``6`` of them, at ``2`` or more distinct fidelities, and
+  - the line rises by more than noise over the fidelities seen: ``b * (highest - lowest)``
+    exceeds twice the root mean square of the residuals.
+
+  A trial at fidelity ``f`` is then expected to run ``(a + b * f) * s * margin + slack``,
+  where ``s`` is the ``quantile`` of each trial's duration over its line value (the spread
+  of the run times, as a factor; running trials count, with the time they ran so far, as
+  lower bounds).  Otherwise (no fidelity, too few trials, durations flat in the fidelity)
+  the single estimate above.  A trial that continues from a lower rung's checkpoint runs
+  less than the line says: it is over-estimated (kept off a worker it would have fitted
+  on, never started where it cannot finish).  ``per_fidelity=False`` turns it off.
 * **Admission**: a trial is submitted only to the workers whose remaining life (end
   minus now) exceeds its expected run time (and ``min_left``, 60 s, also while the run
   time is unknown); workers whose end is unknown are always eligible.  The executor
   (Dask) picks among all of them (not only the idle ones: a burst of trials pinned to one
   idle worker would queue there).
-* **Soft lifetime**: a worker whose remaining life is below the expected run time takes
+* **Soft lifetime**: a worker whose remaining life is below the expected run time (per
+  fidelity: that of the lowest fidelity seen, the shortest trial it may get) takes
   nothing new; once nothing of this run runs (or may still start) on it, the loop asks
   the executor to retire it (:class:`~daskhpo.engine.state.Retire`): it leaves at once,
   instead of idling to its end, and an adaptive cluster (``cluster.adapt()``, which
@@ -59,15 +75,51 @@ __all__ = ["Lifetimes"]
 logger = logging.getLogger(__name__)
 
 
+#: per fidelity: the fewest trials completed in one piece, and distinct fidelities among them
+_MIN_FIT, _MIN_FIDELITIES = 6, 2
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (the higher of two neighbours)."""
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """``(a, b)`` of ``duration = a + b * fidelity`` when it rises by more than noise, else ``None``."""
+    fids = [f for _, f in points]
+    if len(points) < _MIN_FIT or len(set(fids)) < _MIN_FIDELITIES:
+        return None
+    n = len(points)
+    mf, md = sum(fids) / n, sum(d for d, _ in points) / n
+    var = sum((f - mf) ** 2 for f in fids)
+    b = sum((f - mf) * (d - md) for d, f in points) / var
+    a = md - b * mf
+    rms = math.sqrt(sum((d - a - b * f) ** 2 for d, f in points) / n)
+    if b <= 0 or b * (max(fids) - min(fids)) <= 2 * rms:
+        return None  # flat, or the fidelity's effect is lost in the noise: the single estimate
+    return max(a, 0.0), b
+
+
+def _check(name: str, value: object, low: float, high: float = math.inf, *, closed: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        low <= value <= high if closed else low < value <= high)
+    if not ok:
+        span = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g}]"
+        raise ValueError(f"Lifetimes: {name} must be a number in {span}, got {value!r}")
+
+
 class Lifetimes:
     """The workers' ends and the run times of trials: where a trial may start, who retires.
+
+    Pass one to :meth:`daskhpo.Experiment.workon` (``lifetimes=``) to change how the
+    expected run time is learned; each run starts from its settings afresh.
 
     Parameters
     ----------
     quantile : float, default 0.9
         Of the run times of trials that completed in one piece.
     margin : float, default 1.25
-        Factor on that quantile.
+        Factor on that quantile (at least 1).
     slack : float, default 5.0
         Seconds added (start-up, checkpoint writing).
     window : int, default 500
@@ -79,12 +131,23 @@ class Lifetimes:
         No trial starts on a worker with less than this left, whatever the expected run
         time (and while it is unknown: before the first trial completed, or a worker just
         signalled to leave).
+    per_fidelity : bool, default True
+        Learn the run time per fidelity when the space has one and the data say it
+        matters (see :mod:`daskhpo.engine.lifetimes`); ``False``: one number for all.
     """
 
     def __init__(self, quantile: float = 0.9, margin: float = 1.25, slack: float = 5.0, window: int = 500,
-                 wait: float = 600.0, min_left: float = 60.0) -> None:
+                 wait: float = 600.0, min_left: float = 60.0, per_fidelity: bool = True) -> None:
+        _check("quantile", quantile, 0.0, 1.0, closed=False)
+        _check("margin", margin, 1.0)
+        for name, value in (("slack", slack), ("wait", wait), ("min_left", min_left)):
+            _check(name, value, 0.0)
+        if not isinstance(window, int) or isinstance(window, bool) or window < _MIN_FIT:
+            raise ValueError(f"Lifetimes: window must be an integer >= {_MIN_FIT}, got {window!r}")
+        if not isinstance(per_fidelity, bool):
+            raise ValueError(f"Lifetimes: per_fidelity must be True or False, got {per_fidelity!r}")
         self.quantile, self.margin, self.slack, self.window, self.wait = quantile, margin, slack, window, wait
-        self.min_left = min_left
+        self.min_left, self.per_fidelity = min_left, per_fidelity
         #: worker -> its end (epoch seconds; None: unknown), as last sent
         self.ends: dict[str, float | None] = {}
         #: worker -> when it started (its process; else when it was first seen): for its whole life
@@ -96,13 +159,22 @@ class Lifetimes:
         self._recent: list[float] = []
         self._sorted: list[float] = []
         self._expected: float | None = None
+        #: (run time, fidelity) of the latest trials completed in one piece with a fidelity
+        self._points: list[tuple[float, float]] = []
+        #: the per-fidelity model in use, ``(a, b, s)`` (see the module), or ``None``
+        self.model: tuple[float, float, float] | None = None
         self._warned_starved = self._warned_whole = False
         #: the executor's clock when the running trials were last counted in (:meth:`estimate`)
         self.refreshed = -math.inf
 
+    def fresh(self) -> Lifetimes:
+        """A new :class:`Lifetimes` with these settings and nothing learned (one per run)."""
+        return Lifetimes(self.quantile, self.margin, self.slack, self.window, self.wait, self.min_left,
+                         self.per_fidelity)
+
     # -- learning ---------------------------------------------------------------------------
-    def observe(self, duration: float) -> None:
-        """The run time of a trial that completed in one piece."""
+    def observe(self, duration: float, fidelity: float | None = None) -> None:
+        """The run time of a trial that completed in one piece (at ``fidelity``, if any)."""
         if not (duration >= 0 and math.isfinite(duration)):
             return
         self._recent.append(duration)
@@ -110,28 +182,56 @@ class Lifetimes:
         if len(self._recent) > self.window:
             old = self._recent.pop(0)
             del self._sorted[bisect.bisect_left(self._sorted, old)]
-        q = self._sorted[min(len(self._sorted) - 1, int(self.quantile * len(self._sorted)))]
-        self._expected = q * self.margin + self.slack
+        self._expected = _quantile(self._sorted, self.quantile) * self.margin + self.slack
+        if fidelity is not None and self.per_fidelity and math.isfinite(fidelity) and fidelity > 0:
+            self._points = [*self._points[-(self.window - 1):], (duration, fidelity)]
+            self._refit(())
 
-    def estimate(self, running: Iterable[float], now: float) -> None:
-        """Count in the trials running now, with the seconds each ran so far (lower bounds)."""
+    def estimate(self, running: Iterable[tuple[float, float | None]], now: float) -> None:
+        """Count in the trials running now: ``(seconds each ran so far, its fidelity)`` (lower bounds)."""
         self.refreshed = now
         if not self._sorted:
             return  # nothing completed yet: unknown
-        samples = sorted([*self._sorted, *running])
-        q = samples[min(len(samples) - 1, int(self.quantile * len(samples)))]
-        self._expected = q * self.margin + self.slack
+        running = list(running)
+        samples = sorted([*self._sorted, *(t for t, _ in running)])
+        self._expected = _quantile(samples, self.quantile) * self.margin + self.slack
+        self._refit([(t, f) for t, f in running if f is not None and f > 0])
+
+    def _refit(self, running: list[tuple[float, float]]) -> None:
+        """Refit the per-fidelity model (``running``: lower bounds counted into its spread)."""
+        fit = _fit(self._points) if self.per_fidelity else None
+        if fit is None:
+            self.model = None
+            return
+        a, b = fit
+        ratios = sorted(d / (a + b * f) for d, f in [*self._points, *running])
+        self.model = (a, b, _quantile(ratios, self.quantile))
 
     @property
     def expected(self) -> float | None:
         """Seconds a fresh trial is expected to run (``None``: unknown yet)."""
         return self._expected
 
-    def expected_for(self, ran: float) -> float | None:
-        """Seconds a trial that already ran ``ran`` seconds (earlier attempts) still needs."""
-        if self._expected is None:
+    def expected_at(self, fidelity: float | None) -> float | None:
+        """Seconds a fresh trial at ``fidelity`` is expected to run (``None``: unknown yet)."""
+        if self.model is None or fidelity is None or not math.isfinite(fidelity):
+            return self._expected
+        a, b, spread = self.model
+        return (a + b * max(fidelity, 0.0)) * spread * self.margin + self.slack
+
+    def expected_for(self, ran: float, fidelity: float | None = None) -> float | None:
+        """Seconds a trial (at ``fidelity``) that already ran ``ran`` seconds (earlier attempts) still needs."""
+        expected = self.expected_at(fidelity)
+        if expected is None:
             return None
-        return max(self._expected - ran, self.slack)
+        return max(expected - ran, self.slack)
+
+    @property
+    def shortest(self) -> float | None:
+        """Seconds the shortest trial is expected to run: at the lowest fidelity seen, else :attr:`expected`."""
+        if self.model is None:
+            return self._expected
+        return self.expected_at(min(f for _, f in self._points))
 
     # -- workers ----------------------------------------------------------------------------
     def update(self, ends: Mapping[str, float | None], wall: float,

@@ -53,6 +53,7 @@ from .broken import MaxBroken, check_max_broken
 from .drain import DrainRequest
 from .errors import TooManyBrokenTrials
 from .executor import Executor
+from .lifetimes import Lifetimes
 from .quarantine import Quarantine
 from .state import (
     Cancel,
@@ -124,19 +125,27 @@ class Engine:
         Times one trial may be preempted (its worker leaving; it stops at a report and
         resumes elsewhere from its checkpoint: see :mod:`daskhpo.engine.lifetimes`) before
         it is recorded ``lost``.  Preemptions never count against ``retries``.
+    lifetimes : Lifetimes, optional
+        How the expected run time is learned (:mod:`daskhpo.engine.lifetimes`); each run
+        starts from its settings afresh.
+    fidelity : str, optional
+        The space's fidelity parameter: the run time is learned per fidelity.
     """
 
     def __init__(self, executor: Executor, *, n_workers: int | None = None, retries: int = 1,
                  max_broken: MaxBroken = "auto", quarantine_after: int | None = 3,
                  on_quarantine: Callable[[dict], None] | None = None, timeout: float | None = None,
-                 timeout_grace: float | None = None, max_preemptions: int = 10) -> None:
+                 timeout_grace: float | None = None, max_preemptions: int = 10, lifetimes: Lifetimes | None = None,
+                 fidelity: str | None = None) -> None:
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
         if not isinstance(max_preemptions, int) or max_preemptions < 0:
             raise ValueError(f"max_preemptions must be a non-negative integer, got {max_preemptions!r}")
-        self.max_preemptions = max_preemptions
+        if lifetimes is not None and not isinstance(lifetimes, Lifetimes):
+            raise ValueError(f"lifetimes must be a daskhpo.Lifetimes, got {lifetimes!r}")
+        self.max_preemptions, self.lifetimes, self.fidelity = max_preemptions, lifetimes or Lifetimes(), fidelity
         self.executor = executor
         self.n_workers = n_workers
         self.retries = retries
@@ -235,6 +244,7 @@ class Engine:
             quarantine_after=self.quarantine_after, budget=budget, model=model is not None,
             reports=on_report is not None, run=uuid.uuid4().hex, timeout=self.timeout,
             timeout_grace=self.timeout_grace, max_preemptions=self.max_preemptions,
+            lifetimes=self.lifetimes.fresh(), fidelity=self.fidelity,
         )
         self.guard = state.guard
         self._suggest, self._model, self._record = suggest, model, record

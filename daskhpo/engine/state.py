@@ -171,14 +171,18 @@ class LoopState:
     lifetimes : Lifetimes, optional
         Walltime-aware admission and soft lifetimes, from the executor's
         :class:`~daskhpo.engine.executor.WorkersChanged` (see :mod:`daskhpo.engine.lifetimes`).
+    fidelity : str, optional
+        The parameter that holds a trial's fidelity (the space's fidelity dimension): its
+        expected run time is then learned per fidelity.
     """
 
     def __init__(self, *, n_workers: int, retries: int = 1, max_broken: MaxBroken = "auto",
                  quarantine_after: int | None = 3, budget: int | None = None, model: bool = False,
                  reports: bool = False, run: str = "run", timeout: float | None = None,
                  timeout_grace: float | None = None, max_preemptions: int = 10,
-                 lifetimes: Lifetimes | None = None) -> None:
+                 lifetimes: Lifetimes | None = None, fidelity: str | None = None) -> None:
         self.n_workers, self.retries, self.max_broken = n_workers, retries, max_broken
+        self.fidelity = fidelity
         self.max_preemptions = max_preemptions
         self.life = lifetimes if lifetimes is not None else Lifetimes()
         self.policy = BrokenPolicy(max_broken, n_workers)
@@ -341,7 +345,18 @@ class LoopState:
             return []
         busy = [job.worker for job in self.jobs.values() if job.placed]
         maybe = [w for job in self.jobs.values() if not job.placed for w in (job.allowed or (None,))]
-        return [Retire(w) for w in self.life.to_retire(wall, self.life.expected, busy, maybe)]
+        # what a worker must have left to stay: for the trials waiting, else for the shortest one to come
+        need = min((self._need(job) or 0.0 for job in self.parked), default=self.life.shortest)
+        return [Retire(w) for w in self.life.to_retire(wall, need, busy, maybe)]
+
+    def _fidelity_of(self, plan: Planned) -> float | None:
+        """The fidelity of ``plan`` (``None``: no fidelity dimension, or not a number)."""
+        value = plan.params.get(self.fidelity) if self.fidelity is not None else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def _need(self, job: _Job) -> float | None:
+        """Seconds ``job`` is expected to need still (``None``: unknown yet)."""
+        return self.life.expected_for(job.ran, self._fidelity_of(job.plan))
 
     def _preempted(self, job: _Job, event: Completed, wall: float) -> list[Any]:
         """An attempt stopped at a report because its worker is leaving: the same trial again, from there."""
@@ -420,8 +435,9 @@ class LoopState:
     def _submit(self, job: _Job) -> list[Any]:
         """Submit ``job`` where it fits before its worker's end; or park it until a worker fits it."""
         if self.life.known and self.now - self.life.refreshed >= _REFRESH:
-            self.life.estimate((self.now - j.sent + j.ran for j in self.jobs.values() if j.placed), self.now)
-        need = self.life.expected_for(job.ran)
+            self.life.estimate(((self.now - j.sent + j.ran, self._fidelity_of(j.plan))
+                                for j in self.jobs.values() if j.placed), self.now)
+        need = self._need(job)
         allowed = self.life.eligible(self.wall, need, (j.worker for j in self.jobs.values() if j.placed))
         out: list[Any] = []
         if allowed == ():  # no worker has the time left: wait for a fresh one, within a bound
@@ -550,7 +566,7 @@ class LoopState:
             if checkpoint is None:  # resumed, and saved nothing since: where it resumed from (never a parent's)
                 checkpoint = job.own_checkpoint
             if trial.status == "completed" and not job.preempted:  # a whole run: what admission expects
-                self.life.observe(trial.duration)
+                self.life.observe(trial.duration, self._fidelity_of(plan))
             if not outcome.reports and job.seen:
                 trial = trial.replace(last_step=max(job.seen))
             if self.reports:  # reports whose live message was lost or came late

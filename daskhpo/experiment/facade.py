@@ -18,14 +18,14 @@ from typing import Any
 from ..engine import Executor
 from ..engine.broken import MaxBroken, check_max_broken
 from ..engine.drain import drain_requested
-from ..engine.loop import check_seconds
+from ..engine.lifetimes import Lifetimes
 from ..engine.packed import workon_executor
 from ..optimizers import Optimizer
 from ..records import TrialRecord
 from ..space import Space
 from ..store import CheckpointStore, History, MemoryStorage, Storage
 from .clients import client_for, temporary_client
-from .run import Run
+from .run import Run, check_options
 from .state import Subscribers, state_of_an_older_pickle, stored_queue
 from .teller import Teller
 from .view import ExperimentView
@@ -207,6 +207,7 @@ class Experiment(ExperimentView):
         callbacks: Sequence[Callable[[dict], Any]] | None = None,
         trials_per_task: int = 1,
         fill_idle: float = 0.25,
+        lifetimes: Lifetimes | None = None,
         **fn_kwargs: Any,
     ) -> Experiment:
         """Run trials of ``fn`` on Dask until ``max_trials`` trials have completed.
@@ -292,6 +293,9 @@ class Experiment(ExperimentView):
             than 2 % of a typical trial's run time, so trials of minutes never see it;
             trials of a second on a slow model do (see ``docs/algorithms.md``).  ``0``:
             slots wait for the model.
+        lifetimes : daskhpo.Lifetimes, optional
+            On workers with an end (Slurm walltimes): how a trial's run time is learned, its margin, the
+            least time left to start one (``daskhpo.Lifetimes(margin=1.5, min_left=120)``; ``docs/slurm.md``).
         **fn_kwargs
             Fixed keyword arguments passed to every call of ``fn``.
 
@@ -307,13 +311,12 @@ class Experiment(ExperimentView):
         """
         if clash := sorted(set(fn_kwargs) & set(self.space)):
             raise ValueError(f"fixed keyword argument(s) {clash} are also parameters of the space")
-        max_trials = self._check_writable(max_trials)
+        max_trials, budget = self._check_writable(max_trials)
         check_max_broken(max_broken)  # bad values fail before a cluster starts
-        check_seconds("timeout", timeout, positive=True)
-        check_seconds("timeout_grace", timeout_grace, positive=False)
+        check_options(timeout=timeout, timeout_grace=timeout_grace, lifetimes=lifetimes)
         make_executor = workon_executor(fn, fn_kwargs=fn_kwargs, resources=resources, trial_timeout=trial_timeout,
                                         worker_timeout=worker_timeout, trials_per_task=trials_per_task)  # checked now
-        if self._budget(max_trials) == 0:
+        if budget == 0:
             self._storage.end_session("nothing to do")
             self._storage.snapshot()
             return self
@@ -327,12 +330,12 @@ class Experiment(ExperimentView):
                 logger.info("%s: live dashboard at %s", self.name, board.url)
             self.run(executor, max_trials, n_workers=n_workers, retries=retries, max_broken=max_broken,
                      quarantine_after=quarantine_after, progress=progress, callbacks=callbacks,
-                     fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
+                     fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace, lifetimes=lifetimes)
         return self
 
-    def _check_writable(self, max_trials: int | None) -> int | None:
-        """``max_trials``, or the experiment's default, once checked; a loaded experiment is
-        resumed first."""
+    def _check_writable(self, max_trials: int | None) -> tuple[int | None, int | None]:
+        """``max_trials`` (or the experiment's default) once checked, and the trials left to run; a
+        loaded experiment is resumed first."""
         if self.read_only and self._resume is not None:
             self._become_writer()
         if self.read_only:
@@ -342,9 +345,8 @@ class Experiment(ExperimentView):
                                "build_experiment in this process; use that experiment object")
         if max_trials is None:
             max_trials = self.max_trials
-        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
-            raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
-        return max_trials
+        check_options(max_trials=max_trials)
+        return max_trials, None if max_trials is None else max(max_trials - self._history.finished, 0)
 
     def _become_writer(self) -> None:
         """Resume a loaded experiment in place: take the storage's lock, read it again (another
@@ -362,9 +364,6 @@ class Experiment(ExperimentView):
             self._on_run = {}
             self._storage.snapshot()
 
-    def _budget(self, max_trials: int | None) -> int | None:
-        return None if max_trials is None else max(max_trials - self._history.finished, 0)
-
     def run(
         self,
         executor: Executor,
@@ -379,6 +378,7 @@ class Experiment(ExperimentView):
         fill_idle: float = 0.25,
         timeout: float | None = None,
         timeout_grace: float | None = None,
+        lifetimes: Lifetimes | None = None,
     ) -> Experiment:
         """Run trials on any executor until ``max_trials`` trials have finished.
 
@@ -388,7 +388,7 @@ class Experiment(ExperimentView):
         Parameters
         ----------
         executor : daskhpo.engine.Executor
-        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks, fill_idle
+        max_trials, n_workers, retries, max_broken, quarantine_after, progress, callbacks, fill_idle, lifetimes
             As for :meth:`workon` (``progress`` defaults to off here).
         timeout, timeout_grace
             As for :meth:`workon`, in seconds of the executor's clock (virtual time on a
@@ -399,10 +399,8 @@ class Experiment(ExperimentView):
         Experiment
             ``self``, for chaining.
         """
-        max_trials = self._check_writable(max_trials)
-        if not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1:
-            raise ValueError(f"fill_idle must be a share in [0, 1), got {fill_idle!r}")
-        budget = self._budget(max_trials)
+        max_trials, budget = self._check_writable(max_trials)
+        check_options(fill_idle=fill_idle, lifetimes=lifetimes)
         request = drain_requested()
         if budget == 0 or request is not None:  # a drain asked for before the run: run nothing
             if request is not None:
@@ -416,7 +414,8 @@ class Experiment(ExperimentView):
         try:
             run.execute(executor, budget, max_trials=max_trials, n_workers=n_workers, retries=retries,
                         max_broken=max_broken, quarantine_after=quarantine_after, progress=progress,
-                        callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace)
+                        callbacks=callbacks, fill_idle=fill_idle, timeout=timeout, timeout_grace=timeout_grace,
+                        lifetimes=lifetimes)
         finally:
             self._run = None
         if run.interrupted:  # Ctrl-C drained the run, saved: say so from the user's call

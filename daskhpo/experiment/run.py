@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..engine import Engine, Executor, Planned, Suggester
+from ..engine.lifetimes import Lifetimes
+from ..engine.loop import check_seconds
 from ..objectives import ObjectiveVector
 from ..optimizers import CONTINUE, Report
 from ..records import ReportRecord, TrialRecord, TrialStarted
@@ -93,7 +95,7 @@ class Run:
     def execute(self, executor: Executor, budget: int | None, *, max_trials: int | None, n_workers: int,
                 retries: int, max_broken: int | str | None, quarantine_after: int | None, progress: bool | None,
                 callbacks: Sequence[Callable[[dict], Any]] | None, fill_idle: float, timeout: float | None = None,
-                timeout_grace: float | None = None) -> None:
+                timeout_grace: float | None = None, lifetimes: Lifetimes | None = None) -> None:
         """Run trials on ``executor`` until ``budget`` more have finished; records why it ended."""
         from ..viz.progress import attach
 
@@ -105,7 +107,8 @@ class Run:
             executor.fn = ObjectiveVector(fn, self.objectives)
         engine = Engine(executor, n_workers=n_workers, retries=retries, max_broken=max_broken,
                         quarantine_after=quarantine_after, on_quarantine=self.on_quarantine, timeout=timeout,
-                        timeout_grace=timeout_grace)
+                        timeout_grace=timeout_grace, lifetimes=lifetimes,
+                        fidelity=self.space.fidelity.name if self.space.fidelity is not None else None)
         logger.info("%s: running up to %s more trials, %d in flight", name, budget, n_workers)
         # Executors that can be woken get suggestions from a model thread (daskhpo.engine.suggester).
         fill = None
@@ -290,3 +293,16 @@ class Run:
         if needed is None:
             return  # the optimizer cannot tell: keep everything
         self.checkpoints.retain(set(needed) | set(list(self.running_from.values())))
+
+
+def check_options(*, max_trials: int | None = None, timeout: float | None = None, timeout_grace: float | None = None,
+                  fill_idle: float | None = None, lifetimes: Lifetimes | None = None) -> None:
+    """The options of a run, checked before it starts (a ``ValueError`` naming the bad one)."""
+    if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 0):
+        raise ValueError(f"max_trials must be a non-negative integer, got {max_trials!r}")
+    check_seconds("timeout", timeout, positive=True)
+    check_seconds("timeout_grace", timeout_grace, positive=False)
+    if fill_idle is not None and (not isinstance(fill_idle, (int, float)) or not 0 <= fill_idle < 1):
+        raise ValueError(f"fill_idle must be a share in [0, 1), got {fill_idle!r}")
+    if lifetimes is not None and not isinstance(lifetimes, Lifetimes):
+        raise ValueError(f"lifetimes must be a daskhpo.Lifetimes (or None), got {lifetimes!r}")
