@@ -18,6 +18,15 @@ from daskhpo.store.sessions import sessions
 SPACE = {"x": "uniform(0, 1)"}
 
 
+@pytest.fixture(autouse=True)
+def _python_s_own_ctrl_c():
+    """Each test starts with Python's own SIGINT handler, as a script does (an earlier test
+    of the session may have imported dask_jobqueue, whose import installs its own)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def square(x):
     return x * x
 
