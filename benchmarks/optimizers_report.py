@@ -65,10 +65,15 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
+#: a cell with fewer seeds says how many
+FULL_SEEDS = 10
+
+
 def _cell(s: dict | None) -> str:
     if s is None:
         return "–"
-    return f"{s['median']:.3g} [{s['q25']:.2g}, {s['q75']:.2g}]"
+    seeds = "" if s["seeds"] >= FULL_SEEDS else f" ({s['seeds']})"
+    return f"{s['median']:.3g} [{s['q25']:.2g}, {s['q75']:.2g}]{seeds}"
 
 
 def tables(summary: dict[tuple, dict], problems: list[str], algorithms: list[str]) -> str:

@@ -90,7 +90,13 @@ def choose(space: Space, budget: int | None = None, n_objectives: int = 1) -> st
 
 
 class Auto(Optimizer):
-    """Runs the algorithm :func:`choose` picks; see the module's documentation for the rule.
+    """Runs the algorithm :func:`choose` picks.
+
+    The rule: several objectives, ``motpe``; a small space (unconditional, at most 10 searched
+    parameters, at most half categorical) and at most ``GP_MAX_BUDGET`` (150) trials or an
+    unknown budget, ``gp``; a small space and more trials, ``cmaes``; otherwise ``tpe``.  The
+    module's documentation and ``docs/algorithms.md`` give the benchmark rows behind it
+    (``benchmarks/results/hpobench.md``) and where it misses.
 
     Parameters
     ----------
