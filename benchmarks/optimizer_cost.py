@@ -57,15 +57,17 @@ def told(trial_id: int, params: dict, multi_objective: bool) -> Trial:
     return Trial(trial_id, params, "completed", float("nan"), values=(value(params), value(mirrored)))
 
 
-def time_daskhpo(algorithm: str, n: int, asks: int) -> list[float]:
+def time_daskhpo(algorithm: str, n: int, asks: int, pending: int = 0) -> list[float]:
     space = Space(SPACE)
     opt = make_optimizer(algorithm, space, seed=0)
     multi = algorithm == "motpe"
     for i, p in enumerate(history_of(n)):
         opt.tell(told(i, p, multi))
+    for i in range(n, n + pending):  # asked and never told: that many trials in flight
+        opt.ask(i)
     times = []
     for j in range(asks):
-        trial_id = n + j
+        trial_id = n + pending + j
         t0 = time.perf_counter()
         s = opt.ask(trial_id)
         opt.tell(told(trial_id, s.params, multi))
@@ -127,12 +129,12 @@ def time_optuna(algorithm: str, n: int, asks: int) -> list[float]:
     return times
 
 
-def measure(algorithm: str, n: int, asks: int) -> list[float]:
+def measure(algorithm: str, n: int, asks: int, pending: int = 0) -> list[float]:
     if algorithm.startswith("optuna"):
         return time_optuna(algorithm, n, asks)
     if algorithm in ("asha", "hyperband"):
         return time_multifidelity(algorithm, n, asks)
-    return time_daskhpo(algorithm, n, asks)
+    return time_daskhpo(algorithm, n, asks, pending)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--histories", nargs="+", type=int, default=[250, 1000, 10000])
     parser.add_argument("--asks", type=int, default=20)
     parser.add_argument("--optuna-gp-max", type=int, default=1000, help="skip Optuna's GP above this history (slow)")
+    parser.add_argument("--pending", type=int, default=0,
+                        help="daskhpo's ask/tell algorithms: trials asked and never told before the timed rounds")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
     logging.getLogger("daskhpo").setLevel(logging.WARNING)
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             if algorithm == "optuna-gp" and n > args.optuna_gp_max:
                 continue
             try:
-                times = measure(algorithm, n, args.asks)
+                times = measure(algorithm, n, args.asks, args.pending)
             except ImportError as exc:  # Optuna's GPSampler needs torch
                 print(json.dumps({"benchmark": "optimizer_cost", "algorithm": algorithm, "history": n,
                                   "skipped": str(exc), "label": args.label}), flush=True)
@@ -159,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             ms = 1e3 * statistics.median(times)
             table[(algorithm, n)] = ms
             result = {"benchmark": "optimizer_cost", "algorithm": algorithm, "history": n, "asks": args.asks,
+                      "pending": 0 if algorithm.startswith("optuna") or algorithm in ("asha", "hyperband") else args.pending,
                       "median_ms": round(ms, 3), "p90_ms": round(1e3 * float(np.percentile(times, 90)), 3),
                       "label": args.label}
             goal = GOALS.get((algorithm, n))

@@ -48,6 +48,7 @@ from scipy import linalg, optimize, special, stats
 
 from ..space import Space
 from ._encoding import Encoding, model_ready
+from ._gp_batch import pick_batch
 from .base import Optimizer, Suggestion, Trial, check_option
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class _Posterior:
     def __init__(
         self, x: np.ndarray, y: np.ndarray, amplitude: float, length: np.ndarray, noise: float
     ) -> None:
-        self.x, self.amp, self.length = x, amplitude, length
+        self.x, self.amp, self.length, self.noise = x, amplitude, length, noise
         k = self.kernel(x, x)
         k[np.diag_indices_from(k)] += noise + 1e-9
         self.chol = linalg.cho_factor(k, lower=True)
@@ -208,6 +209,18 @@ class GP(Optimizer):
         uncertainty there without inventing good or bad regions, and a believed improvement
         becomes the incumbent of the expected improvement), or the best, mean or worst
         completed value (a constant liar).
+    refine_pending : int, default 32
+        A suggestion is refined by L-BFGS-B only while fewer than this many trials are
+        pending; with more, it is the best of a quarter of ``n_candidates`` (as in a batch).
+        With many trials in flight each suggestion is one of many exploring at once, and the
+        model must keep up with the results: at 64 slots x 1 s, refined suggestions (about
+        50 ms at 1,000 trials) made the model thread the bottleneck, and the slots waited.
+    pooled_batch : bool, default False
+        Serve a batch (:meth:`ask_batch`) from one candidate pool, each pick conditioned on
+        the earlier ones by rank-one updates of the candidates' posterior: about 1 ms of CPU
+        a suggestion at 1,000 trials instead of 5, but at 64 in flight (batches of 8, 5
+        seeds, 200 trials) its median regret was worse on all five problems of
+        ``benchmarks/optimizers.py`` (up to 30x on the mixed space), so it is off.
     output_warping : bool, default False
         Model Yeo-Johnson-transformed objectives (the power fitted by maximum likelihood on
         each fit's data, as HEBO does), which helps when a few values are far worse than
@@ -240,6 +253,8 @@ class GP(Optimizer):
         liar: str = "believer",
         max_pending: int = 100,
         output_warping: bool = False,
+        refine_pending: int = 32,
+        pooled_batch: bool = False,
     ) -> None:
         super().__init__(space, seed)
         check_option("gp", "n_initial", n_initial, "int", low=1)
@@ -253,6 +268,10 @@ class GP(Optimizer):
         self.fit_max = fit_max
         check_option("gp", "max_pending", max_pending, "int", low=0)
         self.max_pending = max_pending
+        check_option("gp", "refine_pending", refine_pending, "int", low=0)
+        self.refine_pending = refine_pending
+        check_option("gp", "pooled_batch", pooled_batch, "bool")
+        self.pooled_batch = pooled_batch
         check_option("gp", "output_warping", output_warping, "bool")
         self.output_warping = output_warping
         self.refit_growth = float(refit_growth)
@@ -277,6 +296,7 @@ class GP(Optimizer):
         self._dim = start
         self._x: list[np.ndarray] = []
         self._y: list[float] = []
+        self._xa, self._ya = np.zeros((0, self._dim)), np.zeros(0)
         #: each modelled trial's constraint values (empty tuples in an unconstrained run)
         self._c: list[tuple[float, ...]] = []
         self._n_constraints = 0
@@ -301,6 +321,8 @@ class GP(Optimizer):
             "liar": self.liar,
             "max_pending": self.max_pending,
             "output_warping": self.output_warping,
+            "refine_pending": self.refine_pending,
+            "pooled_batch": self.pooled_batch,
         }
 
     # -- encoding --------------------------------------------------------------------------
@@ -329,16 +351,47 @@ class GP(Optimizer):
     # -- protocol --------------------------------------------------------------------------
     def ask(self, trial_id: int) -> Suggestion:
         """Suggest trial ``trial_id``: a prior draw at first, then the maximum of log EI."""
-        return self._ask(trial_id, refine=True)
+        return self._ask(trial_id, refine=len(self._pending) < self.refine_pending)
 
     def ask_batch(self, trial_ids: list[int]) -> list[Suggestion]:
         """Suggest several trials with one model: the kernel fit is shared and each suggestion
-        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`; in a
-        larger batch (slots are waiting) no suggestion is refined by L-BFGS-B: each is the
-        best of a quarter of ``n_candidates`` random and local candidates under the
-        fantasies (a few ms instead of tens)."""
-        refine = len(trial_ids) == 1
-        return [self._ask(trial_id, refine=refine) for trial_id in trial_ids]
+        is a fantasy (pending point) for the next ones.  A batch of one is :meth:`ask`.
+
+        In a larger batch (slots are waiting) nothing is refined by L-BFGS-B: each
+        suggestion is the best of its own ``n_candidates // 4`` random and local candidates
+        under the fantasies.  With ``pooled_batch``, the candidates (as many, at most
+        ``n_candidates``) are evaluated once and each pick is the best of them given the
+        earlier picks, by rank-one updates (:mod:`daskhpo.optimizers._gp_batch`).
+        """
+        if len(trial_ids) == 1:
+            return [self.ask(trial_ids[0])]
+        ids = list(trial_ids)
+        out = []
+        while ids and not model_ready(len(self._y), len(self._pending), self.n_initial):
+            out.append(self._ask(ids.pop(0), refine=False))  # prior draws until the model starts
+        if not ids:
+            return out
+        if not self.pooled_batch or self._n_constraints or not (self.constant_liar and self.max_pending):
+            return out + [self._ask(trial_id, refine=False) for trial_id in ids]
+        return out + self._ask_pooled(ids)
+
+    def _ask_pooled(self, ids: list[int]) -> list[Suggestion]:
+        rng = self.rng_for(ids[0], stream="gp-batch")
+        post, _, best, length, lie = self._model()
+        xa, ya = self._arrays()
+        count = min(self.n_candidates, max(64, self.n_candidates // 4) * len(ids))
+        num, cat = self._round(self._candidates(rng, xa[np.argsort(ya, kind="stable")[:5]], length, count))
+        points = self._features(num, cat)
+        # not a duplicate of a modelled or pending point (squared distances by one product)
+        d2 = (points**2).sum(1)[:, None] + (post.x**2).sum(1)[None, :] - 2 * points @ post.x.T
+        free = d2.min(axis=1) > 1e-12 * points.shape[1]
+        picks = pick_batch(post, points, free, float(best), lie, len(ids), log_h)  # type: ignore[arg-type]
+        out = []
+        for trial_id, i in zip(ids, picks):
+            self._pending.add(trial_id, points[i])
+            out.append(Suggestion(self._enc.decode(num[i], cat[i])))
+        # the pool ran out (a small discrete space): each of the others on its own
+        return out + [self._ask(trial_id, refine=False) for trial_id in ids[len(picks) :]]
 
     def _ask(self, trial_id: int, refine: bool) -> Suggestion:
         rng = self.rng_for(trial_id)
@@ -373,14 +426,25 @@ class GP(Optimizer):
         is conditioned on: at most ``limit`` (default ``max_train``) of them."""
         n = len(self._y) if n is None else n
         keep = self._train_index(n, self.max_train if limit is None else limit)
-        x, y = np.asarray(self._x[:n]), np.asarray(self._y[:n])
+        xa, ya = self._arrays()
+        x, y = xa[:n], ya[:n]
         return (x, y) if keep is None else (x[keep], y[keep])
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The modelled trials' features and objectives as arrays, extended (not rebuilt:
+        at thousands of trials the rebuild was a tenth of a batch's time) as trials arrive."""
+        have = len(self._xa)
+        if have != len(self._y):
+            new = np.asarray(self._x[have:]).reshape(-1, self._dim)
+            self._xa = np.concatenate([self._xa, new])
+            self._ya = np.concatenate([self._ya, np.asarray(self._y[have:], dtype=float)])
+        return self._xa, self._ya
 
     def _train_index(self, n: int, limit: int) -> np.ndarray | None:
         """Which of the first ``n`` trials the GP is conditioned on (``None``: all)."""
         if n <= limit:
             return None
-        y = np.asarray(self._y[:n])
+        y = self._arrays()[1][:n]
         if self._n_constraints:
             # the best: feasible first by objective, then the least violating
             order = np.lexsort((y, self._violations(n)))
@@ -404,13 +468,13 @@ class GP(Optimizer):
         """One posterior per constraint, with the threshold 0 in its standardized units."""
         n = len(self._y)
         keep = self._train_index(n, self.max_train)
-        x = np.asarray(self._x)
+        x = self._arrays()[0]
         values = self._constraint_matrix(n)
         if keep is not None:
             x, values = x[keep], values[keep]
         n_fit = self._refit_point(n)
         fit_keep = self._train_index(n_fit, self._fit_limit)
-        fit_x, fit_values = np.asarray(self._x[:n_fit]), self._constraint_matrix(n_fit)
+        fit_x, fit_values = self._arrays()[0][:n_fit], self._constraint_matrix(n_fit)
         if fit_keep is not None:
             fit_x, fit_values = fit_x[fit_keep], fit_values[fit_keep]
         models = []
@@ -507,7 +571,10 @@ class GP(Optimizer):
         noise = float(fitted.k2.noise_level)
         return amplitude, length, noise
 
-    def _suggest(self, rng: np.random.Generator, refine: bool = True) -> np.ndarray:
+    def _model(self) -> tuple[_Posterior, list[tuple[_Posterior, float]], float | None, np.ndarray, float | None]:
+        """The posterior (pending trials in it as fantasies), the constraints' models, the
+        incumbent, the length scales, and the lie for the next fantasies (``None``: the
+        believer's posterior mean)."""
         amplitude, length, noise = self.hyperparameters()
         x, y = self.training_set()
         self.last_train_size = len(y)
@@ -529,14 +596,26 @@ class GP(Optimizer):
                 if best is not None:
                     best = min(best, float(lies.min()))
             else:
-                lie_min = float(ys.min()) if best is None else best
-                lies = np.full(len(pending), {"min": lie_min, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar])
+                lies = np.full(len(pending), self._lie(ys, best))
             x = np.concatenate([x, pending])
             ys = np.concatenate([ys, lies])
             post = _Posterior(x, ys, amplitude, length, noise)
+        return post, cons, best, length, self._lie(ys, best)
+
+    def _lie(self, ys: np.ndarray, best: float | None) -> float | None:
+        """The constant liar's value in the GP's units (``None``: the believer's posterior mean)."""
+        if self.liar == "believer":
+            return None
+        lie_min = float(ys.min()) if best is None else best
+        return {"min": lie_min, "mean": float(ys.mean()), "max": float(ys.max())}[self.liar]
+
+    def _suggest(self, rng: np.random.Generator, refine: bool = True) -> np.ndarray:
+        post, cons, best, length, _ = self._model()
+        x = post.x
         # a batch's unrefined suggestions look at a quarter of the candidates (cost ~ candidates x trials)
         count = self.n_candidates if refine else max(64, self.n_candidates // 4)
-        cands = self._candidates(rng, np.asarray(self._x)[np.argsort(self._y, kind="stable")[:5]], length, count)
+        xa, ya = self._arrays()
+        cands = self._candidates(rng, xa[np.argsort(ya, kind="stable")[:5]], length, count)
         if refine:
             values, _ = _acquisition(post, cons, cands, best)
             starts = cands[np.argsort(-values, kind="stable")[: self.n_starts]]
