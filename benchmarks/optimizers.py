@@ -653,6 +653,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithms", nargs="+", type=algorithm_name, default=DASKHPO + ["optuna-tpe", "hyperopt-tpe"],
                         help=f"of {DASKHPO + PEERS}; a daskhpo variant with options: 'gp:n_starts=10'")
     parser.add_argument("--in-flight", type=int, nargs="+", default=[8], help="trials in flight for the parallel runs")
+    parser.add_argument("--skip-sequential", action="store_true",
+                        help="only the runs with trials in flight (after a change that leaves sequential runs as they were)")
     parser.add_argument("--parallel-problems", nargs="*", default=["branin", "hartmann6"])
     parser.add_argument("--histories", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--jobs", type=int, default=1, help="processes running seeds concurrently")
@@ -675,7 +677,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(max(n_seeds.values())):
         for name in (n for n in problems if seed < n_seeds[n]):
             for algorithm in args.algorithms:
-                tasks.append((algorithm, name, seed, 1))
+                if not args.skip_sequential:
+                    tasks.append((algorithm, name, seed, 1))
                 for in_flight in args.in_flight:
                     if name in args.parallel_problems and algorithm != "hyperopt-tpe" and in_flight > 1:
                         # Hyperopt's fmin has no ask/tell interface to keep trials in flight.
