@@ -44,8 +44,8 @@ import argparse
 import json
 import math
 import pickle
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 import warnings
