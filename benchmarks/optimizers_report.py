@@ -76,6 +76,18 @@ def _cell(s: dict | None) -> str:
     return f"{s['median']:.3g} [{s['q25']:.2g}, {s['q75']:.2g}]{seeds}"
 
 
+def _by_setting(title: str, settings: list[tuple[int, int]]) -> list[str]:
+    """A table's heading and header with one column per (in flight, budget)."""
+    return ["", f"### {title}", "", "| problem | " + " | ".join(f"{f} in flight, {b}" for f, b in settings) + " |",
+            "|---|" + "---|" * len(settings)]
+
+
+def _medians(summary: dict[tuple, dict], names: list[str], key: tuple) -> dict[str, float]:
+    """The median regret of each of ``names`` at ``key`` = (problem, in_flight, budget), where run."""
+    p, f, b = key
+    return {a: summary[(p, a, f, b)]["median"] for a in names if (p, a, f, b) in summary}
+
+
 def tables(summary: dict[tuple, dict], problems: list[str], algorithms: list[str]) -> str:
     settings = sorted({(k[2], k[3]) for k in summary}, key=lambda s: (s[1], s[0]))
     lines: list[str] = []
@@ -98,14 +110,12 @@ def tables(summary: dict[tuple, dict], problems: list[str], algorithms: list[str
                 par, seq = summary.get((p, a, flight, budget)), summary.get((p, a, 1, budget))
                 cells.append("–" if par is None or seq is None else f"{ratio(par['median'], seq['median']):.2f}")
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    lines += ["", "### best daskhpo algorithm vs best Optuna sampler (median regret; ratio = ours / Optuna's)", "",
-              "| problem | " + " | ".join(f"{f} in flight, {b}" for f, b in settings) + " |",
-              "|---|" + "---|" * len(settings)]
+    lines += _by_setting("best daskhpo algorithm vs best Optuna sampler (median regret; ratio = ours / Optuna's)",
+                         settings)
     for p in problems:
         cells = []
         for f, b in settings:
-            ours = {a: summary[(p, a, f, b)]["median"] for a in SEARCHERS if (p, a, f, b) in summary}
-            peer = {a: summary[(p, a, f, b)]["median"] for a in OPTUNA if (p, a, f, b) in summary}
+            ours, peer = _medians(summary, SEARCHERS, (p, f, b)), _medians(summary, OPTUNA, (p, f, b))
             if not ours or not peer:
                 cells.append("–")
                 continue
@@ -115,14 +125,12 @@ def tables(summary: dict[tuple, dict], problems: list[str], algorithms: list[str
             cells.append(f"{a} {ours[a]:.3g} vs {o.removeprefix('optuna-')} {peer[o]:.3g}: ×{r:.2f} {verdict}")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     if any(k[1] == "auto" for k in summary):
-        lines += ["", "### auto vs the best daskhpo algorithm (ratio of medians; goal ≤ 1.2)", "",
-                  "| problem | " + " | ".join(f"{f} in flight, {b}" for f, b in settings) + " |",
-                  "|---|" + "---|" * len(settings)]
+        lines += _by_setting("auto vs the best daskhpo algorithm (ratio of medians; goal ≤ 1.2)", settings)
         for p in problems:
             cells = []
             for f, b in settings:
                 auto = summary.get((p, "auto", f, b))
-                ours = {a: summary[(p, a, f, b)]["median"] for a in SEARCHERS if (p, a, f, b) in summary}
+                ours = _medians(summary, SEARCHERS, (p, f, b))
                 if auto is None or not ours:
                     cells.append("–")
                     continue
