@@ -11,7 +11,7 @@ at most ``SMALL_MAX_DIMS`` searched parameters, at most half of them categorical
   in flight, and sequentially on the four HPOBench data sets it ran on (integer grids); at 200
   trials with 64 in flight it is far ahead of ``cmaes`` and ``tpe`` on Branin, Hartmann-6 and the
   mixed problem (``cmaes`` gets few generations' worth of results there), while sequentially at
-  200 trials ``cmaes`` is ahead on Hartmann-6 and Rosenbrock-4D only;
+  200 trials ``cmaes`` is ahead of it on Hartmann-6 only;
 * a small space and a larger budget: ``cmaes``, also with a minority of categoricals (on the
   mixed problem, one categorical of four, it is ahead of ``tpe`` at 200 trials sequentially and
   with 64 in flight).  At 600 trials its regret is 10 to 100,000 times lower than ``tpe``'s on
