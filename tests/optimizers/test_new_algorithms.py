@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import qmc
 
 from daskhpo.optimizers import Trial, make_optimizer
-from daskhpo.optimizers.auto import choose
+from daskhpo.optimizers.auto import GP_MAX_BUDGET, choose
 from daskhpo.optimizers.motpe import select_by_hypervolume
 from daskhpo.space import Space
 
@@ -140,15 +140,39 @@ def test_motpe_finds_a_better_front_than_random():
 
 
 def test_auto_rule():
-    assert choose(BOX) == "gp"
+    """docs/algorithms.md's table: gp up to GP_MAX_BUDGET trials on a small space, cmaes above, else tpe."""
+    assert GP_MAX_BUDGET == 1000  # gp ahead at 100 and 200 trials (hpobench.md), cmaes ahead of tpe at 600
+    assert choose(BOX) == "gp"  # budget unknown
+    assert choose(BOX, budget=200) == "gp"
     assert choose(BOX, budget=1000) == "gp"
-    assert choose(BOX, budget=5000) == "cmaes"  # a long run on a small numeric space
-    assert choose(Space({"x": "uniform(0, 1)", "k": "choices(['a', 'b'])"}), budget=5000) == "tpe"
-    assert choose(Space({f"x{i}": "uniform(0, 1)" for i in range(11)})) == "tpe"
-    assert choose(Space({"a": "choices([1, 2])", "b": "choices([1, 2])", "x": "uniform(0, 1)"})) == "tpe"
+    assert choose(BOX, budget=1001) == "cmaes"
+    # the benchmark's mixed problem: one categorical of four parameters is still a small space,
+    # and cmaes, not tpe, runs it past the GP's budget (ahead of tpe at 200 trials there)
+    mixed = Space({"x": "uniform(-5, 5)", "lr": "loguniform(1e-4, 1)", "n": "randint(1, 32)", "k": "choices(['a', 'b'])"})
+    assert choose(mixed, budget=100) == "gp"
+    assert choose(mixed, budget=5000) == "cmaes"
+    # HPOBench's grids, searched as integer indices
+    grids = Space({name: f"randint(0, {n - 1})" for name, n in {"a": 10, "b": 10, "d": 3, "lr": 10, "w": 10}.items()})
+    assert choose(grids, budget=100) == choose(grids, budget=200) == "gp"
+    assert choose(grids, budget=5000) == "cmaes"
+    # not small: more than half categorical, more than 10 parameters, conditional
+    categorical = Space({"a": "choices([1, 2])", "b": "choices([1, 2])", "x": "uniform(0, 1)"})
+    assert choose(categorical) == choose(categorical, budget=5000) == "tpe"
+    assert choose(Space({f"x{i}": "uniform(0, 1)" for i in range(11)}), budget=100) == "tpe"
     conditional = Space({"m": "choices(['a', 'b'])", "x": "uniform(0, 1, when={'m': 'a'})", "y": "uniform(0, 1)"})
-    assert choose(conditional) == "tpe"
-    assert choose(BOX, n_objectives=2) == "motpe"
+    assert choose(conditional) == choose(conditional, budget=5000) == "tpe"
+    assert choose(BOX, n_objectives=2) == choose(BOX, budget=5000, n_objectives=2) == "motpe"
+
+
+def test_auto_with_a_larger_budget_runs_cmaes_as_cmaes_would():
+    opt = make_optimizer(("auto", {"budget": 5000}), BOX, 5)
+    cmaes = make_optimizer("cmaes", BOX, 5)
+    assert opt.chosen == "cmaes"
+    for i in range(12):  # past cmaes's first generation: the same suggestions, told the same values
+        a, b = opt.ask(i).params, cmaes.ask(i).params
+        assert a == b
+        opt.tell(Trial(i, a, "completed", sphere(a)))
+        cmaes.tell(Trial(i, b, "completed", sphere(b)))
 
 
 def test_auto_runs_its_choice_and_switches_on_objective_vectors():
