@@ -9,6 +9,7 @@ a summary line gives daskhpo's ratios to RandomizedSearchCV (score difference, t
 averaged over the repeats (different seeds).
 
     python benchmarks/searchcv.py [--trials 40] [--repeats 3] [--workers 2] [--quick]
+    python benchmarks/searchcv.py --dask-ml-python /tmp/dml-venv/bin/python [--max-iter 27] [--repeats 3]
 
 Task: an SVC (``C``, ``gamma``, log-uniform) on scikit-learn's digits, 3-fold CV; a
 gradient-boosting variant (``--task hgb``) searches 4 parameters of
@@ -16,6 +17,8 @@ HistGradientBoostingClassifier on the breast-cancer data; ``--task sgd`` an
 SGDClassifier (``alpha``, ``penalty``) on digits, which has ``partial_fit``, so that dask-ml's
 HyperbandSearchCV (when installed) runs too, with ``max_iter=`` the trials (its own budget
 rule: it trains more models for fewer epochs, on one train/validation split, not k folds).
+dask-ml 2025.1's HyperbandSearchCV fails on dask 2026: ``--dask-ml-python`` runs it in another
+interpreter against SearchCV at the same training work (see ``benchmarks/searchcv_hyperband.py``).
 
 SearchCV is given what RandomizedSearchCV is given (the same ``scipy.stats`` distributions,
 ``n_iter``, ``n_jobs``), as a user switching would type it.
@@ -33,6 +36,7 @@ import joblib
 import numpy as np
 from distributed import Client, LocalCluster
 from scipy.stats import loguniform, randint, uniform
+from searchcv_hyperband import add_arguments, compare  # benchmarks/ is on sys.path when run as a script
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import SGDClassifier
@@ -82,7 +86,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--algorithm", default="tpe")
     parser.add_argument("--quick", action="store_true", help="8 trials, 1 repeat")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.dask_ml_python:  # HyperbandSearchCV in that interpreter, SearchCV here: searchcv_hyperband.py
+        compare(args)
+        return
     if args.quick:
         args.trials, args.repeats = 8, 1
     logging.basicConfig(level=logging.WARNING)
