@@ -161,7 +161,11 @@ class DaskExecutor:
         its periodic refresh (workers' totals only, an empty ``"workers"``) may overwrite
         between the fetch and the read; a run then saw no worker at all.
         """
-        return dict(self.client.sync(self.client.scheduler.identity, n_workers=-1)["workers"])
+        try:
+            identity = self.client.sync(self.client.scheduler.identity, n_workers=-1)
+        except TypeError:  # distributed before 2025.3 lists every worker and takes no n_workers
+            identity = self.client.sync(self.client.scheduler.identity)
+        return dict(identity["workers"])
 
     def _workers(self) -> list[dict]:
         return list(self._worker_info().values())
@@ -440,7 +444,12 @@ class DaskExecutor:
             # The run closed (it sets this before cancelling its futures, so a status read
             # as "cancelled" after the result came is the close's): no one reads the inbox.
             return
-        if status == "finished":
+        # as_completed hands an error as (type, exception, traceback), a cancel as the
+        # CancelledError, a result as itself: a result is forwarded whatever the status reads
+        # now (a drain may have cancelled the attempt after it finished; the loop then ignores it).
+        failed = isinstance(result, BaseException) or (
+            isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException))
+        if status == "finished" or not failed:
             self._inbox.put(Completed(key, result))
             return
         if self._scheduler_lost.is_set() or self.client.status != "running":

@@ -247,3 +247,25 @@ def test_a_trial_without_deadline_never_injects_exceptions(monkeypatch):
             for _ in range(10**6):  # the exception arrives at a Python instruction
                 pass
     assert len(calls) == 2  # injected, then cleared
+
+
+def test_a_finished_attempt_cancelled_afterwards_is_still_forwarded_as_completed(client):
+    """A drain (Ctrl-C, a timeout) cancels attempts while the completions thread forwards
+    them: a future that finished and reads "cancelled" by then carries its outcome, which
+    must arrive as Completed (it once crashed the thread: 'TrialOutcome' object is not
+    subscriptable)."""
+    from daskhpo.engine import DaskExecutor
+    from daskhpo.engine.executor import Completed
+
+    executor = DaskExecutor(client, sleepy)
+    executor.open()
+    try:
+        future = client.submit(lambda: "the outcome", pure=False)
+        result = future.result()
+        future.cancel()  # the drain's cancel, after the result came
+        assert future.status == "cancelled"
+        executor._forward(future, result)
+        event = executor._inbox.get_nowait()
+        assert isinstance(event, Completed) and event.outcome == "the outcome"
+    finally:
+        executor.close()
