@@ -152,6 +152,8 @@ class DaskExecutor:
         self._quarantined: set[str] = set()
         #: Slurm node names excluded from the cluster's new jobs after a quarantine
         self.excluded_hosts: list[str] = []
+        #: what the scheduler's identity() takes to list every worker (see _worker_info)
+        self._identity_args: dict[str, int] = {"n_workers": -1}
 
     # -- sizing ------------------------------------------------------------------------
     def _worker_info(self) -> dict[str, dict]:
@@ -162,8 +164,12 @@ class DaskExecutor:
         between the fetch and the read; a run then saw no worker at all.
         """
         try:
-            identity = self.client.sync(self.client.scheduler.identity, n_workers=-1)
-        except TypeError:  # distributed before 2025.3 lists every worker and takes no n_workers
+            identity = self.client.sync(self.client.scheduler.identity, **self._identity_args)
+        except TypeError:
+            if not self._identity_args:
+                raise
+            # distributed before 2025.3 lists every worker and takes no n_workers: asked once
+            self._identity_args = {}
             identity = self.client.sync(self.client.scheduler.identity)
         return dict(identity["workers"])
 
