@@ -290,7 +290,11 @@ class _client:
             return self.client
         workers = self.args.workers or os.cpu_count() or 1
         # Trials are subprocesses: worker threads in this process are enough, and start fast.
-        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None)
+        # Every HTTP server on loopback: dashboard_address=None still serves on 0.0.0.0:8787
+        # (and warns on stderr when that port is taken).
+        loopback = "127.0.0.1:0"
+        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                                    dashboard_address=loopback, worker_dashboard_address=loopback)
         self.client = Client(self.cluster, set_as_default=False)
         return self.client
 

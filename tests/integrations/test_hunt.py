@@ -282,3 +282,23 @@ def test_each_program_sees_its_trials_own_gpus(tmp_path, monkeypatch):
         assert count == (2 if x > 0 else 1) and gpu.split(",")[0] == str(int(first))
         assert gpu == "4,6" if x > 0 else gpu in ("4", "6")
     assert set(ds["objective"].values) == {1.0, 2.0}
+
+
+def test_hunt_s_own_cluster_listens_on_loopback_only(tmp_path):
+    """The cluster hunt starts serves nothing beyond this machine (dashboard_address=None
+    still served 0.0.0.0:8787, and warned on stderr when that port was taken)."""
+    _script(tmp_path / "listening.py", """\
+        import os, sys, psutil
+        # the trial runs as a child of the hunt process: count what that process listens on
+        hunt = psutil.Process(os.getppid())
+        listening = [c.laddr.ip for c in hunt.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        print("listening", listening, file=sys.stderr)
+        print("objective:", sum(ip not in ("127.0.0.1", "::1") for ip in listening))
+        """)
+    done = _cli("hunt", "-n", "net", "--storage", "net.nc", "--max-trials", "2", "--workers", "1", "--no-progress",
+                "--", sys.executable, "listening.py", "--x~uniform(0, 1)", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Port 8787" not in done.stderr
+    records = daskhpo.load_experiment(tmp_path / "net.nc").records()
+    assert [r.status for r in records] == ["completed", "completed"]
+    assert [r.objective for r in records] == [0.0, 0.0]
