@@ -325,7 +325,11 @@ class Lifetimes:
             return []
         busy = set(busy) | maybe
         before = wall + need
+        # A worker whose whole life is shorter than ``need`` is kept: a fresh job of the same
+        # walltime would not fit the trial either, and retiring it would make an adaptive
+        # cluster start and retire jobs in a loop (1-minute jobs against the 60 s min_left).
         out = [w for w, end in self.ends.items()
-               if end is not None and end <= before and w not in self.retired and w not in busy]
+               if end is not None and end <= before and w not in self.retired and w not in busy
+               and end - self.born.get(w, wall) > need]
         self.retired.update(out)
         return out

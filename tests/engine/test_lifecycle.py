@@ -488,3 +488,15 @@ def test_a_cancelled_attempt_refuses_to_start_afterwards():
                 client.submit(claim_attempt, executor.topic, "old-attempt", pure=False).result(timeout=60)
         finally:
             executor.close()
+
+
+def test_a_job_shorter_than_min_left_is_used_not_retired_in_a_loop():
+    """1-minute jobs against the 60 s min_left: a fresh job of the same walltime would not do
+    better, so the worker is not retired (an adaptive cluster would start and retire jobs in a
+    loop: users of such short jobs lower ``Lifetimes(min_left=...)``)."""
+    state = LoopState(n_workers=1, run="r")
+    out = feed(state, WorkersChanged({"w": WALL + 55.0}, starts={"w": WALL - 5.0}))
+    assert not [i for i in out if isinstance(i, Retire)]
+    start(state, [0])  # the trial waits for a worker with 60 s left (bounded: Lifetimes.wait)
+    out = feed(state, WorkersChanged({"w": WALL + 55.0}, starts={"w": WALL - 5.0}), now=1.0)
+    assert not [i for i in out if isinstance(i, Retire)]

@@ -131,8 +131,9 @@ def test_trials_are_admitted_only_while_they_fit_before_the_job_ends(slurm_clust
     cluster.adapt(minimum=0, maximum=1, interval="500ms", wait_count=2, target_duration="1s")
     with Client(cluster) as client:
         exp = daskhpo.build_experiment("slurm-walltime", SPACE, seed=0)
+        # jobs of 1 minute: a trial may start with less than the default 60 s left
         exp.workon(timed, max_trials=18, client=client, n_workers=1, resources=cluster.trial_resources,
-                   worker_timeout=90, delay=3.0)
+                   worker_timeout=90, delay=3.0, lifetimes=daskhpo.Lifetimes(min_left=5))
         wait_for_no_jobs(timeout=60)
     records = exp.records()
     assert len(records) == 18 and {r.status for r in records} == {"completed"}
