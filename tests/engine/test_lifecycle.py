@@ -25,7 +25,6 @@ from daskhpo.engine.state import (
     Prune,
     Record,
     Report,
-    RequestSuggestions,
     Retire,
     SetAlarm,
     Start,
@@ -35,12 +34,7 @@ from daskhpo.engine.state import (
 from daskhpo.engine.worker import TrialOutcome, TrialTask, run_trial
 from daskhpo.records import PREEMPTED, TrialRecord
 from daskhpo.reporting import current_trial, preempt_trials
-
-WALL = 1000.0  # feed() hands the state wall = 1000 + now
-
-
-def feed(state, event, now=0.0):
-    return state.handle(event, now=now, wall=WALL + now)
+from tests.engine.state_driver import WALL, answer, feed
 
 
 def outcome(key, trial, status, *, reports=(), checkpoint=None, started=0.0, ended=100.0, worker="w0"):
@@ -203,15 +197,7 @@ def start(state, trials):
 
 def drive(state, event, plans=(), now=0.0):
     """Feed ``event``, answering requests for suggestions with ``plans`` (trial ids); every instruction."""
-    plans = iter(Planned(t, {"x": t}) for t in plans)
-    out, todo = [], feed(state, event, now)
-    while todo:
-        instruction = todo.pop(0)
-        out.append(instruction)
-        if isinstance(instruction, RequestSuggestions):
-            plan = next(plans, None)
-            todo = feed(state, Suggested(() if plan is None else (plan,), nothing=plan is None), now) + todo
-    return out
+    return answer(state, feed(state, event, now), iter(Planned(t, {"x": t}) for t in plans), now)
 
 
 def learn(state, duration=200.0):

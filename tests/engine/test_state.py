@@ -31,10 +31,7 @@ from daskhpo.engine.state import (
 )
 from daskhpo.engine.worker import TrialOutcome
 from daskhpo.records import TrialRecord
-
-
-def feed(state, event, now=0.0):
-    return state.handle(event, now=now, wall=1000.0 + now)
+from tests.engine.state_driver import feed
 
 
 def completed(key, trial, status="completed", worker="w0", reports=()):

@@ -18,10 +18,10 @@ from daskhpo.engine.state import (
     SetAlarm,
     Start,
     Submit,
-    Suggested,
 )
 from daskhpo.engine.worker import TrialOutcome
 from daskhpo.records import TrialRecord
+from tests.engine.state_driver import answer, feed
 
 SPACE = {"x": "uniform(0, 1)"}
 
@@ -35,21 +35,6 @@ def sessions(exp):
 
 
 # -- the state machine ---------------------------------------------------------------------------
-def feed(state, event, now):
-    return state.handle(event, now=now, wall=1000.0 + now)
-
-
-def answer(state, todo, plans, now):
-    out = []
-    while todo:
-        instruction = todo.pop(0)
-        out.append(instruction)
-        if isinstance(instruction, RequestSuggestions):
-            plan = next(plans, None)
-            todo = feed(state, Suggested(() if plan is None else (plan,), nothing=plan is None), now) + todo
-    return out
-
-
 def done(key, trial):
     record = TrialRecord(trial, {"x": trial}, "completed", objective=1.0, worker="w0")
     return Completed(key, TrialOutcome(record, [], None))
