@@ -206,6 +206,10 @@ class _Session:
         self.failed = 0  # trials not logged
         self.closed = False
         self.trials = self.handled = 0  # trials queued, and handled by the thread
+        #: guards the counts: after close() gave up (and counted what was left), the thread's
+        #: late answers count nothing more (a trial counted twice as not logged)
+        self.counting = threading.Lock()
+        self.given_up = False
         self.done = 0  # items the thread handled: close() waits while this moves
         self.queue: queue.Queue = queue.Queue()
         self.client: Any = None
@@ -230,8 +234,10 @@ class _Session:
             if not self.thread.is_alive():
                 break
             if self.done == done:
-                left = self.trials - self.handled
-                self.failed += left
+                with self.counting:
+                    left = self.trials - self.handled
+                    self.failed += left
+                    self.given_up = True
                 logger.warning("MLflow: no answer from %s for %g s; %d queued trial(s) not logged",
                                self.where(), timeout, left)
                 return
@@ -252,9 +258,11 @@ class _Session:
             if kind == "parent":
                 self.attempt("starting the parent run", self.start_parent, data)
             else:
-                if not self.attempt(f"logging trial {data.get('trial')}", self.log_trial, data):
-                    self.failed += 1
-                self.handled += 1
+                logged = self.attempt(f"logging trial {data.get('trial')}", self.log_trial, data)
+                with self.counting:
+                    if not self.given_up:
+                        self.failed += not logged
+                        self.handled += 1
             self.done += 1
 
     def attempt(self, what: str, fn: Any, *args: Any) -> bool:
